@@ -1,0 +1,51 @@
+# `make demo` and `make test` do all set-up on a fresh clone: a .venv in the repo root, the Python
+# packages, and the Debian packages the real parts need (tesseract-ocr, mosquitto) when missing.
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+PACKAGES  := smartmeter ocr raspi server backup_dropbox simulator
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_NEED  := $(strip $(if $(shell command -v tesseract),,tesseract-ocr) \
+                     $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto))
+
+.PHONY: all setup apt demo test lint typecheck bench train clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+apt:
+ifneq ($(APT_NEED),)
+	@echo "installing Debian packages: $(APT_NEED)"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_NEED)
+endif
+
+setup: apt $(STAMP)
+
+demo: setup
+	$(VENV)/bin/smartmeter demo
+
+lint: setup
+	$(VENV)/bin/ruff check --output-format concise $(PACKAGES) tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy $(PACKAGES)
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/ocr.py
+
+train: setup
+	$(PY) -m pip install -q -e '.[train]'
+	$(PY) -m ocr.train --data ../shared/data/digits --out ocr/models/digits.onnx
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Backup tool: archive photos from the image store (Dropbox) to a local folder."""

@@ -1,0 +1,1 @@
+"""OCR: photo + meter profile -> register reading with confidence. Pure library: no network, no database."""

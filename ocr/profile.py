@@ -1,0 +1,98 @@
+"""Meter profile: how to turn one installation's photo into digit crops.
+
+A profile is a YAML file (see ``examples/meter-profile.yaml``). Coordinates are pixels in the *reference image*,
+i.e. the photo after the profile's transforms (rotate, flip). When ``reference`` is set, each photo is first
+aligned to it so a slightly moved camera still reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from smartmeter.errors import ConfigError
+
+Box = tuple[int, int, int, int]
+
+
+class Transform(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rotate: float = Field(0.0, description="Rotate the photo by this many degrees, counter-clockwise (any angle).")
+    flip: Literal["none", "horizontal", "vertical", "both"] = Field(
+        "none", description="Mirror the photo (after rotating): installations that look through a mirror.")
+
+
+class Alignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["none", "orb", "template"] = Field(
+        "orb", description="How to align a photo to the reference: ORB features + homography, or template match.")
+    max_shift_px: float = Field(80.0, gt=0, description="Reject alignments that move the image more than this.")
+    min_inliers: int = Field(12, ge=4, description="ORB: fewest matching features for a trusted homography.")
+
+
+class Profile(BaseModel):
+    """One meter installation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    meter: str | None = Field(None, description="Meter id this profile belongs to (informational).")
+    kind: Literal["drum", "lcd"] = Field("drum", description="Rolling-drum counter or seven-segment LCD.")
+    unit: str = Field("kWh", description="Unit of the register.")
+    reader: Literal["cnn", "tesseract"] = Field("cnn", description="Digit reader for this meter.")
+    transform: Transform = Field(default_factory=Transform, description="Rotation and mirroring, applied first.")
+    reference: Path | None = Field(None, description="Reference image (relative to the profile file) to align to.")
+    alignment: Alignment = Field(default_factory=Alignment, description="Alignment to the reference image.")
+    digits: list[Box] = Field(..., min_length=1, description="Digit boxes [x, y, w, h], most significant first.")
+    decimals: int = Field(0, ge=0, description="How many of the last digits (and pointers) are after the point.")
+    pointers: list[Box] = Field(default_factory=list,
+                                description="Dial (pointer) boxes [x, y, w, h] read after the digits.")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Digits below this confidence make the photo "
+                                                               "unreadable.")
+
+    @field_validator("digits", "pointers")
+    @classmethod
+    def _positive_boxes(cls, boxes: list[Box]) -> list[Box]:
+        for x, y, w, h in boxes:
+            if x < 0 or y < 0 or w <= 0 or h <= 0:
+                raise ValueError(f"box {[x, y, w, h]} must have x, y >= 0 and w, h > 0")
+        return boxes
+
+    @property
+    def positions(self) -> int:
+        return len(self.digits) + len(self.pointers)
+
+    def resolve(self, base: Path) -> Profile:
+        """Make ``reference`` absolute relative to the folder of the profile file."""
+        if self.reference is not None and not self.reference.is_absolute():
+            return self.model_copy(update={"reference": (base / self.reference).resolve()})
+        return self
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["digits"] = [list(b) for b in self.digits]
+        data["pointers"] = [list(b) for b in self.pointers]
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+def load_profile(path: Path | str) -> Profile:
+    """Load a profile YAML; ConfigError (exit 2) names the problem."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read profile {p}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile {p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {p} must be a mapping")
+    try:
+        return Profile.model_validate(data).resolve(p.parent)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"profile {p}: {key}: {err['msg']}") from exc

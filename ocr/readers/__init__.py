@@ -1,0 +1,24 @@
+"""Digit readers behind one small interface, chosen by config or profile: ``cnn`` (default) | ``tesseract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ocr.readers.base import DigitReader
+from smartmeter.errors import ConfigError
+
+
+def get_reader(engine: str = "cnn", *, model: Path | None = None, threads: int = 1) -> DigitReader:
+    """Create the digit reader called ``engine``."""
+    if engine == "cnn":
+        from ocr.readers.cnn import CnnReader
+
+        return CnnReader(model_path=model, threads=threads)
+    if engine == "tesseract":
+        from ocr.readers.tesseract_reader import TesseractReader
+
+        return TesseractReader()
+    raise ConfigError(f"unknown digit reader {engine!r}", hint="use cnn or tesseract")
+
+
+__all__ = ["DigitReader", "get_reader"]

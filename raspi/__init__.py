@@ -1,0 +1,1 @@
+"""What runs on the Raspberry Pi: camera backends, schedule, spool, uploader, systemd units."""

@@ -1,0 +1,1 @@
+"""Server: worker, storage, analysis, API/dashboard, alerts, reports."""

@@ -1,0 +1,1 @@
+"""Synthetic households, a simulated meter photographed by a virtual camera, and the demo."""

@@ -1,0 +1,191 @@
+"""The one typed settings tree, loaded once at the edge (the CLI) and passed down.
+
+Unknown keys are rejected and every field is described. Secrets never live here: see ``smartmeter.secrets``.
+A bad file gives one ``ConfigError`` naming the key and the line (exit code 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smartmeter.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalStoreSettings(Section):
+    root: Path = Field(Path("var/images"), description="Folder holding the photos (the default image store).")
+
+
+class DropboxSettings(Section):
+    app_key: str = Field("", description="Dropbox app key (public). The refresh token is a secret: "
+                         "SMARTMETER_DROPBOX_REFRESH_TOKEN or SMARTMETER_DROPBOX_REFRESH_TOKEN_FILE.")
+    root: str = Field("/smartmeter", description="Dropbox folder holding the photos, e.g. /smartmeter.")
+    timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request to Dropbox, seconds.")
+    max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx and dropped connections.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay, doubled each retry (Retry-After wins).")
+
+
+class StoreSettings(Section):
+    backend: Literal["local", "dropbox"] = Field("local", description="Where photos are kept: local | dropbox.")
+    local: LocalStoreSettings = Field(default_factory=LocalStoreSettings, description="Local folder store.")
+    dropbox: DropboxSettings = Field(default_factory=DropboxSettings, description="Dropbox store.")
+
+
+class DatabaseSettings(Section):
+    url: str = Field("sqlite:///var/smartmeter.db",
+                     description="sqlite:///PATH (default, embedded) or postgresql://USER@HOST/DB "
+                                 "(password from SMARTMETER_DATABASE_PASSWORD).")
+
+
+class OcrSettings(Section):
+    engine: Literal["cnn", "tesseract"] = Field("cnn", description="Digit reader: cnn | tesseract.")
+    model: Path | None = Field(None, description="ONNX digit model; default: the model shipped with the package.")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Below this a digit counts as unreadable.")
+    threads: int = Field(1, ge=1, description="Threads for the CNN runtime.")
+
+
+class MeterSettings(Section):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Meter id, used in photo names and storage.")
+    profile: Path | None = Field(None, description="Meter profile YAML (digit boxes, transforms); None = auto-locate.")
+    max_power_w: float = Field(3 * 63 * 230, gt=0,
+                               description="Largest plausible power, W (default: 3 x 63 A x 230 V main fuse).")
+    backwards_tolerance_kwh: float = Field(0.0, ge=0,
+                                           description="How far the register may seem to go back (last-digit "
+                                                       "jitter) before a reading is rejected, kWh.")
+    resolution_kwh: float = Field(0.1, gt=0, description="Smallest register step, kWh (e.g. 0.1 or 0.01).")
+
+
+class ValidationSettings(Section):
+    confirm_frames: int = Field(2, ge=0, description="Frames that must agree before a reading near a digit "
+                                                     "transition is published.")
+    consensus_frames: int = Field(3, ge=1, description="Later frames agreeing with each other that overrule an "
+                                                       "earlier accepted value (audited correction).")
+    min_confidence: float = Field(0.6, ge=0, le=1, description="Whole-reading confidence below which a photo "
+                                                               "goes to review.")
+
+
+class WorkerSettings(Section):
+    poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of the image store.")
+    batch_size: int = Field(256, ge=1, description="Photos read per batch.")
+
+
+class CameraSettings(Section):
+    backend: Literal["picamera2", "opencv", "sim"] = Field("picamera2", description="Camera: picamera2 | opencv | sim.")
+    meter_id: str = Field("meter1", description="Meter id written into photo names.")
+    interval_s: float = Field(60.0, gt=0, description="Seconds between photos.")
+    spool_dir: Path = Field(Path("var/spool"), description="Photos wait here until uploaded.")
+    spool_max_mb: float = Field(500.0, gt=0, description="Oldest spooled photos are dropped past this size, MB.")
+    jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of saved photos.")
+    device: int = Field(0, ge=0, description="OpenCV camera index (opencv backend).")
+    flash_gpio: int | None = Field(None, description="GPIO pin of an LED lit during capture, if any.")
+
+
+class ApiSettings(Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP API and dashboard listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and dashboard.")
+
+
+class MqttSettings(Section):
+    enabled: bool = Field(False, description="Subscribe to meter readings over MQTT.")
+    host: str = Field("127.0.0.1", description="MQTT broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
+    topic: str = Field("smartmeter/+/reading", description="Topic filter; '+' is the meter id.")
+    username: str | None = Field(None, description="Username; password from SMARTMETER_MQTT_PASSWORD(_FILE).")
+    client_id: str = Field("smartmeter-server", description="MQTT client id.")
+
+
+class AnalysisSettings(Section):
+    power_threshold_w: float = Field(6000.0, gt=0, description="Alert when power stays above this, W.")
+    energy_threshold_kwh_day: float = Field(30.0, gt=0, description="Alert when a day's energy exceeds this, kWh.")
+    blackout_min_s: float = Field(300.0, gt=0, description="Zero power at least this long counts as a blackout, s.")
+    stale_camera_s: float = Field(1800.0, gt=0, description="No photo for this long marks the camera stale, s.")
+
+
+class Settings(Section):
+    """Root of the settings tree (``smartmeter.yaml``)."""
+
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Image store.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Readings database.")
+    ocr: OcrSettings = Field(default_factory=OcrSettings, description="Reading digits.")
+    meters: list[MeterSettings] = Field(default_factory=list, description="Known meters.")
+    validation: ValidationSettings = Field(default_factory=ValidationSettings, description="Cross-frame checks.")
+    worker: WorkerSettings = Field(default_factory=WorkerSettings, description="Server worker loop.")
+    camera: CameraSettings = Field(default_factory=CameraSettings, description="Raspberry Pi camera daemon.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and dashboard.")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT ingest.")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings, description="Anomaly thresholds.")
+
+    def meter(self, meter_id: str) -> MeterSettings:
+        """Settings of one meter; unknown meters get the defaults."""
+        for m in self.meters:
+            if m.id == meter_id:
+                return m
+        return MeterSettings(id=meter_id)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree; return the 1-based line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_settings(text: str, source: str = "<settings>") -> Settings:
+    """Parse YAML text into Settings; every failure is one ConfigError naming key and line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the settings file must be a mapping of sections")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(root)"
+        line = _line_of(node, loc)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = err["msg"] if err["type"] != "extra_forbidden" else "unknown key"
+        raise ConfigError(f"{source}:{line}: {key}: {msg}{more}") from exc
+
+
+def load_settings(path: Path | str | None) -> Settings:
+    """Load settings from a YAML file; None gives the embedded defaults (SQLite, local folder)."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {p}: {exc.strerror}") from exc
+    settings = parse_settings(text, str(p))
+    log.debug("settings loaded from %s", p)
+    return settings
