@@ -1,0 +1,118 @@
+"""The JSON reading shape shared by the HTTP API and MQTT (server.payloads)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.payloads import (
+    MAX_BYTES,
+    MAX_READINGS,
+    check_meter_id,
+    decode_json,
+    parse_body,
+    parse_readings,
+    reading_to_json,
+)
+from smartmeter.errors import InputError
+
+
+def test_one_object_becomes_one_reading_with_power_in_watts() -> None:
+    body = b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": 0.614, "potenza": 1.25}'
+    [r] = parse_body(body, "meter1", "api")
+    assert r.meter_id == "meter1"
+    assert r.timestamp == datetime(2014, 12, 12, 0, 32, tzinfo=UTC)
+    assert r.value_kwh == pytest.approx(0.614)
+    assert r.power_w == pytest.approx(1250.0)
+    assert r.source == "api"
+    assert r.confidence == 1.0
+
+
+def test_list_keeps_body_order_and_potenza_is_optional() -> None:
+    body = json.dumps([
+        {"timestamp": "2014-12-12T00:33:00Z", "contatore": 0.7},
+        {"timestamp": "2014-12-12T00:32:00+01:00", "contatore": 0.6, "potenza": None},
+        {"timestamp": "2014-12-12 00:34:00", "contatore": 1, "potenza": 0},
+    ])
+    readings = parse_body(body, "m-2.a_b", "mqtt")
+    assert [r.value_kwh for r in readings] == [0.7, 0.6, 1.0]
+    assert [r.power_w for r in readings] == [None, None, 0.0]
+    # offsets are converted to UTC, naive timestamps are taken as UTC
+    assert readings[1].timestamp == datetime(2014, 12, 11, 23, 32, tzinfo=UTC)
+    assert readings[2].timestamp == datetime(2014, 12, 12, 0, 34, tzinfo=UTC)
+    assert readings[1].timestamp.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    (b"", "empty"),
+    (b"   \n", "empty"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": NaN}', "NaN"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": Infinity}', "Infinity"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1e400}', "contatore: must be a finite number"),
+    (b'"just a string"', "got str"),
+    (b"42", "got int"),
+    (b"[]", "empty list"),
+    (b"[[]]", "readings[0]: must be an object"),
+    (b'[{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1}, 7]', "readings[1]: must be an object"),
+    (b'{"contatore": 1}', "reading.timestamp: missing"),
+    (b'{"timestamp": null, "contatore": 1}', "reading.timestamp: missing"),
+    (b'{"timestamp": 1418344320, "contatore": 1}', "reading.timestamp: must be an ISO 8601 string, got 1418344320"),
+    (b'{"timestamp": "yesterday", "contatore": 1}', "reading.timestamp: not an ISO 8601 timestamp: 'yesterday'"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z"}', "reading.contatore: missing"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": null}', "reading.contatore: must not be null"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": "0.614"}',
+     'reading.contatore: must be a number, got "0.614"'),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": true}', "reading.contatore: must be a number, got true"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": -0.1}', "reading.contatore: must be >= 0"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1, "potenza": "x"}', "reading.potenza: must be a number"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1, "potenza": -2}', "reading.potenza: must be >= 0"),
+    (b'{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1, "contator": 2}', "unknown field 'contator'"),
+    (b'[{"timestamp": "2014-12-12T00:32:00Z", "contatore": 1}, {"timestamp": "2014-12-12T00:33:00Z", '
+     b'"contatore": {"v": 1}}]', 'readings[1].contatore: must be a number, got {"v": 1}'),
+])
+def test_malformed_bodies_name_the_problem(body: bytes, needle: str) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_body(body, "meter1", "api")
+    assert needle in str(exc.value)
+    assert exc.value.http_status == 400 and exc.value.exit_code == 65
+
+
+def test_one_bad_item_rejects_the_whole_body() -> None:
+    good = {"timestamp": "2014-12-12T00:32:00Z", "contatore": 1.0}
+    with pytest.raises(InputError, match=r"readings\[2\]\.potenza"):
+        parse_readings([good, good, {**good, "potenza": "high"}], "meter1", "api")
+
+
+def test_limits() -> None:
+    item = {"timestamp": "2014-12-12T00:32:00Z", "contatore": 1.0}
+    assert len(parse_readings([item] * MAX_READINGS, "m", "api")) == MAX_READINGS
+    with pytest.raises(InputError, match="at most 10000 per request"):
+        parse_readings([item] * (MAX_READINGS + 1), "m", "api")
+    with pytest.raises(InputError, match=f"at most {MAX_BYTES} are accepted"):
+        decode_json(b" " * (MAX_BYTES + 1))
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "../x", "a b", "x" * 65, "città", "+", "#"])
+def test_meter_ids_are_checked(bad: str) -> None:
+    with pytest.raises(InputError, match="meter id"):
+        check_meter_id(bad)
+    with pytest.raises(InputError, match="meter id"):
+        parse_readings({"timestamp": "2014-12-12T00:32:00Z", "contatore": 1}, bad, "api")
+
+
+def test_reading_to_json_round_trips() -> None:
+    body = [{"timestamp": "2014-12-12T00:32:00Z", "contatore": 0.614, "potenza": 0.25},
+            {"timestamp": "2014-12-12T00:33:00.500000Z", "contatore": 0.62, "potenza": None}]
+    readings = parse_readings(body, "meter1", "api")
+    assert [reading_to_json(r) for r in readings] == body
+    again = parse_readings([reading_to_json(r) for r in readings], "meter1", "api")
+    assert again == readings
+
+
+def test_timestamp_with_other_offset_is_normalised() -> None:
+    [r] = parse_readings({"timestamp": "2014-12-12T02:32:00+02:00", "contatore": 3}, "m", "api")
+    assert r.timestamp == datetime(2014, 12, 12, 0, 32, tzinfo=UTC)
