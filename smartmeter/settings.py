@@ -88,6 +88,17 @@ class CameraSettings(Section):
     jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of saved photos.")
     device: int = Field(0, ge=0, description="OpenCV camera index (opencv backend).")
     flash_gpio: int | None = Field(None, description="GPIO pin of an LED lit during capture, if any.")
+    width: int = Field(1640, ge=64, description="Photo width, pixels.")
+    height: int = Field(1232, ge=64, description="Photo height, pixels.")
+    exposure_us: int | None = Field(None, ge=1, description="Fixed exposure time (picamera2), microseconds; "
+                                                            "None = automatic.")
+    lens_position: float | None = Field(None, ge=0, description="Fixed focus (picamera2 LensPosition, dioptres); "
+                                                                "None = autofocus.")
+    upload_idle_s: float = Field(5.0, gt=0, description="Uploader: seconds between spool checks when idle.")
+    upload_max_backoff_s: float = Field(300.0, gt=0, description="Uploader: longest wait between retries, s.")
+    health_file: Path = Field(Path("var/camera-health.json"), description="Heartbeat file written by the daemon.")
+    sim_start_kwh: float = Field(12345.6, ge=0, description="Sim backend: register value at start, kWh.")
+    sim_power_w: float = Field(800.0, ge=0, description="Sim backend: constant power driving the register, W.")
 
 
 class ApiSettings(Section):
