@@ -1,0 +1,336 @@
+"""The readings database: SQLite (embedded default) or PostgreSQL, one class, numbered migrations.
+
+``open_database(settings.database.url)`` returns a :class:`Database`. URLs: ``sqlite:///var/smartmeter.db``
+(relative path), ``sqlite:////abs/path.db``, ``sqlite:///:memory:``, ``postgresql://USER@HOST[:PORT]/DB``
+(password from the secret ``SMARTMETER_DATABASE_PASSWORD``; see ``server.storage_postgres``).
+
+Stable API used by the worker, the HTTP API and MQTT (keep these names):
+
+- ``register_meter(meter_id=None, name="") -> str``: create a meter (an id is generated when None); idempotent.
+- ``meter_exists(meter_id) -> bool``, ``meters() -> list[str]``.
+- ``insert_readings(readings, status="accepted") -> int``: one transaction, all or nothing; rows whose key
+  (meter_id, ts, source) is already stored are skipped (idempotent), the count of NEW rows is returned. Unknown
+  meters are registered on the fly. No validation here: use ``server.ingest.ingest_readings`` for that.
+- ``last_reading(meter_id, before=None) -> Reading | None``: latest reading (strictly before ``before``).
+- ``first_reading_after(meter_id, after) -> Reading | None``.
+- ``readings(meter_id, start=None, end=None, sources=None) -> list[Reading]``: ``start <= ts < end``, time order.
+- ``transaction()``: context manager; nests (inner levels are savepoints); rollback on any exception.
+- ``execute(sql, params)`` / ``executemany(sql, rows)`` / ``query(sql, params) -> list[tuple]`` for the other
+  modules' own tables. Write SQL with ``?`` placeholders; PostgreSQL gets them translated to ``%s``.
+- ``close()``.
+
+Storage conventions: timestamps are INTEGER milliseconds since the epoch, UTC (``ts_ms``) — compact, sortable,
+identical on both backends; ``to_ms``/``from_ms`` convert. Readings with status ``accepted`` or ``corrected``
+are "current"; ``superseded`` rows are kept for the audit trail and not returned by default.
+
+Migrations: every ``server/migrations/NNN_name.sql`` in version order, each in its own transaction, recorded in
+``schema_version``. A ``NNN_name.postgresql.sql`` file, when present, replaces ``NNN_name.sql`` on PostgreSQL
+(for DDL that is not portable). Write portable SQL otherwise: BIGINT for times, DOUBLE PRECISION for floats.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from smartmeter.errors import DatabaseError, InputError
+from smartmeter.types import Reading
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_NAME = re.compile(r"^(?P<version>\d{3})_(?P<name>[A-Za-z0-9_]+?)(?P<pg>\.postgresql)?\.sql$")
+CURRENT = ("accepted", "corrected")
+READING_COLUMNS = "meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version"
+
+
+def to_ms(ts: datetime) -> int:
+    """UTC timestamp -> integer epoch milliseconds (naive = UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return round(ts.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def reading_row(r: Reading) -> tuple[Any, ...]:
+    return (r.meter_id, to_ms(r.timestamp), r.value_kwh, r.power_w, r.source, r.confidence, r.reader_version)
+
+
+def row_reading(row: Sequence[Any]) -> Reading:
+    meter_id, ts_ms, value, power, source, confidence, version = row[:7]
+    return Reading(meter_id, from_ms(ts_ms), value, source, confidence, version, power)
+
+
+def migration_files(dialect: str) -> list[tuple[int, str, Path]]:
+    """(version, name, file) in version order; the PostgreSQL variant wins on PostgreSQL."""
+    chosen: dict[int, tuple[str, Path, bool]] = {}
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        m = MIGRATION_NAME.match(path.name)
+        if not m:
+            log.warning("ignoring migration file with an unexpected name: %s", path.name)
+            continue
+        version, is_pg = int(m["version"]), m["pg"] is not None
+        if is_pg and dialect != "postgresql":
+            continue
+        if version in chosen and not is_pg:
+            if not chosen[version][2]:
+                raise DatabaseError(f"two migrations share version {version:03d}: {chosen[version][1].name}, "
+                                    f"{path.name}")
+            continue
+        chosen[version] = (m["name"], path, is_pg)
+    return [(v, chosen[v][0], chosen[v][1]) for v in sorted(chosen)]
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into statements (SQLite's own completeness test; triggers stay whole)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip().strip(";").strip() and not all(
+                    ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()):
+        out.append(buf.strip())
+    return out
+
+
+class Database:
+    """One connection, serialised by a lock (safe to share between threads of one process)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: Any, url: str) -> None:
+        self._conn = conn
+        self.url = url
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # ---- low level -------------------------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    def _begin_sql(self) -> str:
+        return "BEGIN IMMEDIATE"
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self._errors() as exc:
+            raise DatabaseError(f"database {what} failed: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """All statements inside commit together or not at all. Nested use makes savepoints."""
+        with self._lock:
+            depth = self._depth
+            name = f"sp{depth}"
+            with self._guard("begin"):
+                self._conn.execute(self._begin_sql() if depth == 0 else f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._depth -= 1
+                with self._guard("rollback"):
+                    self._conn.execute("ROLLBACK" if depth == 0 else f"ROLLBACK TO SAVEPOINT {name}")
+                    if depth:
+                        self._conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            self._depth -= 1
+            with self._guard("commit"):
+                self._conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows changed."""
+        with self._lock, self._guard("statement"):
+            cur = self._conn.execute(self._sql(sql), tuple(params))
+            return max(cur.rowcount, 0)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Run one statement per row inside a transaction; returns the number of rows changed."""
+        with self.transaction(), self._guard("statement"):
+            cur = self._conn.cursor()
+            cur.executemany(self._sql(sql), rows)
+            return max(cur.rowcount, 0)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock, self._guard("query"):
+            return [tuple(r) for r in self._conn.execute(self._sql(sql), tuple(params)).fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- migrations ------------------------------------------------------------------------------------
+    def _run_script(self, script: str) -> None:
+        for stmt in split_statements(script):
+            self._conn.execute(stmt)
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in order; returns the versions applied now."""
+        applied: list[int] = []
+        self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied_ms BIGINT NOT NULL)")
+        files = migration_files(self.dialect)
+        known = {v for v, _, _ in files}
+        newer = [v for (v,) in self.query("SELECT version FROM schema_version") if v not in known]
+        if newer and max(newer) > max(known, default=0):
+            raise DatabaseError(f"database schema version {max(newer)} is newer than this program "
+                                f"(knows up to {max(known, default=0)})", hint="upgrade smartmeter")
+        for version, name, path in files:
+            with self.transaction():
+                if self.query("SELECT 1 FROM schema_version WHERE version = ?", (version,)):
+                    continue  # applied (maybe by another process that won the lock)
+                log.info("applying migration %03d_%s", version, name)
+                with self._guard(f"migration {path.name}"):
+                    self._run_script(path.read_text(encoding="utf-8"))
+                self.execute("INSERT INTO schema_version (version, name, applied_ms) VALUES (?, ?, ?)",
+                             (version, name, now_ms()))
+                applied.append(version)
+        return applied
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT MAX(version) FROM schema_version")
+        return int(rows[0][0] or 0)
+
+    # ---- meters ----------------------------------------------------------------------------------------
+    def register_meter(self, meter_id: str | None = None, name: str = "") -> str:
+        """Create a meter (idempotent); a new id ``m-<hex>`` is generated when ``meter_id`` is None."""
+        if meter_id is None:
+            meter_id = "m-" + uuid.uuid4().hex[:12]
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", meter_id):
+            raise InputError(f"invalid meter id {meter_id!r}: 1-64 of A-Z a-z 0-9 _ . -")
+        self.execute("INSERT INTO meters (id, name, created_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                     (meter_id, name, now_ms()))
+        return meter_id
+
+    def meter_exists(self, meter_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM meters WHERE id = ?", (meter_id,)))
+
+    def meters(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT id FROM meters ORDER BY id")]
+
+    # ---- readings --------------------------------------------------------------------------------------
+    def insert_readings(self, readings: Iterable[Reading], status: str = "accepted") -> int:
+        """Store readings in one transaction (all or nothing); returns how many were new."""
+        rows = [(*reading_row(r), status, now_ms()) for r in readings]
+        if not rows:
+            return 0
+        with self.transaction():
+            meters = sorted({r[0] for r in rows})
+            for m in meters:
+                self.register_meter(m)
+            return self.executemany(
+                f"INSERT INTO readings ({READING_COLUMNS}, status, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", rows)
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Reading | None:
+        rows = self.query(sql, params)
+        return row_reading(rows[0]) if rows else None
+
+    def last_reading(self, meter_id: str, before: datetime | None = None) -> Reading | None:
+        """Latest current reading of a meter (strictly before ``before``); ties: highest confidence."""
+        cond, params = "", [meter_id]
+        if before is not None:
+            cond, params = " AND ts_ms < ?", [meter_id, to_ms(before)]  # type: ignore[list-item]
+        return self._one(f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND status IN "
+                         f"('accepted', 'corrected'){cond} ORDER BY ts_ms DESC, confidence DESC LIMIT 1", params)
+
+    def first_reading_after(self, meter_id: str, after: datetime) -> Reading | None:
+        """Earliest current reading strictly after ``after``."""
+        return self._one(f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND status IN "
+                         "('accepted', 'corrected') AND ts_ms > ? ORDER BY ts_ms, confidence DESC LIMIT 1",
+                         (meter_id, to_ms(after)))
+
+    def readings(self, meter_id: str, start: datetime | None = None, end: datetime | None = None,
+                 sources: str | None = None) -> list[Reading]:
+        """Current readings with ``start <= ts < end`` in time order; ``sources`` is a prefix like ``image:``."""
+        sql = f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND status IN ('accepted', 'corrected')"
+        params: list[Any] = [meter_id]
+        if start is not None:
+            sql += " AND ts_ms >= ?"
+            params.append(to_ms(start))
+        if end is not None:
+            sql += " AND ts_ms < ?"
+            params.append(to_ms(end))
+        if sources is not None:
+            sql += " AND source LIKE ?"
+            params.append(sources.replace("%", r"\%").replace("_", r"\_") + "%")
+            sql += r" ESCAPE '\'"
+        sql += " ORDER BY ts_ms, source"
+        return [row_reading(r) for r in self.query(sql, params)]
+
+    def count_readings(self, meter_id: str | None = None) -> int:
+        if meter_id is None:
+            return int(self.query("SELECT COUNT(*) FROM readings")[0][0])
+        return int(self.query("SELECT COUNT(*) FROM readings WHERE meter_id = ?", (meter_id,))[0][0])
+
+
+def _open_sqlite(url: str, path_text: str) -> Database:
+    memory = path_text in (":memory:", "")
+    if not memory:
+        path = Path(path_text)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the database folder {path.parent}: {exc.strerror}") from exc
+    try:
+        conn = sqlite3.connect(":memory:" if memory else path_text, isolation_level=None,
+                               check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("SQLite journal mode is %s, not WAL", mode)
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open SQLite database {path_text}: {exc}") from exc
+    return Database(conn, url)
+
+
+def open_database(url: str, migrate: bool = True) -> Database:
+    """Open (and create/migrate) the readings database named by ``url``."""
+    if url.startswith("sqlite://"):
+        db = _open_sqlite(url, url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):])
+    elif url.startswith(("postgresql://", "postgres://")):
+        from server.storage_postgres import open_postgres
+
+        db = open_postgres(url)
+    else:
+        raise DatabaseError(f"unsupported database url {url!r}", hint="use sqlite:///PATH or postgresql://...")
+    if migrate:
+        try:
+            db.migrate()
+        except BaseException:
+            db.close()
+            raise
+    return db

@@ -1,0 +1,196 @@
+"""The readings database (SQLite): migrations, idempotent inserts, transactions, queries, failures."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import server.storage as storage
+from server.storage import Database, from_ms, open_database, split_statements, to_ms
+from smartmeter.errors import DatabaseError, InputError
+from smartmeter.types import Reading
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def series(n: int, meter: str = "m1", source: str = "csv:a.csv", step_s: int = 60) -> list[Reading]:
+    return [Reading(meter, T0 + timedelta(seconds=i * step_s), 100 + i * 0.01, source) for i in range(n)]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    d = open_database(f"sqlite:///{tmp_path}/sub/dir/db.sqlite")
+    yield d
+    d.close()
+
+
+def test_open_creates_folder_wal_and_schema(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path}/a/b/x.db")
+    assert (tmp_path / "a/b/x.db").exists()
+    assert db.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert db.query("PRAGMA foreign_keys")[0][0] == 1
+    assert db.schema_version() >= 1
+    versions = [v for (v,) in db.query("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == sorted(versions) and versions[0] == 1
+    db.close()
+    again = open_database(f"sqlite:///{tmp_path}/a/b/x.db")
+    assert again.migrate() == []  # nothing applied twice
+    again.close()
+
+
+def test_migration_runner_picks_up_new_numbered_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mig = tmp_path / "migrations"
+    shutil.copytree(storage.MIGRATIONS, mig)
+    monkeypatch.setattr(storage, "MIGRATIONS", mig)
+    url = f"sqlite:///{tmp_path}/m.db"
+    db = open_database(url)
+    before = db.schema_version()
+    db.close()
+    (mig / f"{before + 1:03d}_extra.sql").write_text(
+        "-- a comment; with a semicolon\nCREATE TABLE extra (id INTEGER PRIMARY KEY, note TEXT);\n"
+        "CREATE TRIGGER extra_t AFTER INSERT ON extra BEGIN UPDATE extra SET note = 'x'; END;\n")
+    (mig / f"{before + 1:03d}_extra.postgresql.sql").write_text("THIS IS NOT SQLITE;")  # PostgreSQL only
+    db = open_database(url)
+    assert db.schema_version() == before + 1
+    db.execute("INSERT INTO extra (id, note) VALUES (?, ?)", (1, "a"))
+    assert db.query("SELECT note FROM extra") == [("x",)]
+    db.close()
+
+
+def test_failed_migration_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mig = tmp_path / "migrations"
+    shutil.copytree(storage.MIGRATIONS, mig)
+    monkeypatch.setattr(storage, "MIGRATIONS", mig)
+    (mig / "900_broken.sql").write_text("CREATE TABLE half (a TEXT);\nCREATE TABLE oops (;\n")
+    url = f"sqlite:///{tmp_path}/m.db"
+    with pytest.raises(DatabaseError, match="900_broken"):
+        open_database(url)
+    (mig / "900_broken.sql").unlink()
+    db = open_database(url)
+    assert not db.query("SELECT name FROM sqlite_master WHERE name = 'half'")
+    assert 900 not in [v for (v,) in db.query("SELECT version FROM schema_version")]
+    db.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    db = open_database(url)
+    db.execute("INSERT INTO schema_version (version, name, applied_ms) VALUES (999, 'future', 0)")
+    db.close()
+    with pytest.raises(DatabaseError, match="newer than this program"):
+        open_database(url)
+
+
+def test_bad_urls_and_paths(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match="unsupported"):
+        open_database("mysql://x/y")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DatabaseError, match="cannot create the database folder"):
+        open_database(f"sqlite:///{tmp_path}/file/db.sqlite")
+    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DatabaseError):
+        open_database(f"sqlite:///{tmp_path}/garbage.db")
+
+
+def test_insert_is_idempotent_and_counts_new_rows(db: Database) -> None:
+    rs = series(10)
+    assert db.insert_readings(rs) == 10
+    assert db.insert_readings(rs) == 0
+    assert db.insert_readings(series(12)) == 2
+    other_source = [Reading("m1", r.timestamp, r.value_kwh, "api") for r in rs[:3]]
+    assert db.insert_readings(other_source) == 3  # same time, another source: kept beside
+    assert db.count_readings("m1") == 15
+    assert db.meter_exists("m1") and not db.meter_exists("m2")
+
+
+def test_insert_is_all_or_nothing(db: Database) -> None:
+    rs = series(5)
+    bad = Reading("m1", T0 + timedelta(days=1), 1.0, "api")
+    object.__setattr__(bad, "value_kwh", -5.0)  # bypass the type check: the database CHECK must catch it
+    with pytest.raises(DatabaseError):
+        db.insert_readings([*rs, bad])
+    assert db.count_readings() == 0
+    assert db.insert_readings(rs) == 5  # connection still usable
+
+
+def test_roundtrip_fields_and_queries(db: Database) -> None:
+    r = Reading("m1", T0, 12345.6, "image:2024/03/01/x.jpg", 0.87, "cnn-1", 512.5)
+    db.insert_readings([r, *series(5, "m2")])
+    assert db.readings("m1") == [r]
+    assert db.last_reading("m1") == r
+    m2 = db.readings("m2", start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=3))
+    assert [x.timestamp for x in m2] == [T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+    assert db.last_reading("m2", before=T0 + timedelta(minutes=2)).timestamp == T0 + timedelta(minutes=1)
+    assert db.first_reading_after("m2", T0 + timedelta(minutes=2)).timestamp == T0 + timedelta(minutes=3)
+    assert db.last_reading("nope") is None
+    assert db.readings("m1", sources="image:") == [r] and db.readings("m1", sources="csv:") == []
+    assert db.meters() == ["m1", "m2"]
+
+
+def test_register_meter(db: Database) -> None:
+    mid = db.register_meter(None, "kitchen")
+    assert mid.startswith("m-") and db.meter_exists(mid)
+    assert db.register_meter("main", "x") == "main" == db.register_meter("main")
+    with pytest.raises(InputError):
+        db.register_meter("bad id/with slash")
+
+
+def test_nested_transactions_roll_back_inner_only(db: Database) -> None:
+    with db.transaction():
+        db.insert_readings(series(2))
+        with pytest.raises(RuntimeError), db.transaction():
+            db.insert_readings([Reading("m1", T0 + timedelta(days=9), 200, "api")])
+            raise RuntimeError("inner fails")
+    assert db.count_readings() == 2
+    with pytest.raises(KeyError), db.transaction():
+        db.insert_readings(series(4))
+        raise KeyError("outer fails")
+    assert db.count_readings() == 2
+
+
+def test_two_connections_wait_for_each_other(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"
+    a, b = open_database(url), open_database(url)
+    done = threading.Event()
+
+    def writer() -> None:
+        b.insert_readings(series(3, "m2"))  # blocks until a commits (busy_timeout), then succeeds
+        done.set()
+
+    with a.transaction():
+        a.insert_readings(series(3))
+        t = threading.Thread(target=writer)
+        t.start()
+        assert not done.wait(0.3)
+    t.join(10)
+    assert done.is_set() and a.count_readings() == 6
+    a.close()
+    b.close()
+
+
+def test_shared_between_threads(db: Database) -> None:
+    def work(k: int) -> None:
+        for i in range(20):
+            db.insert_readings([Reading(f"t{k}", T0 + timedelta(seconds=i), i, "api")])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert db.count_readings() == 80
+
+
+def test_helpers() -> None:
+    ts = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    assert from_ms(to_ms(ts)) == ts
+    assert to_ms(datetime(1970, 1, 1, 0, 0, 1)) == 1000
+    stmts = split_statements("-- c\nCREATE TABLE a (x);\n\nCREATE TRIGGER t AFTER INSERT ON a BEGIN "
+                             "SELECT 1; SELECT 2; END;\n-- trailing\n")
+    assert len(stmts) == 2 and stmts[1].endswith("END;")
+    assert all(sqlite3.complete_statement(s) for s in stmts)
