@@ -33,6 +33,8 @@ class DropboxSettings(Section):
     timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request to Dropbox, seconds.")
     max_retries: int = Field(5, ge=0, description="Retries on 429, 5xx and dropped connections.")
     backoff_s: float = Field(1.0, ge=0, description="First retry delay, doubled each retry (Retry-After wins).")
+    ca_certs: Path | None = Field(None, description="PEM file of CA certificates to trust for Dropbox instead of "
+                                                    "the default bundle (TLS-inspecting proxy); None = default.")
 
 
 class StoreSettings(Section):
