@@ -5,9 +5,10 @@ kWh (``contatore``), the power in kW (``potenza``, optional, stored as ``power_w
 (ISO 8601; without an offset it is taken as UTC). A body may also be a list of such objects. The names are those of
 the CSV import (``timestamp,contatore,potenza``), so a meter can send the same record whichever way it talks.
 
-Parsing only checks the shape; whether a reading is plausible (register going backwards, impossible power) is
-decided by ``server.ingest`` so every way in is validated the same. Anything malformed is one ``InputError``
-naming the field, e.g. ``readings[3].contatore: must be a number, got "abc"``.
+Parsing only checks the shape; anything malformed is one ``InputError`` naming the field, e.g.
+``readings[3].contatore: must be a number, got "abc"``. Whether a reading is plausible (register going backwards,
+impossible power) is decided by ``server.ingest``, which ``submit_readings`` calls for the API and MQTT alike, so
+every way in is validated the same as the CSV import.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import math
 import re
 from typing import Any
 
-from smartmeter.errors import InputError
+from server.ingest import IngestReport, ingest_readings
+from server.storage import Database
+from smartmeter.errors import InputError, NotFoundError, ValidationRejected
+from smartmeter.settings import Settings
 from smartmeter.types import Reading, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -134,3 +138,30 @@ def reading_to_json(reading: Reading) -> dict[str, Any]:
         "contatore": reading.value_kwh,
         "potenza": None if reading.power_w is None else reading.power_w / 1000.0,
     }
+
+
+class ReadingsRejected(ValidationRejected):
+    """Every reading of a body was rejected by validation; ``details`` lists each with its reason."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def submit_readings(db: Database, settings: Settings, meter_id: str, readings: list[Reading]) -> IngestReport:
+    """Store parsed readings of a registered meter through the one validation path (``server.ingest``).
+
+    Raises NotFoundError for a meter that was never registered and ReadingsRejected when validation rejected
+    every reading (nothing new was stored). Duplicates of stored readings count as accepted-before, not rejected.
+    """
+    if not db.meter_exists(meter_id):
+        raise NotFoundError(f"unknown meter {meter_id!r}", hint="register it first: POST /api/meters")
+    report = ingest_readings(db, settings, readings)
+    if report.rejected and not report.accepted and not report.duplicates:
+        details = [{**reading_to_json(r), "reason": reason} for r, reason in report.rejected]
+        first = details[0]
+        raise ReadingsRejected(f"all {len(details)} readings of meter {meter_id!r} rejected by validation; "
+                               f"first: {first['timestamp']}: {first['reason']}", details)
+    if report.rejected:
+        log.info("meter %s: %d readings rejected by validation", meter_id, len(report.rejected))
+    return report
