@@ -74,6 +74,13 @@ class ValidationSettings(Section):
                                                        "earlier accepted value (audited correction).")
     min_confidence: float = Field(0.6, ge=0, le=1, description="Whole-reading confidence below which a photo "
                                                                "goes to review.")
+    hold_confidence: float = Field(0.8, ge=0, le=1, description="A digit below this confidence holds the reading "
+                                                                "until neighbouring frames confirm it.")
+    transition_band: float = Field(0.25, ge=0, le=0.5, description="A non-last digit whose drum position is within "
+                                                                   "this of a half-roll (frac in [b, 1-b]) is mid-roll: "
+                                                                   "the reading is held.")
+    max_pending: int = Field(500, ge=1, description="Held or suspect frames kept per meter; past this the oldest go "
+                                                    "to review.")
 
 
 class WorkerSettings(Section):
