@@ -241,7 +241,8 @@ class Database:
     # ---- readings --------------------------------------------------------------------------------------
     def insert_readings(self, readings: Iterable[Reading], status: str = "accepted") -> int:
         """Store readings in one transaction (all or nothing); returns how many were new."""
-        rows = [(*reading_row(r), status, now_ms()) for r in readings]
+        created = now_ms()
+        rows = [(*reading_row(r), status, created) for r in readings]
         if not rows:
             return 0
         with self.transaction():

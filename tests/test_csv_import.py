@@ -1,0 +1,130 @@
+"""CSV import (timestamp,contatore,potenza): shapes, malformed-row policy, idempotency, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from server.csv_import import import_csv
+from server.storage import Database, open_database
+from smartmeter.cli import cli
+from smartmeter.errors import InputError, NotFoundError
+from smartmeter.settings import Settings
+
+CSV = Path(__file__).parent / "resources" / "csv"
+SETTINGS = Settings()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    d = open_database(f"sqlite:///{tmp_path}/db.sqlite")
+    yield d
+    d.close()
+
+
+def test_sample_imports_with_power_in_watts(db: Database) -> None:
+    res = import_csv(db, SETTINGS, CSV / "sample.csv", "m1", progress=False)
+    assert (res.rows, res.ingest.accepted, res.ingest.duplicates, res.bad_count) == (30, 30, 0, 0)
+    rs = db.readings("m1")
+    assert rs[0].timestamp == datetime(2014, 12, 12, tzinfo=UTC) and rs[0].value_kwh == 4321.0
+    assert rs[0].power_w == pytest.approx(350.0) and rs[12].power_w == pytest.approx(2400.0)
+    assert rs[0].source == "csv:sample.csv"
+
+
+def test_same_file_twice_adds_nothing(db: Database, tmp_path: Path) -> None:
+    import_csv(db, SETTINGS, CSV / "sample.csv", "m1", progress=False)
+    again = import_csv(db, SETTINGS, CSV / "sample.csv", "m1", progress=False, chunk_size=7)
+    assert (again.ingest.accepted, again.ingest.duplicates) == (0, 30)
+    copy = tmp_path / "renamed.csv"  # the same data under another name: duplicates by (meter, time, value)
+    copy.write_bytes((CSV / "sample.csv").read_bytes())
+    assert import_csv(db, SETTINGS, copy, "m1", progress=False).ingest.duplicates == 30
+    assert db.count_readings("m1") == 30
+
+
+@pytest.mark.parametrize("name", ["capitalised.csv", "semicolon.csv"])
+def test_header_and_separator_variants(db: Database, name: str) -> None:
+    res = import_csv(db, SETTINGS, CSV / name, "m1", progress=False)
+    assert res.ingest.accepted == 10 and res.bad_count == 0
+    ref = import_csv(db, SETTINGS, CSV / "sample.csv", "ref", progress=False)
+    assert ref.ingest.accepted == 30
+    assert [(r.timestamp, r.value_kwh, r.power_w) for r in db.readings("m1")] == \
+        [(r.timestamp, r.value_kwh, r.power_w) for r in db.readings("ref")[:10]]
+
+
+def test_timezone_for_naive_times(db: Database) -> None:
+    import_csv(db, SETTINGS, CSV / "semicolon.csv", "m1", timezone="Europe/Rome", progress=False)
+    assert db.readings("m1")[0].timestamp == datetime(2014, 12, 11, 23, 0, tzinfo=UTC)
+    with pytest.raises(InputError, match="unknown time zone"):
+        import_csv(db, SETTINGS, CSV / "semicolon.csv", "m1", timezone="Mars/Olympus", progress=False)
+
+
+def test_malformed_file_is_rejected_whole_with_line_numbers(db: Database) -> None:
+    import_csv(db, SETTINGS, CSV / "capitalised.csv", "other", progress=False)
+    with pytest.raises(InputError) as err:
+        import_csv(db, SETTINGS, CSV / "malformed.csv", "m1", progress=False, chunk_size=2)
+    msg = str(err.value)
+    assert "3 malformed line(s), nothing imported" in msg
+    assert "line 4: contatore 'four thousand' is not a number" in msg
+    assert "line 7: timestamp" in msg and "line 9: expected 3 fields, got 2" in msg
+    assert "--skip-bad" in msg and err.value.exit_code == 65
+    assert db.count_readings("m1") == 0 and db.count_readings("other") == 10  # nothing lost, nothing added
+
+
+def test_skip_bad_imports_the_rest(db: Database) -> None:
+    res = import_csv(db, SETTINGS, CSV / "malformed.csv", "m1", skip_bad=True, progress=False)
+    assert res.bad_count == 3 and [n for n, _ in res.bad_lines] == [4, 7, 9]
+    assert res.ingest.accepted == 7 and db.count_readings("m1") == 7
+
+
+def test_implausible_rows_are_reported_and_the_rest_stored(db: Database) -> None:
+    res = import_csv(db, SETTINGS, CSV / "implausible.csv", "m1", progress=False)
+    reasons = [why for _, why in res.ingest.rejected]
+    assert len(reasons) == 2 and "backwards" in reasons[0] and "implied power" in reasons[1]
+    assert res.ingest.accepted == 8
+
+
+def test_bad_files(tmp_path: Path, db: Database) -> None:
+    with pytest.raises(NotFoundError):
+        import_csv(db, SETTINGS, tmp_path / "missing.csv", "m1", progress=False)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="empty file"):
+        import_csv(db, SETTINGS, tmp_path / "empty.csv", "m1", progress=False)
+    (tmp_path / "hdr.csv").write_text("time,value\n2014-12-12T00:00:00Z,1\n")
+    with pytest.raises(InputError, match="lacks column"):
+        import_csv(db, SETTINGS, tmp_path / "hdr.csv", "m1", progress=False)
+    (tmp_path / "bin.csv").write_bytes(b"timestamp,contatore\n\xff\xfe\x00garbage\n")
+    with pytest.raises(InputError, match="not UTF-8"):
+        import_csv(db, SETTINGS, tmp_path / "bin.csv", "m1", progress=False)
+    (tmp_path / "neg.csv").write_text("timestamp,contatore\n2014-12-12T00:00:00Z,-3\n2014-12-12T00:01:00Z,nan\n")
+    with pytest.raises(InputError, match="line 2: contatore '-3' must be a finite number >= 0.*line 3"):
+        import_csv(db, SETTINGS, tmp_path / "neg.csv", "m1", progress=False)
+    assert db.count_readings() == 0
+
+
+def test_gzip_and_no_power_column(tmp_path: Path, db: Database) -> None:
+    path = tmp_path / "x.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("Contatore,Timestamp\n10.5,2014-12-12T00:00:00+01:00\n10.6,2014-12-12T01:00:00+01:00\n")
+    res = import_csv(db, SETTINGS, path, "g", progress=False)
+    assert res.ingest.accepted == 2
+    r = db.readings("g")[0]
+    assert r.timestamp == datetime(2014, 12, 11, 23, tzinfo=UTC) and r.power_w is None
+
+
+def test_cli_import(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path}/cli.db\nmeters:\n  - id: home\n")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["-c", str(cfg), "import", str(CSV / "sample.csv"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "30 accepted" in res.output and "meter home" in res.output
+    res = runner.invoke(cli, ["-c", str(cfg), "import", str(CSV / "malformed.csv"), "--meter", "x"])
+    assert res.exit_code == 65 and "line 4" in res.output
+    res = runner.invoke(cli, ["-c", str(cfg), "import", str(CSV / "malformed.csv"), "--meter", "x", "--skip-bad"])
+    assert res.exit_code == 0 and "skipped line 7" in res.output
+    with open_database(f"sqlite:///{tmp_path}/cli.db") as db:
+        assert db.count_readings("home") == 30 and db.count_readings("x") == 7
