@@ -129,6 +129,8 @@ class AnalysisSettings(Section):
     energy_threshold_kwh_day: float = Field(30.0, gt=0, description="Alert when a day's energy exceeds this, kWh.")
     blackout_min_s: float = Field(300.0, gt=0, description="Zero power at least this long counts as a blackout, s.")
     stale_camera_s: float = Field(1800.0, gt=0, description="No photo for this long marks the camera stale, s.")
+    gap_s: float = Field(900.0, gt=0, description="Readings further apart than this leave a gap: power across it "
+                                                  "is an average, never a spike, s.")
 
 
 class Settings(Section):
