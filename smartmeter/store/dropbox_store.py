@@ -1,0 +1,302 @@
+"""Dropbox image store, over the official ``dropbox`` SDK (v12).
+
+Auth is refresh-token only: the app key comes from settings, the refresh token (and, for apps not using
+PKCE, the app secret) from ``smartmeter.secrets``. The SDK turns the refresh token into short-lived access
+tokens and refreshes them when they expire. The token is never logged.
+
+Hosts: the SDK reads ``DROPBOX_API_HOST`` / ``DROPBOX_API_CONTENT_HOST`` only once, when ``dropbox.session``
+is first imported, and binds the token endpoint (``https://{api host}/oauth2/token``) as a default argument
+at that moment. ``from_settings`` therefore re-reads those variables when the store is opened and points the
+client's host map and token refresh at them, so a process can set them after import (tests, proxies).
+
+Retries are ours, not the SDK's (its own are switched off so there is one policy): 429 waits for the
+server's Retry-After, 5xx and dropped connections back off exponentially from ``backoff_s``; after
+``max_retries`` retries the call fails with StoreError. Every put is verified by Dropbox's content hash:
+the SDK sends our hash with the upload (Dropbox refuses corrupted bodies) and we compare the hash in the
+returned metadata; every get compares the downloaded bytes with the hash in the download metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dropbox
+import requests
+from dropbox import files
+from dropbox.exceptions import ApiError, AuthError, BadInputError, HttpError, InternalServerError, RateLimitError
+
+from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
+from smartmeter.hashing import content_hash
+from smartmeter.secrets import get_secret
+from smartmeter.settings import DropboxSettings
+from smartmeter.store.base import ImageStore, ListResult, check_key
+from smartmeter.store.local import IMAGE_SUFFIXES
+from smartmeter.types import ImageRef, utc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_SIMPLE_UPLOAD = 150 * 1024 * 1024  # files/upload limit; photos are a few MB
+DEFAULT_API_HOST = "api.dropboxapi.com"
+DEFAULT_CONTENT_HOST = "content.dropboxapi.com"
+DEFAULT_NOTIFY_HOST = "notify.dropboxapi.com"
+
+# Connection-level failures worth retrying (SSL verification failures are not: they are a configuration fault).
+_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+              requests.exceptions.Timeout)
+
+
+class _Client(dropbox.Dropbox):
+    """The SDK client, with the token endpoint following our API host instead of the import-time default."""
+
+    token_host: str = DEFAULT_API_HOST
+
+    def refresh_access_token(self, host: str | None = None, scope: list[str] | None = None) -> None:
+        super().refresh_access_token(host=host or self.token_host, scope=scope)
+
+
+class _CaSession(requests.Session):
+    """A session whose CA bundle is the one we configured.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override ``Session.verify`` when a request does
+    not pass ``verify`` (which the SDK never does), so the SDK's own ``ca_certs`` is silently ignored on hosts
+    where those variables are set. Proxies and the rest of the environment still apply.
+    """
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        settings["verify"] = self.verify
+        return settings
+
+
+def _ca_session(ca_certs: Path | str) -> requests.Session:
+    session = _CaSession()
+    session.verify = str(ca_certs)
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8))
+    return session
+
+
+def _dropbox_root(root: str) -> str:
+    """'/smartmeter/' -> '/smartmeter'; '/' or '' -> '' (Dropbox spells the app folder root as '')."""
+    clean = root.strip().strip("/")
+    if clean and any(p in ("", ".", "..") for p in clean.split("/")):
+        raise ConfigError(f"store.dropbox.root {root!r} is not a clean Dropbox folder path")
+    return "/" + clean if clean else ""
+
+
+class DropboxStore(ImageStore):
+    name = "dropbox"
+
+    def __init__(self, *, app_key: str, refresh_token: str, app_secret: str | None = None,
+                 root: str = "/smartmeter", timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
+                 api_host: str = DEFAULT_API_HOST, content_host: str = DEFAULT_CONTENT_HOST,
+                 ca_certs: Path | str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not app_key:
+            raise ConfigError("store.dropbox.app_key is empty", hint="see docs/dropbox.md")
+        if not refresh_token:
+            raise ConfigError("the Dropbox refresh token is empty", hint="set SMARTMETER_DROPBOX_REFRESH_TOKEN")
+        self.root = _dropbox_root(root)
+        self.max_retries, self.backoff_s, self._sleep = max_retries, backoff_s, sleep
+        self.api_host, self.content_host = api_host, content_host
+        client = _Client(oauth2_refresh_token=refresh_token, app_key=app_key, app_secret=app_secret or None,
+                         timeout=timeout_s, max_retries_on_error=0, max_retries_on_rate_limit=0,
+                         user_agent="smartmeter", session=_ca_session(ca_certs) if ca_certs else None)
+        client.token_host = api_host
+        client._host_map = {"api": api_host, "content": content_host, "notify": DEFAULT_NOTIFY_HOST}
+        self.client = client
+
+    @classmethod
+    def from_settings(cls, settings: DropboxSettings, **kwargs: Any) -> DropboxStore:
+        """Open the store from settings plus secrets; hosts from the SDK's own env variables, read now."""
+        token = get_secret("dropbox_refresh_token")
+        secret = get_secret("dropbox_app_secret", required=False)
+        assert token is not None  # required=True raises instead
+        kwargs.setdefault("api_host", os.environ.get("DROPBOX_API_HOST") or DEFAULT_API_HOST)
+        kwargs.setdefault("content_host", os.environ.get("DROPBOX_API_CONTENT_HOST") or DEFAULT_CONTENT_HOST)
+        kwargs.setdefault("ca_certs", settings.ca_certs)
+        return cls(app_key=settings.app_key, refresh_token=token.get_secret_value(),
+                   app_secret=secret.get_secret_value() if secret else None, root=settings.root,
+                   timeout_s=settings.timeout_s, max_retries=settings.max_retries, backoff_s=settings.backoff_s,
+                   **kwargs)
+
+    def __repr__(self) -> str:  # never show the client (it holds the tokens)
+        return f"DropboxStore(root={self.root!r}, api_host={self.api_host!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{check_key(key)}"
+
+    def _key(self, path: str) -> str | None:
+        """Dropbox path -> key relative to the root (None if outside it)."""
+        if not self.root:
+            return path.lstrip("/")
+        prefix = self.root + "/"
+        return path[len(prefix):] if path.lower().startswith(prefix.lower()) else None
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one SDK call with our retry policy; translate transport and auth failures."""
+        delay = self.backoff_s
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except RateLimitError as exc:
+                wait = float(exc.backoff) if exc.backoff is not None else delay
+                reason = f"rate limited (429, retry after {wait:g}s)"
+            except InternalServerError as exc:
+                wait, reason = delay, f"Dropbox server error {exc.status_code}"
+            except requests.exceptions.SSLError as exc:
+                raise StoreError(f"{what}: TLS verification with Dropbox failed: {exc}",
+                                 hint="check store.dropbox.ca_certs and the system CA bundle") from exc
+            except _TRANSIENT as exc:
+                wait, reason = delay, f"connection dropped ({type(exc).__name__})"
+            except AuthError as exc:
+                raise ConfigError(f"{what}: Dropbox refused our credentials ({exc.error})",
+                                  hint="the refresh token may be revoked: run 'smartmeter backup auth' "
+                                       "(docs/dropbox.md)") from exc
+            except BadInputError as exc:
+                if "invalid_grant" in str(exc.body) or "invalid_client" in str(exc.body):
+                    raise ConfigError(f"{what}: Dropbox refused the app key or refresh token",
+                                      hint="see docs/dropbox.md") from exc
+                raise
+            except HttpError as exc:
+                raise StoreError(f"{what}: Dropbox answered HTTP {exc.status_code}: {str(exc.body)[:200]}") from exc
+            if attempt >= self.max_retries:
+                raise StoreError(f"{what}: gave up after {attempt + 1} attempts: {reason}")
+            attempt += 1
+            log.warning("%s: %s; retry %d/%d in %.2fs", what, reason, attempt, self.max_retries, wait)
+            self._sleep(wait)
+            delay *= 2
+
+    # -- the store interface ----------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> ImageRef:
+        path = self._path(key)
+        if len(data) > MAX_SIMPLE_UPLOAD:
+            raise InputError(f"{key}: {len(data)} bytes is larger than a photo can be (150 MiB)")
+        expected = content_hash(data)
+
+        def upload() -> files.FileMetadata:
+            return self.client.files_upload(data, path, mode=files.WriteMode.overwrite, mute=True,
+                                            content_hash=expected)
+
+        try:
+            md = self._call(f"put {key}", upload)
+        except ApiError as exc:
+            err = exc.error
+            if isinstance(err, files.UploadError) and err.is_content_hash_mismatch():
+                raise IntegrityError(f"{key}: Dropbox received corrupted bytes and refused them "
+                                     "(nothing was written)") from exc
+            raise StoreError(f"put {key}: Dropbox refused the upload: {err}") from exc
+        if md.content_hash != expected or md.size != len(data):
+            raise IntegrityError(f"{key}: Dropbox stored hash {str(md.content_hash)[:12]} / {md.size} bytes, "
+                                 f"sent {expected[:12]} / {len(data)} bytes")
+        log.debug("put %s (%d bytes)", key, len(data))
+        return self._ref(md) or ImageRef(key=check_key(key), size=md.size, content_hash=expected)
+
+    def _ref(self, md: files.FileMetadata) -> ImageRef | None:
+        key = self._key(md.path_display or md.path_lower or "")
+        if key is None:
+            return None
+        return ImageRef(key=key, size=md.size, content_hash=md.content_hash or "",
+                        modified=utc(md.server_modified) if md.server_modified else None)
+
+    def _list_page(self, cursor: str | None, limit: int) -> files.ListFolderResult | None:
+        """One page of the listing, or None when the root folder does not exist yet."""
+        if cursor:
+            try:
+                return self._call("list", lambda: self.client.files_list_folder_continue(cursor))
+            except ApiError as exc:
+                if not (isinstance(exc.error, files.ListFolderContinueError) and exc.error.is_reset()):
+                    raise StoreError(f"list: Dropbox refused the cursor: {exc.error}") from exc
+                log.warning("Dropbox expired the listing cursor (reset): listing %s again from the beginning; "
+                            "photos already seen will be listed again", self.root or "/")
+            except BadInputError as exc:
+                raise InputError(f"not a Dropbox listing cursor: {cursor[:40]!r}") from exc
+        try:
+            return self._call("list", lambda: self.client.files_list_folder(
+                self.root, recursive=True, limit=max(1, min(limit, 2000))))
+        except ApiError as exc:
+            err = exc.error
+            if isinstance(err, files.ListFolderError) and err.is_path() and err.get_path().is_not_found():
+                return None
+            raise StoreError(f"list {self.root or '/'}: {err}") from exc
+
+    def list_new(self, cursor: str | None = None, limit: int = 1000) -> ListResult:
+        res = self._list_page(cursor, limit)
+        if res is None:
+            log.info("Dropbox folder %s does not exist yet: nothing to list", self.root or "/")
+            return ListResult(refs=[], cursor="", has_more=False)
+        refs = []
+        for entry in res.entries:
+            if not isinstance(entry, files.FileMetadata):
+                continue
+            name = entry.name
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            ref = self._ref(entry)
+            if ref is not None:
+                refs.append(ref)
+        refs.sort(key=lambda r: r.key)
+        return ListResult(refs=refs, cursor=res.cursor, has_more=res.has_more)
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+
+        def download() -> tuple[files.FileMetadata, bytes]:
+            md, resp = self.client.files_download(path)
+            with contextlib.closing(resp):
+                return md, resp.content
+
+        try:
+            md, data = self._call(f"get {key}", download)
+        except ApiError as exc:
+            err = exc.error
+            if isinstance(err, files.DownloadError) and err.is_path() and err.get_path().is_not_found():
+                raise NotFoundError(f"no photo {key!r} in Dropbox {self.root or '/'}") from exc
+            raise StoreError(f"get {key}: {err}") from exc
+        got = content_hash(data)
+        if got != md.content_hash:
+            raise IntegrityError(f"{key}: downloaded {len(data)} bytes hash {got[:12]}, Dropbox says "
+                                 f"{str(md.content_hash)[:12]} ({md.size} bytes)")
+        return data
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            md = self._call(f"stat {key}", lambda: self.client.files_get_metadata(path))
+        except ApiError as exc:
+            err = exc.error
+            if isinstance(err, files.GetMetadataError) and err.is_path() and err.get_path().is_not_found():
+                return False
+            raise StoreError(f"stat {key}: {err}") from exc
+        return isinstance(md, files.FileMetadata)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        tries = 0
+
+        def remove() -> files.DeleteResult:
+            nonlocal tries
+            tries += 1
+            return self.client.files_delete_v2(path)
+
+        try:
+            self._call(f"delete {key}", remove)
+        except ApiError as exc:
+            err = exc.error
+            if isinstance(err, files.DeleteError) and err.is_path_lookup() and err.get_path_lookup().is_not_found():
+                if tries > 1:  # an earlier attempt deleted it but its answer was lost
+                    log.info("delete %s: already gone after a retried request", key)
+                    return
+                raise NotFoundError(f"no photo {key!r} in Dropbox {self.root or '/'}") from exc
+            raise StoreError(f"delete {key}: {err}") from exc
+        log.debug("deleted %s", key)

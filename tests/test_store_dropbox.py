@@ -1,0 +1,237 @@
+"""DropboxStore: the real SDK against a local HTTPS fake of Dropbox (tests/fake_dropbox.py), faults included."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_dropbox import FakeDropbox
+
+from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
+from smartmeter.hashing import content_hash
+from smartmeter.settings import StoreSettings
+from smartmeter.store import open_store
+from smartmeter.store.dropbox_store import DropboxStore
+
+KEY = "m1/20250101T000000Z_m1.jpg"
+PHOTO = bytes(range(256)) * 40  # 10 KiB, enough to be cut in half
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeDropbox]:
+    server = FakeDropbox(tmp_path).start()
+    yield server
+    server.stop()
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_store(fake: FakeDropbox, sleeps: Sleeps, **kw: object) -> DropboxStore:
+    args: dict[str, object] = dict(app_key=fake.app_key, refresh_token=fake.refresh_token, root="/smartmeter",
+                                   api_host=fake.api_host, content_host=fake.api_host, ca_certs=fake.ca_file,
+                                   max_retries=3, backoff_s=0.01, timeout_s=5, sleep=sleeps)
+    args.update(kw)
+    return DropboxStore(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(fake: FakeDropbox, sleeps: Sleeps) -> DropboxStore:
+    return make_store(fake, sleeps)
+
+
+def test_happy_path(store: DropboxStore, fake: FakeDropbox) -> None:
+    ref = store.put(KEY, PHOTO)
+    assert ref.key == KEY and ref.size == len(PHOTO) and ref.content_hash == content_hash(PHOTO)
+    assert fake.files() == {"/smartmeter/" + KEY: PHOTO}
+    assert store.get(KEY) == PHOTO
+    assert store.exists(KEY) and not store.exists("m1/nope.jpg")
+    store.put(KEY, b"second version")  # overwrite
+    assert store.get(KEY) == b"second version"
+    store.delete(KEY)
+    assert fake.files() == {}
+    with pytest.raises(NotFoundError):
+        store.get(KEY)
+    with pytest.raises(NotFoundError):
+        store.delete(KEY)
+    assert fake.refreshes == 1  # one access token for the whole session
+
+
+def test_open_store_reads_sdk_host_env(fake: FakeDropbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DROPBOX_API_HOST", fake.api_host)
+    monkeypatch.setenv("DROPBOX_API_CONTENT_HOST", fake.api_host)
+    monkeypatch.setenv("SMARTMETER_DROPBOX_REFRESH_TOKEN", fake.refresh_token)
+    monkeypatch.delenv("SMARTMETER_DROPBOX_APP_SECRET", raising=False)
+    settings = StoreSettings.model_validate({"backend": "dropbox", "dropbox": {
+        "app_key": fake.app_key, "root": "/meters/", "ca_certs": str(fake.ca_file)}})
+    s = open_store(settings)
+    assert isinstance(s, DropboxStore)
+    s.put(KEY, PHOTO)
+    assert fake.files() == {"/meters/" + KEY: PHOTO}
+    assert [r.key for r in s.list_new().refs] == [KEY]
+
+
+def test_missing_refresh_token_is_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMARTMETER_DROPBOX_REFRESH_TOKEN", raising=False)
+    monkeypatch.delenv("SMARTMETER_DROPBOX_REFRESH_TOKEN_FILE", raising=False)
+    with pytest.raises(ConfigError, match="SMARTMETER_DROPBOX_REFRESH_TOKEN"):
+        open_store(StoreSettings.model_validate({"backend": "dropbox", "dropbox": {"app_key": "k"}}))
+
+
+def test_wrong_refresh_token_is_config_error(fake: FakeDropbox, sleeps: Sleeps) -> None:
+    with pytest.raises(ConfigError, match="credentials"):
+        make_store(fake, sleeps, refresh_token="revoked").put(KEY, PHOTO)
+
+
+def test_app_secret_is_sent_when_configured(tmp_path: Path, sleeps: Sleeps) -> None:
+    fake = FakeDropbox(tmp_path, app_secret="s3cret").start()
+    try:
+        with pytest.raises(ConfigError):
+            make_store(fake, sleeps).put(KEY, PHOTO)
+        make_store(fake, sleeps, app_secret="s3cret").put(KEY, PHOTO)
+        assert list(fake.files()) == ["/smartmeter/" + KEY]
+    finally:
+        fake.stop()
+
+
+def test_untrusted_certificate_is_not_retried(fake: FakeDropbox, sleeps: Sleeps) -> None:
+    with pytest.raises(StoreError, match="TLS"):
+        make_store(fake, sleeps, ca_certs=None).put(KEY, PHOTO)
+    assert sleeps == []
+
+
+def test_dropped_connection_mid_download_is_retried(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+    store.put(KEY, PHOTO)
+    fake.fail_next("files/download", "drop", times=2)
+    assert store.get(KEY) == PHOTO
+    assert fake.calls.count("files/download") == 3 and sleeps == [0.01, 0.02]
+
+
+def test_dropped_connection_mid_upload_is_retried(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+    fake.fail_next("files/upload", "drop")
+    store.put(KEY, PHOTO)
+    assert fake.files() == {"/smartmeter/" + KEY: PHOTO}
+    assert fake.calls.count("files/upload") == 2 and len(sleeps) == 1
+
+
+def test_rate_limit_honours_retry_after(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+    fake.fail_next("files/upload", "429", retry_after=7)
+    store.put(KEY, PHOTO)
+    assert sleeps == [7.0]  # the server's wait, not our backoff
+
+
+def test_server_errors_retried_then_given_up(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+    fake.fail_next("files/list_folder", "500", times=2)
+    store.put(KEY, PHOTO)
+    assert [r.key for r in store.list_new().refs] == [KEY]
+    sleeps.clear()
+    fake.fail_next("files/download", "500", times=10)
+    with pytest.raises(StoreError, match="gave up after 4 attempts"):
+        store.get(KEY)
+    assert sleeps == [0.01, 0.02, 0.04]
+
+
+def test_delete_retried_after_lost_answer(store: DropboxStore, fake: FakeDropbox) -> None:
+    store.put(KEY, PHOTO)
+    fake.fail_next("files/delete_v2", "500")
+    store.delete(KEY)
+    assert fake.files() == {}
+
+
+def test_wrong_hash_on_download(store: DropboxStore, fake: FakeDropbox) -> None:
+    store.put(KEY, PHOTO)
+    fake.fail_next("files/download", "bad_hash")
+    with pytest.raises(IntegrityError):
+        store.get(KEY)
+    fake.fail_next("files/download", "corrupt")
+    with pytest.raises(IntegrityError):
+        store.get(KEY)
+    assert store.get(KEY) == PHOTO
+
+
+def test_wrong_hash_on_upload(store: DropboxStore, fake: FakeDropbox) -> None:
+    fake.fail_next("files/upload", "bad_hash")
+    with pytest.raises(IntegrityError, match="stored hash"):
+        store.put(KEY, PHOTO)
+
+
+def test_corrupted_upload_is_refused_and_old_version_kept(store: DropboxStore, fake: FakeDropbox) -> None:
+    store.put(KEY, b"old photo")
+    fake.fail_next("files/upload", "corrupt")
+    with pytest.raises(IntegrityError, match="nothing was written"):
+        store.put(KEY, PHOTO)
+    assert fake.files() == {"/smartmeter/" + KEY: b"old photo"}
+
+
+def test_nothing_stored_is_lost_after_failed_put(store: DropboxStore, fake: FakeDropbox) -> None:
+    store.put("a/20250101T000000Z_a.jpg", b"A")
+    store.put(KEY, b"old B")
+    fake.fail_next("files/upload", "drop", times=10)
+    with pytest.raises(StoreError, match="connection dropped"):
+        store.put(KEY, PHOTO)
+    assert fake.files() == {"/smartmeter/a/20250101T000000Z_a.jpg": b"A", "/smartmeter/" + KEY: b"old B"}
+    assert store.get(KEY) == b"old B"
+
+
+def test_expired_token_is_refreshed(store: DropboxStore, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    store.put(KEY, PHOTO)
+    fake.expire_tokens()
+    assert store.get(KEY) == PHOTO
+    assert fake.refreshes == 2
+    assert fake.calls.count("oauth2/token") == 2
+    assert fake.refresh_token not in caplog.text and "sl.fake-access" not in caplog.text
+    assert fake.refresh_token not in repr(store)
+
+
+def test_listing_with_cursor_across_pages(store: DropboxStore, fake: FakeDropbox) -> None:
+    keys = [f"m{i % 2}/2025010{i + 1}T000000Z_m{i % 2}.jpg" for i in range(5)]
+    for k in keys:
+        store.put(k, k.encode())
+    store.put("m0/notes.txt", b"not a photo")
+    seen, cursor, pages = [], None, 0
+    while True:
+        res = store.list_new(cursor, limit=2)
+        seen += [r.key for r in res.refs]
+        cursor, pages = res.cursor, pages + 1
+        if not res.has_more:
+            break
+    assert sorted(seen) == sorted(keys) and len(seen) == 5 and pages >= 3
+    assert all(r.content_hash for r in store.list_new().refs)
+    assert store.list_new(cursor).refs == []
+    store.put("m9/20240101T000000Z_m9.jpg", b"late")  # arrives late with an old name
+    new = store.list_new(cursor)
+    assert [r.key for r in new.refs] == ["m9/20240101T000000Z_m9.jpg"]
+    assert new.refs[0].content_hash == content_hash(b"late")
+
+
+def test_reset_cursor_starts_over(store: DropboxStore, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
+    store.put(KEY, PHOTO)
+    cursor = store.list_new().cursor
+    fake.reset_cursors()
+    with caplog.at_level(logging.WARNING):
+        res = store.list_new(cursor)
+    assert [r.key for r in res.refs] == [KEY]
+    assert "from the beginning" in caplog.text
+
+
+def test_bad_cursor_and_missing_root(store: DropboxStore) -> None:
+    res = store.list_new()
+    assert res.refs == [] and res.cursor == "" and not res.has_more
+    with pytest.raises(InputError):
+        store.list_new("garbage-cursor")
+
+
+def test_rejects_escaping_keys(store: DropboxStore) -> None:
+    for bad in ("../x.jpg", "a/../../x.jpg", ""):
+        with pytest.raises(InputError):
+            store.put(bad, b"x")
