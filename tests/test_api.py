@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -214,3 +221,48 @@ def test_database_failure_is_503_and_heals(tmp_path: Path, monkeypatch: pytest.M
 def test_openapi_lists_the_endpoints(client: TestClient) -> None:
     paths = json.loads(client.get("/openapi.json").text)["paths"]
     assert {"/healthz", "/api/meters", "/api/meters/{meter_id}/readings"} <= set(paths)
+
+
+def test_smartmeter_serve_runs_the_api_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "smartmeter.yaml"
+    config.write_text(f"database:\n  url: sqlite:///{tmp_path / 'readings.db'}\napi:\n  host: 127.0.0.1\n"
+                      f"  port: {port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
+    proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}).status_code == 201
+        r = httpx.post(f"{base}/api/meters/meter1/readings", json=rows(0, [1.0, 1.01]))
+        assert r.status_code == 201 and r.json()["accepted"] == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM (systemd counts that as a clean stop)
+    assert proc.returncode in (0, -signal.SIGTERM), out.decode()
+    assert "Finished server process" in out.decode()
+    assert len(stored(f"sqlite:///{tmp_path / 'readings.db'}", "meter1")) == 2
+
+
+def test_smartmeter_serve_fails_fast_on_a_bad_database(tmp_path: Path) -> None:
+    config = tmp_path / "smartmeter.yaml"
+    config.write_text("database:\n  url: mysql://nowhere/db\n")
+    r = subprocess.run([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 74 and "unsupported database url" in r.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

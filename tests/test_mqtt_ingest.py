@@ -6,8 +6,10 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -296,3 +298,33 @@ def test_topic_filter_and_error_topic() -> None:
     for bad in ("smartmeter/reading", "smartmeter/+/+", "smartmeter/#", "a/x+/b", "+/+"):
         with pytest.raises(ConfigError, match="exactly one"):
             meter_level(bad)
+
+
+def test_smartmeter_mqtt_runs_until_sigterm(broker: Broker, db_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "smartmeter.yaml"
+    config.write_text(f"database:\n  url: {db_url}\nmqtt:\n  enabled: true\n  host: 127.0.0.1\n"
+                      f"  port: {broker.port}\n  client_id: cli-test\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
+    proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-v", "-c", str(config), "mqtt"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = Client(broker.port, subscribe=None)
+    try:
+        deadline = time.monotonic() + 20
+        while not stored(db_url):  # resend until the subscriber is up (a resent reading is a duplicate)
+            assert proc.poll() is None and time.monotonic() < deadline, "nothing stored by `smartmeter mqtt`"
+            client.publish("smartmeter/meter1/reading", rows(0, [10.0]))
+            time.sleep(0.3)
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode == 0, out
+    assert "received SIGTERM" in out and "stopped after 1 connection" in out
+    assert stored(db_url) == [("2014-12-12T10:00:00+00:00", 10.0, 250.0, "mqtt")]
+
+
+def test_smartmeter_mqtt_refuses_when_disabled(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "smartmeter.cli", "mqtt"], capture_output=True, text=True,
+                       timeout=30, env={k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")},
+                       cwd=tmp_path)
+    assert r.returncode == 2 and "MQTT ingest is disabled" in r.stderr and "mqtt.enabled: true" in r.stderr
