@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from server.csv_import import import_csv
+from server.report import build_report, render
 from server.storage import open_database
+from smartmeter.types import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +38,19 @@ def import_cmd(obj: object, file: Path, meter_id: str | None, skip_bad: bool, ti
         click.echo(f"  rejected {reading.timestamp:%Y-%m-%dT%H:%M:%SZ} {reading.value_kwh:.3f} kWh: {why}", err=True)
     if len(result.ingest.rejected) > 20:
         click.echo(f"  ... and {len(result.ingest.rejected) - 20} more rejected", err=True)
+
+
+@click.command("report")
+@click.option("--meter", "meter_ids", multiple=True, help="Meter id (repeatable; default: every stored meter).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--since", default=None, help="Only readings at or after this ISO time.")
+@click.option("--until", default=None, help="Only readings before this ISO time.")
+@click.pass_obj
+def report_cmd(obj: object, meter_ids: tuple[str, ...], fmt: str, since: str | None, until: str | None) -> None:
+    """Print the power and anomaly summary of stored readings."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    start = parse_timestamp(since) if since else None
+    end = parse_timestamp(until) if until else None
+    with open_database(settings.database.url) as db:
+        report = build_report(db, settings, list(meter_ids) or None, start, end)
+    click.echo(render(report, fmt), nl=False)
