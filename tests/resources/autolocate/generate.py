@@ -248,8 +248,11 @@ def _photograph(face: np.ndarray, rng: random.Random, window: tuple[int, int, in
     return img, truth
 
 
-def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 0.3) -> list[dict[str, object]]:
+def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 0.3,
+             meters: list[str] | None = None) -> list[dict[str, object]]:
     crops = load_crops(crops_root)
+    if meters:
+        crops = {k: v for k, v in crops.items() if k in meters}
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     index = []
@@ -269,8 +272,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lcd-share", type=float, default=0.3)
+    ap.add_argument("--meters", nargs="*", help="only crops of these meter folders (e.g. the model's held-out ones)")
     args = ap.parse_args()
-    generate(args.out, args.n, args.seed, args.crops, args.lcd_share)
+    generate(args.out, args.n, args.seed, args.crops, args.lcd_share, args.meters)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,281 @@
+"""Find the counter of a meter never seen before, read it, and propose a profile for the installation.
+
+Method (details and measured results in ``docs/autolocate.md``):
+
+1. Candidates, classically (``ocr.locate_blobs``): adaptive thresholds in both polarities, connected components
+   (and the same with stacked pieces merged, for seven-segment digits), chained into rows of similar-size,
+   digit-spaced blobs along a line tilted up to ±18°.
+2. Geometry (``ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
+   centres) and evenly spaced digit boxes in the de-skewed photo, so a blank or missing digit still gets a box.
+3. Verification: rows are ranked by geometry (spacing, count, size relative to the largest row); the best few
+   are read with the digit reader and scored geometry x (0.4 + 0.6 x confidence). A digit-like neighbour just
+   beyond either end halves the score (the row may be incomplete, and an incomplete row reads a wrong number).
+   Below ``MIN_SCORE``, or with a different window scoring within ``AMBIGUOUS``, the answer is "not found".
+5. Reading: every digit must reach ``AUTO_MIN_CONFIDENCE`` and ``ocr.assemble`` must find the drums consistent.
+4. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ocr.locate_blobs import Row, find_rows
+from ocr.locate_geometry import (
+    Box,
+    Slots,
+    border_level,
+    crop_deskewed,
+    decimal_point,
+    decimals_from_red,
+    deskew_matrix,
+    fit_slots,
+    red_share,
+)
+from ocr.profile import Profile, Transform
+from ocr.readers.base import DigitReader
+from smartmeter.errors import ImageError, UnreadableError
+from smartmeter.types import DigitValue, OcrResult
+
+log = logging.getLogger(__name__)
+
+WORK_SIZE = 1000  # longer side of the working image, pixels
+MAX_VERIFY = 10  # candidates read with the digit reader
+MIN_DIGITS = 3
+MIN_SCORE = 0.55  # below: "no counter found" (score = geometry x reader confidence)
+MIN_GEOMETRY = 0.2  # without a reader
+AUTO_MIN_CONFIDENCE = 0.75  # an unknown installation reads only when every digit is this sure
+AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
+
+
+@dataclass
+class Candidate:
+    row: Row
+    angle: float
+    matrix: np.ndarray
+    slots: Slots
+    first: int  # first slot index used (may be -1 after extending left)
+    last: int  # one past the last slot index used
+    geometry: float
+    confidence: float = 0.0
+    digits: list[DigitValue] = field(default_factory=list)
+
+    @property
+    def boxes(self) -> list[Box]:
+        return self.slots.boxes(self.first, self.last)
+
+    @property
+    def score(self) -> float:
+        return self.geometry if not self.digits else self.geometry * (0.4 + 0.6 * self.confidence)
+
+
+@dataclass
+class LocateResult:
+    """Where the counter is: a proposed profile, a score 0..1 and the counter window (de-skewed coordinates)."""
+
+    profile: Profile
+    score: float
+    window: tuple[int, int, int, int]
+    digits: list[DigitValue] = field(default_factory=list)  # what the reader saw while verifying
+    candidates: int = 0
+
+
+def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
+    """Prefer 4-8 evenly spaced, well filled, large digits."""
+    count = 0.5 if n == 3 else 0.8 if n in (4, 9) else 1.0 if 5 <= n <= 8 else 0.4
+    size = min(1.0, 0.4 + work_h / 60.0)
+    return count * slots.regularity ** 0.5 * slots.filled * size
+
+
+def _candidates(image: np.ndarray) -> tuple[list[Candidate], float]:
+    h, w = image.shape[:2]
+    scale = WORK_SIZE / max(h, w)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    work = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = []
+    for row in find_rows(work):
+        matrix, _, _ = deskew_matrix(w, h, row.angle)
+        slots = fit_slots(row, scale, matrix)
+        if slots is None or slots.count < MIN_DIGITS:
+            continue
+        geo = _geometry_score(slots, slots.digit_h * scale, slots.count)
+        out.append(Candidate(row, row.angle, matrix, slots, 0, slots.count, geo))
+    if out:  # the counter is the largest row of digits on the face: weigh size relative to the largest row
+        tallest = max(c.slots.digit_h for c in out)
+        for c in out:
+            c.geometry *= (c.slots.digit_h / tallest) ** 0.7
+    out.sort(key=lambda c: -c.geometry)
+    return _distinct(out), scale
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
+
+
+def _window(c: Candidate) -> Box:
+    boxes = c.boxes
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _distinct(cands: list[Candidate]) -> list[Candidate]:
+    """Drop candidates that repeat a better one (same window, same digit count, similar angle)."""
+    kept: list[Candidate] = []
+    for c in cands:
+        if not any(k.slots.count == c.slots.count and abs(k.angle - c.angle) < 2 and _iou(_window(k), _window(c)) > 0.7
+                   for k in kept):
+            kept.append(c)
+    return kept
+
+
+def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
+    """Read each candidate's digits (and one slot beyond each end); set confidence and the used slot range."""
+    crops: list[np.ndarray] = []
+    spans = []
+    for c in cands:
+        start = len(crops)
+        for k in range(-1, c.slots.count + 1):
+            crops.append(crop_deskewed(image, c.matrix, c.slots.box(k)))
+        spans.append(start)
+    values = reader.read_batch(crops)
+    for c, start in zip(cands, spans, strict=True):
+        n = c.slots.count
+        vals = values[start:start + n + 2]
+        levels = [border_level(crops[start + i]) for i in range(n + 2)]
+        inner = float(np.median(levels[1:-1]))
+        spread = float(np.median([float(np.std(crops[start + i])) for i in range(1, n + 1)]))
+
+        # no extension: a row is what the blobs say; but a digit-like neighbour beyond either end on the same
+        # background means the row may be incomplete, and an incomplete row reads a wrong number
+        ends = [0, n + 1]
+        incomplete = any(abs(levels[i] - inner) < 90 and float(np.std(crops[start + i])) >= 0.7 * spread
+                         and vals[i].value is not None and vals[i].confidence >= 0.5 for i in ends)
+        used = vals[1:n + 1]
+        c.first, c.last, c.digits = 0, n, list(used)
+        confs = [v.confidence if v.value is not None else 0.0 for v in used]
+        # a row of real digits reads confidently everywhere: weigh the weakest digit in
+        c.confidence = 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
+        if incomplete:
+            c.confidence *= 0.5
+        bg_off = [abs(levels[i + 1] - inner) for i in range(n)]
+        if max(bg_off) >= 60:  # a digit on another background (a label next to the window)
+            c.confidence *= 0.5
+
+
+def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateResult:
+    """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate)."""
+    image = _check_image(image_bgr)
+    t0 = time.perf_counter()
+    cands, _scale = _candidates(image)
+    total = len(cands)
+    if reader is not None and cands:
+        cands = cands[:MAX_VERIFY]
+        _verify(image, cands, reader)
+        cands.sort(key=lambda c: -c.score)
+        floor = MIN_SCORE
+    else:
+        floor = MIN_GEOMETRY
+    log.debug("locate: %d candidates in %.0f ms", total, 1000 * (time.perf_counter() - t0))
+    if not cands or cands[0].score < floor:
+        best_score = f"{cands[0].score:.2f}" if cands else "none"
+        raise UnreadableError(f"no counter found in the photo (best candidate score {best_score} < {floor})")
+    best = cands[0]
+    rival = next((c for c in cands[1:] if _iou(_window(c), _window(best)) < 0.2), None)
+    if rival is not None and rival.score >= AMBIGUOUS * best.score:
+        raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
+                              f"{rival.score:.2f}): not guessing")
+    return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total)
+
+
+def _profile(image: np.ndarray, c: Candidate) -> Profile:
+    boxes = [(max(0, x), max(0, y), w, h) for x, y, w, h in c.boxes]
+    dark_ink = not c.row.light_on_dark
+    kind = "lcd" if _looks_lcd(image, c) else "drum"
+    if kind == "lcd":
+        point = decimal_point(image, c.matrix, c.slots, dark_ink)
+        decimals = c.last - 1 - point if point >= c.first else 0
+    else:
+        shares = [red_share(crop_deskewed(image, c.matrix, _grow(b, 0.08))) for b in c.boxes]
+        decimals = decimals_from_red(shares)
+    return Profile(kind=kind, transform=Transform(rotate=round(c.angle, 2)), digits=boxes,
+                   decimals=max(0, min(decimals, len(boxes) - 1)), reference=None)
+
+
+def _grow(box: Box, f: float) -> Box:
+    x, y, w, h = box
+    dx, dy = int(w * f), int(h * f)
+    return x - dx, y - dy, w + 2 * dx, h + 2 * dy
+
+
+def _looks_lcd(image: np.ndarray, c: Candidate) -> bool:
+    """Seven-segment digits come in pieces, dark on a light panel that runs on between the digits."""
+    if c.row.light_on_dark or c.last - c.first < 2:
+        return False
+    if c.slots.pieces >= 2.0:
+        return True
+    b0, b1 = c.slots.box(c.first), c.slots.box(c.first + 1)
+    gap_x = b0[0] + b0[2]
+    gap_w = max(1, b1[0] - gap_x)
+    gap = crop_deskewed(image, c.matrix, (gap_x, b0[1] + b0[3] // 4, gap_w, b0[3] // 2))
+    cell = crop_deskewed(image, c.matrix, b0)
+    bright = float(np.percentile(cv2.cvtColor(cell, cv2.COLOR_BGR2GRAY), 80))
+    return float(np.median(cv2.cvtColor(gap, cv2.COLOR_BGR2GRAY))) > 0.8 * bright
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = cv2.cvtColor(a, cv2.COLOR_GRAY2BGR)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.dtype != np.uint8:
+        raise ImageError(f"expected an HxWx3 uint8 BGR photo, got shape {a.shape} dtype {a.dtype}")
+    if a.shape[2] == 4:
+        a = cv2.cvtColor(a, cv2.COLOR_BGRA2BGR)
+    if min(a.shape[:2]) < 32:
+        raise ImageError(f"photo too small to hold a counter: {a.shape[1]}x{a.shape[0]}")
+    return a
+
+
+def crops_for(image_bgr: np.ndarray, profile: Profile) -> list[np.ndarray]:
+    """The digit crops a located profile describes, cut from the original photo."""
+    image = _check_image(image_bgr)
+    matrix, _, _ = deskew_matrix(image.shape[1], image.shape[0], profile.transform.rotate)
+    return [crop_deskewed(image, matrix, b) for b in profile.digits]
+
+
+def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile | None]:
+    """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None."""
+    version = f"{reader.name}-{reader.version}+autolocate"
+    try:
+        found = locate(image_bgr, reader)
+    except UnreadableError as exc:
+        return OcrResult(reading=None, value=None, confidence=0.0, error=exc.message, reader_version=version), None
+    profile = found.profile
+    values = found.digits or reader.read_batch(crops_for(image_bgr, profile))
+    result = _assemble(values, profile)
+    result.reader_version = version
+    return result, profile
+
+
+def _assemble(values: list[DigitValue], profile: Profile) -> OcrResult:
+    """Digits -> reading via ``ocr.assemble``; a weak digit or an inconsistent row gives no reading."""
+    from ocr.assemble import assemble
+
+    floor = max(profile.min_confidence, AUTO_MIN_CONFIDENCE)
+    weak = [i + 1 for i, v in enumerate(values) if v.value is None or v.confidence < floor]
+    if weak:
+        return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
+                         error=f"digit {', '.join(map(str, weak))} read below confidence {floor}")
+    a = assemble([v.value for v in values], decimals=profile.decimals)
+    if a.reading is None:
+        return OcrResult(reading=None, value=None, confidence=0.0, digits=values, error=a.error)
+    confidence = min(a.confidence, min(v.confidence for v in values))
+    return OcrResult(reading=a.reading, value=a.value, confidence=round(confidence, 4), digits=values)

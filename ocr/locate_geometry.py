@@ -1,0 +1,176 @@
+"""From a row of blobs to evenly spaced digit boxes in the de-skewed photo, plus the crops and colour cues.
+
+De-skew convention (the same as ``Profile.transform.rotate``): rotate counter-clockwise by ``angle`` degrees
+about the photo centre, on a canvas grown so no corner is cut (see ``deskew_matrix``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ocr.locate_blobs import Row
+
+log = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]
+
+
+def deskew_matrix(width: int, height: int, angle: float) -> tuple[np.ndarray, int, int]:
+    """2x3 matrix rotating a ``width x height`` photo by ``angle`` degrees CCW onto a grown canvas, and its size."""
+    m = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), angle, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    out_w, out_h = int(math.ceil(height * s + width * c)), int(math.ceil(height * c + width * s))
+    m[0, 2] += out_w / 2.0 - width / 2.0
+    m[1, 2] += out_h / 2.0 - height / 2.0
+    return m, out_w, out_h
+
+
+def deskew(image: np.ndarray, angle: float) -> np.ndarray:
+    """The whole photo de-skewed (what a profile with ``transform.rotate = angle`` reads from)."""
+    if abs(angle) < 1e-6:
+        return image
+    m, w, h = deskew_matrix(image.shape[1], image.shape[0], angle)
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_deskewed(image: np.ndarray, matrix: np.ndarray, box: Box) -> np.ndarray:
+    """Cut ``box`` (de-skewed coordinates) straight from the original photo: no full-size rotation needed."""
+    x, y, w, h = box
+    m = matrix.copy()
+    m[0, 2] -= x
+    m[1, 2] -= y
+    return cv2.warpAffine(image, m, (max(1, w), max(1, h)), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass
+class Slots:
+    """Evenly spaced digit positions along a de-skewed row."""
+
+    x0: float  # centre of slot 0, de-skewed full-resolution coordinates
+    pitch: float
+    count: int
+    cy: float
+    digit_h: float
+    digit_w: float
+    regularity: float  # 1 = perfectly even spacing
+    filled: float  # share of slots that had a blob
+    pieces: float  # mean pieces per blob (seven-segment digits come in pieces)
+
+    def box(self, k: int) -> Box:
+        bh = self.digit_h * 1.22
+        bw = min(self.pitch * 0.98, max(self.digit_w * 1.3, bh * 0.55))
+        cx = self.x0 + k * self.pitch
+        return int(round(cx - bw / 2)), int(round(self.cy - bh / 2)), int(round(bw)), int(round(bh))
+
+    def boxes(self, start: int = 0, stop: int | None = None) -> list[Box]:
+        return [self.box(k) for k in range(start, self.count if stop is None else stop)]
+
+
+def fit_slots(row: Row, scale: float, matrix: np.ndarray) -> Slots | None:
+    """Map a working-image row into de-skewed full-resolution coordinates and regularise its spacing."""
+    theta = math.radians(row.angle)
+    c, s = math.cos(theta), abs(math.sin(theta))
+    pts, hs, ws = [], [], []
+    for b in row.blobs:
+        p = matrix @ np.array([b.cx / scale, b.cy / scale, 1.0])
+        pts.append(p)
+        det = c * c - s * s
+        hs.append(max(1.0, (b.h * c - b.w * s) / det) / scale)
+        ws.append(max(1.0, (b.w * c - b.h * s) / det) / scale)
+    u = np.array([p[0] for p in pts])
+    v = np.array([p[1] for p in pts])
+    h = float(np.median(hs))
+    wide = [w for w in ws if w > 0.45 * h] or ws
+    w_digit = float(np.percentile(wide, 75))
+    best = None
+    for right_aligned in (False, True):  # a seven-segment '1' sits at the right of its cell
+        uu = np.array([x + (w_digit - w) / 2 if right_aligned and w < 0.6 * w_digit else x
+                       for x, w in zip(u, ws, strict=True)])
+        fit = _even_spacing(uu, h)
+        if fit is not None and (best is None or fit[3] > best[3]):
+            best = fit
+    if best is None:
+        return None
+    x0, pitch, k, regularity = best
+    count = int(k[-1]) + 1
+    return Slots(float(x0), float(pitch), count, float(np.median(v)), h, w_digit, regularity,
+                 len(k) / count, float(np.mean([b.pieces for b in row.blobs])))
+
+
+def _even_spacing(u: np.ndarray, h: float) -> tuple[float, float, np.ndarray, float] | None:
+    """Fit centres to ``x0 + pitch * k`` with integer k (gaps allowed): (x0, pitch, k, regularity)."""
+    d = np.diff(u)
+    if len(d) == 0 or d.min() <= 0.25 * h:
+        return None
+    p0 = float(np.percentile(d, 30))
+    k = np.round((u - u[0]) / p0).astype(int)
+    if len(set(k.tolist())) != len(k) or k[-1] + 1 > 12:
+        return None
+    pitch, x0 = np.polyfit(k, u, 1)
+    resid = np.abs(u - (x0 + pitch * k))
+    regularity = max(0.0, 1.0 - float(resid.max()) / (0.25 * pitch))
+    if regularity <= 0.0 or not 0.35 * h <= pitch <= 2.0 * h:
+        return None
+    return float(x0), float(pitch), k, regularity
+
+
+def border_level(crop: np.ndarray) -> float:
+    """Median grey of the crop's outer ring: the background the digit sits on."""
+    g = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    ring = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    return float(np.median(ring))
+
+
+def red_share(crop: np.ndarray) -> float:
+    """Share of saturated red pixels (decimal drums are red, or framed in red)."""
+    if crop.ndim != 3:
+        return 0.0
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    red = ((hue <= 10) | (hue >= 165)) & (sat >= 90) & (val >= 60)
+    return float(red.mean())
+
+
+def decimals_from_red(shares: list[float]) -> int:
+    """How many trailing slots are red while the leading ones are not (0 when there is no such evidence)."""
+    n = len(shares)
+    if n < 3:
+        return 0
+    lead = float(np.median(shares[: max(1, n - 3)]))
+    count = 0
+    for share in reversed(shares):
+        if share >= 0.12 and share >= lead + 0.1:
+            count += 1
+        else:
+            break
+    return count if count <= 3 and count < n - 1 else 0
+
+
+def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink: bool) -> int:
+    """LCD: the slot index after which a decimal point sits (-1 if none is seen)."""
+    best, best_area = -1, 0.0
+    h = slots.digit_h
+    for j in range(slots.count - 1):
+        right = slots.box(j)
+        left = slots.box(j + 1)
+        x0 = right[0] + right[2] - int(0.1 * h)
+        x1 = left[0] + int(0.1 * h)
+        y0 = int(slots.cy + 0.25 * h)
+        box = (x0, y0, max(2, x1 - x0), max(2, int(0.4 * h)))
+        g = cv2.cvtColor(crop_deskewed(image, matrix, box), cv2.COLOR_BGR2GRAY)
+        mode = cv2.THRESH_BINARY_INV if dark_ink else cv2.THRESH_BINARY
+        if float(g.std()) < 12:
+            continue
+        _, binary = cv2.threshold(g, 0, 255, mode | cv2.THRESH_OTSU)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(binary)
+        for x, y, w, hh, area in stats[1:n]:
+            compact = 0.5 <= w / max(hh, 1) <= 2.0 and area >= 0.4 * w * hh
+            touches = x == 0 or y == 0 or x + w >= g.shape[1] or y + hh >= g.shape[0]
+            if compact and not touches and (0.05 * h) ** 2 <= area <= (0.22 * h) ** 2 and area > best_area:
+                best, best_area = j, float(area)
+    return best

@@ -1,0 +1,134 @@
+"""ocr.autolocate on synthetic meter photos with known ground truth (tests/resources/autolocate)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr.autolocate import crops_for, locate, read_auto
+from ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix
+from ocr.profile import Profile
+from smartmeter.errors import ImageError, UnreadableError
+
+PHOTOS = Path(__file__).parent / "resources" / "autolocate" / "photos"
+TRUTH = json.loads((PHOTOS / "truth.json").read_text(encoding="utf-8"))
+
+
+def _covers(profile: Profile, truth: dict, shape: tuple[int, ...]) -> bool:
+    """Every true digit centre falls in one proposed box (de-skewed coordinates), and the counts match."""
+    m, _, _ = deskew_matrix(shape[1], shape[0], profile.transform.rotate)
+    centres = [m @ np.array([*np.mean(np.array(q), axis=0), 1.0]) for q in truth["digits"]]
+    hit = [any(x <= c[0] <= x + w and y <= c[1] <= y + h for x, y, w, h in profile.digits) for c in centres]
+    return all(hit) and len(profile.digits) == len(centres)
+
+
+def _acceptable(labels: list[float]) -> set[str]:
+    alts = [""]
+    for lab in labels:
+        opts = {str(math.floor(lab) % 10)} if lab == int(lab) else {str(math.floor(lab) % 10),
+                                                                       str((math.floor(lab) + 1) % 10)}
+        alts = [a + o for a in alts for o in opts]
+    return set(alts)
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[tuple[np.ndarray, dict]]:
+    return [(cv2.imread(str(PHOTOS / t["file"])), t) for t in TRUTH]
+
+
+def test_locate_finds_the_counter_and_deskews(photos: list[tuple[np.ndarray, dict]]) -> None:
+    covered = 0
+    for img, truth in photos:
+        result = locate(img)
+        if _covers(result.profile, truth, img.shape):
+            covered += 1
+            # generator tilts the face CCW by `tilt`; perspective jitter adds a little
+            assert abs(result.profile.transform.rotate + truth["tilt"]) < 3.0, truth["file"]
+            assert 0 < result.score <= 1
+    assert covered >= 6, f"counter found in {covered}/{len(photos)} photos"
+
+
+def test_red_decimals_and_kind(photos: list[tuple[np.ndarray, dict]]) -> None:
+    checked = 0
+    for img, truth in photos:
+        if truth["kind"] != "drum":
+            continue
+        profile = locate(img).profile
+        if _covers(profile, truth, img.shape):
+            assert profile.kind == "drum"
+            assert profile.decimals == truth["decimals"], truth["file"]
+            checked += 1
+    assert checked >= 5
+
+
+def test_profile_is_valid_and_crops_match(photos: list[tuple[np.ndarray, dict]]) -> None:
+    img, _ = photos[2]
+    profile = locate(img).profile
+    again = Profile.model_validate(__import__("yaml").safe_load(profile.to_yaml()))
+    assert again.digits == profile.digits
+    # crops cut straight from the photo equal crops of the fully de-skewed photo
+    crops = crops_for(img, profile)
+    full = deskew(img, profile.transform.rotate)
+    x, y, w, h = profile.digits[0]
+    diff = np.abs(crops[0].astype(int) - full[y:y + h, x:x + w].astype(int))
+    assert crops[0].shape == (h, w, 3) and float(np.median(diff)) <= 2
+
+
+def test_read_auto_never_guesses(photos: list[tuple[np.ndarray, dict]]) -> None:
+    from ocr.readers import get_reader
+
+    reader = get_reader("cnn")
+    exact = 0
+    for img, truth in photos:
+        result, profile = read_auto(img, reader)
+        if result.reading is None:
+            assert result.error
+            continue
+        assert profile is not None
+        assert result.reading.replace(".", "") in _acceptable(truth["labels"]), truth["file"]
+        exact += 1
+    assert exact >= 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.full((600, 800, 3), 200, np.uint8),
+    lambda: np.random.default_rng(1).integers(0, 255, (600, 800, 3), dtype=np.uint8),
+])
+def test_no_counter_is_an_honest_none(make) -> None:  # type: ignore[no-untyped-def]
+    from ocr.readers import get_reader
+
+    img = make()
+    with pytest.raises(UnreadableError):
+        locate(img, get_reader("cnn"))
+    result, profile = read_auto(img, get_reader("cnn"))
+    assert result.reading is None and profile is None and "no counter" in (result.error or "")
+
+
+def test_bad_input_is_an_image_error() -> None:
+    with pytest.raises(ImageError):
+        locate(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ImageError):
+        locate(np.zeros((100, 100, 3), np.float32))
+
+
+def test_decimals_from_red() -> None:
+    assert decimals_from_red([0.0, 0.01, 0.0, 0.0, 0.5, 0.6]) == 2
+    assert decimals_from_red([0.0, 0.0, 0.0, 0.0, 0.0, 0.3]) == 1
+    assert decimals_from_red([0.0] * 6) == 0
+    assert decimals_from_red([0.4] * 6) == 0  # everything red: no evidence
+
+
+def test_crop_deskewed_matches_rotation() -> None:
+    img = np.zeros((200, 300, 3), np.uint8)
+    cv2.rectangle(img, (100, 80), (140, 140), (255, 255, 255), -1)
+    m, w, h = deskew_matrix(300, 200, 10.0)
+    assert (w, h) == deskew(img, 10.0).shape[1::-1]
+    box = (90, 60, 80, 100)
+    a = crop_deskewed(img, m, box)
+    b = deskew(img, 10.0)[60:160, 90:170]
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2
