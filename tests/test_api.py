@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from server.api import create_app
 from server.payloads import MAX_BYTES
 from server.storage import Database, open_database
-from smartmeter.settings import Settings
+from smartmeter.settings import Settings, parse_settings
 
 
 def rows(start_min: int, values: list[float], power_kw: float | None = 0.5) -> list[dict[str, Any]]:
@@ -266,3 +267,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_install_guide_settings_example_is_valid() -> None:
+    guide = (Path(__file__).parent.parent / "install_server.md").read_text(encoding="utf-8")
+    example = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = parse_settings(example, "install_server.md")
+    assert settings.mqtt.enabled and settings.database.url.startswith("sqlite:////")
+    sections = set(Settings.model_fields) - {"camera"}  # the camera section belongs to the Pi
+    assert sections <= set(yaml.safe_load(example)), "the example must show every server section"
