@@ -81,6 +81,9 @@ class ValidationSettings(Section):
                                                                    "the reading is held.")
     max_pending: int = Field(500, ge=1, description="Held or suspect frames kept per meter; past this the oldest go "
                                                     "to review.")
+    kink_steps: float = Field(2.0, gt=0, description="A reading this many register steps off the straight line "
+                                                      "between its neighbours is withdrawn (confident last-digit "
+                                                      "misread).")
 
 
 class WorkerSettings(Section):

@@ -1,0 +1,457 @@
+"""Cross-frame validation: a per-meter state machine that turns OCR results into trusted readings.
+
+A single frame is never judged alone. Each meter keeps its *anchors* (published readings, sorted by capture
+time) and a small pool of *pending* frames (held near a digit transition, or suspect because they disagree with
+their neighbours). Every new frame is judged against the anchors just before and after its capture time, so
+out-of-order delivery is handled and an old frame never moves the register backwards.
+
+Outcomes (``Action``): PUBLISH a reading; HOLD a mid-roll or low-confidence frame until ``confirm_frames`` later
+anchors confirm it; SUSPECT a frame that disagrees with its neighbours; REJECT a frame to the review queue;
+CORRECT (replace the value of) or WITHDRAW (remove) an anchor that later frames overrule. See docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from smartmeter.settings import Settings
+from smartmeter.types import DigitValue, OcrResult, utc
+
+log = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    PUBLISH = "publish"
+    HOLD = "hold"
+    SUSPECT = "suspect"
+    REJECT = "reject"
+    CORRECT = "correct"
+    WITHDRAW = "withdraw"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The validation settings of one meter, flattened."""
+
+    max_power_w: float = 3 * 63 * 230
+    backwards_tolerance_kwh: float = 0.0
+    resolution_kwh: float = 0.1
+    confirm_frames: int = 2
+    consensus_frames: int = 3
+    min_confidence: float = 0.6
+    hold_confidence: float = 0.8
+    transition_band: float = 0.25
+    max_pending: int = 500
+    kink_steps: float = 2.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, meter_id: str) -> Rules:
+        m, v = settings.meter(meter_id), settings.validation
+        return cls(m.max_power_w, m.backwards_tolerance_kwh, m.resolution_kwh, v.confirm_frames,
+                   v.consensus_frames, v.min_confidence, v.hold_confidence, v.transition_band, v.max_pending,
+                   v.kink_steps)
+
+    @property
+    def decimals(self) -> int:
+        return max(0, round(-math.log10(self.resolution_kwh)))
+
+    def fits(self, t1: float, v1: float, t2: float, v2: float) -> bool:
+        """Can the register go from v1 at t1 to v2 at t2 (epoch seconds, either order)?"""
+        if t2 < t1:
+            t1, v1, t2, v2 = t2, v2, t1, v1
+        eps = self.resolution_kwh * 1e-3
+        dv = v2 - v1
+        if dv < -(self.backwards_tolerance_kwh + eps):
+            return False
+        return dv <= self.max_power_w / 1000.0 * (t2 - t1) / 3600.0 + self.resolution_kwh + eps
+
+
+@dataclass
+class Frame:
+    """One photo as the validator sees it: capture time, value read, per-digit detail."""
+
+    key: str
+    ts: datetime
+    value: float | None
+    confidence: float
+    digits: list[DigitValue] = field(default_factory=list)
+    reader_version: str = ""
+    decimals: int | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.ts = utc(self.ts)
+        self.t = self.ts.timestamp()
+
+    @classmethod
+    def from_ocr(cls, key: str, ts: datetime, result: OcrResult) -> Frame:
+        decimals = None
+        if result.reading and "." in result.reading:
+            decimals = len(result.reading.rsplit(".", 1)[1])
+        elif result.reading:
+            decimals = 0
+        return cls(key, ts, result.value, result.confidence, list(result.digits), result.reader_version,
+                   decimals, result.error)
+
+    def fine(self, resolution: float) -> float | None:
+        """The value with the last drum's fraction added (mid-step estimate when the drum does not match)."""
+        if self.value is None:
+            return None
+        last = self.digits[-1].value if self.digits else None
+        if last is not None:
+            step = round(self.value / resolution) % 10
+            lo = math.floor(last)
+            if lo % 10 == step:
+                return self.value + (last - lo) * resolution
+            if (lo + 1) % 10 == step:  # snapped up: the drum is just below the shown number
+                return self.value - (lo + 1 - last) * resolution
+        return self.value + resolution / 2
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published reading. ``trusted`` anchors (review, import) are never overruled by frames."""
+
+    key: str
+    ts: datetime
+    value: float
+    trusted: bool = False
+    confidence: float = 1.0
+    reader_version: str = ""
+    fine: float | None = None  # value with the last drum's fraction (None: value + half a step)
+
+    @property
+    def t(self) -> float:
+        return self.ts.timestamp()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happened to one photo. ``value`` is the published/corrected value; ``old_value`` the replaced one."""
+
+    action: Action
+    key: str
+    ts: datetime
+    value: float | None
+    reason: str
+    old_value: float | None = None
+    evidence: tuple[str, ...] = ()
+    confidence: float = 0.0
+    reader_version: str = ""
+
+
+def mid_roll(frame: Frame, rules: Rules) -> list[int]:
+    """Indexes of non-last digits caught between two numbers (drum position frac in [band, 1 - band])."""
+    out = []
+    for i, d in enumerate(frame.digits[:-1]):
+        if d.value is not None:
+            frac = d.value - math.floor(d.value)
+            if rules.transition_band <= frac <= 1 - rules.transition_band:
+                out.append(i)
+    return out
+
+
+def candidates(frame: Frame, rules: Rules) -> list[float]:
+    """Values the register may show when mid-roll digits are taken one number lower or higher."""
+    if frame.value is None:
+        return []
+    idx = mid_roll(frame, rules)
+    decimals = frame.decimals if frame.decimals is not None else rules.decimals
+    n = len(frame.digits)
+    steps = [10.0 ** (n - 1 - i - decimals) for i in idx]
+    out = {round(frame.value + sum(s * k for s, k in zip(steps, ks, strict=True)), 6)
+           for ks in itertools.product((-1, 0, 1), repeat=len(steps))}
+    return sorted(v for v in out if v >= 0)
+
+
+class MeterValidator:
+    """The state machine of one meter. ``feed`` frames in any order; apply the returned decisions in order."""
+
+    def __init__(self, meter_id: str, rules: Rules, anchors: Iterable[Anchor] = (),
+                 pending: Iterable[tuple[Frame, Action]] = ()) -> None:
+        self.meter_id, self.rules = meter_id, rules
+        self._order: list[tuple[float, str]] = []
+        self._anchors: dict[str, Anchor] = {}
+        self._pending: dict[str, tuple[Frame, Action]] = {}
+        self._new: list[float] = []  # times of anchors published since the last kink check
+        for a in anchors:
+            self._insert(a)
+        for f, kind in pending:
+            self._pending[f.key] = (f, kind)
+
+    # -- anchors ---------------------------------------------------------------------------------------
+    @property
+    def anchors(self) -> list[Anchor]:
+        return [self._anchors[k] for _, k in self._order]
+
+    @property
+    def pending(self) -> list[tuple[Frame, Action]]:
+        return sorted(self._pending.values(), key=lambda p: (p[0].t, p[0].key))
+
+    def _insert(self, a: Anchor) -> None:
+        bisect.insort(self._order, (a.t, a.key))
+        self._anchors[a.key] = a
+
+    def _remove(self, key: str) -> Anchor:
+        a = self._anchors.pop(key)
+        i = bisect.bisect_left(self._order, (a.t, key))
+        del self._order[i]
+        return a
+
+    def _around(self, t: float, skip: frozenset[str] = frozenset()) -> tuple[Anchor | None, Anchor | None]:
+        """Nearest anchors before (<= t) and after (> t), ignoring keys in ``skip``."""
+        i = bisect.bisect_right(self._order, (t, "\uffff"))
+        prev = nxt = None
+        j = i - 1
+        while j >= 0 and prev is None:
+            if self._order[j][1] not in skip:
+                prev = self._anchors[self._order[j][1]]
+            j -= 1
+        j = i
+        while j < len(self._order) and nxt is None:
+            if self._order[j][1] not in skip:
+                nxt = self._anchors[self._order[j][1]]
+            j += 1
+        return prev, nxt
+
+    def _after(self, t: float) -> int:
+        return len(self._order) - bisect.bisect_right(self._order, (t, "\uffff"))
+
+    def _fits_around(self, t: float, v: float, skip: frozenset[str] = frozenset()) -> tuple[bool, list[Anchor]]:
+        prev, nxt = self._around(t, skip)
+        bad = [a for a in (prev, nxt) if a is not None and not self.rules.fits(a.t, a.value, t, v)]
+        return not bad, bad
+
+    # -- entry points ------------------------------------------------------------------------------------
+    def feed(self, frame: Frame) -> list[Decision]:
+        """Judge one frame; returns every decision it caused (also on earlier frames)."""
+        r = self.rules
+        if frame.key in self._anchors or frame.key in self._pending:
+            return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
+        if frame.value is None or frame.confidence < r.min_confidence:
+            why = frame.error or ("unreadable" if frame.value is None
+                                  else f"confidence {frame.confidence:.2f} < {r.min_confidence:.2f}")
+            return [self._decide(Action.REJECT, frame, frame.value, why)]
+        out: list[Decision] = []
+        rolling = mid_roll(frame, r)
+        weak = [i for i, d in enumerate(frame.digits) if d.confidence < r.hold_confidence]
+        if (rolling or weak) and r.confirm_frames > 0:
+            why = f"digit {rolling[0] + 1} mid-roll" if rolling else f"digit {weak[0] + 1} low confidence"
+            self._pending[frame.key] = (frame, Action.HOLD)
+            out.append(self._decide(Action.HOLD, frame, frame.value, why))
+        else:
+            out.extend(self._judge(frame))
+        out.extend(self._resolve())
+        return out
+
+    def add_trusted(self, anchor: Anchor) -> list[Decision]:
+        """A value set by a person (review) becomes an anchor; image anchors that disagree are withdrawn."""
+        out: list[Decision] = []
+        self._pending.pop(anchor.key, None)
+        if anchor.key in self._anchors:
+            self._remove(anchor.key)
+        for a in list(self.anchors):
+            if not a.trusted and not self.rules.fits(a.t, a.value, anchor.t, anchor.value):
+                out.extend(self._withdraw([a], f"disagrees with reviewed value of {anchor.key}", (anchor.key,)))
+        self._insert(anchor)
+        out.extend(self._resolve())
+        return out
+
+    # -- judging -----------------------------------------------------------------------------------------
+    def _decide(self, action: Action, f: Frame, value: float | None, reason: str, old: float | None = None,
+                evidence: tuple[str, ...] = ()) -> Decision:
+        return Decision(action, f.key, f.ts, value, reason, old, evidence, f.confidence, f.reader_version)
+
+    def _publish(self, f: Frame, value: float, reason: str) -> Decision:
+        self._pending.pop(f.key, None)
+        fine = f.fine(self.rules.resolution_kwh) if value == f.value else None
+        self._insert(Anchor(f.key, f.ts, value, False, f.confidence, f.reader_version, fine))
+        self._new.append(f.t)
+        return self._decide(Action.PUBLISH, f, value, reason)
+
+    def _fine(self, a: Anchor) -> float:
+        return a.fine if a.fine is not None else a.value + self.rules.resolution_kwh / 2
+
+    def _kinks(self, t: float) -> list[Decision]:
+        """Check the image anchors next to a new anchor at ``t``: one far off the straight line between its own
+        neighbours is a confident misread that values alone cannot refute; it is withdrawn."""
+        out: list[Decision] = []
+        i = bisect.bisect_left(self._order, (t, ""))
+        for j in (i - 1, i + 1):
+            if not 1 <= j < len(self._order) - 1:
+                continue
+            p, a, n = (self._anchors[self._order[x][1]] for x in (j - 1, j, j + 1))
+            gaps = (a.t - p.t, n.t - a.t)
+            if a.trusted or min(gaps) <= 0 or max(gaps) > 1.5 * min(gaps):
+                continue  # only evenly spaced neighbours: a gap (e.g. a withdrawn frame) hides load changes
+            line = self._fine(p) + (self._fine(n) - self._fine(p)) * (a.t - p.t) / (n.t - p.t)
+            off = (self._fine(a) - line) / self.rules.resolution_kwh
+            if abs(off) > self.rules.kink_steps:
+                out.extend(self._withdraw([a], f"{off:+.1f} steps off the line between {p.key} and {n.key}",
+                                          (p.key, n.key)))
+                break
+        return out
+
+    def _judge(self, f: Frame) -> list[Decision]:
+        assert f.value is not None
+        ok, bad = self._fits_around(f.t, f.value)
+        if ok:
+            return [self._publish(f, f.value, "consistent with neighbours")]
+        self._pending[f.key] = (f, Action.SUSPECT)
+        return [self._decide(Action.SUSPECT, f, f.value, "disagrees with " + ", ".join(
+            f"{a.key} ({a.value:g})" for a in bad))]
+
+    def _resolve(self) -> list[Decision]:
+        """Settle pending frames until nothing changes: confirm held, promote/age suspects, find consensus."""
+        out: list[Decision] = []
+        changed = True
+        while changed:
+            changed = False
+            while self._new:
+                got = self._kinks(self._new.pop())
+                out.extend(got)
+                changed = changed or bool(got)
+            for f, kind in self.pending:
+                if f.key not in self._pending:
+                    continue
+                assert f.value is not None
+                if kind is Action.HOLD:
+                    if self._after(f.t) >= self.rules.confirm_frames:
+                        out.append(self._settle_held(f))
+                        changed = True
+                    continue
+                ok, _ = self._fits_around(f.t, f.value)
+                if ok:
+                    out.append(self._publish(f, f.value, "consistent after neighbours changed"))
+                    changed = True
+                elif self._after(f.t) >= self.rules.consensus_frames:
+                    out.extend(self._age_out(f))
+                    changed = True
+            if not changed:
+                got = self._consensus()
+                if got:
+                    out.extend(got)
+                    changed = True
+            while len(self._pending) > self.rules.max_pending:
+                f, _ = self.pending[0]
+                del self._pending[f.key]
+                out.append(self._decide(Action.REJECT, f, f.value, "not confirmed in time (pending pool full)"))
+        return out
+
+    def _settle_held(self, f: Frame) -> Decision:
+        assert f.value is not None
+        prev, nxt = self._around(f.t)
+        ok, _ = self._fits_around(f.t, f.value)
+        if ok:
+            return self._publish(f, f.value, "held frame confirmed by neighbours")
+        fitting = [c for c in candidates(f, self.rules) if self._fits_around(f.t, c)[0]]
+        if prev is not None and nxt is not None and len(fitting) == 1:
+            return self._publish(f, fitting[0], f"transition resolved by neighbours (read {f.value:g})")
+        del self._pending[f.key]
+        return self._decide(Action.REJECT, f, f.value, "held frame not confirmed by neighbours",
+                            evidence=tuple(a.key for a in (prev, nxt) if a is not None))
+
+    def _age_out(self, f: Frame) -> list[Decision]:
+        """A suspect outvoted by later anchors. If it disagrees with one image anchor only, and fits once that
+        anchor is ignored, the two cannot be told apart: both go (the anchor is withdrawn, audited)."""
+        assert f.value is not None
+        del self._pending[f.key]
+        _, bad = self._fits_around(f.t, f.value)
+        out: list[Decision] = []
+        if len(bad) == 1 and not bad[0].trusted and self._fits_around(f.t, f.value, frozenset({bad[0].key}))[0]:
+            out.extend(self._withdraw(bad, f"disputed by {f.key} ({f.value:g}); neither can be trusted", (f.key,)))
+            reason = f"disputes {bad[0].key} ({bad[0].value:g})"
+        else:
+            reason = "disagrees with neighbours " + ", ".join(f"{a.key} ({a.value:g})" for a in bad)
+        out.append(self._decide(Action.REJECT, f, f.value, reason, evidence=tuple(a.key for a in bad)))
+        return out
+
+    def _consensus(self) -> list[Decision]:
+        """``consensus_frames`` suspects that agree with each other overrule fewer image anchors they disagree with."""
+        k = self.rules.consensus_frames
+        suspects = [f for f, kind in self.pending if kind is Action.SUSPECT]
+        if len(suspects) < k:
+            return []
+        fits = self.rules.fits
+        for start in range(len(suspects) - k, -1, -1):
+            group = [suspects[start]]
+            for f in suspects[start + 1:]:
+                last = group[-1]
+                assert f.value is not None and last.value is not None
+                if fits(last.t, last.value, f.t, f.value):
+                    group.append(f)
+            if len(group) < k:
+                continue
+            conflicts = self._conflicts(group)
+            if conflicts is None or not conflicts or len(conflicts) >= len(group):
+                continue
+            ev = tuple(g.key for g in group)
+            for a in conflicts:
+                self._remove(a.key)
+            out = []
+            for g in group:
+                assert g.value is not None
+                if self._fits_around(g.t, g.value)[0]:
+                    out.append(self._publish(g, g.value, f"consensus of {len(group)} frames"))
+            out.extend(self._replace(conflicts, f"overruled by consensus of {len(group)} frames", ev))
+            return out
+        return []
+
+    def _conflicts(self, group: Sequence[Frame]) -> list[Anchor] | None:
+        """Anchors that disagree with a chain of frames; None when a trusted anchor disagrees."""
+        times = [g.t for g in group]
+        lo, hi = times[0], times[-1]
+        out: list[Anchor] = []
+        # walk back from the first frame, then forward through and after the group, while anchors disagree
+        i = bisect.bisect_right(self._order, (lo, "\uffff")) - 1
+        while i >= 0:
+            a = self._anchors[self._order[i][1]]
+            g = group[0]
+            assert g.value is not None
+            if self.rules.fits(a.t, a.value, g.t, g.value):
+                break
+            out.append(a)
+            i -= 1
+        j = bisect.bisect_right(self._order, (lo, "\uffff"))
+        while j < len(self._order):
+            a = self._anchors[self._order[j][1]]
+            pos = bisect.bisect_right(times, a.t)
+            near = [group[p] for p in (pos - 1, pos) if 0 <= p < len(group)]
+            if all(self.rules.fits(a.t, a.value, g.t, g.value) for g in near if g.value is not None):
+                if a.t > hi:
+                    break
+            else:
+                out.append(a)
+            j += 1
+        if any(a.trusted for a in out):
+            return None
+        return out
+
+    def _withdraw(self, anchors: Sequence[Anchor], reason: str, evidence: tuple[str, ...]) -> list[Decision]:
+        for a in anchors:
+            self._remove(a.key)
+        return self._replace(anchors, reason, evidence)
+
+    def _replace(self, anchors: Sequence[Anchor], reason: str, evidence: tuple[str, ...]) -> list[Decision]:
+        """Settle removed image anchors. When the anchors left on both sides show the same value, that value is
+        certain at the anchor's time too, so the reading is corrected to it; otherwise it is withdrawn."""
+        out: list[Decision] = []
+        drop = frozenset(a.key for a in anchors)
+        for a in anchors:
+            prev, nxt = self._around(a.t, drop)
+            f = Frame(a.key, a.ts, a.value, a.confidence, [], a.reader_version)
+            if prev is not None and nxt is not None and abs(nxt.value - prev.value) < self.rules.resolution_kwh / 2:
+                self._insert(Anchor(a.key, a.ts, prev.value, False, a.confidence, a.reader_version))
+                out.append(self._decide(Action.CORRECT, f, prev.value, f"{reason}; pinned by {prev.key} and "
+                                        f"{nxt.key}", a.value, evidence))
+            else:
+                out.append(self._decide(Action.WITHDRAW, f, None, reason, a.value, evidence))
+        return out
