@@ -48,6 +48,7 @@ class Fault:
     kind: str  # drop | 429 | 500 | bad_hash | corrupt
     times: int = 1
     retry_after: int = 1
+    after: int = 0  # let this many matching requests through first
 
 
 class RouteError(Exception):
@@ -65,6 +66,7 @@ class FakeDropbox:
     def __init__(self, tmp_dir: Path, app_key: str = "fake-app-key", refresh_token: str = "fake-refresh-token",
                  app_secret: str | None = None) -> None:
         self.app_key, self.refresh_token, self.app_secret = app_key, refresh_token, app_secret
+        self.auth_code = "fake-auth-code"
         self.entries: dict[str, Entry] = {}  # lower-case path -> entry (tombstones kept, deleted=True)
         self.seq = 0
         self.generation = 0
@@ -83,9 +85,13 @@ class FakeDropbox:
 
     # -- switches -----------------------------------------------------------------------------------------
 
-    def fail_next(self, route: str, kind: str, times: int = 1, retry_after: int = 1) -> None:
+    def fail_next(self, route: str, kind: str, times: int = 1, retry_after: int = 1, after: int = 0) -> None:
+        """The next ``times`` calls of ``route`` (after ``after`` good ones) fail with ``kind``.
+
+        Faults of one route queue up: a later one starts counting ``after`` once the earlier ones are used.
+        """
         assert route in ROUTES, route
-        self.faults.append(Fault(route, kind, times, retry_after))
+        self.faults.append(Fault(route, kind, times, retry_after, after))
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
@@ -101,6 +107,9 @@ class FakeDropbox:
         with self.lock:
             for f in self.faults:
                 if f.route == route:
+                    if f.after > 0:
+                        f.after -= 1
+                        return None
                     f.times -= 1
                     if f.times <= 0:
                         self.faults.remove(f)
@@ -218,6 +227,14 @@ class FakeDropbox:
         return {"metadata": md}
 
     def token(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("grant_type") == "authorization_code":  # the no-redirect flow of `smartmeter backup auth`
+            proof = bool(form.get("code_verifier")) if self.app_secret is None else \
+                form.get("client_secret") == self.app_secret
+            if form.get("code") != self.auth_code or form.get("client_id") != self.app_key or not proof:
+                raise RouteError(400, {"error": "invalid_grant", "error_description": "code doesn't exist"})
+            return {"access_token": "sl.fake-access-0", "token_type": "bearer", "expires_in": 14400,
+                    "refresh_token": self.refresh_token, "account_id": "dbid:fake", "uid": "1",
+                    "scope": "files.content.read files.content.write files.metadata.read"}
         ok = (form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.refresh_token
               and form.get("client_id") == self.app_key
               and (self.app_secret is None or form.get("client_secret") == self.app_secret))

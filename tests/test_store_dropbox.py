@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import certifi
 import pytest
 from fake_dropbox import FakeDropbox
 
@@ -71,6 +72,8 @@ def test_open_store_reads_sdk_host_env(fake: FakeDropbox, monkeypatch: pytest.Mo
     monkeypatch.setenv("DROPBOX_API_CONTENT_HOST", fake.api_host)
     monkeypatch.setenv("SMARTMETER_DROPBOX_REFRESH_TOKEN", fake.refresh_token)
     monkeypatch.delenv("SMARTMETER_DROPBOX_APP_SECRET", raising=False)
+    # requests would let this override the SDK's CA bundle; the store must keep the configured one
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     settings = StoreSettings.model_validate({"backend": "dropbox", "dropbox": {
         "app_key": fake.app_key, "root": "/meters/", "ca_certs": str(fake.ca_file)}})
     s = open_store(settings)

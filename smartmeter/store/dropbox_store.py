@@ -76,7 +76,7 @@ class _CaSession(requests.Session):
         return settings
 
 
-def _ca_session(ca_certs: Path | str) -> requests.Session:
+def ca_session(ca_certs: Path | str) -> requests.Session:
     session = _CaSession()
     session.verify = str(ca_certs)
     session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8))
@@ -107,7 +107,7 @@ class DropboxStore(ImageStore):
         self.api_host, self.content_host = api_host, content_host
         client = _Client(oauth2_refresh_token=refresh_token, app_key=app_key, app_secret=app_secret or None,
                          timeout=timeout_s, max_retries_on_error=0, max_retries_on_rate_limit=0,
-                         user_agent="smartmeter", session=_ca_session(ca_certs) if ca_certs else None)
+                         user_agent="smartmeter", session=ca_session(ca_certs) if ca_certs else None)
         client.token_host = api_host
         client._host_map = {"api": api_host, "content": content_host, "notify": DEFAULT_NOTIFY_HOST}
         self.client = client
