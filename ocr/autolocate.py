@@ -274,7 +274,7 @@ def _assemble(values: list[DigitValue], profile: Profile) -> OcrResult:
     if weak:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
                          error=f"digit {', '.join(map(str, weak))} read below confidence {floor}")
-    a = assemble([v.value for v in values], decimals=profile.decimals)
+    a = assemble([v.value % 10.0 for v in values if v.value is not None], decimals=profile.decimals)
     if a.reading is None:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values, error=a.error)
     confidence = min(a.confidence, min(v.confidence for v in values))
