@@ -328,3 +328,31 @@ def test_smartmeter_mqtt_refuses_when_disabled(tmp_path: Path) -> None:
                        timeout=30, env={k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")},
                        cwd=tmp_path)
     assert r.returncode == 2 and "MQTT ingest is disabled" in r.stderr and "mqtt.enabled: true" in r.stderr
+
+
+def test_message_not_stored_is_not_acknowledged(broker: Broker, tmp_path: Path) -> None:
+    """Stopped while the database is down: the broker keeps the message and delivers it to the next run."""
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the database folder should be")
+    url = f"sqlite:///{blocker / 'readings.db'}"
+    settings = settings_for(broker.port, client_id="ingest-ack-test")
+    first = Subscriber(settings, url)
+    client = Client(broker.port, subscribe=None)
+    try:
+        assert first.ingest.ready.wait(10)
+        client.publish("smartmeter/meter1/reading", rows(0, [10.0]))
+        with pytest.raises(queue.Empty):
+            first.next(timeout=1.0)
+    finally:
+        client.close()
+        first.close()
+    blocker.unlink()
+    with open_database(url) as db:
+        db.register_meter("meter1")
+    second = Subscriber(settings, url)
+    try:
+        out = second.next(timeout=10)
+        assert out.accepted == 1 and out.error is None
+    finally:
+        second.close()
+    assert [v for _, v, _, _ in stored(url)] == [10.0]
