@@ -125,5 +125,6 @@ def assemble(digits: Sequence[float | None], pointers: Sequence[float | None] = 
     if reading.startswith("."):
         reading = "0" + reading
     value = int(text) / 10 ** decimals
-    confidence = max(0.0, 1.0 - max(residuals) / 0.5)
+    # residuals up to 0.1 are ordinary model noise; beyond that confidence falls to 0 at a residual of 0.5
+    confidence = min(1.0, max(0.0, 1.0 - (max(residuals) - 0.1) / 0.4))
     return Assembly(reading, value, round(confidence, 4), list(resolved), residuals)

@@ -1,0 +1,195 @@
+"""Photo + meter profile -> reading with confidence.
+
+``MeterReader(profile, reader).read(photo)`` runs: decode -> transform (rotate, flip) -> align to the profile's
+reference -> cut the digit and pointer boxes -> read every crop -> assemble the drums -> confidence.
+``read_many`` does the same for many photos with the crops of all of them in one ``read_batch`` call (chunked).
+
+The rule throughout: a wrong reading is worse than none. A photo that cannot be decoded or aligned, a digit
+below ``profile.min_confidence``, or drums that do not fit each other give ``OcrResult(reading=None, error=...)``
+— never a guess. Per-photo problems never raise; a broken reader (e.g. missing tesseract) does.
+
+Overall confidence = lowest digit confidence x the assembler's consistency (1.0 when every drum sits where its
+neighbour says it should).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ocr.align import Aligner, AlignmentError, AlignResult, crop_boxes, load_reference
+from ocr.assemble import assemble
+from ocr.image_io import decode_image, load_image
+from ocr.profile import Profile
+from ocr.readers.base import DigitReader
+from ocr.transforms import apply_transform
+from smartmeter.errors import ConfigError, ImageError, InputError, SmartMeterError
+from smartmeter.types import DigitValue, OcrResult
+
+log = logging.getLogger(__name__)
+
+BATCH = 512
+PhotoInput = np.ndarray | bytes | Path | str
+
+
+def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> DigitReader:
+    """The digit reader for an engine name (``cnn`` | ``tesseract``); imported lazily."""
+    if engine == "cnn":
+        from ocr.readers.cnn import CnnReader
+
+        return CnnReader(model_path=model, threads=threads)
+    if engine == "tesseract":
+        from ocr.readers.tesseract_reader import TesseractReader
+
+        return TesseractReader()
+    raise ConfigError(f"unknown OCR engine {engine!r}; expected cnn or tesseract")
+
+
+@dataclass
+class _Prepared:
+    name: str
+    image: np.ndarray | None = None  # after transform
+    alignment: AlignResult | None = None
+    crops: list[np.ndarray] | None = None
+    error: str | None = None
+
+
+class MeterReader:
+    """Reads whole photos of one meter installation."""
+
+    def __init__(self, profile: Profile, reader: DigitReader, debug_dir: Path | None = None) -> None:
+        self.profile = profile
+        self.reader = reader
+        self.debug_dir = debug_dir
+        self.boxes = [*profile.digits, *profile.pointers]
+        self.aligner: Aligner | None = None
+        if profile.reference is not None and profile.alignment.method != "none":
+            try:
+                _, features = load_reference(Path(profile.reference))
+            except (OSError, ImageError) as exc:
+                raise ConfigError(f"profile reference image {profile.reference}: {exc}") from exc
+            self.aligner = Aligner(features, profile.alignment, self.boxes)
+
+    @property
+    def version(self) -> str:
+        return f"{self.reader.name}:{self.reader.version}"
+
+    def read(self, image: PhotoInput, name: str | None = None) -> OcrResult:
+        """Read one photo (BGR array, encoded bytes or a path)."""
+        return self.read_many([image], [name] if name is not None else None)[0]
+
+    def read_many(self, images: Sequence[PhotoInput], names: Sequence[str] | None = None) -> list[OcrResult]:
+        """Read many photos; all their crops go to the digit reader together (in chunks of 512)."""
+        labels = list(names) if names is not None else [_default_name(img, i) for i, img in enumerate(images)]
+        prepared = [self._prepare(img, label) for img, label in zip(images, labels, strict=True)]
+        crops = [c for p in prepared if p.crops is not None for c in p.crops]
+        values: list[DigitValue] = []
+        for start in range(0, len(crops), BATCH):
+            chunk = crops[start:start + BATCH]
+            got = self.reader.read_batch(chunk)
+            if len(got) != len(chunk):
+                raise SmartMeterError(f"reader {self.reader.name} returned {len(got)} values for {len(chunk)} crops")
+            values.extend(got)
+        results: list[OcrResult] = []
+        pos = 0
+        for p in prepared:
+            if p.crops is None:
+                results.append(OcrResult(None, None, 0.0, error=p.error, reader_version=self.version))
+                continue
+            mine = values[pos:pos + len(p.crops)]
+            pos += len(p.crops)
+            result = self._result(mine)
+            results.append(result)
+            if self.debug_dir is not None and p.image is not None:
+                self._write_debug(p, result, mine)
+        return results
+
+    def _prepare(self, image: PhotoInput, name: str) -> _Prepared:
+        try:
+            bgr = _decode(image, name)
+            turned = apply_transform(bgr, self.profile.transform)
+            alignment = self.aligner.align(turned) if self.aligner is not None else None
+            homography = alignment.homography if alignment is not None else None
+            crops = crop_boxes(turned, self.boxes, homography)
+        except (ImageError, AlignmentError) as exc:
+            log.info("%s: %s", name, exc)
+            return _Prepared(name, error=str(exc))
+        if alignment is not None:
+            log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
+                      alignment.inliers)
+        return _Prepared(name, turned, alignment, crops)
+
+    def _result(self, values: list[DigitValue]) -> OcrResult:
+        n = len(self.profile.digits)
+        digits, pointers = values[:n], values[n:]
+
+        def unreadable(error: str | None, confidence: float = 0.0) -> OcrResult:
+            return OcrResult(None, None, round(confidence, 4), digits, pointers, error, self.version)
+
+        min_conf = self.profile.min_confidence
+        low = [(i, v) for i, v in enumerate(values) if v.value is not None and v.confidence < min_conf]
+        if low:
+            names = ", ".join(f"{_position_name(i, n)} ({v.confidence:.2f})" for i, v in low)
+            return unreadable(f"confidence below {min_conf:g}: {names}", min(v.confidence for _, v in low))
+        try:
+            assembly = assemble([v.value for v in digits], [v.value for v in pointers], self.profile.decimals)
+        except InputError as exc:  # a reader that returned values outside 0..10
+            return unreadable(f"reader returned bad values: {exc}")
+        if assembly.reading is None:
+            return unreadable(assembly.error)
+        confidence = min(v.confidence for v in values) * assembly.confidence
+        if confidence < min_conf:
+            return unreadable(f"drums barely fit each other (confidence {confidence:.2f} < {min_conf:g})", confidence)
+        return OcrResult(assembly.reading, assembly.value, round(confidence, 4), digits, pointers, None, self.version)
+
+    def _write_debug(self, p: _Prepared, result: OcrResult, values: list[DigitValue]) -> None:
+        """The photo in the reference frame with boxes, per-digit values and the reading."""
+        assert p.image is not None and self.debug_dir is not None
+        image = p.image
+        if p.alignment is not None and self.aligner is not None:
+            w, h = self.aligner.ref.size
+            image = cv2.warpPerspective(image, p.alignment.homography, (w, h))
+        canvas = image.copy()
+        for (x, y, bw, bh), v in zip(self.boxes, values, strict=True):
+            ok = v.value is not None and v.confidence >= self.profile.min_confidence
+            colour = (0, 200, 0) if ok else (0, 0, 255)
+            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), colour, 1)
+            label = "?" if v.value is None else f"{v.value:.1f}"
+            cv2.putText(canvas, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+            cv2.putText(canvas, f"{v.confidence:.2f}", (x, y + bh + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1,
+                        cv2.LINE_AA)
+        title = result.reading if result.reading is not None else f"UNREADABLE: {result.error}"
+        cv2.putText(canvas, f"{title}  conf {result.confidence:.2f}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 0, 255), 2, cv2.LINE_AA)
+        self.debug_dir.mkdir(parents=True, exist_ok=True)
+        out = self.debug_dir / f"{_safe(p.name)}.debug.png"
+        if not cv2.imwrite(str(out), canvas):
+            log.warning("cannot write debug image %s", out)
+
+
+def _position_name(i: int, n_digits: int) -> str:
+    return f"digit {i + 1}" if i < n_digits else f"pointer {i - n_digits + 1}"
+
+
+def _decode(image: PhotoInput, name: str) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise ImageError(f"{name}: not an image array (shape {image.shape})")
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+    if isinstance(image, bytes | bytearray):
+        return decode_image(bytes(image), name)
+    return load_image(image)
+
+
+def _default_name(image: PhotoInput, index: int) -> str:
+    return str(image) if isinstance(image, Path | str) else f"photo{index + 1}"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "photo"
