@@ -1,0 +1,167 @@
+"""The labelled digit-crop data set for training and benchmarking the digit model, and its augmentations.
+
+The data set is a folder with ``labels.csv`` (``path,label,meter``; label = drum position 0.0-9.9 or NaN) and one
+sub-folder per meter. Validation is by whole meters: :data:`HELD_OUT_METERS` are never trained on by the shipped
+model, so accuracy reported on them is honest. Crops labelled NaN (the labeller could not tell) are excluded.
+No torch here: the benchmark uses this module too.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ocr.digit_preprocess import HEIGHT, WIDTH, normalise, resize_grey, to_grey
+from smartmeter.errors import InputError, NotFoundError
+from smartmeter.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# Whole meters held out of the shipped model: electricity, water (drum and another make), gas, LCD.
+HELD_OUT_METERS: tuple[str, ...] = (
+    "powermeter-emeter1",
+    "watermeter-techem",
+    "watermeter-altair",
+    "gasmeter-gmt",
+    "lcd2",
+)
+
+
+@dataclass
+class DigitSet:
+    """Colour crops (original size, BGR as decoded) with labels and the meter each came from."""
+
+    crops: list[np.ndarray]
+    labels: np.ndarray  # float64, 0.0-9.9
+    meters: np.ndarray  # str
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def select(self, mask: np.ndarray) -> DigitSet:
+        idx = np.flatnonzero(mask)
+        return DigitSet([self.crops[i] for i in idx], self.labels[idx], self.meters[idx], [self.paths[i] for i in idx])
+
+
+def load_digits(root: Path, meters: set[str] | None = None, limit_per_meter: int | None = None,
+                seed: int = 0, progress: bool = True) -> DigitSet:
+    """Read ``root/labels.csv`` and its crops as BGR images (NaN labels skipped).
+
+    ``meters`` restricts to those folders; ``limit_per_meter`` takes a seeded random subsample per meter.
+    """
+    csv_path = root / "labels.csv"
+    if not csv_path.is_file():
+        raise NotFoundError(f"no labels.csv in {root}", hint="pass --data pointing at the digit data set")
+    rows: list[tuple[str, float, str]] = []
+    with csv_path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            try:
+                label = float(r["label"])
+            except (KeyError, ValueError) as exc:
+                raise InputError(f"{csv_path}: bad row {r}") from exc
+            if math.isnan(label):
+                continue
+            if meters is not None and r["meter"] not in meters:
+                continue
+            rows.append((r["path"], label % 10.0, r["meter"]))
+    if limit_per_meter is not None:
+        rng = np.random.default_rng(seed)
+        by_meter: dict[str, list[int]] = {}
+        for i, (_, _, m) in enumerate(rows):
+            by_meter.setdefault(m, []).append(i)
+        keep: list[int] = []
+        for m in sorted(by_meter):
+            idx = by_meter[m]
+            keep += sorted(rng.choice(idx, size=min(limit_per_meter, len(idx)), replace=False).tolist())
+        rows = [rows[i] for i in sorted(keep)]
+    crops: list[np.ndarray] = []
+    with Progress("loading digit crops", len(rows), enabled=progress) as p:
+        for path, _, _ in rows:
+            img = cv2.imread(str(root / path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InputError(f"cannot decode {root / path}")
+            crops.append(img)
+            p.advance()
+    return DigitSet(crops, np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), [r[0] for r in rows])
+
+
+def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator,
+                  height: int = HEIGHT, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly distorted copies of BGR crops → (normalised ``N x H x W`` planes, labels).
+
+    Colour becomes grey with random channel weights half of the time (the reader's fixed BGR→grey otherwise), so
+    the model does not depend on one meter's ink colour. Vertical shifts stay small (a vertical shift is a drum
+    movement: ±2 % of the height is about ±0.2 of a step); scale (about the centre, so the position is kept),
+    sideways shift and rotation are freer. Strokes get thinner or bolder; photometric changes cover gamma,
+    contrast, inversion (dark on light), blur, noise and JPEG artefacts; a dark or light bar may cover one side.
+    Each crop then goes through the same resize and normalisation the reader uses.
+    """
+    n = len(crops)
+    out = np.empty((n, height, width), dtype=np.float32)
+    g: np.ndarray
+    a: np.ndarray
+    for i, bgr in enumerate(crops):
+        if rng.random() < 0.5:
+            wts = rng.dirichlet((1.0, 1.0, 1.0))
+            g = np.clip(bgr.astype(np.float32) @ wts.astype(np.float32), 0, 255).astype(np.uint8)
+        else:
+            g = to_grey(bgr)
+        h, w = g.shape
+        if rng.random() < 0.25:
+            r = max(1, round(min(h, w) / 25))
+            kernel = np.ones((r + 1, r + 1), np.uint8)
+            g = cv2.erode(g, kernel) if rng.random() < 0.5 else cv2.dilate(g, kernel)
+        scale = rng.uniform(0.88, 1.15)
+        sx = scale * rng.uniform(0.85, 1.15)
+        angle = math.radians(rng.uniform(-4.0, 4.0))
+        tx, ty = rng.uniform(-0.07, 0.07) * w, rng.uniform(-0.02, 0.02) * h
+        cos, sin = math.cos(angle), math.sin(angle)
+        m = np.array([[sx * cos, -scale * sin, 0.0], [sx * sin, scale * cos, 0.0]])
+        c = np.array([w / 2.0, h / 2.0])
+        m[:, 2] = c - m[:, :2] @ c + (tx, ty)
+        a = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if rng.random() < 0.3:  # a dark or light frame edge at one side, as when the box catches the drum's rim
+            bar = max(1, round(w * rng.uniform(0.05, 0.2)))
+            cols = slice(0, bar) if rng.random() < 0.5 else slice(w - bar, w)
+            a[:, cols] = int(rng.integers(0, 40)) if rng.random() < 0.7 else int(rng.integers(200, 256))
+        if rng.random() < 0.3:
+            k = int(rng.integers(1, 3)) * 2 + 1
+            a = cv2.GaussianBlur(a, (k, k), rng.uniform(0.3, 1.2) * max(h, w) / 40.0)
+        if rng.random() < 0.3:
+            q = int(rng.integers(15, 80))
+            ok, buf = cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, q])
+            decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else None
+            if decoded is not None:
+                a = decoded
+        f = resize_grey(a, height, width).astype(np.float32) / 255.0
+        f = f ** rng.uniform(0.6, 1.6)
+        lo = rng.uniform(0.0, 0.3)
+        f = lo + f * rng.uniform(0.2, 1.0 - lo)  # weaker contrast, shifted brightness
+        if rng.random() < 0.35:
+            f = 1.0 - f
+        if rng.random() < 0.5:
+            f = f + rng.normal(0.0, rng.uniform(0.0, 0.04), f.shape)
+        out[i] = f * 255.0
+    return normalise(out), labels
+
+
+def plain_batch(crops: list[np.ndarray], height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """Undistorted normalised planes (for validation), exactly as the reader sees them."""
+    out = np.empty((len(crops), height, width), dtype=np.float32)
+    for i, bgr in enumerate(crops):
+        out[i] = resize_grey(to_grey(bgr), height, width)
+    return normalise(out)
+
+
+def circular_hits(err: np.ndarray) -> tuple[float, float]:
+    """Shares of errors ≤ 0.5 and ≤ 0.2 (with a hair of float tolerance: labels are tenths)."""
+    if len(err) == 0:
+        return float("nan"), float("nan")
+    return float(np.mean(err <= 0.5 + 1e-6)), float(np.mean(err <= 0.2 + 1e-6))

@@ -1,0 +1,97 @@
+"""The default digit reader: a small CNN (``ocr/models/digits.onnx``) run with onnxruntime.
+
+Preprocessing and decoding are ``ocr.digit_preprocess``, the very code the model was trained with. A crop with no
+contrast at all reads as ``None`` (unreadable); every other crop gets a drum position and a confidence (the model's
+probability mass within half a step of its peak), and callers decide what confidence they trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
+from ocr.readers.base import DigitReader
+from smartmeter.errors import ConfigError, ExternalToolError
+from smartmeter.types import DigitValue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "digits.onnx"
+CHUNK = 4096  # crops per onnxruntime call: bounds memory for huge batches
+
+
+def load_metadata(model_path: Path) -> dict[str, Any]:
+    """Read and check ``<model>.json`` (version, input size, checksum of the model file)."""
+    meta_path = model_path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+        height, width = int(meta["input"]["height"]), int(meta["input"]["width"])
+        classes = int(meta["output"]["classes"])
+        version = str(meta["version"])
+    except FileNotFoundError as exc:
+        raise ConfigError(f"digit model metadata {meta_path} is missing") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"digit model metadata {meta_path} is unreadable: {exc}") from exc
+    if classes != CLASSES or not (8 <= height <= 256 and 8 <= width <= 256):
+        raise ConfigError(f"digit model metadata {meta_path}: unsupported shape {height}x{width}, {classes} classes")
+    return {**meta, "version": version, "height": height, "width": width}
+
+
+class CnnReader(DigitReader):
+    """Reads digit crops with the ONNX digit model; ``threads`` = onnxruntime intra-op threads."""
+
+    name = "cnn"
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - the ocr extra is installed wherever OCR runs
+            raise ExternalToolError("onnxruntime is not installed", hint="pip install smartmeter[ocr]") from exc
+        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        if not self.model_path.is_file():
+            raise ConfigError(f"digit model {self.model_path} is missing")
+        meta = load_metadata(self.model_path)
+        blob = self.model_path.read_bytes()
+        expected = meta.get("sha256")
+        if expected and hashlib.sha256(blob).hexdigest() != expected:
+            raise ConfigError(f"digit model {self.model_path} does not match the checksum in its metadata",
+                              hint="the file is corrupt or belongs to another model version")
+        self.version = meta["version"]
+        self.height, self.width = meta["height"], meta["width"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise ConfigError(f"digit model {self.model_path} cannot be loaded: {exc}") from exc
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, self.height, self.width]:
+            raise ConfigError(f"digit model {self.model_path} expects input {inputs[0].shape if inputs else None}, "
+                              f"metadata says 1x{self.height}x{self.width}")
+        self._input, self._output = inputs[0].name, outputs[0].name
+        log.debug("loaded digit model %s (%s), %d thread(s)", self.model_path, self.version, threads)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model output for preprocessed input (``N x 1 x H x W`` float32) → ``N x 100``."""
+        outs = [self._session.run([self._output], {self._input: batch[i:i + CHUNK]})[0]
+                for i in range(0, len(batch), CHUNK)]
+        return np.concatenate(outs) if outs else np.zeros((0, CLASSES), np.float32)
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        if len(crops) == 0:
+            return []
+        batch = preprocess_batch(crops, self.height, self.width)
+        value, conf = decode(self.logits(batch))
+        blank = is_blank(batch)
+        return [DigitValue(None, 0.0) if b else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
+                for v, c, b in zip(value, conf, blank, strict=True)]

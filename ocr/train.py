@@ -1,0 +1,158 @@
+"""Train the digit model and export it to ONNX (the only module that imports torch: ``pip install .[train]``).
+
+    python -m ocr.train --data ../shared/data/digits --out ocr/models/digits.onnx
+
+Reproducible: seeded numpy and torch, two threads. Whole meters (``ocr.digit_data.HELD_OUT_METERS``) are held out
+of training and reported per meter, so the shipped model's numbers on them are honest. The model reads a 32x20
+normalised grey crop (``ocr.digit_preprocess``) and outputs 100 logits, one per tenth of a drum step, trained
+against circular Gaussian soft labels. Metadata (version, held-out meters, seed, epochs, accuracy) go to the
+``.json`` next to the ``.onnx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
+from ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
+
+log = logging.getLogger(__name__)
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def build_model(widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.2) -> nn.Sequential:
+    """Three conv-BN-ReLU stages with 2x2 max-pooling (32x20 → 4x2), then one linear layer to 100 classes."""
+    c1, c2, c3 = widths
+    return nn.Sequential(
+        *_block(1, c1), nn.MaxPool2d(2),
+        *_block(c1, c2), nn.MaxPool2d(2),
+        *_block(c2, c3), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * (HEIGHT // 8) * (WIDTH // 8), CLASSES),
+    )
+
+
+def predict(model: nn.Module, planes: np.ndarray, batch: int = 1024) -> np.ndarray:
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(planes), batch):
+            outs.append(model(torch.from_numpy(planes[i:i + batch, None])).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, CLASSES), np.float32)
+
+
+def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
+    """Per-meter and overall shares within 0.5 and 0.2 of the label."""
+    value, _ = decode(predict(model, plain_batch(data.crops)))
+    err = circular_error(value, data.labels)
+    report: dict[str, dict[str, float]] = {}
+    for m in sorted(set(data.meters.tolist())):
+        sel = data.meters == m
+        a5, a2 = circular_hits(err[sel])
+        report[m] = {"n": int(sel.sum()), "within_0.5": round(a5, 4), "within_0.2": round(a2, 4)}
+    a5, a2 = circular_hits(err)
+    report["ALL"] = {"n": len(err), "within_0.5": round(a5, 4), "within_0.2": round(a2, 4)}
+    return report
+
+
+def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: int, batch: int = 128,
+          lr: float = 3e-3, sigma: float = 1.0) -> nn.Module:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * ((len(train_set) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    targets_all = soft_targets(train_set.labels, sigma)
+    for epoch in range(epochs):
+        t0 = time.monotonic()
+        planes, _ = augment_batch(train_set.crops, train_set.labels, rng)
+        order = rng.permutation(len(train_set))
+        model.train()
+        total = 0.0
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            x = torch.from_numpy(planes[idx, None])
+            t = torch.from_numpy(targets_all[idx])
+            loss = -(t * torch.log_softmax(model(x), dim=1)).sum(dim=1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        msg = f"epoch {epoch + 1}/{epochs} loss {total / len(order):.4f} ({time.monotonic() - t0:.0f}s)"
+        if val_set is not None and len(val_set) and (epoch + 1 == epochs or (epoch + 1) % 5 == 0):
+            rep = evaluate(model, val_set)
+            msg += " | " + " ".join(f"{m[:14]} {r['within_0.5']:.3f}/{r['within_0.2']:.3f}" for m, r in rep.items())
+        log.info("%s", msg)
+    model.eval()
+    return model
+
+
+def export_onnx(model: nn.Module, out: Path) -> None:
+    """ONNX, opset 17, dynamic batch: input ``x`` (N x 1 x 32 x 20), output ``logits`` (N x 100)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    torch.onnx.export(model, (torch.zeros(1, 1, HEIGHT, WIDTH),), str(out), input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+                      opset_version=17, dynamo=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/digits"))
+    ap.add_argument("--out", type=Path, default=Path("ocr/models/digits.onnx"))
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument("--limit-per-meter", type=int, default=None, help="subsample each meter (quick experiments)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+
+    data = load_digits(args.data, limit_per_meter=args.limit_per_meter, seed=args.seed)
+    held = np.isin(data.meters, HELD_OUT_METERS)
+    train_set, val_set = data.select(~held), data.select(held)
+    log.info("training on %d crops of %d meters, holding out %d crops of %s", len(train_set),
+             len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
+    model = train(train_set, val_set, epochs=args.epochs, seed=args.seed)
+    export_onnx(model, args.out)
+    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    meta = {
+        "version": f"digits-{datetime.now(UTC):%Y%m%d}-{digest[:8]}",
+        "input": {"name": "x", "height": HEIGHT, "width": WIDTH, "channels": 1,
+                  "preprocess": "ocr.digit_preprocess.preprocess_batch"},
+        "output": {"name": "logits", "classes": CLASSES, "decode": "ocr.digit_preprocess.decode"},
+        "sha256": digest,
+        "held_out_meters": list(HELD_OUT_METERS),
+        "trained_on_crops": len(train_set),
+        "nan_labels": "excluded from training and evaluation",
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "limit_per_meter": args.limit_per_meter,
+        "torch": torch.__version__,
+        "train_seconds": round(time.monotonic() - started),
+        "accuracy_held_out": evaluate(model, val_set),
+        "accuracy_train_meters": evaluate(model, train_set),
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("wrote %s (%d bytes) and %s", args.out, args.out.stat().st_size, args.out.with_suffix(".json"))
+    for m, r in meta["accuracy_held_out"].items():
+        log.info("held out %-22s n=%5d  <=0.5 %.4f  <=0.2 %.4f", m, r["n"], r["within_0.5"], r["within_0.2"])
+
+
+if __name__ == "__main__":
+    main()
