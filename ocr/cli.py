@@ -1,0 +1,228 @@
+"""``smartmeter ocr digits|assemble`` and ``smartmeter read``: thin wrappers over the OCR library.
+
+* ``ocr digits DIR --output preds.csv``: every image under DIR is one digit crop -> ``path,value,confidence``.
+* ``ocr assemble --batch cases.jsonl``: raw drum positions -> reading, one JSON line out per line in.
+* ``read IMAGE... --profile meter.yaml``: whole photos -> reading, value, per-digit values, confidence, error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import numpy as np
+
+from ocr.assemble import assemble
+from ocr.image_io import list_images, load_image
+from ocr.pipeline import MeterReader, make_reader
+from ocr.profile import Profile, load_profile
+from ocr.readers.base import DigitReader
+from smartmeter.errors import ImageError, InputError, SmartMeterError, UnreadableError
+from smartmeter.progress import Progress
+from smartmeter.types import DigitValue, OcrResult
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512
+ENGINES = click.Choice(["cnn", "tesseract"])
+
+
+def _reader_for(ctx: click.Context, engine: str | None) -> DigitReader:
+    settings = ctx.obj.settings.ocr if ctx.obj is not None else None
+    name = engine or (settings.engine if settings is not None else "cnn")
+    model = settings.model if settings is not None else None
+    threads = settings.threads if settings is not None else 1
+    return make_reader(name, model, threads)
+
+
+def format_value(value: float | None) -> str:
+    """A drum position with up to 2 decimals (``3.0``, ``3.5``, ``9.95``); empty when unreadable."""
+    if value is None or value != value:
+        return ""
+    v = round(float(value), 2) % 10.0
+    text = f"{v:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def read_digit_dir(root: Path, reader: DigitReader, out: TextIO, progress: bool = True) -> tuple[int, int]:
+    """Read every image under ``root`` as one digit crop; write ``path,value,confidence`` rows.
+
+    Returns (files, readable). Undecodable files get an error on stderr and an empty value; the batch goes on.
+    """
+    files = list_images(root)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "value", "confidence"])
+    readable = 0
+    with Progress("digits", total=len(files), enabled=progress) as bar:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start:start + CHUNK]
+            crops: list[np.ndarray] = []
+            ok: list[bool] = []
+            for path in chunk:
+                try:
+                    crops.append(load_image(path))
+                    ok.append(True)
+                except ImageError as exc:
+                    click.echo(f"error: {exc}", err=True)
+                    ok.append(False)
+            values = iter(reader.read_batch(crops) if crops else [])
+            for path, good in zip(chunk, ok, strict=True):
+                v = next(values) if good else DigitValue(None, 0.0)
+                text = format_value(v.value)
+                readable += bool(text)
+                writer.writerow([path.relative_to(root).as_posix(), text, f"{v.confidence:.4f}" if text else "0"])
+            bar.advance(len(chunk))
+    return len(files), readable
+
+
+def assemble_line(line: str) -> dict[str, Any]:
+    """One JSON case -> ``{"reading": ...}`` or ``{"reading": null, "error": ...}`` (never raises)."""
+    try:
+        case = json.loads(line)
+        if not isinstance(case, dict):
+            raise InputError("each line must be a JSON object")
+        digits = case.get("digits")
+        pointers = case.get("pointers", [])
+        if not isinstance(digits, list) or not isinstance(pointers, list):
+            raise InputError('"digits" (and "pointers" if given) must be lists of numbers')
+        result = assemble(digits, pointers, case.get("decimals"))
+    except json.JSONDecodeError as exc:
+        return {"reading": None, "error": f"not valid JSON: {exc.msg} at column {exc.colno}"}
+    except InputError as exc:
+        return {"reading": None, "error": str(exc)}
+    if result.reading is None:
+        return {"reading": None, "error": result.error}
+    return {"reading": result.reading}
+
+
+def result_row(path: str, result: OcrResult) -> dict[str, Any]:
+    def values(items: list[DigitValue]) -> list[float | None]:
+        return [None if d.value is None else round(d.value, 2) for d in items]
+
+    return {"path": path, "reading": result.reading, "value": result.value, "digits": values(result.digits),
+            "pointers": values(result.pointers), "confidence": round(result.confidence, 4), "error": result.error}
+
+
+@click.group("ocr")
+def ocr_group() -> None:
+    """Batch OCR tools: read digit crops, assemble readings."""
+
+
+@ocr_group.command("digits")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", "-o", "output", default="-", show_default=True, type=click.Path(path_type=Path),
+              help="CSV to write (path,value,confidence); '-' = stdout.")
+@click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: settings ocr.engine, cnn).")
+@click.pass_context
+def digits_cmd(ctx: click.Context, directory: Path, output: Path, engine: str | None) -> None:
+    """Read every image under DIRECTORY (recursive) as one digit crop."""
+    reader = _reader_for(ctx, engine or "cnn")
+    if str(output) == "-":
+        files, readable = read_digit_dir(directory, reader, sys.stdout)
+    else:
+        tmp = output.with_name(output.name + ".partial")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                files, readable = read_digit_dir(directory, reader, f)
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if files == 0:
+        raise InputError(f"no images under {directory}")
+    if readable == 0:
+        raise UnreadableError(f"none of the {files} images could be read")
+    log.info("%d of %d digit crops read", readable, files)
+
+
+@ocr_group.command("assemble")
+@click.option("--batch", "batch", required=True, type=click.File("r", encoding="utf-8"),
+              help="JSON Lines file of cases ('-' = stdin): {\"digits\": [...], \"pointers\": [...]}.")
+def assemble_cmd(batch: io.TextIOBase) -> None:
+    """Assemble raw drum positions into readings: one JSON line out per line in, same order."""
+    for line in batch:
+        text = line.strip()
+        out = assemble_line(text) if text else {"reading": None, "error": "empty line"}
+        click.echo(json.dumps(out))
+
+
+def _read_photos(paths: list[Path], profile: Profile, reader: DigitReader,
+                 debug_dir: Path | None) -> Iterator[tuple[str, OcrResult]]:
+    meter = MeterReader(profile, reader, debug_dir=debug_dir)
+    for start in range(0, len(paths), CHUNK):
+        chunk = paths[start:start + CHUNK]
+        yield from zip([str(p) for p in chunk], meter.read_many(chunk, [str(p) for p in chunk]), strict=True)
+
+
+def _read_auto(paths: list[Path], reader: DigitReader) -> Iterator[tuple[str, OcrResult, Profile | None]]:
+    from ocr.autolocate import read_auto
+
+    for p in paths:
+        try:
+            result, proposed = read_auto(load_image(p), reader)
+        except SmartMeterError as exc:
+            if isinstance(exc, ImageError | UnreadableError):
+                yield str(p), OcrResult(None, None, 0.0, error=str(exc)), None
+                continue
+            raise
+        yield str(p), result, proposed
+
+
+@click.command("read")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--profile", "profile_path", type=click.Path(path_type=Path), help="Meter profile YAML.")
+@click.option("--auto", is_flag=True, help="No profile: locate the counter automatically.")
+@click.option("--propose-profile", type=click.Path(path_type=Path),
+              help="With --auto: save the profile found on the first photo that could be read.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json = one object per line (JSON Lines).")
+@click.option("--debug-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write an annotated image per photo (boxes, per-digit values) here.")
+@click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: the profile's reader).")
+@click.pass_context
+def read_cmd(ctx: click.Context, images: tuple[Path, ...], profile_path: Path | None, auto: bool,
+             propose_profile: Path | None, fmt: str, debug_dir: Path | None, engine: str | None) -> None:
+    """Read the register from meter photos. Exit 3 when some photos were unreadable."""
+    if auto == (profile_path is not None):
+        raise InputError("give either --profile FILE or --auto")
+    if propose_profile is not None and not auto:
+        raise InputError("--propose-profile only works with --auto")
+    paths = list(images)
+    rows: Iterator[tuple[str, OcrResult, Profile | None]]
+    if auto:
+        rows = _read_auto(paths, _reader_for(ctx, engine))
+    else:
+        assert profile_path is not None
+        profile = load_profile(profile_path)
+        reader = _reader_for(ctx, engine or profile.reader)
+        rows = ((name, res, None) for name, res in _read_photos(paths, profile, reader, debug_dir))
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["path", "reading", "value", "digits", "confidence", "error"])
+    failed = 0
+    proposed_saved = False
+    for name, result, proposed in rows:
+        row = result_row(name, result)
+        failed += result.reading is None
+        if writer is not None:
+            digits = " ".join(format_value(v) or "?" for v in [*row["digits"], *row["pointers"]])
+            writer.writerow([name, row["reading"] or "", "" if row["value"] is None else row["value"], digits,
+                             row["confidence"], row["error"] or ""])
+        else:
+            click.echo(json.dumps(row))
+        sys.stdout.flush()
+        if propose_profile is not None and proposed is not None and not proposed_saved:
+            propose_profile.write_text(proposed.to_yaml(), encoding="utf-8")
+            proposed_saved = True
+            click.echo(f"proposed profile written to {propose_profile}", err=True)
+    if propose_profile is not None and not proposed_saved:
+        click.echo("no profile proposed: no photo could be located", err=True)
+    if failed:
+        raise UnreadableError(f"{failed} of {len(paths)} photos unreadable")
