@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,8 +127,8 @@ class Database:
     def _sql(self, sql: str) -> str:
         return sql
 
-    def _begin_sql(self) -> str:
-        return "BEGIN IMMEDIATE"
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now: reads inside see a stable state
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
@@ -147,7 +147,10 @@ class Database:
             depth = self._depth
             name = f"sp{depth}"
             with self._guard("begin"):
-                self._conn.execute(self._begin_sql() if depth == 0 else f"SAVEPOINT {name}")
+                if depth == 0:
+                    self._begin()
+                else:
+                    self._conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield self
@@ -159,8 +162,14 @@ class Database:
                         self._conn.execute(f"RELEASE SAVEPOINT {name}")
                 raise
             self._depth -= 1
-            with self._guard("commit"):
-                self._conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
+            try:
+                with self._guard("commit"):
+                    self._conn.execute("COMMIT" if depth == 0 else f"RELEASE SAVEPOINT {name}")
+            except DatabaseError:
+                if depth == 0:
+                    with suppress(*self._errors()):
+                        self._conn.execute("ROLLBACK")
+                raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows changed."""
