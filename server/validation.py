@@ -325,7 +325,7 @@ class MeterValidator:
                 assert f.value is not None
                 if kind is Action.HOLD:
                     if self._after(f.t) >= self.rules.confirm_frames:
-                        out.append(self._settle_held(f))
+                        out.extend(self._settle_held(f))
                         changed = True
                     continue
                 ok, _ = self._fits_around(f.t, f.value)
@@ -346,20 +346,19 @@ class MeterValidator:
                 out.append(self._decide(Action.REJECT, f, f.value, "not confirmed in time (pending pool full)"))
         return out
 
-    def _settle_held(self, f: Frame) -> Decision:
+    def _settle_held(self, f: Frame) -> list[Decision]:
         assert f.value is not None
         prev, nxt = self._around(f.t)
         ok, _ = self._fits_around(f.t, f.value)
         if ok:
-            return self._publish(f, f.value, "held frame confirmed by neighbours")
+            return [self._publish(f, f.value, "held frame confirmed by neighbours")]
         fitting = [c for c in candidates(f, self.rules) if self._fits_around(f.t, c)[0]]
-        if prev is not None and nxt is not None and len(fitting) == 1:
-            return self._publish(f, fitting[0], f"transition resolved by neighbours (read {f.value:g})")
-        del self._pending[f.key]
-        return self._decide(Action.REJECT, f, f.value, "held frame not confirmed by neighbours",
-                            evidence=tuple(a.key for a in (prev, nxt) if a is not None))
+        narrow = prev is not None and nxt is not None and nxt.value - prev.value <= self.rules.resolution_kwh * 1.001
+        if narrow and len(fitting) == 1:  # the neighbours pin the value to within one step
+            return [self._publish(f, fitting[0], f"transition resolved by neighbours (read {f.value:g})")]
+        return self._age_out(f, "held frame not confirmed: ")
 
-    def _age_out(self, f: Frame) -> list[Decision]:
+    def _age_out(self, f: Frame, prefix: str = "") -> list[Decision]:
         """A suspect outvoted by later anchors. If it disagrees with one image anchor only, and fits once that
         anchor is ignored, the two cannot be told apart: both go (the anchor is withdrawn, audited)."""
         assert f.value is not None
@@ -371,7 +370,7 @@ class MeterValidator:
             reason = f"disputes {bad[0].key} ({bad[0].value:g})"
         else:
             reason = "disagrees with neighbours " + ", ".join(f"{a.key} ({a.value:g})" for a in bad)
-        out.append(self._decide(Action.REJECT, f, f.value, reason, evidence=tuple(a.key for a in bad)))
+        out.append(self._decide(Action.REJECT, f, f.value, prefix + reason, evidence=tuple(a.key for a in bad)))
         return out
 
     def _consensus(self) -> list[Decision]:

@@ -1,0 +1,173 @@
+"""Cross-frame validation: unit cases for each rule and a simulated month with injected misreads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.validation import Action, Anchor, Frame, MeterValidator, Rules, candidates, mid_roll
+from server.validation_sim import FaultRates, drum_positions, read_positions, run_validation, simulate_frames
+from smartmeter.settings import Settings
+from smartmeter.types import DigitValue, OcrResult
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+RULES = Rules(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3)
+
+
+def frame(i: int, value: float | None, conf: float = 0.95, rolling: int | None = None) -> Frame:
+    """Frame number i (10 minutes apart) showing ``value`` on 6 drums; drum ``rolling`` is mid-roll."""
+    digits = [DigitValue(float(c), conf) for c in f"{value or 0:07.1f}".replace(".", "")]
+    if rolling is not None:
+        digits[rolling] = DigitValue(digits[rolling].value + 0.5, conf)  # type: ignore[operator]
+    return Frame(f"f{i:04d}", T0 + timedelta(minutes=10 * i), value, conf, digits, "v1", 1)
+
+
+def actions(decisions: list, key: str) -> list[Action]:
+    return [d.action for d in decisions if d.key == key]
+
+
+def feed_all(v: MeterValidator, frames: list[Frame]) -> list:
+    out = []
+    for f in frames:
+        out.extend(v.feed(f))
+    return out
+
+
+def test_consistent_frames_publish_and_backwards_is_suspect() -> None:
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 100.0), frame(1, 100.2), frame(2, 99.5)])
+    assert actions(out, "f0000") == [Action.PUBLISH] and actions(out, "f0001") == [Action.PUBLISH]
+    assert actions(out, "f0002") == [Action.SUSPECT]
+    assert [a.value for a in v.anchors] == [100.0, 100.2]
+
+
+def test_backwards_tolerance_allows_jitter() -> None:
+    v = MeterValidator("m", Rules(backwards_tolerance_kwh=0.1))
+    out = feed_all(v, [frame(0, 100.2), frame(1, 100.1)])
+    assert actions(out, "f0001") == [Action.PUBLISH]
+
+
+def test_max_power_rejects_impossible_jump() -> None:
+    rules = Rules(max_power_w=6000)  # 1 kWh per 10 minutes
+    v = MeterValidator("m", rules)
+    out = feed_all(v, [frame(0, 100.0), frame(1, 101.5), frame(2, 100.9)])
+    assert actions(out, "f0001") == [Action.SUSPECT]
+    assert actions(out, "f0002") == [Action.PUBLISH]
+    assert rules.fits(0, 100.0, 600, 101.0) and not rules.fits(0, 100.0, 600, 101.2)
+
+
+def test_unreadable_and_low_confidence_go_to_review() -> None:
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, None, conf=0.0), frame(1, 100.0, conf=0.4)])
+    assert [d.action for d in out] == [Action.REJECT, Action.REJECT]
+    assert "0.40" in out[1].reason
+
+
+def test_mid_roll_frame_is_held_until_confirmed() -> None:
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 129.9), frame(1, 130.0, rolling=2), frame(2, 130.1)])
+    assert actions(out, "f0001") == [Action.HOLD]
+    out = v.feed(frame(3, 130.2))
+    assert actions(out, "f0001") == [Action.PUBLISH]
+    assert [a.key for a in v.anchors] == ["f0000", "f0001", "f0002", "f0003"]
+
+
+def test_held_misread_at_transition_is_resolved_or_rejected() -> None:
+    # drum 2 mid-roll and read one number too high: 230.0 instead of 130.0; neighbours pin 130.0
+    v = MeterValidator("m", RULES)
+    held = frame(1, 230.0, rolling=2)
+    assert mid_roll(held, RULES) == [2]
+    assert 130.0 in candidates(held, RULES)
+    out = feed_all(v, [frame(0, 130.0), held, frame(2, 130.0), frame(3, 130.1)])
+    pub = [d for d in out if d.key == "f0001" and d.action is Action.PUBLISH]
+    assert pub and pub[0].value == 130.0 and "transition resolved" in pub[0].reason
+    # no candidate fits: rejected, never published
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 130.0), frame(1, 530.0, conf=0.7), frame(2, 130.0), frame(3, 130.1)])
+    assert actions(out, "f0001") == [Action.HOLD, Action.REJECT]
+
+
+def test_wrong_accepted_value_is_corrected_by_consensus() -> None:
+    v = MeterValidator("m", RULES)
+    # first frame is a confident misread (no anchor to refute it yet); later frames agree with each other
+    out = feed_all(v, [frame(0, 190.0), frame(1, 100.1), frame(2, 100.2)])
+    assert actions(out, "f0001") == [Action.SUSPECT]
+    out = v.feed(frame(3, 100.3))
+    assert [d for d in out if d.key == "f0000"][0].action is Action.WITHDRAW
+    w = [d for d in out if d.key == "f0000"][0]
+    assert w.old_value == 190.0 and set(w.evidence) == {"f0001", "f0002", "f0003"}
+    assert [a.value for a in v.anchors] == [100.1, 100.2, 100.3]
+    # not locked up: later frames keep publishing
+    assert actions(v.feed(frame(4, 100.4)), "f0004") == [Action.PUBLISH]
+
+
+def test_correction_pins_value_when_neighbours_agree() -> None:
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 100.0), frame(1, 101.0), frame(2, 100.0), frame(3, 100.0), frame(4, 100.0)])
+    assert actions(out, "f0001")[0] is Action.PUBLISH  # plausible on its own (6 kW for 10 minutes)
+    fixed = [d for d in out if d.key == "f0001" and d.action is Action.CORRECT]
+    assert fixed and fixed[0].old_value == 101.0 and fixed[0].value == 100.0
+    assert all(a.value == 100.0 for a in v.anchors)
+
+
+def test_trusted_anchor_is_never_overruled_and_review_value_wins() -> None:
+    v = MeterValidator("m", RULES, anchors=[Anchor("review:x", T0, 500.0, trusted=True)])
+    feed_all(v, [frame(1, 100.0), frame(2, 100.1), frame(3, 100.2), frame(4, 100.3)])
+    assert [a.key for a in v.anchors] == ["review:x"]
+    out = v.add_trusted(Anchor("review:f0002", T0 + timedelta(minutes=20), 100.1, trusted=True))
+    assert any(d.action is Action.WITHDRAW for d in out) is False  # nothing published to withdraw
+    v2 = MeterValidator("m", RULES)
+    feed_all(v2, [frame(0, 190.0), frame(1, 190.1)])
+    out = v2.add_trusted(Anchor("review:f0001", T0 + timedelta(minutes=10), 100.1, trusted=True))
+    assert [d.action for d in out if d.key == "f0000"] == [Action.WITHDRAW]
+    assert [a.key for a in v2.anchors] == ["review:f0001"]
+
+
+def test_out_of_order_frame_is_judged_between_neighbours() -> None:
+    v = MeterValidator("m", RULES)
+    feed_all(v, [frame(0, 100.0), frame(2, 100.4), frame(3, 100.5)])
+    assert actions(v.feed(frame(1, 100.2)), "f0001") == [Action.PUBLISH]
+    # a late frame that would move the register backwards between its neighbours is not published
+    assert actions(v.feed(frame(-1, 100.3)), "f-001") == [Action.SUSPECT, Action.REJECT]
+    assert [a.value for a in v.anchors] == [100.0, 100.2, 100.4, 100.5]
+
+
+def test_duplicate_delivery_is_one_reading() -> None:
+    v = MeterValidator("m", RULES)
+    f = frame(0, 100.0)
+    assert [d.action for d in v.feed(f)] == [Action.PUBLISH]
+    assert [d.action for d in v.feed(f)] == [Action.DUPLICATE]
+    assert len(v.anchors) == 1
+
+
+def test_frame_from_ocr_and_rules_from_settings() -> None:
+    res = OcrResult("00123.4", 123.4, 0.9, [DigitValue(float(c), 0.9) for c in "001234"], reader_version="cnn-2")
+    f = Frame.from_ocr("k", T0, res)
+    assert f.decimals == 1 and f.reader_version == "cnn-2"
+    rules = Rules.from_settings(Settings(), "any")
+    assert rules.confirm_frames == 2 and rules.max_power_w == 3 * 63 * 230
+
+
+def test_odometer_model_matches_assembly() -> None:
+    assert read_positions(drum_positions(1299.95, 6, 1), 1)[1] == pytest.approx(1299.9)
+    assert read_positions(drum_positions(12345.67, 6, 1), 1)[0] == "12345.6"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_simulated_month_no_wrong_value_stored(seed: int) -> None:
+    frames = simulate_frames(days=30, seed=seed)
+    stats, v = run_validation(frames, Rules())
+    assert stats.frames == 4320 and stats.deliveries > stats.frames  # duplicates delivered
+    assert stats.faults.get("wrong_digit", 0) > 5 and stats.faults.get("out_of_order", 0) > 10
+    assert stats.wrong_stored == 0
+    assert stats.yield_ratio >= 0.99
+    assert [a.t for a in v.anchors] == sorted(a.t for a in v.anchors)
+    values = [a.value for a in v.anchors]
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False)), "register went backwards"
+
+
+def test_simulated_month_with_many_misreads_still_stores_nothing_wrong() -> None:
+    stats, _ = run_validation(simulate_frames(days=30, seed=3, rates=FaultRates().scaled(5)), Rules())
+    assert stats.wrong_stored == 0
+    assert stats.yield_ratio >= 0.95
