@@ -18,7 +18,7 @@ import numpy as np
 
 from simulator.dataset import Series, read_csv, write_csv
 from simulator.events import KINDS, Event, load_events, plan_events, write_events
-from simulator.household import COMPONENTS, generate
+from simulator.household import COMPONENTS, check_days, generate
 from simulator.meter_render import STYLES, TRUTH_HEADER, MeterRenderer, Truth
 from simulator.schedule import PROFILES
 from smartmeter.errors import InputError
@@ -119,6 +119,7 @@ def household_cmd(profile: str, days: float, start_text: str, out: Path, step: i
                   noise: bool, components: bool, events: bool) -> None:
     """Generate one household at 1 s resolution and write timestamp,contatore,potenza."""
     start = parse_timestamp(start_text)
+    check_days(days)
     ctx = click.get_current_context()
     threshold = ctx.obj.settings.analysis.power_threshold_w if ctx.obj is not None else 6000.0
     evs = plan_events(start, int(days * 86400), seed, power_threshold_w=threshold) if events else []

@@ -82,7 +82,7 @@ def plan_events(start: datetime, seconds: int, seed: int = 1, *, kinds: Sequence
         if kind == "heater_left_on":
             details = {"watts": 2000.0}
         elif kind == "threshold_exceedance":
-            details = {"threshold_w": power_threshold_w, "extra_w": power_threshold_w}
+            details = {"threshold_w": power_threshold_w, "extra_w": power_threshold_w + 500.0}
         out.append(Event(kind, start + timedelta(seconds=s), start + timedelta(seconds=s + length), details))
     return sorted(out, key=lambda e: e.start)
 

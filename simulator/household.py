@@ -177,6 +177,11 @@ def _daylight(minutes_local: np.ndarray) -> np.ndarray:
     return np.abs(hour - 12.5) > half_day_h - 0.5  # dusk/dawn: lights half an hour before sunset
 
 
+def check_days(days: float) -> None:
+    if not 0 < days <= 3660:
+        raise InputError(f"days must be within (0, 3660], got {days}")
+
+
 def _normal_block(rng: np.random.Generator, n: int, block: int = 1 << 20) -> np.ndarray:
     """Standard normal noise of length n: one block of fresh draws, reused at seeded random offsets (fast)."""
     base = rng.standard_normal(block + 4096, dtype=np.float32)
@@ -197,8 +202,7 @@ def generate(profile: str = "day-worker", days: float = 1.0, start: datetime | N
     """One household at 1 s resolution; ``components=False`` keeps only the total (less memory)."""
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if not 0 < days <= 3660:
-        raise InputError(f"days must be within (0, 3660], got {days}")
+    check_days(days)
     start = utc(start or datetime(2024, 1, 1, tzinfo=UTC)).replace(microsecond=0)
     n = int(round(days * DAY))
     rng = np.random.default_rng(seed)
