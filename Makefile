@@ -1,5 +1,5 @@
 # `make demo` and `make test` do all set-up on a fresh clone: a .venv in the repo root, the Python
-# packages, and the Debian packages the real parts need (tesseract-ocr, mosquitto) when missing.
+# packages, and the Debian packages the real parts need (tesseract-ocr, mosquitto, postgresql) when missing.
 
 VENV      := .venv
 PY        := $(VENV)/bin/python
@@ -7,7 +7,8 @@ STAMP     := $(VENV)/.installed
 PACKAGES  := smartmeter ocr raspi server backup_dropbox simulator
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_NEED  := $(strip $(if $(shell command -v tesseract),,tesseract-ocr) \
-                     $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto))
+                     $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto) \
+                     $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
 
 .PHONY: all setup apt demo test lint typecheck bench train clean
 
@@ -42,6 +43,7 @@ test: setup lint typecheck
 
 bench: setup
 	$(PY) bench/ocr.py
+	$(PY) bench/ingest.py
 
 train: setup
 	$(PY) -m pip install -q -e '.[train]'
