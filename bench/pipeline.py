@@ -1,0 +1,91 @@
+"""Milliseconds per whole photo, CNN and tesseract side by side, on the test photos.
+
+    .venv/bin/python bench/pipeline.py [--repeat 20] [--engines cnn,tesseract]
+
+For each readable test photo (tests/resources/photos/photos.csv) it times ``MeterReader.read`` on the decoded
+photo (transform + alignment + crops + digit reads + assembly) and, separately, the stages, and checks the reading.
+Decoding the JPEG is reported on its own. The target: a photo with 8 digits in <= 5 ms with the CNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+
+from ocr.align import crop_boxes  # noqa: E402
+from ocr.image_io import load_image  # noqa: E402
+from ocr.pipeline import MeterReader, make_reader  # noqa: E402
+from ocr.profile import load_profile  # noqa: E402
+from ocr.transforms import apply_transform  # noqa: E402
+
+PHOTOS = ROOT / "tests" / "resources" / "photos"
+
+
+CPU: list[float] = []  # CPU ms of every timed read: on a busy machine this is closer to the idle wall time
+
+
+def timed(fn, repeat: int, cpu: bool = False) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    """Median wall milliseconds of ``repeat`` calls (after one warm-up call) and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+        if cpu:
+            CPU.append((time.process_time() - c0) * 1000)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=20, help="timed runs per photo and engine (median reported)")
+    ap.add_argument("--engines", default="cnn,tesseract")
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (1 = what a Raspberry Pi core does)")
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads)
+    engines = args.engines.split(",")
+    readers = {e: make_reader(e) for e in engines}
+    with open(PHOTOS / "photos.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["expected"]]
+
+    header = f"{'photo':<16}{'decode':>8}{'align':>8}{'crops':>8}"
+    header += "".join(f"{e + ' read':>16}{'ok':>4}" for e in engines)
+    print(header)
+    totals: dict[str, list[float]] = {e: [] for e in engines}
+    for row in rows:
+        profile = load_profile(PHOTOS / row["profile"])
+        decode_ms, image = timed(lambda p=PHOTOS / row["photo"]: load_image(p), args.repeat)
+        line = f"{row['photo']:<16}{decode_ms:8.2f}"
+        meter = MeterReader(profile, readers[engines[0]])
+        assert meter.aligner is not None
+        turned = apply_transform(image, profile.transform)
+        align_ms, alignment = timed(lambda m=meter, t=turned: m.aligner.align(t), args.repeat)  # type: ignore[union-attr]
+        crop_ms, _ = timed(lambda t=turned, a=alignment, b=meter.boxes: crop_boxes(t, b, a.homography), args.repeat)
+        line += f"{align_ms:8.2f}{crop_ms:8.2f}"
+        for engine in engines:
+            reader = MeterReader(profile, readers[engine])
+            repeat = args.repeat if engine == "cnn" else 1
+            ms, result = timed(lambda r=reader, i=image: r.read(i), repeat, cpu=engine == "cnn")
+            totals[engine].append(ms)
+            ok = "yes" if result.reading == row["expected"] else "no"  # type: ignore[attr-defined]
+            line += f"{ms:13.2f} ms{ok:>4}"
+        print(line)
+    print("median ms per photo (transform + align + crops + read + assemble, decoded photo): "
+          + ", ".join(f"{e} {statistics.median(v):.2f}" for e, v in totals.items()))
+    if CPU:
+        print(f"cnn CPU time per photo: median {statistics.median(CPU):.2f} ms, best {min(CPU):.2f} ms "
+              "(compare with the wall time when the machine is busy)")
+
+
+if __name__ == "__main__":
+    main()

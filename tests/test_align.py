@@ -1,0 +1,128 @@
+"""Alignment to the reference image: recovers known camera moves, refuses what it cannot trust."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocr.align import Aligner, AlignmentError, MovedTooFar, _check_not_degenerate, crop_boxes, load_reference
+from ocr.image_io import load_image
+from ocr.profile import Alignment, load_profile
+
+PHOTOS = Path(__file__).parent / "resources" / "photos"
+PROFILE = load_profile(PHOTOS / "meter.yaml")
+SIZE = (640, 480)
+
+
+def aligner(**settings: object) -> Aligner:
+    _, features = load_reference(PHOTOS / "reference.jpg")
+    return Aligner(features, PROFILE.alignment.model_copy(update=settings), PROFILE.digits)
+
+
+def camera_matrix(dx: float, dy: float, angle: float, scale: float) -> np.ndarray:
+    """The pose make_photos.py gave the camera: face pixels -> photo pixels."""
+    m = cv2.getRotationMatrix2D((SIZE[0] / 2, SIZE[1] / 2), angle, scale)
+    m[:, 2] += (dx, dy)
+    return np.vstack([m, [0, 0, 1]])
+
+
+def box_corners() -> np.ndarray:
+    return np.array([[x + dx, y + dy] for x, y, w, h in PROFILE.digits for dx, dy in [(0, 0), (w, h)]], np.float64)
+
+
+def worst_error(homography: np.ndarray, pose: tuple[float, float, float, float]) -> float:
+    """Largest distance between where the alignment and the true pose put the box corners in the photo."""
+    pts = box_corners().reshape(-1, 1, 2)
+    truth = cv2.perspectiveTransform(pts, camera_matrix(*pose)).reshape(-1, 2)
+    found = cv2.perspectiveTransform(pts, np.linalg.inv(homography)).reshape(-1, 2)
+    return float(np.linalg.norm(truth - found, axis=1).max())
+
+
+@pytest.mark.parametrize(("photo", "pose"), [
+    ("upright.jpg", (6, -4, 1.0, 1.0)),
+    ("shifted.jpg", (38, 22, -2.0, 1.03)),
+    ("transition.jpg", (-10, 8, 0.5, 0.98)),
+])
+def test_orb_recovers_the_camera_move(photo: str, pose: tuple[float, float, float, float]) -> None:
+    result = aligner().align(load_image(PHOTOS / photo))
+    assert result.method == "orb"
+    assert result.inliers >= PROFILE.alignment.min_inliers
+    assert worst_error(result.homography, pose) < 3.0
+
+
+def test_template_fallback_finds_a_translation() -> None:
+    result = aligner(method="template").align(load_image(PHOTOS / "upright.jpg"))
+    assert result.method == "template"
+    assert worst_error(result.homography, (6, -4, 1.0, 1.0)) < 6.0  # translation only: the 1° turn remains
+
+
+def test_orb_falls_back_to_template_when_features_are_too_few() -> None:
+    result = aligner(min_inliers=100000).align(load_image(PHOTOS / "upright.jpg"))
+    assert result.method == "template"
+
+
+def test_a_camera_moved_too_far_is_refused() -> None:
+    image = load_image(PHOTOS / "moved_far.jpg")
+    with pytest.raises(MovedTooFar, match="moved 1[01][0-9] px"):
+        aligner().align(image)
+    with pytest.raises(AlignmentError):
+        aligner(method="template").align(image)
+    with pytest.raises(MovedTooFar):  # a tighter limit refuses the ordinary shifted photo too
+        aligner(max_shift_px=20).align(load_image(PHOTOS / "shifted.jpg"))
+
+
+def test_no_meter_in_the_picture() -> None:
+    with pytest.raises(AlignmentError, match="cannot align the photo to the reference: features: .*template: "):
+        aligner().align(load_image(PHOTOS / "wall.jpg"))
+
+
+def test_a_photo_of_another_shape_is_refused() -> None:
+    with pytest.raises(AlignmentError, match="photo is 480x640 but the reference is 640x480"):
+        aligner().align(np.zeros((640, 480, 3), np.uint8))
+
+
+def test_method_none_is_identity() -> None:
+    assert np.array_equal(aligner(method="none").align(np.zeros((10, 10, 3), np.uint8)).homography, np.eye(3))
+
+
+@pytest.mark.parametrize("h", [
+    np.diag([-1.0, 1.0, 1.0]),  # mirrored
+    np.diag([2.0, 2.0, 1.0]),  # zoomed x2
+    np.diag([1.0, 0.75, 1.0]),  # squashed
+    np.array([[1.0, 0, 0], [0, 1.0, 0], [0.01, 0, 1.0]]),  # strong perspective
+    np.zeros((3, 3)) + np.eye(3) * [0, 0, 1],  # collapsed
+])
+def test_degenerate_homographies_are_refused(h: np.ndarray) -> None:
+    with pytest.raises(AlignmentError, match="degenerate"):
+        _check_not_degenerate(h)
+
+
+def test_plausible_homography_passes() -> None:
+    _check_not_degenerate(np.linalg.inv(camera_matrix(38, 22, -2.0, 1.03)))
+
+
+def test_crop_boxes_direct_and_warped() -> None:
+    image = np.arange(100 * 100 * 3, dtype=np.uint32).reshape(100, 100, 3).astype(np.uint8)
+    [direct] = crop_boxes(image, [(10, 20, 30, 40)])
+    assert direct.shape == (40, 30, 3) and np.array_equal(direct, image[20:60, 10:40])
+    shift = np.array([[1.0, 0, -5], [0, 1.0, -3], [0, 0, 1.0]])  # the photo content sits 5/3 px further
+    [warped] = crop_boxes(image, [(10, 20, 30, 40)], shift)
+    assert np.array_equal(warped, image[23:63, 15:45])
+    with pytest.raises(AlignmentError, match="outside the 100x100 photo"):
+        crop_boxes(image, [(90, 0, 20, 20)])
+    with pytest.raises(AlignmentError, match="outside the photo after alignment"):
+        crop_boxes(image, [(70, 0, 20, 20)], shift @ np.diag([1.0, 1.0, 1.0]) - [[0, 0, 30], [0, 0, 0], [0, 0, 0]])
+
+
+def test_reference_features_are_cached_per_file(tmp_path: Path) -> None:
+    ref = tmp_path / "ref.jpg"
+    shutil.copy(PHOTOS / "reference.jpg", ref)
+    first = load_reference(ref)
+    assert load_reference(ref) is first
+    os.utime(ref, ns=(1, 1))  # a replaced reference is read again
+    assert load_reference(ref) is not first
