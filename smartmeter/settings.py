@@ -89,6 +89,8 @@ class ValidationSettings(Section):
 class WorkerSettings(Section):
     poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of the image store.")
     batch_size: int = Field(256, ge=1, description="Photos read per batch.")
+    read_threads: int = Field(2, ge=1, description="Threads decoding, aligning and reading photos in parallel "
+                                                   "(OpenCV and the CNN runtime release the GIL).")
 
 
 class CameraSettings(Section):

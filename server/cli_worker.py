@@ -1,0 +1,98 @@
+"""``smartmeter worker``, ``smartmeter reprocess`` and ``smartmeter review``: thin wrappers over server.worker,
+server.reprocess and server.review."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+import click
+
+from server.reprocess import reprocess
+from server.review import list_reviews, set_value
+from server.storage import open_database
+from server.worker import Worker
+from smartmeter.store import open_store
+from smartmeter.types import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Process what is in the store now, then exit (with progress).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.pass_obj
+def worker_cmd(obj: object, once: bool, quiet: bool) -> None:
+    """Pull photos from the image store, read, validate across frames, store readings (SIGTERM stops it)."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    with open_database(settings.database.url) as db:
+        worker = Worker(settings, db, open_store(settings.store), progress=once and not quiet)
+        if once:
+            click.echo(worker.run_once().summary())
+            return
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            log.info("worker: signal %d, stopping after the current page", signum)
+            worker.stop()
+
+        old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            worker.run()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+
+@click.command("reprocess")
+@click.option("--meter", "meter_id", default=None, help="Only this meter (default: all).")
+@click.option("--since", default=None, help="Only photos captured at or after this ISO 8601 time.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.pass_obj
+def reprocess_cmd(obj: object, meter_id: str | None, since: str | None, quiet: bool) -> None:
+    """Re-read archived photos with the current reader; replaced readings are audited."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    start = parse_timestamp(since) if since else None
+    with open_database(settings.database.url) as db:
+        stats = reprocess(db, settings, open_store(settings.store), meter_id, start, progress=not quiet)
+    acts = ", ".join(f"{k} {v}" for k, v in sorted(stats.actions.items()))
+    click.echo(f"{stats.photos} photos, {stats.missing} missing from the store, {stats.changed} readings changed; "
+               f"{acts}")
+
+
+@click.group("review")
+def review_group() -> None:
+    """List rejected photos and set their true values."""
+
+
+@review_group.command("list")
+@click.option("--meter", "meter_id", default=None, help="Only this meter.")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved items.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.pass_obj
+def review_list_cmd(obj: object, meter_id: str | None, include_resolved: bool, limit: int) -> None:
+    """Photos waiting for a person: key, meter, capture time, value read, reason."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    with open_database(settings.database.url) as db:
+        items = list_reviews(db, meter_id, include_resolved, limit)
+    for it in items:
+        ts = f"{it.ts:%Y-%m-%dT%H:%M:%SZ}" if it.ts else "-"
+        read = "-" if it.value_read is None else f"{it.value_read:g}"
+        state = "" if it.state == "open" else f" [{it.state}]"
+        click.echo(f"{it.key}\t{it.meter_id or '-'}\t{ts}\t{read}\t{it.reason}{state}")
+    if not items:
+        click.echo("nothing to review", err=True)
+
+
+@review_group.command("set")
+@click.argument("photo_key")
+@click.argument("value", type=float)
+@click.pass_obj
+def review_set_cmd(obj: object, photo_key: str, value: float) -> None:
+    """Set the true register VALUE (kWh) shown on PHOTO_KEY; it becomes the new anchor."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    with open_database(settings.database.url) as db:
+        counts = set_value(db, settings, photo_key, value)
+    withdrawn = counts.get("withdraw", 0) + counts.get("correct", 0)
+    click.echo(f"{photo_key}: {value:g} kWh stored as review:{photo_key}"
+               + (f"; {withdrawn} disagreeing camera readings withdrawn" if withdrawn else ""))
