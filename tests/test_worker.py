@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +29,9 @@ T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
 def variant(name: str, seed: int) -> bytes:
     """The same meter photo with a little sensor noise: other bytes (other content hash), same reading."""
-    img = cv2.imread(str(PHOTOS / name)).astype(np.int16)
+    raw = cv2.imread(str(PHOTOS / name))
+    assert raw is not None
+    img = raw.astype(np.int16)
     img += np.random.default_rng(seed).integers(-2, 3, img.shape, dtype=np.int16)
     ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 92])
     assert ok
@@ -45,7 +48,7 @@ worker: {{poll_interval_s: 0.05, batch_size: 4, read_threads: 2}}
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> tuple[Settings, Database, LocalStore]:
+def env(tmp_path: Path) -> Iterator[tuple[Settings, Database, LocalStore]]:
     settings = settings_for(tmp_path)
     db = open_database(settings.database.url)
     yield settings, db, LocalStore(settings.store.local.root)
