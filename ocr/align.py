@@ -6,8 +6,9 @@ and no point of the reference frame moved more than ``max_shift_px``. When the f
 homography it falls back to template matching; a trusted homography that moved too far is final (no fallback).
 Method ``template``: the region around the digit boxes is searched in the photo (a pure translation, searched up
 to twice ``max_shift_px`` and refused beyond it); the match must be strong (normalised correlation >= 0.5), not on
-the border of the searched area and clearly better than anywhere else. If nothing is trusted, ``AlignmentError``
-says why: a doubtful alignment would read the wrong pixels, and a wrong reading is worse than none.
+the border of the searched area, clearly better than anywhere else and better than the region mirrored. If nothing
+is trusted, ``AlignmentError`` says why: a doubtful alignment would read the wrong pixels, and a wrong reading is
+worse than none.
 
 The result is a homography from photo pixels to reference pixels (full resolution). Reference features are
 computed once per reference image and cached.
@@ -197,6 +198,11 @@ class Aligner:
         _, best, _, (bx, by) = cv2.minMaxLoc(scores)
         if not np.isfinite(best) or best < MIN_TEMPLATE_SCORE:
             raise AlignmentError(f"the digit region was not found (best match {best:.2f} < {MIN_TEMPLATE_SCORE})")
+        for code, how in ((1, "mirrored left-right"), (0, "upside down")):
+            flipped = float(cv2.matchTemplate(window, cv2.flip(template, code), cv2.TM_CCOEFF_NORMED).max())
+            if flipped >= best - 0.02:
+                raise AlignmentError(f"the photo looks {how} against the reference ({flipped:.2f} vs {best:.2f}): "
+                                     "check the profile's transform")
         dx, dy = (sx0 + bx) - x0, (sy0 + by) - y0  # photo position minus reference position, work pixels
         # a peak on the border of the searched area (window or photo) may be a look-alike of a region further out
         at_edge = (bx == 0 and dx < 0) or (bx == scores.shape[1] - 1 and dx > 0) \

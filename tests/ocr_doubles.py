@@ -18,7 +18,7 @@ from ocr.readers.base import DigitReader
 from smartmeter.types import DigitValue
 
 CROPS = Path(__file__).parent / "resources" / "photos" / "crops"
-SIZE = (16, 24)
+SIZE = (10, 15)
 
 
 def _vector(crop: np.ndarray) -> np.ndarray:
@@ -44,5 +44,5 @@ class LookupReader(DigitReader):
         for crop in crops:
             sims = self.vectors @ _vector(crop)
             best = int(np.argmax(sims))
-            out.append(DigitValue(self.labels[best], float(np.clip((sims[best] - 0.5) / 0.4, 0.0, 1.0))))
+            out.append(DigitValue(self.labels[best], float(np.clip((sims[best] - 0.5) / 0.3, 0.0, 1.0))))
         return out

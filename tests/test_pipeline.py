@@ -1,0 +1,161 @@
+"""Whole photos -> readings: transforms, alignment, batching, the quality rule, debug images."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ocr_doubles import LookupReader
+
+from ocr.image_io import load_image
+from ocr.pipeline import MeterReader, make_reader
+from ocr.profile import Profile, load_profile
+from ocr.readers.base import DigitReader
+from smartmeter.errors import ConfigError, SmartMeterError
+from smartmeter.types import DigitValue
+
+PHOTOS = Path(__file__).parent / "resources" / "photos"
+with open(PHOTOS / "photos.csv", newline="") as _f:
+    CASES = list(csv.DictReader(_f))
+GOOD = [c for c in CASES if c["expected"]]
+BAD = [c for c in CASES if not c["expected"]]
+
+
+class FixedReader(DigitReader):
+    """Returns the given values for every photo (cycling), to exercise the quality rule."""
+
+    name = "fixed"
+
+    def __init__(self, values: list[DigitValue]) -> None:
+        self.values = values
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return [self.values[i % len(self.values)] for i in range(len(crops))]
+
+
+@pytest.fixture(scope="module")
+def lookup() -> LookupReader:
+    return LookupReader()
+
+
+@pytest.mark.parametrize("case", GOOD, ids=[c["photo"] for c in GOOD])
+def test_reads_every_test_photo(case: dict[str, str], lookup: LookupReader) -> None:
+    result = MeterReader(load_profile(PHOTOS / case["profile"]), lookup).read(PHOTOS / case["photo"])
+    assert result.error is None
+    assert result.reading == case["expected"]
+    assert result.value == pytest.approx(float(case["expected"]))
+    assert len(result.digits) == 8 and result.pointers == []
+    assert 0.5 <= result.confidence <= 1.0
+    assert result.reader_version == "lookup:test"
+
+
+@pytest.mark.parametrize(("photo", "error"), [
+    ("moved_far.jpg", "moved 1[01][0-9] px .*max_shift_px 80"),
+    ("wall.jpg", "cannot align the photo to the reference"),
+    ("corrupt.jpg", "corrupt.jpg: truncated JPEG"),
+])
+def test_refuses_rather_than_guesses(photo: str, error: str, lookup: LookupReader) -> None:
+    result = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup).read(PHOTOS / photo)
+    assert result.reading is None and result.value is None
+    assert result.error is not None
+    assert re.search(error, result.error), result.error
+
+
+def test_the_wrong_transform_never_gives_a_reading(lookup: LookupReader) -> None:
+    # the mirrored installation read with the upright profile: the crops are mirrored digits or misaligned
+    result = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup).read(PHOTOS / "mirrored.jpg")
+    assert result.reading is None
+    assert "looks mirrored left-right" in (result.error or "")
+    template = load_profile(PHOTOS / "meter.yaml")
+    template = template.model_copy(update={"alignment": template.alignment.model_copy(update={"method": "template"})})
+    assert MeterReader(template, lookup).read(PHOTOS / "mirrored.jpg").reading is None
+
+
+def test_the_real_cnn_reads_the_photos() -> None:
+    reader = make_reader("cnn")
+    results = {}
+    for case in CASES:
+        meter = MeterReader(load_profile(PHOTOS / case["profile"]), reader)
+        results[case["photo"]] = meter.read(PHOTOS / case["photo"]).reading
+    assert results == {c["photo"]: c["expected"] or None for c in CASES}
+
+
+def test_read_many_batches_every_crop_into_one_call(lookup: LookupReader) -> None:
+    meter = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup)
+    names = ["upright.jpg", "corrupt.jpg", "shifted.jpg", "transition.jpg", "wall.jpg"]
+    lookup.batches.clear()
+    results = meter.read_many([PHOTOS / n for n in names])
+    assert lookup.batches == [3 * 8]  # the three readable photos, one call
+    assert [r.reading for r in results] == ["0048127.3", None, "0135790.2", "0002999.9", None]
+
+
+def test_accepts_arrays_bytes_and_paths(lookup: LookupReader) -> None:
+    meter = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup)
+    path = PHOTOS / "upright.jpg"
+    got = meter.read_many([path, str(path), path.read_bytes(), load_image(path)])
+    assert {r.reading for r in got} == {"0048127.3"}
+    assert "not a decodable image" in (meter.read(b"garbage", name="x.jpg").error or "")
+
+
+def test_low_digit_confidence_makes_the_photo_unreadable(lookup: LookupReader) -> None:
+    values = [DigitValue(float(d), 0.99) for d in range(8)]
+    values[5] = DigitValue(5.0, 0.3)
+    result = MeterReader(load_profile(PHOTOS / "meter.yaml"), FixedReader(values)).read(PHOTOS / "upright.jpg")
+    assert result.reading is None
+    assert result.error == "confidence below 0.5: digit 6 (0.30)"
+    assert [d.value for d in result.digits] == [float(d) for d in range(8)]  # values kept for review
+
+
+def test_inconsistent_drums_and_unreadable_digits() -> None:
+    profile = load_profile(PHOTOS / "meter.yaml")
+    values = [DigitValue(v, 0.99) for v in [1, 2, 3, 4.5, 5, 6, 7, 8]]
+    result = MeterReader(profile, FixedReader(values)).read(PHOTOS / "upright.jpg")
+    assert result.reading is None and (result.error or "").startswith("digit 4 at 4.5 does not fit")
+    values[3] = DigitValue(None, 0.0)
+    result = MeterReader(profile, FixedReader(values)).read(PHOTOS / "upright.jpg")
+    assert result.reading is None and result.error == "digit 4 unreadable"
+
+
+def test_a_reader_with_the_wrong_number_of_values_is_a_bug() -> None:
+    class Short(DigitReader):
+        def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+            return [DigitValue(1.0, 1.0)]
+
+    with pytest.raises(SmartMeterError, match="returned 1 values for 8 crops"):
+        MeterReader(load_profile(PHOTOS / "meter.yaml"), Short()).read(PHOTOS / "upright.jpg")
+
+
+def test_without_reference_boxes_are_cut_directly(lookup: LookupReader) -> None:
+    profile = load_profile(PHOTOS / "meter.yaml").model_copy(update={"reference": None})
+    # the reference photo itself is in the reference frame
+    assert MeterReader(profile, lookup).read(PHOTOS / "reference.jpg").reading == "5555555.5"
+    far = profile.model_copy(update={"digits": [(630, 0, 40, 40)]})
+    assert "outside the 640x480 photo" in (MeterReader(far, lookup).read(PHOTOS / "upright.jpg").error or "")
+
+
+def test_missing_reference_is_a_profile_error(tmp_path: Path, lookup: LookupReader) -> None:
+    profile = Profile(digits=[(0, 0, 10, 10)], reference=tmp_path / "gone.jpg")
+    with pytest.raises(ConfigError, match="gone.jpg"):
+        MeterReader(profile, lookup)
+
+
+def test_unknown_engine() -> None:
+    with pytest.raises(ConfigError, match="unknown OCR engine"):
+        make_reader("abacus")
+
+
+def test_debug_image(tmp_path: Path, lookup: LookupReader) -> None:
+    meter = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup, debug_dir=tmp_path / "debug")
+    meter.read_many([PHOTOS / "shifted.jpg", PHOTOS / "corrupt.jpg"])
+    files = sorted(p.name for p in (tmp_path / "debug").iterdir())
+    assert files == ["shifted.jpg.debug.png"]  # nothing to draw for a photo that could not be decoded
+    image = load_image(tmp_path / "debug" / files[0])
+    assert image.shape == (480, 640, 3)  # in the reference frame
+    reference = load_image(PHOTOS / "reference.jpg")
+    x, y, w, h = meter.profile.digits[0]
+    # aligned: the window's dark background sits where the reference has it
+    assert abs(float(image[y - 8, x + 5:x + w - 5].mean()) - float(reference[y - 8, x + 5:x + w - 5].mean())) < 40
