@@ -1,0 +1,111 @@
+"""Validation decisions in the database: corrections audit, review queue, review values as anchors, state that
+survives between batches (the worker reloads the validator from the database every page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from server.review import list_reviews, set_value
+from server.storage import Database, open_database
+from server.worker import _Item, judge
+from smartmeter.errors import InputError, NotFoundError
+from smartmeter.settings import Settings
+from smartmeter.types import DigitValue, ImageRef, OcrResult, photo_name
+
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+SETTINGS = Settings()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    with open_database(f"sqlite:///{tmp_path / 'db.sqlite'}") as d:
+        yield d
+
+
+def item(i: int, value: float | None, rolling: bool = False, meter: str = "m1") -> tuple[_Item, OcrResult]:
+    """Photo i (10 minutes apart) read as ``value`` on 6 drums; ``rolling`` puts the hundreds drum mid-roll."""
+    ts = T0 + timedelta(minutes=10 * i)
+    key = photo_name(meter, ts)
+    text = f"{value or 0:07.1f}"
+    digits = [DigitValue(float(c), 0.95) for c in text.replace(".", "")]
+    if rolling:
+        digits[2] = DigitValue(digits[2].value + 0.5, 0.9)  # type: ignore[operator]
+    res = OcrResult(text if value is not None else None, value, 0.95 if value is not None else 0.0, digits,
+                    reader_version="test:1", error=None if value is not None else "unreadable")
+    return _Item(ImageRef(key, 1, f"hash-{meter}-{i}"), meter, ts, "name", b""), res
+
+
+def batch(db: Database, *items: tuple[_Item, OcrResult]) -> dict[str, int]:
+    with db.transaction():
+        return judge(db, SETTINGS, list(items))
+
+
+def current(db: Database, meter: str = "m1") -> list[tuple[str, float]]:
+    return [(r.source, r.value_kwh) for r in db.readings(meter)]
+
+
+def test_consensus_correction_is_audited_and_replaces_the_reading(db: Database) -> None:
+    batch(db, item(0, 100.0), item(1, 101.0))  # 101.0 is a plausible-looking misread
+    assert [v for _, v in current(db)] == [100.0, 101.0]
+    batch(db, item(2, 100.0))  # separate pages: the validator is rebuilt from the database each time
+    batch(db, item(3, 100.0))
+    batch(db, item(4, 100.0))
+    assert [v for _, v in current(db)] == [100.0, 100.0, 100.0, 100.0, 100.0]
+    wrong = item(1, 0)[0].ref.key
+    rows = db.query("SELECT kind, old_value, new_value, reason, evidence FROM corrections WHERE photo_key = ?",
+                    (wrong,))
+    assert len(rows) == 1
+    kind, old, new, reason, evidence = rows[0]
+    assert (kind, old, new) == ("validation", 101.0, 100.0)
+    assert "consensus" in reason and len(evidence.split(",")) == 3
+    status = db.query("SELECT status FROM readings WHERE source = ?", ("image:" + wrong,))
+    assert status == [("corrected",)]
+
+
+def test_held_frame_survives_between_pages(db: Database) -> None:
+    batch(db, item(0, 129.9))
+    assert batch(db, item(1, 130.0, rolling=True)) == {"hold": 1}
+    held = item(1, 0)[0].ref.key
+    assert db.query("SELECT status FROM photos WHERE photo_key = ?", (held,)) == [("held",)]
+    batch(db, item(2, 130.1))
+    counts = batch(db, item(3, 130.2))
+    assert counts.get("publish") == 2  # frame 3 and the held frame 1
+    assert [v for _, v in current(db)] == [129.9, 130.0, 130.1, 130.2]
+
+
+def test_unreadable_goes_to_review_and_list_filters(db: Database) -> None:
+    batch(db, item(0, 100.0), item(1, None), item(2, None, meter="m2"))
+    assert [it.key for it in list_reviews(db)] == [item(1, 0)[0].ref.key, item(2, 0, meter="m2")[0].ref.key]
+    only = list_reviews(db, meter_id="m2")
+    assert len(only) == 1 and only[0].reason == "unreadable" and only[0].value_read is None
+
+
+def test_review_value_becomes_anchor_and_withdraws_disagreeing_readings(db: Database) -> None:
+    # the camera started on a confident misread and kept reading the same wrong value
+    batch(db, item(0, 190.0), item(1, 190.0), item(2, None))
+    key = item(2, 0)[0].ref.key
+    counts = set_value(db, SETTINGS, key, 100.2)
+    assert counts.get("withdraw") == 2
+    assert current(db) == [("review:" + key, 100.2)]
+    assert db.query("SELECT state, resolved_value FROM review_queue WHERE photo_key = ?", (key,)) == [
+        ("resolved", 100.2)]
+    withdrawn = [it.key for it in list_reviews(db)]
+    assert withdrawn == [item(0, 0)[0].ref.key, item(1, 0)[0].ref.key]
+    audit = db.query("SELECT kind, old_value, new_value FROM corrections ORDER BY ts_ms, kind")
+    assert ("validation", 190.0, None) in audit and ("review", None, 100.2) in audit
+    # later camera frames continue from the reviewed value; the old wrong value is not an anchor any more
+    batch(db, item(3, 100.3), item(4, 100.4))
+    assert [v for _, v in current(db)] == [100.2, 100.3, 100.4]
+
+
+def test_review_errors(db: Database) -> None:
+    with pytest.raises(NotFoundError):
+        set_value(db, SETTINGS, "nope.jpg", 1.0)
+    batch(db, item(0, 100.0))
+    with pytest.raises(InputError):
+        set_value(db, SETTINGS, item(0, 0)[0].ref.key, float("nan"))
+    assert current(db) == [("image:" + item(0, 0)[0].ref.key, 100.0)]
