@@ -79,7 +79,8 @@ def paint(n: int, starts: np.ndarray, ends: np.ndarray, values: np.ndarray | flo
     diff = np.zeros(n + 1, dtype=np.float32)
     np.add.at(diff, s, v)
     np.add.at(diff, e, -v)
-    return np.cumsum(diff[:-1], dtype=np.float32)
+    np.cumsum(diff, out=diff)
+    return diff[:-1]
 
 
 def outdoor_temperature(minutes_utc: np.ndarray, rng: np.random.Generator, lat_season: float = 1.0) -> np.ndarray:
@@ -177,6 +178,22 @@ def _daylight(minutes_local: np.ndarray) -> np.ndarray:
     return np.abs(hour - 12.5) > half_day_h - 0.5  # dusk/dawn: lights half an hour before sunset
 
 
+class _Components:
+    """Component arrays by name, or (keep=False) one running sum to save memory."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def __setitem__(self, name: str, arr: np.ndarray) -> None:
+        if self.keep:
+            self.arrays[name] = arr
+        elif "sum" in self.arrays:
+            self.arrays["sum"] += arr
+        else:
+            self.arrays["sum"] = arr.astype(np.float32, copy=True)
+
+
 def check_days(days: float) -> None:
     if not 0 < days <= 3660:
         raise InputError(f"days must be within (0, 3660], got {days}")
@@ -228,8 +245,10 @@ def generate(profile: str = "day-worker", days: float = 1.0, start: datetime | N
     offset_min = start.astimezone(zone).utcoffset().total_seconds() / 60.0  # type: ignore[union-attr]
     temp_min = outdoor_temperature(minute_utc, rng)
 
-    out: dict[str, np.ndarray] = {}
-    out["standby"] = np.full(n, spec.standby_w, dtype=np.float32) + paint(n, *intervals("awake"), spec.awake_w)
+    out = _Components(keep=components)
+    standby = paint(n, *intervals("awake"), spec.awake_w)
+    standby += np.float32(spec.standby_w)
+    out["standby"] = standby
     out["fridge"] = _fridge(n, temp_min, rng, spec.fridge_w)
     draws = [(m + t, wh * (1.25 - 0.25 * np.cos(2 * np.pi * ((m / DAY) % 365.25) / 365.25)))
              for m, p in plans for t, wh in p.hot_water]
@@ -245,15 +264,21 @@ def generate(profile: str = "day-worker", days: float = 1.0, start: datetime | N
     light_level = np.repeat(rng.uniform(0.6, 1.4, m // 30 + 2), 30)[:m] * spec.light_w
     light_min = np.where(spec.light_always | dark, light_level, 0.0).astype(np.float32)
     out["lighting"] = np.repeat(light_min, 60)[:n] * awake
-    hh = Household(profile=profile, start=start, power_w=np.zeros(n, dtype=np.float32), components=out,
+    hh = Household(profile=profile, start=start, power_w=np.broadcast_to(np.float32(0), (n,)), components=out.arrays,
                    start_kwh=start_kwh)
-    apply_events(hh, events)
-    total = hh.power_w
-    for v in hh.components.values():
+    apply_events(hh, events)  # adds the event loads as components, blanks blackouts in all of them
+    parts = list(hh.components.values())
+    total = parts[0] if not components else parts[0].copy()
+    for v in parts[1:]:
         total += v
+    hh.power_w = total
     if noise:  # meter-like ripple: 2 W + 1 % of the load; none while the supply is off
         z = _normal_block(rng, n)
-        z *= total * np.float32(0.01) + np.float32(2.0) * (total > 0)
+        scale = total * np.float32(0.01)
+        scale += np.float32(2.0)
+        scale[total <= 0] = 0.0
+        z *= scale
+        del scale
         np.maximum(z, -total, out=z)  # never negative power
         total += z
         hh.components["noise"] = z
