@@ -167,13 +167,18 @@ class MeterRenderer:
     def _prepare_camera(self) -> None:
         """Precomputed lighting gradients, glare blobs and sensor noise, reused by every photo."""
         yy, xx = np.mgrid[0:self.h, 0:self.w].astype(np.float32)
-        self.gradients = [(1.0 + a * (xx / self.w - 0.5) + b * (yy / self.h - 0.5))[..., None] for a, b in
-                          ((0, 0), (0.35, 0), (-0.35, 0.1), (0.1, 0.35), (-0.2, -0.3))]
+        # all uint8, so each effect is one saturating OpenCV call: gain maps in units of 1/128
+        self.gradients = [np.repeat(np.clip(128 * (1.0 + a * (xx / self.w - 0.5) + b * (yy / self.h - 0.5)),
+                                            0, 255).astype(np.uint8)[..., None], 3, axis=2)
+                          for a, b in ((0, 0), (0.35, 0), (-0.35, 0.1), (0.1, 0.35), (-0.2, -0.3))]
         self.glares = []
         for cx, cy, r in ((0.2, 0.25, 35), (0.8, 0.8, 30), (0.75, 0.3, 40), (0.5, 0.5, 22)):
             d2 = (xx - cx * self.w) ** 2 + (yy - cy * self.h) ** 2
-            self.glares.append((np.exp(-d2 / (2 * r * r)) * 170.0)[..., None].astype(np.float32))
-        self.noise = self.rng.normal(0, 3.0, (self.h + 64, self.w + 64, 3)).astype(np.float32)
+            blob = (np.exp(-d2 / (2 * r * r)) * 170.0).astype(np.uint8)[..., None]
+            self.glares.append(np.repeat(blob, 3, axis=2))
+        noise = self.rng.normal(0, 3.0, (self.h + 64, self.w + 64, 3))
+        self.noise_up = np.clip(noise, 0, 255).astype(np.uint8)
+        self.noise_down = np.clip(-noise, 0, 255).astype(np.uint8)
 
     # -- one photo ----------------------------------------------------------------------------------------
     def render_array(self, register_kwh: float, t: datetime) -> tuple[np.ndarray, Truth]:
@@ -192,17 +197,16 @@ class MeterRenderer:
             hour = utc(t).hour + utc(t).minute / 60.0
             daylight = 0.5 + 0.5 * math.cos((hour - 13.0) / 24.0 * 2 * math.pi)  # indoor light follows the day
             bright = float(rng.uniform(0.55, 0.8) + 0.45 * daylight * rng.uniform(0.7, 1.0))
-            tint = (1.0 + rng.uniform(-0.08, 0.08, 3)).astype(np.float32) * bright
-            f = img.astype(np.float32)
-            f *= self.gradients[int(rng.integers(0, len(self.gradients)))]
-            f *= tint
+            tint = (1.0 + rng.uniform(-0.08, 0.08, 3)) * bright
+            img = cv2.multiply(np.ascontiguousarray(img), self.gradients[int(rng.integers(0, len(self.gradients)))],
+                               scale=1.0 / 128)
+            img = cv2.multiply(img, (float(tint[0]), float(tint[1]), float(tint[2]), 0.0))  # type: ignore[call-overload]
             if rng.random() < 0.07:
                 glare = True
-                f += self.glares[int(rng.integers(0, len(self.glares)))]
+                img = cv2.add(img, self.glares[int(rng.integers(0, len(self.glares)))])
             ox, oy = (int(v) for v in rng.integers(0, 64, 2))
-            f += self.noise[oy:oy + self.h, ox:ox + self.w]
-            np.clip(f, 0, 255, out=f)
-            img = f.astype(np.uint8)
+            img = cv2.add(img, self.noise_up[oy:oy + self.h, ox:ox + self.w])
+            img = cv2.subtract(img, self.noise_down[oy:oy + self.h, ox:ox + self.w])
             if rng.random() < 0.25:
                 blurred = True
                 img = cv2.GaussianBlur(img, (5, 5), float(rng.uniform(0.6, 1.3)))
