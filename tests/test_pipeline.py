@@ -159,3 +159,8 @@ def test_debug_image(tmp_path: Path, lookup: LookupReader) -> None:
     x, y, w, h = meter.profile.digits[0]
     # aligned: the window's dark background sits where the reference has it
     assert abs(float(image[y - 8, x + 5:x + w - 5].mean()) - float(reference[y - 8, x + 5:x + w - 5].mean())) < 40
+
+
+def test_the_example_profile_reads_the_test_meter(lookup: LookupReader) -> None:
+    example = Path(__file__).parent.parent / "examples" / "meter-profile.yaml"
+    assert MeterReader(load_profile(example), lookup).read(PHOTOS / "upright.jpg").reading == "0048127.3"
