@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from ocr.locate_geometry import (
     decimal_point,
     decimals_from_red,
     deskew_matrix,
+    digit_offset,
     fit_slots,
     red_share,
 )
@@ -63,6 +64,7 @@ class Candidate:
     geometry: float
     confidence: float = 0.0
     digits: list[DigitValue] = field(default_factory=list)
+    complete: bool = True  # no unread digit-like cell continues the row
 
     @property
     def boxes(self) -> list[Box]:
@@ -84,9 +86,13 @@ class LocateResult:
     candidates: int = 0
 
 
+def _count_factor(n: int) -> float:
+    return 0.5 if n == 3 else 0.8 if n in (4, 9) else 1.0 if 5 <= n <= 8 else 0.4
+
+
 def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
     """Prefer 4-8 evenly spaced, well filled, large digits."""
-    count = 0.5 if n == 3 else 0.8 if n in (4, 9) else 1.0 if 5 <= n <= 8 else 0.4
+    count = _count_factor(n)
     size = min(1.0, 0.4 + work_h / 60.0)
     return count * slots.regularity ** 0.5 * slots.filled * size
 
@@ -137,37 +143,114 @@ def _distinct(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
-    """Read each candidate's digits (and one slot beyond each end); set confidence and the used slot range."""
-    crops: list[np.ndarray] = []
-    spans = []
-    for c in cands:
-        start = len(crops)
-        for k in range(-1, c.slots.count + 1):
-            crops.append(crop_deskewed(image, c.matrix, c.slots.box(k)))
-        spans.append(start)
-    values = reader.read_batch(crops)
-    for c, start in zip(cands, spans, strict=True):
-        n = c.slots.count
-        vals = values[start:start + n + 2]
-        levels = [border_level(crops[start + i]) for i in range(n + 2)]
-        inner = float(np.median(levels[1:-1]))
-        spread = float(np.median([float(np.std(crops[start + i])) for i in range(1, n + 1)]))
+EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
 
-        # no extension: a row is what the blobs say; but a digit-like neighbour beyond either end on the same
-        # background means the row may be incomplete, and an incomplete row reads a wrong number
-        ends = [0, n + 1]
-        incomplete = any(abs(levels[i] - inner) < 90 and float(np.std(crops[start + i])) >= 0.7 * spread
-                         and vals[i].value is not None and vals[i].confidence >= 0.5 for i in ends)
-        used = vals[1:n + 1]
-        c.first, c.last, c.digits = 0, n, list(used)
-        confs = [v.confidence if v.value is not None else 0.0 for v in used]
+
+@dataclass
+class _Cell:
+    """What one slot shows: the reader's value, the background ring, the ink contrast and the red share."""
+
+    value: DigitValue
+    level: float
+    ink: float
+    red: float
+
+
+def _cells(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> list[dict[int, _Cell]]:
+    """Read every candidate's slots plus ``EXTEND`` beyond each end in one batch."""
+    crops: list[np.ndarray] = []
+    keys: list[tuple[int, int]] = []
+    for ci, c in enumerate(cands):
+        for k in range(-EXTEND, c.slots.count + EXTEND):
+            crops.append(crop_deskewed(image, c.matrix, c.slots.box(k)))
+            keys.append((ci, k))
+    values = reader.read_batch(crops)
+    out: list[dict[int, _Cell]] = [{} for _ in cands]
+    for (ci, k), crop, v in zip(keys, crops, values, strict=True):
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        out[ci][k] = _Cell(v, border_level(grey), float(np.std(grey)), red_share(crop))
+    return out
+
+
+def _reads(cell: _Cell, floor: float) -> bool:
+    return cell.value.value is not None and cell.value.confidence >= floor
+
+
+def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[int, int, bool, dict[int, float]]:
+    """Grow the row over neighbour slots that continue it; (first, last, complete, centre offsets found).
+
+    A neighbour continues the row when it holds ink like the row's digits on the same background (or on red, to
+    the right: decimal drums), a digit-sized blob at the row's pitch, and reads as a digit. A neighbour that
+    looks like that but does not read makes the row incomplete: its reading would be a digit short, so no
+    reading at all.
+    """
+    n = c.slots.count
+    inner = [cells[k] for k in range(n)]
+    level = float(np.median([x.level for x in inner]))
+    spread = float(np.median([x.ink for x in inner]))
+    lead_red = float(np.median([x.red for x in inner[: max(1, n - 3)]]))
+    offsets: dict[int, float] = {}
+
+    def continues(k: int, right: bool) -> bool:
+        cell = cells[k]
+        red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
+        if not (abs(cell.level - level) < 60 or red) or cell.ink < 0.5 * spread:
+            return False
+        off = digit_offset(image, c.matrix, c.slots, k, None if red else c.row.light_on_dark)
+        if off is None:
+            return False
+        offsets[k] = off
+        return True
+
+    first, last, complete = 0, n, True
+    while first > -EXTEND and continues(first - 1, False):
+        if not _reads(cells[first - 1], 0.5):
+            complete = False
+            break
+        first -= 1
+    while last < n + EXTEND and continues(last, True):
+        if not _reads(cells[last], 0.5):
+            complete = False
+            break
+        last += 1
+    if complete and (first == -EXTEND or last == n + EXTEND):
+        complete = False  # still going after EXTEND slots: not a counter row we understand
+    return first, last, complete, {k: v for k, v in offsets.items() if first <= k < last}
+
+
+def _refit(slots: Slots, first: int, last: int, offsets: dict[int, float]) -> Slots:
+    """Slots ``first..last`` renumbered from 0, spacing refitted with the centres found beyond the old ends."""
+    ks = np.arange(first, last)
+    xs = np.array([slots.x0 + k * slots.pitch + offsets.get(int(k), 0.0) for k in ks])
+    pitch, x0 = np.polyfit(ks - first, xs, 1) if len(ks) >= 2 else (slots.pitch, float(xs[0]))
+    return replace(slots, x0=float(x0), pitch=float(pitch), count=last - first)
+
+
+def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
+    """Read each candidate's digits and its neighbours; extend rows that continue; set confidence."""
+    for c, cells in zip(cands, _cells(image, cands, reader), strict=True):
+        first, last, c.complete, offsets = _extend(image, c, cells)
+        if first != 0 or last != c.slots.count:
+            old = _count_factor(c.slots.count)
+            c.slots = _refit(c.slots, first, last, offsets)
+            c.geometry *= _count_factor(c.slots.count) / old
+            crops = [crop_deskewed(image, c.matrix, b) for b in c.slots.boxes()]
+            cells = {k: _Cell(v, border_level(x), float(np.std(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY))), red_share(x))
+                     for k, (x, v) in enumerate(zip(crops, reader.read_batch(crops), strict=True))}
+        n = c.slots.count
+        c.first, c.last = 0, n
+        used = [cells[k] for k in range(n)]
+        c.digits = [x.value for x in used]
+        confs = [x.value.confidence if x.value.value is not None else 0.0 for x in used]
         # a row of real digits reads confidently everywhere: weigh the weakest digit in
         c.confidence = 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
-        if incomplete:
+        if not c.complete:
             c.confidence *= 0.5
-        bg_off = [abs(levels[i + 1] - inner) for i in range(n)]
-        if max(bg_off) >= 60:  # a digit on another background (a label next to the window)
+        levels = [x.level for x in used]
+        inner = float(np.median(levels))
+        lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))
+        # a digit on another background (a label next to the window); red decimal drums excepted
+        if any(abs(x.level - inner) >= 60 and not (x.red >= 0.12 and x.red >= lead_red + 0.1) for x in used):
             c.confidence *= 0.5
 
 
@@ -189,6 +272,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
         best_score = f"{cands[0].score:.2f}" if cands else "none"
         raise UnreadableError(f"no counter found in the photo (best candidate score {best_score} < {floor})")
     best = cands[0]
+    if not best.complete:
+        raise UnreadableError("the counter row seems to continue past a digit that does not read: not guessing "
+                              "a reading that may be a digit short")
     rival = next((c for c in cands[1:] if _iou(_window(c), _window(best)) < 0.2), None)
     if rival is not None and rival.score >= AMBIGUOUS * best.score:
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
