@@ -44,6 +44,7 @@ test: setup lint typecheck
 bench: setup
 	$(PY) bench/ocr.py
 	$(PY) bench/ingest.py
+	$(PY) bench/simulator.py
 
 train: setup
 	$(PY) -m pip install -q -e '.[train]'
