@@ -36,6 +36,8 @@ from smartmeter.types import Reading, parse_timestamp
 log = logging.getLogger(__name__)
 
 MEAN_MONTH_DAYS = 365.2425 / 12
+DEMO_SOURCE = "csv:simulated-"  # readings imported by ensure_household_data
+DEMO_CAMERA = "sim1"  # the capture-health notebook's simulated camera meter
 
 
 def parse_period(start: str, end: str) -> tuple[datetime | None, datetime | None]:
@@ -81,11 +83,19 @@ def to_arrays(readings: Sequence[Reading]) -> SeriesArrays:
         np.array([r.source.startswith("image:") for r in series], dtype=bool))
 
 
+def real_readings(db: Database, demo_meters: Sequence[str] = (DEMO_CAMERA,)) -> int:
+    """Readings that are not the notebooks' demo data: demo data is only ever added to a database without these."""
+    marks = ",".join("?" * len(demo_meters)) or "NULL"
+    return int(db.query(f"SELECT COUNT(*) FROM readings WHERE source NOT LIKE '{DEMO_SOURCE}%' AND meter_id NOT IN "
+                        f"({marks})", list(demo_meters))[0][0])
+
+
 def ensure_household_data(db: Database, settings: Settings, meter_id: str, *, days: float = 7.0,
                           start: datetime | None = None, seed: int = 1, profile: str = "day-worker",
-                          step_s: int = 60) -> ImportResult | None:
-    """Import a simulated week (with injected events) when ``meter_id`` has no readings; None when it has."""
-    if db.count_readings(meter_id):
+                          step_s: int = 60, demo_meters: Sequence[str] = (DEMO_CAMERA,)) -> ImportResult | None:
+    """Import a simulated week (with injected events) for ``meter_id`` when it has no readings and the database
+    holds nothing but demo data; None otherwise (a real database never gets simulated readings)."""
+    if db.count_readings(meter_id) or real_readings(db, demo_meters):
         return None
     from simulator.dataset import write_csv
     from simulator.events import plan_events
