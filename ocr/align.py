@@ -31,8 +31,8 @@ from smartmeter.errors import UnreadableError
 log = logging.getLogger(__name__)
 
 WORK_PX = 320  # long side of the images features are computed on (speed vs. precision: ~2 px at 640 px)
-N_FEATURES = 300
-N_LEVELS = 4  # a fixed camera barely changes scale: few pyramid levels are enough, and much faster
+N_FEATURES = 250
+N_LEVELS = 2  # a fixed camera barely changes scale: few pyramid levels are enough, and much faster
 RATIO = 0.8
 MIN_TEMPLATE_SCORE = 0.5
 MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
