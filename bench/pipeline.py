@@ -68,7 +68,7 @@ def main() -> None:
         line = f"{row['photo']:<16}{decode_ms:8.2f}"
         meter = MeterReader(profile, readers[engines[0]])
         assert meter.aligner is not None
-        turned = apply_transform(image, profile.transform)
+        turned = apply_transform(image, profile.transform)  # type: ignore[arg-type]
         align_ms, alignment = timed(lambda m=meter, t=turned: m.aligner.align(t), args.repeat)  # type: ignore[union-attr]
         crop_ms, _ = timed(lambda t=turned, a=alignment, b=meter.boxes: crop_boxes(t, b, a.homography), args.repeat)
         line += f"{align_ms:8.2f}{crop_ms:8.2f}"

@@ -12,7 +12,7 @@ import pytest
 
 from ocr.align import Aligner, AlignmentError, MovedTooFar, _check_not_degenerate, crop_boxes, load_reference
 from ocr.image_io import load_image
-from ocr.profile import Alignment, load_profile
+from ocr.profile import load_profile
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 PROFILE = load_profile(PHOTOS / "meter.yaml")
