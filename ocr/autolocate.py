@@ -191,26 +191,32 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     lead_red = float(np.median([x.red for x in inner[: max(1, n - 3)]]))
     offsets: dict[int, float] = {}
 
-    def continues(k: int, right: bool) -> bool:
+    def step(k: int, right: bool) -> str:
+        """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
         cell = cells[k]
         red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
         if not (abs(cell.level - level) < 60 or red) or cell.ink < 0.5 * spread:
-            return False
-        off = digit_offset(image, c.matrix, c.slots, k, None if red else c.row.light_on_dark)
-        if off is None:
-            return False
-        offsets[k] = off
-        return True
+            return "end"
+        polarity = None if red else c.row.light_on_dark
+        off = digit_offset(image, c.matrix, c.slots, k, polarity)
+        if off is not None and _reads(cell, 0.5):
+            offsets[k] = off
+            return "digit"
+        if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
+            return "maybe"
+        return "end"
 
     first, last, complete = 0, n, True
-    while first > -EXTEND and continues(first - 1, False):
-        if not _reads(cells[first - 1], 0.5):
-            complete = False
+    while first > -EXTEND:
+        verdict = step(first - 1, False)
+        complete = complete and verdict != "maybe"
+        if verdict != "digit":
             break
         first -= 1
-    while last < n + EXTEND and continues(last, True):
-        if not _reads(cells[last], 0.5):
-            complete = False
+    while last < n + EXTEND:
+        verdict = step(last, True)
+        complete = complete and verdict != "maybe"
+        if verdict != "digit":
             break
         last += 1
     if complete and (first == -EXTEND or last == n + EXTEND):

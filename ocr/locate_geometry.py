@@ -177,13 +177,14 @@ def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink:
 
 
 def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
-                 light_on_dark: bool | None) -> float | None:
+                 light_on_dark: bool | None, loose: bool = False) -> float | None:
     """Where slot ``k`` holds one digit-like blob of the row's size: its centre's offset from the slot centre
     (de-skewed pixels), None when there is none.
 
     The crop is taller than a digit box (1.8 x the digit height), so the side of a window frame or a panel
     edge, which runs past the digits, touches its top or bottom and does not count. ``light_on_dark`` None tries
-    both polarities (a red decimal drum may invert the contrast).
+    both polarities (a red decimal drum may invert the contrast). ``loose``: anything that might be a digit
+    (half to 1.6 x the digit height, near the row's centre line), for deciding that a row may continue.
     """
     from ocr.locate_blobs import Blob, merge_stacked
 
@@ -192,18 +193,27 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     cx = slots.x0 + k * slots.pitch
     box = (int(round(cx - cw / 2)), int(round(slots.cy - ch / 2)), cw, ch)
     g = cv2.cvtColor(crop_deskewed(image, matrix, box), cv2.COLOR_BGR2GRAY)
-    if float(g.std()) < 8:
+    # the threshold comes from the middle of the slot (digit on its own background), not the window around it
+    mx, my = int(0.5 * cw - 0.3 * slots.pitch), int(0.5 * ch - 0.5 * h)
+    centre = g[max(0, my):my + max(2, int(h)), max(0, mx):mx + max(2, int(0.6 * slots.pitch))]
+    if float(centre.std()) < 8:
         return None
     best: float | None = None
     for light in ((True, False) if light_on_dark is None else (light_on_dark,)):
         mode = cv2.THRESH_BINARY if light else cv2.THRESH_BINARY_INV
-        _, binary = cv2.threshold(g, 0, 255, mode | cv2.THRESH_OTSU)
+        level, _ = cv2.threshold(centre, 0, 255, mode | cv2.THRESH_OTSU)
+        _, binary = cv2.threshold(g, level, 255, mode)
         n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         blobs = [Blob(float(x), float(y), float(w), float(hh)) for x, y, w, hh, area in stats[1:n]
                  if area >= 0.02 * h * h and y > 0 and y + hh < ch]
         for b in blobs + merge_stacked(blobs):
             off = b.cx - (cx - box[0])
-            if (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w
-                    and abs(off) <= 0.4 * slots.pitch and (best is None or abs(off) < abs(best))):
+            if loose:
+                fits = (0.5 * h <= b.h <= 1.6 * h and abs(b.cy - ch / 2) <= 0.45 * h and b.h >= 0.5 * b.w
+                        and abs(off) <= 0.5 * slots.pitch)
+            else:
+                fits = (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w
+                        and abs(off) <= 0.4 * slots.pitch)
+            if fits and (best is None or abs(off) < abs(best)):
                 best = off
     return best
