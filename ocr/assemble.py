@@ -4,8 +4,10 @@ Positions are the digits (most significant first) followed by the pointers (dial
 drum position in ``[0, 10)``: ``3.0`` = the 3 is centred, ``3.5`` = halfway from 3 to 4, ``9.8`` = the 9 almost
 gone and the 0 coming in. Positions are resolved right to left:
 
-* The rightmost position moves continuously: ``d = floor(x)``, except when ``frac(x) >= 0.85`` (within 0.15 of
+* The rightmost position moves continuously: ``d = floor(x)``, except when ``frac(x) >= 0.95`` (within 0.05 of
   the next integer, model noise around a digit that has arrived): then ``d = floor(x) + 1 (mod 10)``, "snapped".
+  Positions are labelled in tenths, so 0.95 is the boundary between a drum at ``2.9`` (a careful person reads
+  ``2``) and a drum at ``3.0`` read a little low; a wider snap would read every ``x.9`` as the next digit.
 * Every other drum only moves while its right neighbour rolls from 9 to 0. With the neighbour's raw value ``r``
   and resolved digit ``d_r`` the expected fraction of this drum's own roll is ``e = clip(r - 9, 0, 1)`` when
   ``d_r == 9`` and the neighbour was not snapped, else ``0``; then ``d = round(x - e) (mod 10)``. All of this is
@@ -28,7 +30,7 @@ from smartmeter.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SNAP_FRACTION = 0.85
+SNAP_FRACTION = 0.95  # halfway between the last tenth (x.9) and the next digit
 MAX_RESIDUAL = 0.35
 _EPS = 1e-9  # float noise at the residual limit must not flip a decision
 
@@ -101,7 +103,7 @@ def assemble(digits: Sequence[float | None], pointers: Sequence[float | None] = 
 
     last = values[-1]
     base = math.floor(last)
-    snapped = last - base >= SNAP_FRACTION
+    snapped = last - base >= SNAP_FRACTION - _EPS  # 9.95 - 9 is 0.9499999...
     resolved[-1] = (base + 1) % 10 if snapped else base
     residuals[-1] = (base + 1 - last) if snapped else 0.0
 
