@@ -93,15 +93,16 @@ def load_digits(root: Path, meters: set[str] | None = None, limit_per_meter: int
 
 
 def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator,
-                  height: int = HEIGHT, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
+                  height: int = HEIGHT, width: int = WIDTH, glare: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Randomly distorted copies of BGR crops → (normalised ``N x H x W`` planes, labels).
 
     Colour becomes grey with random channel weights half of the time (the reader's fixed BGR→grey otherwise), so
     the model does not depend on one meter's ink colour. Vertical shifts stay small (a vertical shift is a drum
     movement: ±2 % of the height is about ±0.2 of a step); scale (about the centre, so the position is kept),
     sideways shift and rotation are freer. Strokes get thinner or bolder; photometric changes cover gamma,
-    contrast, inversion (dark on light), blur, noise and JPEG artefacts; a dark or light bar may cover one side.
-    Each crop then goes through the same resize and normalisation the reader uses.
+    contrast, inversion (dark on light), blur, noise and JPEG artefacts; a dark or light bar may cover one side, and
+    with probability ``glare`` a bright horizontal reflection crosses the window. Each crop then goes through the
+    same resize and normalisation the reader uses.
     """
     n = len(crops)
     out = np.empty((n, height, width), dtype=np.float32)
@@ -127,6 +128,10 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         c = np.array([w / 2.0, h / 2.0])
         m[:, 2] = c - m[:, :2] @ c + (tx, ty)
         a = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if glare > 0 and rng.random() < glare:  # a bright horizontal reflection across the window
+            yc, half = rng.uniform(0.0, 1.0) * h, max(1.0, rng.uniform(0.03, 0.12) * h)
+            band = np.exp(-0.5 * ((np.arange(h) - yc) / half) ** 2)[:, None] * rng.uniform(60, 200)
+            a = np.clip(a.astype(np.float32) + band.astype(np.float32), 0, 255).astype(np.uint8)
         if rng.random() < 0.3:  # a dark or light frame edge at one side, as when the box catches the drum's rim
             bar = max(1, round(w * rng.uniform(0.05, 0.2)))
             cols = slice(0, bar) if rng.random() < 0.5 else slice(w - bar, w)

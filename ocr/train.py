@@ -68,7 +68,7 @@ def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
 
 
 def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: int, batch: int = 128,
-          lr: float = 3e-3, sigma: float = 1.0) -> nn.Module:
+          lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model()
@@ -78,7 +78,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     targets_all = soft_targets(train_set.labels, sigma)
     for epoch in range(epochs):
         t0 = time.monotonic()
-        planes, _ = augment_batch(train_set.crops, train_set.labels, rng)
+        planes, _ = augment_batch(train_set.crops, train_set.labels, rng, glare=glare)
         order = rng.permutation(len(train_set))
         model.train()
         total = 0.0
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--limit-per-meter", type=int, default=None, help="subsample each meter (quick experiments)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--glare", type=float, default=0.0, help="share of training crops given a bright reflection")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     train_set, val_set = data.select(~held), data.select(held)
     log.info("training on %d crops of %d meters, holding out %d crops of %s", len(train_set),
              len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
-    model = train(train_set, val_set, epochs=args.epochs, seed=args.seed)
+    model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare)
     export_onnx(model, args.out)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     meta = {
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         "nan_labels": "excluded from training and evaluation",
         "seed": args.seed,
         "epochs": args.epochs,
+        "glare": args.glare,
+        "threads": args.threads,
         "limit_per_meter": args.limit_per_meter,
         "torch": torch.__version__,
         "train_seconds": round(time.monotonic() - started),
