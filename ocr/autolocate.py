@@ -49,8 +49,10 @@ MAX_VERIFY = 10  # candidates read with the digit reader
 MIN_DIGITS = 3
 MIN_SCORE = 0.55  # below: "no counter found" (score = geometry x reader confidence)
 MIN_GEOMETRY = 0.2  # without a reader
-AUTO_MIN_CONFIDENCE = 0.75  # an unknown installation reads only when every digit is this sure
+AUTO_MIN_CONFIDENCE = 0.8  # an unknown installation reads only when every digit is this sure
+LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and next digit are both plausible
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
+LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
 
 
 @dataclass
@@ -281,11 +283,39 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     if not best.complete:
         raise UnreadableError("the counter row seems to continue past a digit that does not read: not guessing "
                               "a reading that may be a digit short")
+    longer = next((c for c in cands[1:] if c.geometry >= LONGER_GEOMETRY * best.geometry and _runs_past(c, best)), None)
+    if longer is not None:
+        raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
+                              f"{best.slots.count} digits): not guessing where the counter ends")
     rival = next((c for c in cands[1:] if _iou(_window(c), _window(best)) < 0.2), None)
     if rival is not None and rival.score >= AMBIGUOUS * best.score:
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total)
+
+
+def _ends(c: Candidate) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the first and last slot in the original photo."""
+    inv = cv2.invertAffineTransform(c.matrix)
+    return tuple(inv @ np.array([c.slots.x0 + k * c.slots.pitch, c.slots.cy, 1.0])  # type: ignore[return-value]
+                 for k in (0, c.slots.count - 1))
+
+
+def _runs_past(other: Candidate, best: Candidate) -> bool:
+    """``other`` lies on ``best``'s row, with digits of the same size, and reaches half a pitch beyond an end."""
+    h, pitch = best.slots.digit_h, best.slots.pitch
+    if not 0.75 <= other.slots.digit_h / h <= 1.33:
+        return False
+    a, b = _ends(best)
+    u = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))
+    normal = np.array([-u[1], u[0]])
+    ends = _ends(other)
+    if any(abs(float((p - a) @ normal)) > 0.5 * h for p in ends):
+        return False
+    span = [float((p - a) @ u) for p in ends]
+    length = float((b - a) @ u)
+    overlap = min(max(span), length) - max(min(span), 0.0)
+    return overlap > 0 and (min(span) < -0.5 * pitch or max(span) > length + 0.5 * pitch)
 
 
 def _profile(image: np.ndarray, c: Candidate) -> Profile:
@@ -366,7 +396,13 @@ def _assemble(values: list[DigitValue], profile: Profile) -> OcrResult:
     if weak:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
                          error=f"digit {', '.join(map(str, weak))} read below confidence {floor}")
-    a = assemble([v.value % 10.0 for v in values if v.value is not None], decimals=profile.decimals)
+    raw = [v.value % 10.0 for v in values if v.value is not None]
+    if LAST_DRUM_AMBIGUOUS[0] <= raw[-1] % 1.0 < LAST_DRUM_AMBIGUOUS[1]:
+        # x.8-x.95: either x in transit or x+1 read a little low; a configured meter may take floor(x), an
+        # unknown one does not guess
+        return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
+                         error=f"last digit between {int(raw[-1])} and {(int(raw[-1]) + 1) % 10} ({raw[-1]:.2f})")
+    a = assemble(raw, decimals=profile.decimals)
     if a.reading is None:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values, error=a.error)
     confidence = min(a.confidence, min(v.confidence for v in values))

@@ -186,10 +186,21 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     both polarities (a red decimal drum may invert the contrast). ``loose``: anything that might be a digit
     (half to 1.6 x the digit height, near the row's centre line), for deciding that a row may continue.
     """
+
+    best: float | None = None
+    for width in (1.4, 0.8):  # narrow: cut off a drum's cell edges that may touch the digit
+        off = _blob_offset(image, matrix, slots, k, light_on_dark, loose, width)
+        if off is not None and (best is None or abs(off) < abs(best)):
+            best = off
+    return best
+
+
+def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, light_on_dark: bool | None,
+                 loose: bool, width: float) -> float | None:
     from ocr.locate_blobs import Blob, merge_stacked
 
     h = slots.digit_h
-    cw, ch = max(4, int(round(1.4 * slots.pitch))), max(8, int(round(1.8 * h)))
+    cw, ch = max(4, int(round(width * slots.pitch))), max(8, int(round(1.8 * h)))
     cx = slots.x0 + k * slots.pitch
     box = (int(round(cx - cw / 2)), int(round(slots.cy - ch / 2)), cw, ch)
     g = cv2.cvtColor(crop_deskewed(image, matrix, box), cv2.COLOR_BGR2GRAY)
@@ -202,15 +213,23 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     for light in ((True, False) if light_on_dark is None else (light_on_dark,)):
         mode = cv2.THRESH_BINARY if light else cv2.THRESH_BINARY_INV
         level, _ = cv2.threshold(centre, 0, 255, mode | cv2.THRESH_OTSU)
-        _, binary = cv2.threshold(g, level, 255, mode)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-        blobs = [Blob(float(x), float(y), float(w), float(hh)) for x, y, w, hh, area in stats[1:n]
-                 if area >= 0.02 * h * h and y > 0 and y + hh < ch]
-        for b in blobs + merge_stacked(blobs):
+        levels = [level]
+        # three tones (dark window, light drum, dark digit): split the background class once more
+        rest = centre[centre < level] if light else centre[centre > level]
+        if rest.size > 20 and float(rest.std()) >= 8:
+            levels.append(cv2.threshold(rest.reshape(1, -1), 0, 255, mode | cv2.THRESH_OTSU)[0])
+        blobs = []
+        for lv in levels:
+            _, binary = cv2.threshold(g, lv, 255, mode)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+            found = [Blob(float(x), float(y), float(w), float(hh)) for x, y, w, hh, area in stats[1:n]
+                     if area >= 0.02 * h * h and y > 0 and y + hh < ch]
+            blobs += found + merge_stacked(found)
+        for b in blobs:
             off = b.cx - (cx - box[0])
             if loose:
                 fits = (0.5 * h <= b.h <= 1.6 * h and abs(b.cy - ch / 2) <= 0.45 * h and b.h >= 0.5 * b.w
-                        and abs(off) <= 0.5 * slots.pitch)
+                        and abs(off) <= 0.6 * slots.pitch)
             else:
                 fits = (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w
                         and abs(off) <= 0.4 * slots.pitch)
