@@ -283,7 +283,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     if not best.complete:
         raise UnreadableError("the counter row seems to continue past a digit that does not read: not guessing "
                               "a reading that may be a digit short")
-    longer = next((c for c in cands[1:] if c.geometry >= LONGER_GEOMETRY * best.geometry and _runs_past(c, best)), None)
+    # with a reader every row has been extended as far as it goes; a longer one through the best is a conflict
+    longer = None if reader is None else next(
+        (c for c in cands[1:] if c.geometry >= LONGER_GEOMETRY * best.geometry and _runs_past(c, best)), None)
     if longer is not None:
         raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
                               f"{best.slots.count} digits): not guessing where the counter ends")
