@@ -76,9 +76,9 @@ class ValidationSettings(Section):
                                                                "goes to review.")
     hold_confidence: float = Field(0.8, ge=0, le=1, description="A digit below this confidence holds the reading "
                                                                 "until neighbouring frames confirm it.")
-    transition_band: float = Field(0.25, ge=0, le=0.5, description="A non-last digit whose drum position is within "
-                                                                   "this of a half-roll (frac in [b, 1-b]) is mid-roll: "
-                                                                   "the reading is held.")
+    transition_band: float = Field(0.25, ge=0, le=0.5, description="A non-last digit whose drum position is "
+                                                                   "within this of a half-roll (frac in [b, 1-b]) is "
+                                                                   "mid-roll: the reading is held.")
     max_pending: int = Field(500, ge=1, description="Held or suspect frames kept per meter; past this the oldest go "
                                                     "to review.")
     kink_steps: float = Field(2.0, gt=0, description="A reading this many register steps off the straight line "
