@@ -119,7 +119,7 @@ def main() -> None:
         elapsed = time.perf_counter() - t
         align_errs = [alignment_error(meter, jpeg, truth) for jpeg, truth in photos]
 
-    outcomes = collections.Counter()
+    outcomes: collections.Counter[str] = collections.Counter()
     by_cause: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     shown = 0
     for (_, truth), result, aerr in zip(photos, results, align_errs, strict=True):

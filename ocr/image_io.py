@@ -4,6 +4,10 @@ Every image the OCR library sees comes through here, so every kind of bad input 
 an empty file, bytes that are not an image, a JPEG or PNG cut short (an interrupted upload), an image too
 large to be a meter photo. Colour images come back as ``HxWx3`` BGR uint8 (OpenCV's convention); grey and
 RGBA images are converted. EXIF orientation is applied, so coordinates are those of the image as displayed.
+
+The OCR pipeline decodes photos straight to grey (``grey=True``: the digit reader is grey, and a JPEG's grey is
+its luma plane, about 40 % faster than colour) and, when the profile's boxes are large, at a half, quarter or
+eighth of the size (``reduce``: the JPEG decoder then skips most of the work).
 """
 
 from __future__ import annotations
@@ -41,32 +45,42 @@ def _check_complete(data: bytes, name: str) -> None:
         raise ImageError(f"{name}: truncated PNG (no IEND chunk)", hint="the file was probably cut off during upload")
 
 
-def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
-    """Decode encoded image bytes into ``HxWx3`` BGR uint8; ImageError names ``name`` on any failure."""
+_GREY_FLAGS = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+               8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_COLOUR_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_image(data: bytes, name: str = "<image>", *, grey: bool = False, reduce: int = 1) -> np.ndarray:
+    """Decode encoded image bytes into ``HxWx3`` BGR uint8 (``HxW`` with ``grey``), ``reduce`` (1, 2, 4, 8) times
+    smaller on each side (rounded up); ImageError names ``name`` on any failure."""
     if not data:
         raise ImageError(f"{name}: empty file")
+    flags = (_GREY_FLAGS if grey else _COLOUR_FLAGS).get(reduce)
+    if flags is None:
+        raise ValueError(f"reduce must be 1, 2, 4 or 8, got {reduce!r}")
     _check_complete(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(buf, flags)
     except cv2.error as exc:
         raise ImageError(f"{name}: cannot decode image: {str(exc).strip().splitlines()[-1]}") from exc
     if image is None or image.size == 0:
         raise ImageError(f"{name}: not a decodable image ({len(data)} bytes)")
     h, w = image.shape[:2]
-    if h * w > MAX_PIXELS:
+    if h * w * reduce * reduce > MAX_PIXELS:
         raise ImageError(f"{name}: image of {w}x{h} pixels is too large")
     return image
 
 
-def load_image(path: Path | str) -> np.ndarray:
-    """Read and decode an image file; missing/unreadable files are ImageError too (with the file name)."""
+def load_image(path: Path | str, *, grey: bool = False, reduce: int = 1) -> np.ndarray:
+    """Read and decode an image file (see :func:`decode_image`); missing/unreadable files are ImageError too."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ImageError(f"{p}: cannot read: {exc.strerror or exc}") from exc
-    return decode_image(data, str(p))
+    return decode_image(data, str(p), grey=grey, reduce=reduce)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:

@@ -1,8 +1,13 @@
 """Photo + meter profile -> reading with confidence.
 
-``MeterReader(profile, reader).read(photo)`` runs: decode -> transform (rotate, flip) -> align to the profile's
-reference -> cut the digit and pointer boxes -> read every crop -> assemble the drums -> confidence.
-``read_many`` does the same for many photos with the crops of all of them in one ``read_batch`` call (chunked).
+``MeterReader(profile, reader).read(photo)`` runs: decode (grey) -> align to the profile's reference (the profile's
+rotate/flip folded in) -> cut the digit and pointer boxes (one small warp per box or row of boxes: the photo itself
+is never rotated or warped) -> read every crop -> assemble the drums -> confidence. ``read_many`` does the same
+for many photos with the crops of all of them in one ``read_batch`` call (chunked).
+
+Speed: JPEGs are decoded straight to grey, and at 1/2, 1/4 or 1/8 size when every box would still be at least
+the digit reader's input size (``reader.width x reader.height``, when the reader declares one) — the crops are
+then cut at that scale, never enlarged.
 
 The rule throughout: a wrong reading is worse than none. A photo that cannot be decoded or aligned, a digit
 below ``profile.min_confidence``, or drums that do not fit each other give ``OcrResult(reading=None, error=...)``
@@ -23,12 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.align import Aligner, AlignmentError, AlignResult, crop_boxes, load_reference
+from ocr.align import WORK_PX, Aligner, AlignmentError, AlignResult, crop_boxes, load_reference
 from ocr.assemble import assemble
-from ocr.image_io import decode_image, load_image
+from ocr.image_io import decode_image, load_image, to_grey
 from ocr.profile import Profile
 from ocr.readers.base import DigitReader
-from ocr.transforms import apply_transform
+from ocr.transforms import is_identity, transform_matrix, transformed_size
 from smartmeter.errors import ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.types import DigitValue, OcrResult
 
@@ -54,7 +59,8 @@ def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> Dig
 @dataclass
 class _Prepared:
     name: str
-    image: np.ndarray | None = None  # after transform
+    image: np.ndarray | None = None  # grey, as decoded
+    homography: np.ndarray | None = None  # decoded photo -> reference frame (None: boxes cut directly)
     alignment: AlignResult | None = None
     crops: list[np.ndarray] | None = None
     error: str | None = None
@@ -75,6 +81,20 @@ class MeterReader:
             except (OSError, ImageError) as exc:
                 raise ConfigError(f"profile reference image {profile.reference}: {exc}") from exc
             self.aligner = Aligner(features, profile.alignment, self.boxes)
+        self.reduce = self._reduction()
+
+    def _reduction(self) -> int:
+        """How much smaller JPEGs may be decoded: every box stays at least the reader's input size, and the
+        reference frame at least the alignment's work size. Only with a reference (boxes are scaled through the
+        alignment) and a reader that declares its input size."""
+        in_h, in_w = getattr(self.reader, "height", None), getattr(self.reader, "width", None)
+        if self.aligner is None or not isinstance(in_h, int) or not isinstance(in_w, int):
+            return 1
+        min_w, min_h = min(b[2] for b in self.boxes), min(b[3] for b in self.boxes)
+        for k in (8, 4, 2):
+            if min_w / k >= in_w and min_h / k >= in_h and max(self.aligner.ref.size) / k >= WORK_PX:
+                return k
+        return 1
 
     @property
     def version(self) -> str:
@@ -111,19 +131,29 @@ class MeterReader:
         return results
 
     def _prepare(self, image: PhotoInput, name: str) -> _Prepared:
+        transform = self.profile.transform
         try:
-            bgr = _decode(image, name)
-            turned = apply_transform(bgr, self.profile.transform)
-            alignment = self.aligner.align(turned) if self.aligner is not None else None
-            homography = alignment.homography if alignment is not None else None
-            crops = crop_boxes(turned, self.boxes, homography)
+            grey, reduced = _decode(image, name, self.reduce)
+            alignment = None
+            if self.aligner is not None:
+                alignment = self.aligner.align(grey, transform)
+                homography: np.ndarray | None = alignment.homography
+            elif is_identity(transform):
+                homography = None
+            else:
+                homography = transform_matrix(grey.shape[1], grey.shape[0], transform)
+                tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
+                for x, y, bw, bh in self.boxes:
+                    if x + bw > tw or y + bh > th:
+                        raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {tw}x{th} transformed photo")
+            crops = crop_boxes(grey, self.boxes, homography, 1.0 / reduced)
         except (ImageError, AlignmentError) as exc:
             log.info("%s: %s", name, exc)
             return _Prepared(name, error=str(exc))
         if alignment is not None:
             log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
                       alignment.inliers)
-        return _Prepared(name, turned, alignment, crops)
+        return _Prepared(name, grey, homography, alignment, crops)
 
     def _result(self, values: list[DigitValue]) -> OcrResult:
         n = len(self.profile.digits)
@@ -152,10 +182,13 @@ class MeterReader:
         """The photo in the reference frame with boxes, per-digit values and the reading."""
         assert p.image is not None and self.debug_dir is not None
         image = p.image
-        if p.alignment is not None and self.aligner is not None:
-            w, h = self.aligner.ref.size
-            image = cv2.warpPerspective(image, p.alignment.homography, (w, h))
-        canvas = image.copy()
+        if p.homography is not None:
+            if self.aligner is not None:
+                size = self.aligner.ref.size
+            else:
+                size = transformed_size(image.shape[1], image.shape[0], self.profile.transform)
+            image = cv2.warpPerspective(image, p.homography, size)
+        canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         for (x, y, bw, bh), v in zip(self.boxes, values, strict=True):
             ok = v.value is not None and v.confidence >= self.profile.min_confidence
             colour = (0, 200, 0) if ok else (0, 0, 255)
@@ -177,14 +210,15 @@ def _position_name(i: int, n_digits: int) -> str:
     return f"digit {i + 1}" if i < n_digits else f"pointer {i - n_digits + 1}"
 
 
-def _decode(image: PhotoInput, name: str) -> np.ndarray:
+def _decode(image: PhotoInput, name: str, reduce: int) -> tuple[np.ndarray, int]:
+    """The photo as grey, and how much smaller than its file it was decoded (arrays are taken as they are)."""
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.size == 0:
             raise ImageError(f"{name}: not an image array (shape {image.shape})")
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        return to_grey(image), 1
     if isinstance(image, bytes | bytearray):
-        return decode_image(bytes(image), name)
-    return load_image(image)
+        return decode_image(bytes(image), name, grey=True, reduce=reduce), reduce
+    return load_image(image, grey=True, reduce=reduce), reduce
 
 
 def _default_name(image: PhotoInput, index: int) -> str:

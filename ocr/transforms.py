@@ -66,6 +66,31 @@ def apply_transform(image: np.ndarray, transform: Transform) -> np.ndarray:
     return flip(rotate(image, transform.rotate), transform.flip)
 
 
+def is_identity(transform: Transform) -> bool:
+    return float(transform.rotate) % 360.0 == 0.0 and transform.flip == "none"
+
+
+def is_exact(transform: Transform) -> bool:
+    """Whether the transform only permutes pixels (quarter turns and flips: no interpolation)."""
+    a = float(transform.rotate) % 360.0
+    return abs(a - 90.0 * round(a / 90.0)) < 1e-6
+
+
+def transformed_size(width: int, height: int, transform: Transform) -> tuple[int, int]:
+    """``(width, height)`` of a ``width x height`` image after ``apply_transform``."""
+    if is_exact(transform):
+        return (height, width) if round(float(transform.rotate) % 360.0 / 90.0) % 2 else (width, height)
+    return rotation_matrix(width, height, float(transform.rotate) % 360.0)[1]
+
+
+def transform_matrix(width: int, height: int, transform: Transform) -> np.ndarray:
+    """The 3x3 affine matrix taking pixel coordinates of a ``width x height`` photo to where ``apply_transform``
+    puts them (the same mapping as :func:`transform_points`)."""
+    basis = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    o, ex, ey = transform_points(basis, width, height, transform)
+    return np.array([[ex[0] - o[0], ey[0] - o[0], o[0]], [ex[1] - o[1], ey[1] - o[1], o[1]], [0.0, 0.0, 1.0]])
+
+
 def transform_points(points: np.ndarray, width: int, height: int, transform: Transform) -> np.ndarray:
     """Where pixel coordinates ``(N, 2)`` of the original photo land after ``apply_transform``."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from ocr import align
 from ocr.align import Aligner, AlignmentError, MovedTooFar, _check_not_degenerate, crop_boxes, load_reference
-from ocr.image_io import load_image
+from ocr.image_io import decode_image, load_image
 from ocr.profile import load_profile
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
@@ -43,16 +45,68 @@ def worst_error(homography: np.ndarray, pose: tuple[float, float, float, float])
     return float(np.linalg.norm(truth - found, axis=1).max())
 
 
-@pytest.mark.parametrize(("photo", "pose"), [
+@pytest.fixture
+def no_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the phase-correlation step refuse every photo, so the later methods are exercised."""
+    monkeypatch.setattr(align, "PHASE_MIN_RESPONSE", 2.0)
+
+
+POSES = [
     ("upright.jpg", (6, -4, 1.0, 1.0)),
     ("shifted.jpg", (38, 22, -2.0, 1.03)),
     ("transition.jpg", (-10, 8, 0.5, 0.98)),
-])
-def test_orb_recovers_the_camera_move(photo: str, pose: tuple[float, float, float, float]) -> None:
+]
+
+
+@pytest.mark.parametrize(("photo", "pose"), POSES)
+def test_phase_correlation_recovers_the_camera_move(photo: str, pose: tuple[float, float, float, float]) -> None:
+    image = load_image(PHOTOS / photo, grey=True)
+    result = aligner().align(image)
+    assert result.method == "phase"
+    assert worst_error(result.homography, pose) < 1.5  # turn and zoom too, to a pixel
+    # a photo decoded at half size aligns to the same reference pixels
+    half = aligner().align(load_image(PHOTOS / photo, grey=True, reduce=2))
+    assert worst_error(half.homography @ align.scale_matrix(0.5, 0.5), pose) < 2.0
+
+
+@pytest.mark.parametrize(("photo", "pose"), POSES)
+def test_orb_recovers_the_camera_move(photo: str, pose: tuple[float, float, float, float], no_phase: None) -> None:
     result = aligner().align(load_image(PHOTOS / photo))
     assert result.method == "orb"
     assert result.inliers >= PROFILE.alignment.min_inliers
     assert worst_error(result.homography, pose) < 3.0
+
+
+def test_a_bogus_far_move_falls_back_to_the_next_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ORB on a row of look-alike drums can match the wrong drum and compute a 30-40 px move: not final
+    def far(self: Aligner, small: np.ndarray) -> tuple[np.ndarray, align.AlignResult]:
+        return np.array([[1.0, 0, -40], [0, 1.0, 0], [0, 0, 1.0]]), align.AlignResult(np.eye(3), "phase", 0.0)
+
+    monkeypatch.setattr(Aligner, "_phase", far)
+    result = aligner(max_shift_px=30).align(load_image(PHOTOS / "upright.jpg"))
+    assert result.method == "orb" and result.shift_px < 30
+
+
+def test_mirrored_photos_are_refused_by_phase_correlation(tmp_path: Path) -> None:
+    # the simulated meter's face is nearly symmetric: a mirrored photo correlates well with the reference
+    # (0.35-0.5), and only the comparison with the mirrored reference tells
+    from simulator.meter_render import MeterRenderer
+
+    renderer = MeterRenderer(5)
+    profile = load_profile(renderer.write_profile(tmp_path))
+    a = Aligner(load_reference(tmp_path / "reference.png")[1], profile.alignment, profile.digits)
+    jpeg, _ = renderer.render(12345.6, datetime(2025, 1, 1, 12, tzinfo=UTC))
+    photo = decode_image(jpeg, grey=True)
+    small, _ = a.work_image(photo, align.Transform())
+    assert a._phase(small)[1].method == "phase"
+    messages = []
+    for code in (1, 0, -1):
+        with pytest.raises(AlignmentError, match="looks (mirrored|upside|turned)|no clear translation") as err:
+            a._phase(cv2.flip(small, code))
+        messages.append(str(err.value))
+        with pytest.raises(AlignmentError):  # and no later method reads it either
+            a.align(cv2.flip(photo, code))
+    assert any("looks" in m for m in messages), messages  # a peak as clear as a real photo's, refused
 
 
 def test_template_fallback_finds_a_translation() -> None:
@@ -61,7 +115,7 @@ def test_template_fallback_finds_a_translation() -> None:
     assert worst_error(result.homography, (6, -4, 1.0, 1.0)) < 6.0  # translation only: the 1° turn remains
 
 
-def test_orb_falls_back_to_template_when_features_are_too_few() -> None:
+def test_orb_falls_back_to_template_when_features_are_too_few(no_phase: None) -> None:
     result = aligner(min_inliers=100000).align(load_image(PHOTOS / "upright.jpg"))
     assert result.method == "template"
 
@@ -77,7 +131,8 @@ def test_a_camera_moved_too_far_is_refused() -> None:
 
 
 def test_no_meter_in_the_picture() -> None:
-    with pytest.raises(AlignmentError, match="cannot align the photo to the reference: features: .*template: "):
+    with pytest.raises(AlignmentError, match="cannot align the photo to the reference: translation: .*features: "
+                                             ".*template: "):
         aligner().align(load_image(PHOTOS / "wall.jpg"))
 
 
@@ -117,6 +172,11 @@ def test_crop_boxes_direct_and_warped() -> None:
         crop_boxes(image, [(90, 0, 20, 20)])
     with pytest.raises(AlignmentError, match="outside the photo after alignment"):
         crop_boxes(image, [(70, 0, 20, 20)], shift @ np.diag([1.0, 1.0, 1.0]) - [[0, 0, 30], [0, 0, 0], [0, 0, 0]])
+    # a photo decoded at half size: the same box, cut half as large from the same content
+    half = cv2.resize(image, (50, 50), interpolation=cv2.INTER_AREA)
+    to_ref = np.diag([1.0, 1.0, 1.0]) @ align.scale_matrix(2, 2)  # half-size pixels -> full-size pixels
+    [small] = crop_boxes(half, [(10, 20, 30, 40)], to_ref, scale=0.5)
+    assert small.shape == (20, 15, 3) and np.array_equal(small, half[10:30, 5:20])
 
 
 def test_reference_features_are_cached_per_file(tmp_path: Path) -> None:

@@ -164,3 +164,23 @@ def test_debug_image(tmp_path: Path, lookup: LookupReader) -> None:
 def test_the_example_profile_reads_the_test_meter(lookup: LookupReader) -> None:
     example = Path(__file__).parent.parent / "examples" / "meter-profile.yaml"
     assert MeterReader(load_profile(example), lookup).read(PHOTOS / "upright.jpg").reading == "0048127.3"
+
+
+def test_big_boxes_are_decoded_at_reduced_size(lookup: LookupReader) -> None:
+    class Small(LookupReader):
+        """A reader whose input (10x16) is less than half the test boxes (38x58)."""
+
+        height, width = 16, 10
+
+    reader = Small()
+    meter = MeterReader(load_profile(PHOTOS / "meter.yaml"), reader)
+    assert meter.reduce == 2 and MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup).reduce == 1
+    got = []
+    reader.read_batch = lambda crops: (got.extend(crops), LookupReader.read_batch(reader, crops))[1]  # type: ignore[method-assign]
+    results = meter.read_many([PHOTOS / c["photo"] for c in GOOD if c["profile"] == "meter.yaml"])
+    assert [r.reading for r in results] == [c["expected"] for c in GOOD if c["profile"] == "meter.yaml"]
+    assert {c.shape for c in got} == {(29, 19)}  # grey, cut at half size
+    # an array is taken as it is: full-size crops
+    got.clear()
+    assert meter.read(load_image(PHOTOS / "upright.jpg")).reading == "0048127.3"
+    assert {c.shape for c in got} == {(58, 38)}
