@@ -16,6 +16,9 @@ value, detail) and statistics. Days are UTC days. Event kinds and their exact de
 - ``power_high`` (value: peak W): power above ``power_threshold_w``. From sensor samples when the series has any
   (each sample holds until the next), else from derived step/gap intervals (server.power); adjacent ones merge.
 - ``energy_day`` (value: kWh): a UTC day whose energy exceeds ``energy_threshold_kwh_day``.
+- ``long_load`` (value: mean W above the base load): power stays at least ``long_load_w`` above the base load,
+  without a break, for at least ``long_load_s`` — a heater or an oven left on. From sensor samples when the
+  series has any, else from derived step intervals; a gap breaks the run.
 - ``stale_camera`` (value: seconds): no camera reading (source ``image:…``) for at least ``stale_camera_s``,
   between camera readings or from the last one until ``now``. Only for meters that have camera readings.
 """
@@ -39,7 +42,7 @@ DURATION_PERCENTS = (1, 5, 10, 25, 50, 75, 90, 99)
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # blackout | gap | power_high | energy_day | stale_camera
+    kind: str  # blackout | gap | power_high | long_load | energy_day | stale_camera
     start: datetime
     end: datetime
     value: float
@@ -134,6 +137,34 @@ def _power_events(series: list[Reading], intervals: list[PowerInterval], cfg: An
                   f"{_dur((e.end - e.start).total_seconds())}") for e in merged]
 
 
+def _long_loads(holds: Sequence[tuple[datetime, datetime, float]], cfg: AnalysisSettings,
+                base_w: float | None) -> list[Event]:
+    """Runs of (start, end, W) holds staying ``long_load_w`` above the base load for ``long_load_s`` or more."""
+    level = (base_w or 0.0) + cfg.long_load_w
+    out: list[Event] = []
+    run: list[tuple[datetime, datetime, float]] = []
+
+    def close() -> None:
+        if not run:
+            return
+        secs = (run[-1][1] - run[0][0]).total_seconds()
+        if secs >= cfg.long_load_s:
+            mean = sum((b - a).total_seconds() * w for a, b, w in run) / secs - (base_w or 0.0)
+            out.append(Event("long_load", run[0][0], run[-1][1], mean,
+                             f"{mean:,.0f} W above the base load for {_dur(secs)}"))
+        run.clear()
+
+    for a, b, w in holds:
+        if w >= level and (not run or run[-1][1] == a):
+            run.append((a, b, w))
+        else:
+            close()
+            if w >= level:
+                run.append((a, b, w))
+    close()
+    return out
+
+
 def _blackouts_and_gaps(series: list[Reading], ms: MeterSettings, cfg: AnalysisSettings,
                         base_w: float | None) -> list[Event]:
     out: list[Event] = []
@@ -203,6 +234,9 @@ def analyse(readings: Sequence[Reading], meter: MeterSettings, cfg: AnalysisSett
         stats.days = daily_energy(points, stats.start, stats.end)
         events += _blackouts_and_gaps(series, meter, cfg, stats.base_load_w)
         events += _power_events(series, intervals, cfg, sensor)
+        load_holds = sensor if sensor else [(i.start, i.end, i.power_w) for i in intervals
+                                            if i.kind == "step" and i.power_w is not None]
+        events += _long_loads(load_holds, cfg, stats.base_load_w)
         events += [Event("energy_day", datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC),
                          datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC) + timedelta(days=1),
                          d.energy_kwh, f"{d.energy_kwh:.1f} kWh on {d.day} (threshold "

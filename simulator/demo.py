@@ -215,7 +215,7 @@ def step_report(d: Demo) -> None:
 
 
 DETECTED_AS = {"blackout": ("blackout",), "threshold_exceedance": ("power_high",), "stale_camera": ("stale_camera",),
-               "heater_left_on": ("energy_high", "base_load_high", "night_load")}  # power_high would be luck
+               "heater_left_on": ("long_load",)}  # power_high would be luck
 
 
 def match_events(events: list[Event], report: dict[str, Any]) -> list[str]:

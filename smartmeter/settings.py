@@ -134,6 +134,9 @@ class AnalysisSettings(Section):
     energy_threshold_kwh_day: float = Field(30.0, gt=0, description="Alert when a day's energy exceeds this, kWh.")
     blackout_min_s: float = Field(300.0, gt=0, description="Zero power at least this long counts as a blackout, s.")
     stale_camera_s: float = Field(1800.0, gt=0, description="No photo for this long marks the camera stale, s.")
+    long_load_w: float = Field(1500.0, gt=0, description="A load this far above the base load, W, running ...")
+    long_load_s: float = Field(7200.0, gt=0, description="... without a break for this long is reported as a "
+                                                         "long load (e.g. a heater left on), s.")
     gap_s: float = Field(900.0, gt=0, description="Readings further apart than this leave a gap: power across it "
                                                   "is an average, never a spike, s.")
 

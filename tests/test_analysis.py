@@ -147,3 +147,21 @@ def test_report_text_json_and_cli(tmp_path: Path) -> None:
     assert res.exit_code == 66 and "no such meter" in res.output
     res = CliRunner().invoke(cli, ["-c", str(cfg), "report", "--since", "2024-06-01T03:00:00Z"])
     assert res.exit_code == 0 and "anomalies: 1" in res.output
+
+
+@pytest.mark.parametrize("sensor", [True, False])
+def test_long_load_heater_left_on(sensor: bool) -> None:
+    # 200 W base; a 2 kW heater runs 03:00-06:00 (3 h): one long_load event with those bounds.
+    rs = minutes(lambda m: 2200.0 if 180 <= m < 360 else 200.0, 600, sensor=sensor)
+    ev = [e for e in analyse(rs, M01, CFG).events if e.kind == "long_load"]
+    assert len(ev) == 1
+    assert abs((ev[0].start - (T0 + timedelta(minutes=180))).total_seconds()) <= 300
+    assert abs((ev[0].end - (T0 + timedelta(minutes=360))).total_seconds()) <= 300
+    assert 1800 <= ev[0].value <= 2200
+
+
+def test_long_load_needs_the_full_duration_and_no_break() -> None:
+    short = minutes(lambda m: 2200.0 if 180 <= m < 280 else 200.0, 600, sensor=True)  # 100 min < 2 h
+    assert "long_load" not in kinds(analyse(short, M01, CFG).events)
+    broken = minutes(lambda m: 2200.0 if 180 <= m < 360 and m != 250 else 200.0, 600, sensor=True)
+    assert "long_load" not in kinds(analyse(broken, M01, CFG).events)
