@@ -254,6 +254,8 @@ def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> N
         c.confidence = 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
         if not c.complete:
             c.confidence *= 0.5
+        if n >= 4 and all(x.value.value is not None and round(x.value.value) % 10 == 1 for x in used):
+            c.confidence *= 0.3  # a row of bars (drum gaps, frame edges) reads as all ones
         levels = [x.level for x in used]
         inner = float(np.median(levels))
         lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))

@@ -132,3 +132,45 @@ def test_crop_deskewed_matches_rotation() -> None:
     a = crop_deskewed(img, m, box)
     b = deskew(img, 10.0)[60:160, 90:170]
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 2
+
+
+def _drum_row(n: int, red_last: bool) -> tuple[np.ndarray, list[int]]:
+    """A dark counter window with white digits drawn at a regular pitch, the last one on a red drum."""
+    img = np.full((420, 900, 3), 215, np.uint8)
+    cv2.rectangle(img, (90, 140), (90 + n * 100 + 20, 290), (70, 70, 70), -1)
+    cv2.rectangle(img, (100, 150), (100 + n * 100, 280), (15, 15, 15), -1)
+    digits = [(3 * i + 2) % 10 for i in range(n)]
+    for i, d in enumerate(digits):
+        x = 110 + i * 100
+        if red_last and i == n - 1:
+            cv2.rectangle(img, (x - 5, 158), (x + 85, 272), (40, 40, 190), -1)
+        cv2.putText(img, str(d), (x + 8, 255), cv2.FONT_HERSHEY_SIMPLEX, 3.2, (235, 235, 235), 9, cv2.LINE_AA)
+    return img, digits
+
+
+def test_digit_offset_sees_digits_not_frame_edges() -> None:
+    from ocr.locate_geometry import Slots, digit_offset
+
+    img, _ = _drum_row(5, red_last=True)
+    m, _, _ = deskew_matrix(img.shape[1], img.shape[0], 0.0)
+    # slot k sits at x = 150 + 100 k; digits are ~90 px tall, centred near y = 215
+    slots = Slots(x0=150.0, pitch=100.0, count=3, cy=216.0, digit_h=90.0, digit_w=55.0, regularity=1.0,
+                  filled=1.0, pieces=1.0)
+    assert digit_offset(img, m, slots, 1, True) is not None  # a white digit on the dark window
+    assert digit_offset(img, m, slots, 4, None) is not None  # the red decimal drum (either contrast)
+    assert digit_offset(img, m, slots, 5, None) is None  # the window frame and the face beyond it
+    assert digit_offset(img, m, slots, 5, None, loose=True) is None
+    assert digit_offset(img, m, slots, -1, None, loose=True) is None
+
+
+def test_row_extends_to_every_digit_of_the_window() -> None:
+    """The blobs miss a digit at one end (here the first); the row is extended at its pitch, so the reading is not
+    a digit short."""
+    from ocr.readers import get_reader
+
+    img, digits = _drum_row(6, red_last=True)
+    found = locate(img, get_reader("cnn"))
+    assert len(found.profile.digits) == 6
+    assert found.profile.decimals == 1
+    result, _ = read_auto(img, get_reader("cnn"))
+    assert result.reading == "25814.7" and digits == [2, 5, 8, 1, 4, 7]

@@ -107,7 +107,8 @@ def _red_background(crop: np.ndarray) -> np.ndarray:
     return (red * (1 - g[..., None]) + white * g[..., None]).astype(np.uint8)
 
 
-def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]]) -> tuple[np.ndarray, Truth]:
+def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]],
+                hard: bool = False) -> tuple[np.ndarray, Truth]:
     meter = rng.choice(sorted(crops))
     pool = crops[meter]
     integers = [c for c in pool if c[1] == int(c[1])]
@@ -134,12 +135,17 @@ def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]]) 
     wx = rng.randint(int(fw * 0.05), max(int(fw * 0.05) + 1, fw - ww - int(fw * 0.05)))
     wy = rng.randint(int(fh * 0.15), int(fh * 0.5))
     frame = rng.randint(3, 10)
-    cv2.rectangle(face, (wx - frame, wy - frame), (wx + ww + frame, wy + wh + frame), (rng.randint(60, 120),) * 3, -1)
-    cv2.rectangle(face, (wx, wy), (wx + ww, wy + wh), (rng.randint(5, 35),) * 3, -1)
+    light_window = hard and rng.random() < 0.25  # white drums behind a light window, dark digits
+    cv2.rectangle(face, (wx - frame, wy - frame), (wx + ww + frame, wy + wh + frame),
+                  (rng.randint(20, 60) if light_window else rng.randint(60, 120),) * 3, -1)
+    inside = rng.randint(170, 215) if light_window else rng.randint(5, 35)
+    cv2.rectangle(face, (wx, wy), (wx + ww, wy + wh), (inside,) * 3, -1)
     boxes = []
     for i, (path, _label) in enumerate(chosen):
         crop = cv2.imread(str(path))
         crop = cv2.resize(crop, (dw, dh), interpolation=cv2.INTER_AREA)
+        if light_window and float(crop.mean()) < 110:  # light drums: dark digit on white
+            crop = 255 - crop
         is_decimal = i >= n - decimals
         if is_decimal and red_style == "fill":
             crop = _red_background(crop)
@@ -150,8 +156,35 @@ def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]]) 
         boxes.append((x, y, dw, dh))
     _text(face, "kWh", (wx + ww + frame + int(dh * 0.2), wy + wh), dh / 45, (20, 20, 20), rng)
     _distractors(face, rng, (wx - frame, wy - frame, ww + 2 * frame + int(dh * 1.6), wh + 2 * frame), min(fw, fh))
+    if hard:
+        _near_digits(face, rng, (wx - frame, wy - frame, ww + 2 * frame, wh + 2 * frame), dh, dw, gap, pool)
     truth = Truth("drum", [c[1] for c in chosen], decimals)
-    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth)
+    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard)
+
+
+def _near_digits(face: np.ndarray, rng: random.Random, window: tuple[int, int, int, int], dh: int, dw: int,
+                 gap: int, pool: list[tuple[Path, float]]) -> None:
+    """Digits close to the counter that are not the register: a small second register (drums in their own
+    window) or a serial number printed just below or above the window."""
+    fh, fw = face.shape[:2]
+    wx, wy, ww, wh = window
+    f = rng.uniform(0.35, 0.6)
+    sh, sw, sg = max(8, int(dh * f)), max(5, int(dw * f)), max(1, int(gap * f))
+    below = wy + wh + int(dh * rng.uniform(0.3, 0.8))
+    y = below if below + sh + 10 < fh or wy - sh < 20 else wy - sh - int(dh * rng.uniform(0.3, 0.8))
+    if rng.random() < 0.5:  # second register, 3-5 small drums
+        n = rng.randint(3, 5)
+        x = min(max(5, wx + rng.randint(0, max(1, ww // 2))), max(5, fw - n * (sw + sg) - 10))
+        cv2.rectangle(face, (x - 4, y - 4), (x + n * (sw + sg) - sg + 4, y + sh + 4), (rng.randint(5, 40),) * 3, -1)
+        for i in range(n):
+            path, _ = rng.choice(pool)
+            crop = cv2.resize(cv2.imread(str(path)), (sw, sh), interpolation=cv2.INTER_AREA)
+            xi = x + i * (sw + sg)
+            if y >= 0 and y + sh <= fh and xi + sw <= fw:
+                face[y:y + sh, xi:xi + sw] = crop
+    else:  # serial number in a digit-like font
+        text = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 10)))
+        _text(face, text, (max(5, wx + rng.randint(-dw, dw)), y + sh), sh / 24, (rng.randint(0, 50),) * 3, rng)
 
 
 def _draw_seven(img: np.ndarray, digit: int, x: int, y: int, w: int, h: int, colour: tuple[int, int, int],
@@ -165,7 +198,7 @@ def _draw_seven(img: np.ndarray, digit: int, x: int, y: int, w: int, h: int, col
         cv2.line(img, (int(pts[0][0]), int(pts[0][1])), (int(pts[1][0]), int(pts[1][1])), colour, t, cv2.LINE_AA)
 
 
-def render_lcd(rng: random.Random) -> tuple[np.ndarray, Truth]:
+def render_lcd(rng: random.Random, hard: bool = False) -> tuple[np.ndarray, Truth]:
     n = rng.randint(6, 8)
     decimals = rng.choice([0, 1, 1, 2])
     digits = [rng.randint(0, 9) for _ in range(n)]
@@ -203,7 +236,7 @@ def render_lcd(rng: random.Random) -> tuple[np.ndarray, Truth]:
     _text(face, "kWh", (wx + ww - margin - int(dh * 0.9), wy + wh - margin // 3), dh / 90, ink, rng)
     _distractors(face, rng, (wx - 8, wy - 8, ww + 16, wh + 16), min(fw, fh))
     truth = Truth("lcd", [float(d) for d in digits], decimals)
-    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth)
+    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard)
 
 
 def _corners(box: tuple[int, int, int, int]) -> np.ndarray:
@@ -211,31 +244,55 @@ def _corners(box: tuple[int, int, int, int]) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
 
 
+def _glare(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Camera-flash glare spots, a reflection band across the glass and a cast shadow."""
+    h, w = img.shape[:2]
+    out = img.astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(rng.randint(0, 2)):  # glare spots
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.03, 0.12) * w
+        spot = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        out += spot[..., None] * rng.uniform(80, 220)
+    if rng.random() < 0.5:  # reflection band
+        a, off, width = rng.uniform(-1.0, 1.0), rng.uniform(0, w), rng.uniform(0.03, 0.15) * w
+        d = np.abs(xx - (off + a * yy)) / width
+        out += (np.exp(-d * d) * rng.uniform(30, 90))[..., None]
+    if rng.random() < 0.5:  # shadow: a soft dark half-plane
+        a, off = rng.uniform(-1.5, 1.5), rng.uniform(0.2, 0.8) * w
+        d = (xx - (off + a * (yy - h / 2))) / (0.05 * w)
+        out *= (1.0 - rng.uniform(0.3, 0.6) / (1.0 + np.exp(-d)))[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _photograph(face: np.ndarray, rng: random.Random, window: tuple[int, int, int, int],
-                boxes: list[tuple[int, int, int, int]], truth: Truth) -> tuple[np.ndarray, Truth]:
-    """Tilt, rescale, perspective, lighting, blur, noise: the face as a camera would see it."""
+                boxes: list[tuple[int, int, int, int]], truth: Truth, hard: bool = False) -> tuple[np.ndarray, Truth]:
+    """Tilt, rescale, perspective, lighting, blur, noise: the face as a camera would see it. ``hard`` adds glare,
+    reflections, shadows, stronger perspective, lower resolution and harsher JPEG."""
     h, w = face.shape[:2]
     tilt = rng.uniform(-15, 15)
-    out_w = rng.choice([640, 800, 1024, 1280, 1600])
+    out_w = rng.choice([480, 640, 800, 1024, 1280, 1600] if hard else [640, 800, 1024, 1280, 1600])
     scale = out_w / w * rng.uniform(0.85, 1.1)
     m = cv2.getRotationMatrix2D((w / 2, h / 2), tilt, scale)
     m[0, 2] += out_w / 2 - w / 2
     out_h = int(out_w * rng.choice([0.75, 0.75, 1.0, 0.5625, 1.33]))
     m[1, 2] += out_h / 2 - h / 2
     hom = np.vstack([m, [0, 0, 1]]).astype(np.float64)
-    jitter = out_w * 0.03
+    jitter = out_w * (0.06 if hard else 0.03)
     src = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
     dst = src + np.array([[rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter)] for _ in range(4)], np.float32)
     hom = cv2.getPerspectiveTransform(src, dst).astype(np.float64) @ hom
     bg = tuple(int(v) for v in np.array([rng.randint(30, 200)] * 3))
     img = cv2.warpPerspective(face, hom, (out_w, out_h), flags=cv2.INTER_AREA, borderValue=bg)
     img = _lighting(img, rng)
+    if hard:
+        img = _glare(img, rng)
     k = rng.choice([0, 0, 3, 5])
     if k:
         img = cv2.GaussianBlur(img, (k, k), 0)
     noise = np.random.default_rng(rng.randint(0, 2**31)).normal(0, rng.uniform(2, 8), img.shape)
     img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(60, 92)])
+    quality = rng.randint(35, 92) if hard else rng.randint(60, 92)
+    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     img = cv2.imdecode(enc, cv2.IMREAD_COLOR)
 
     def warp(pts: np.ndarray) -> list[list[float]]:
@@ -249,7 +306,7 @@ def _photograph(face: np.ndarray, rng: random.Random, window: tuple[int, int, in
 
 
 def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 0.3,
-             meters: list[str] | None = None) -> list[dict[str, object]]:
+             meters: list[str] | None = None, hard: bool = False) -> list[dict[str, object]]:
     crops = load_crops(crops_root)
     if meters:
         crops = {k: v for k, v in crops.items() if k in meters}
@@ -257,7 +314,7 @@ def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 
     rng = random.Random(seed)
     index = []
     for i in range(n):
-        img, truth = render_lcd(rng) if rng.random() < lcd_share else render_drum(rng, crops)
+        img, truth = render_lcd(rng, hard) if rng.random() < lcd_share else render_drum(rng, crops, hard)
         name = f"meter_{seed}_{i:03d}.jpg"
         cv2.imwrite(str(out / name), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
         index.append({"file": name, **truth.__dict__})
@@ -273,8 +330,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--lcd-share", type=float, default=0.3)
     ap.add_argument("--meters", nargs="*", help="only crops of these meter folders (e.g. the model's held-out ones)")
+    ap.add_argument("--hard", action="store_true", help="glare, reflections, shadows, stronger perspective, low "
+                    "resolution, harsh JPEG, light drum windows, a second small register or serial number nearby")
     args = ap.parse_args()
-    generate(args.out, args.n, args.seed, args.crops, args.lcd_share, args.meters)
+    generate(args.out, args.n, args.seed, args.crops, args.lcd_share, args.meters, args.hard)
 
 
 if __name__ == "__main__":
