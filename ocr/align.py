@@ -50,8 +50,9 @@ WORK_PX = 320  # long side of the images features are computed on (speed vs. pre
 N_FEATURES = 250
 N_LEVELS = 2  # a fixed camera barely changes scale: few pyramid levels are enough, and much faster
 RATIO = 0.8
-PHASE_MIN_RESPONSE = 0.08  # phase correlation peak of the whole photo (a mirrored or foreign photo: ~0.1 or less)
-MIN_PHASE_MARGIN = 0.05  # ... and it must beat the reference mirrored or turned over (measured: >= 0.15 better)
+COARSE = 2  # the whole-photo translation is found at half the work size (160 x 120 px)
+PHASE_MIN_RESPONSE = 0.2  # phase correlation peak of the whole photo (measured: photos >= 0.37, foreign <= 0.08)
+MIN_FLIP_MARGIN = 0.05  # ... and beat the reference mirrored or turned over (measured: >= 0.15 better)
 PATCH_MIN_RESPONSE = 0.15  # ... and of each half of the digit region, once moved by the whole photo's translation
 PHASE_MAX_SCALE = 0.1  # beyond this zoom or turn, a translation + two patches is no model: ORB decides
 PHASE_MAX_DEGREES = 6.0
@@ -153,7 +154,7 @@ class Aligner:
         self.boxes = list(boxes)
         self.patches = self._halves(reference.scale)
         self.fine_patches = self._windows(reference.fine_scale)
-        self.coarse_size = (max(1, self.work_size[0] // 2), max(1, self.work_size[1] // 2))
+        self.coarse_size = (max(1, self.work_size[0] // COARSE), max(1, self.work_size[1] // COARSE))
         self.ref_coarse = cv2.resize(self.ref_float, self.coarse_size, interpolation=cv2.INTER_AREA)
         self.ref_coarse_flipped = [(cv2.flip(self.ref_coarse, code), how) for code, how in
                                    ((1, "mirrored left-right"), (0, "upside down"), (-1, "turned by 180 degrees"))]
@@ -255,7 +256,7 @@ class Aligner:
             raise AlignmentError(f"no clear translation (response {response:.2f} < {PHASE_MIN_RESPONSE})")
         for flipped, how in self.ref_coarse_flipped:  # a symmetric meter face also matches a mirrored photo
             other = cv2.phaseCorrelate(flipped, coarse)[1]
-            if other >= response - MIN_PHASE_MARGIN:
+            if other >= response - MIN_FLIP_MARGIN:
                 raise AlignmentError(f"the photo looks {how} against the reference ({other:.2f} vs "
                                      f"{response:.2f}): check the profile's transform")
         sx, sy = self.work_size[0] / self.coarse_size[0], self.work_size[1] / self.coarse_size[1]
