@@ -8,18 +8,23 @@ Method (details and measured results in ``docs/autolocate.md``):
 2. Geometry (``ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
    centres) and evenly spaced digit boxes in the de-skewed photo, so a blank or missing digit still gets a box.
 3. Verification: rows are ranked by geometry (spacing, count, size relative to the largest row); the best few
-   are read with the digit reader and scored geometry x (0.4 + 0.6 x confidence). A digit-like neighbour just
-   beyond either end halves the score (the row may be incomplete, and an incomplete row reads a wrong number).
-   Below ``MIN_SCORE``, or with a different window scoring within ``AMBIGUOUS``, the answer is "not found".
-5. Reading: every digit must reach ``AUTO_MIN_CONFIDENCE`` and ``ocr.assemble`` must find the drums consistent.
-4. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
+   are read with the digit reader, together with ``EXTEND`` slots beyond each end. A neighbour slot on the same
+   background (or red, to the right: decimal drums) holding a digit-sized blob at the row's pitch that reads is
+   added to the row (red drums and leading zeros break blob chains); one that might be a digit but does not read
+   makes the row incomplete. A window frame edge runs past the digits and is not a digit.
+   Score = geometry x (0.4 + 0.6 x confidence).
+4. Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
+   another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE``; the
+   last drum between two digits (``LAST_DRUM_AMBIGUOUS``); ``ocr.assemble`` finding the drums inconsistent.
+   An incomplete row's reading is a digit short, which is worse than no reading.
+5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -36,6 +41,8 @@ from ocr.locate_geometry import (
     digit_offset,
     fit_slots,
     red_share,
+    refit_slots,
+    runs_past,
 )
 from ocr.profile import Profile, Transform
 from ocr.readers.base import DigitReader
@@ -226,21 +233,13 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     return first, last, complete, {k: v for k, v in offsets.items() if first <= k < last}
 
 
-def _refit(slots: Slots, first: int, last: int, offsets: dict[int, float]) -> Slots:
-    """Slots ``first..last`` renumbered from 0, spacing refitted with the centres found beyond the old ends."""
-    ks = np.arange(first, last)
-    xs = np.array([slots.x0 + k * slots.pitch + offsets.get(int(k), 0.0) for k in ks])
-    pitch, x0 = np.polyfit(ks - first, xs, 1) if len(ks) >= 2 else (slots.pitch, float(xs[0]))
-    return replace(slots, x0=float(x0), pitch=float(pitch), count=last - first)
-
-
 def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
     """Read each candidate's digits and its neighbours; extend rows that continue; set confidence."""
     for c, cells in zip(cands, _cells(image, cands, reader), strict=True):
         first, last, c.complete, offsets = _extend(image, c, cells)
         if first != 0 or last != c.slots.count:
             old = _count_factor(c.slots.count)
-            c.slots = _refit(c.slots, first, last, offsets)
+            c.slots = refit_slots(c.slots, first, last, offsets)
             c.geometry *= _count_factor(c.slots.count) / old
             crops = [crop_deskewed(image, c.matrix, b) for b in c.slots.boxes()]
             cells = {k: _Cell(v, border_level(x), float(np.std(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY))), red_share(x))
@@ -287,7 +286,8 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
                               "a reading that may be a digit short")
     # with a reader every row has been extended as far as it goes; a longer one through the best is a conflict
     longer = None if reader is None else next(
-        (c for c in cands[1:] if c.geometry >= LONGER_GEOMETRY * best.geometry and _runs_past(c, best)), None)
+        (c for c in cands[1:] if c.geometry >= LONGER_GEOMETRY * best.geometry
+         and runs_past(c.matrix, c.slots, best.matrix, best.slots)), None)
     if longer is not None:
         raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
                               f"{best.slots.count} digits): not guessing where the counter ends")
@@ -296,30 +296,6 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total)
-
-
-def _ends(c: Candidate) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the first and last slot in the original photo."""
-    inv = cv2.invertAffineTransform(c.matrix)
-    return tuple(inv @ np.array([c.slots.x0 + k * c.slots.pitch, c.slots.cy, 1.0])  # type: ignore[return-value]
-                 for k in (0, c.slots.count - 1))
-
-
-def _runs_past(other: Candidate, best: Candidate) -> bool:
-    """``other`` lies on ``best``'s row, with digits of the same size, and reaches half a pitch beyond an end."""
-    h, pitch = best.slots.digit_h, best.slots.pitch
-    if not 0.75 <= other.slots.digit_h / h <= 1.33:
-        return False
-    a, b = _ends(best)
-    u = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))
-    normal = np.array([-u[1], u[0]])
-    ends = _ends(other)
-    if any(abs(float((p - a) @ normal)) > 0.5 * h for p in ends):
-        return False
-    span = [float((p - a) @ u) for p in ends]
-    length = float((b - a) @ u)
-    overlap = min(max(span), length) - max(min(span), 0.0)
-    return overlap > 0 and (min(span) < -0.5 * pitch or max(span) > length + 0.5 * pitch)
 
 
 def _profile(image: np.ndarray, c: Candidate) -> Profile:

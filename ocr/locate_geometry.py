@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -236,3 +236,35 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
             if fits and (best is None or abs(off) < abs(best)):
                 best = off
     return best
+
+
+def refit_slots(slots: Slots, first: int, last: int, offsets: dict[int, float]) -> Slots:
+    """Slots ``first..last`` renumbered from 0, spacing refitted with the centres found beyond the old ends."""
+    ks = np.arange(first, last)
+    xs = np.array([slots.x0 + k * slots.pitch + offsets.get(int(k), 0.0) for k in ks])
+    pitch, x0 = np.polyfit(ks - first, xs, 1) if len(ks) >= 2 else (slots.pitch, float(xs[0]))
+    return replace(slots, x0=float(x0), pitch=float(pitch), count=last - first)
+
+
+def slot_ends(matrix: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the first and last slot in the original photo."""
+    inv = cv2.invertAffineTransform(matrix)
+    first, last = (inv @ np.array([slots.x0 + k * slots.pitch, slots.cy, 1.0]) for k in (0, slots.count - 1))
+    return first, last
+
+
+def runs_past(matrix: np.ndarray, slots: Slots, best_matrix: np.ndarray, best: Slots) -> bool:
+    """A row lies on ``best``'s line, with digits of the same size, and reaches half a pitch beyond one end."""
+    h, pitch = best.digit_h, best.pitch
+    if not 0.75 <= slots.digit_h / h <= 1.33:
+        return False
+    a, b = slot_ends(best_matrix, best)
+    u = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))
+    normal = np.array([-u[1], u[0]])
+    ends = slot_ends(matrix, slots)
+    if any(abs(float((p - a) @ normal)) > 0.5 * h for p in ends):
+        return False
+    span = [float((p - a) @ u) for p in ends]
+    length = float((b - a) @ u)
+    overlap = min(max(span), length) - max(min(span), 0.0)
+    return overlap > 0 and (min(span) < -0.5 * pitch or max(span) > length + 0.5 * pitch)
