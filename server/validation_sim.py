@@ -92,11 +92,11 @@ def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
 
 
 def read_positions(pos: list[float], decimals: int) -> tuple[str, float]:
-    """Assemble like ocr.assemble: last drum floor (snapped up within 0.15), others follow their neighbour."""
+    """Assemble like ocr.assemble: last drum floor (snapped up within 0.05), others follow their neighbour."""
     n = len(pos)
     digits = [0] * n
     last = pos[-1] % 10
-    snapped = last - math.floor(last) >= 0.85
+    snapped = last - math.floor(last) >= 0.95 - 1e-9
     digits[-1] = (math.floor(last) + (1 if snapped else 0)) % 10
     for i in range(n - 2, -1, -1):
         e = min(max(((pos[i + 1] - 9.0 + 5) % 10) - 5, 0.0), 1.0) if digits[i + 1] == 9 and not (
