@@ -38,6 +38,8 @@ CONFIDENCE_RADIUS = 5
 def to_grey(crop: np.ndarray) -> np.ndarray:
     """Return a 2-D uint8 grey image from a grey, BGR or BGRA crop of any numeric dtype."""
     a = np.asarray(crop)
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.shape[0] and a.shape[1]:  # the common case
+        return cv2.cvtColor(a if a.flags.c_contiguous else np.ascontiguousarray(a), cv2.COLOR_BGR2GRAY)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
