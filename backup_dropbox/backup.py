@@ -18,7 +18,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from smartmeter.errors import IntegrityError, NotFoundError, StoreError
+from smartmeter.fileio import atomic_write
 from smartmeter.hashing import content_hash, file_content_hash
 from smartmeter.progress import Progress
 from smartmeter.store.base import ImageStore, check_key
@@ -47,34 +47,6 @@ class BackupStats:
     vanished: int = 0  # listed, then gone from the source before it could be read
     failed: list[str] = field(default_factory=list)  # keys that will be retried next run
     bytes_copied: int = 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, expected_hash: str | None = None) -> None:
-    """Write via a temp file in the same folder, fsync, check the hash on disk, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if expected_hash is not None:
-            got = file_content_hash(Path(tmp))
-            if got != expected_hash:
-                raise IntegrityError(f"{path}: bytes on disk hash {got[:12]}, expected {expected_hash[:12]}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class Archive:

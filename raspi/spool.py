@@ -8,20 +8,16 @@ photos are dropped (with a warning): a recent photo is worth more than an old on
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from smartmeter.errors import StoreError
+from smartmeter.fileio import TMP_PREFIX, atomic_write
 from smartmeter.types import PHOTO_NAME, photo_name
 
 log = logging.getLogger(__name__)
-
-TMP_PREFIX = ".tmp-"
-
 
 @dataclass(frozen=True)
 class SpoolEntry:
@@ -56,15 +52,9 @@ class Spool:
     def add(self, meter_id: str, ts: datetime, jpeg: bytes) -> Path:
         """Write one photo atomically; raises StoreError (e.g. disk full) leaving no partial file behind."""
         final = self.root / photo_name(meter_id, ts)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.root)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(jpeg)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            atomic_write(final, jpeg)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise StoreError(f"cannot spool {final.name}: {exc.strerror or exc}") from exc
         self.enforce_cap()
         return final

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from fake_dropbox import FakeDropbox
 
-import backup_dropbox.backup as backup_mod
+import smartmeter.fileio as fileio
 from backup_dropbox.auth import obtain_refresh_token, save_secret_file
 from backup_dropbox.backup import LOCK_NAME, MANIFEST_NAME, STATE_NAME, run_backup
 from smartmeter.cli import cli
@@ -96,20 +96,20 @@ def test_delete_after_removes_only_verified(local: LocalStore, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "archive"
     expected = fill(local)
-    real = backup_mod.file_content_hash
+    real = fileio.file_content_hash
     bad_key = KEYS[2]
 
     def flaky_disk(path: Path) -> str:  # the disk returns other bytes for one photo
         return "0" * 64 if path.parent == dest / bad_key.split("/")[0] and path.name.startswith(".tmp-") \
             and path.stat().st_size == len(expected[bad_key]) else real(path)
 
-    monkeypatch.setattr(backup_mod, "file_content_hash", flaky_disk)
+    monkeypatch.setattr(fileio, "file_content_hash", flaky_disk)
     s = run_backup(local, dest, delete_after=True, progress=False)
     assert s.failed == [bad_key] and s.deleted == 4
     assert [r.key for r in local.list_new().refs] == [bad_key]  # not deleted: its copy did not verify
     assert not (dest / bad_key).exists()
     assert not [p for p in dest.rglob(".tmp-*")]
-    monkeypatch.setattr(backup_mod, "file_content_hash", real)
+    monkeypatch.setattr(fileio, "file_content_hash", real)
     s2 = run_backup(local, dest, delete_after=True, progress=False)  # retried first, then deleted
     assert s2.failed == [] and s2.deleted == 1
     assert archived_files(dest) == expected and local.list_new().refs == []

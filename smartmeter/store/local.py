@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from smartmeter.errors import InputError, IntegrityError, NotFoundError, StoreError
+from smartmeter.errors import InputError, NotFoundError, StoreError
+from smartmeter.fileio import atomic_write
 from smartmeter.hashing import content_hash
 from smartmeter.store.base import ImageStore, ListResult, check_key
 from smartmeter.types import ImageRef
@@ -37,20 +37,7 @@ class LocalStore(ImageStore):
         path = self._path(key)
         expected = content_hash(data)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                got = content_hash(Path(tmp).read_bytes())
-                if got != expected:
-                    raise IntegrityError(f"{key}: written bytes hash {got[:12]}, expected {expected[:12]}")
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, data, expected)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
         st = path.stat()
