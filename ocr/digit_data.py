@@ -92,28 +92,104 @@ def load_digits(root: Path, meters: set[str] | None = None, limit_per_meter: int
     return DigitSet(crops, np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), [r[0] for r in rows])
 
 
+def _side_margins(g: np.ndarray, rng: np.random.Generator, hshift: float, vscale: float) -> np.ndarray:
+    """Cut or pad the crop's sides: left and right independently by up to ``hshift`` of the width (a sideways
+    move of the window, which does not move the drum), top and bottom by the *same* amount up to ``vscale`` of the
+    height (a zoom that keeps the centre, so the drum position is kept). Padding repeats the border, or is a dark or
+    light band (the meter's frame)."""
+    h, w = g.shape
+    lf, rt = (round(rng.uniform(-hshift, hshift) * w) for _ in range(2))
+    tb = round(rng.uniform(-vscale, vscale) * h)
+    lf, rt = max(lf, -(w // 3)), max(rt, -(w // 3))
+    if lf + rt > w // 2:  # never cut away more than half of the width
+        lf, rt = lf // 2, rt // 2
+    tb = max(tb, -(h // 4))
+    g = g[max(tb, 0):h - max(tb, 0), max(lf, 0):w - max(rt, 0)]
+    pads = (max(-tb, 0), max(-tb, 0), max(-lf, 0), max(-rt, 0))
+    if any(pads):
+        u = rng.random()
+        if u < 0.5:
+            g = cv2.copyMakeBorder(g, *pads, cv2.BORDER_REPLICATE)
+        else:
+            value = int(rng.integers(0, 50)) if u < 0.85 else int(rng.integers(190, 256))
+            g = cv2.copyMakeBorder(g, *pads, cv2.BORDER_CONSTANT, value=value)
+    return g
+
+
+def _frame_edge(a: np.ndarray, rng: np.random.Generator, neighbour: np.ndarray | None) -> np.ndarray:
+    """A frame edge at one or both sides: a dark or light band with a soft, slightly slanted border, or a slice of
+    the neighbouring drum (``neighbour``, another crop) as when the box is placed too wide."""
+    h, w = a.shape
+    a = a.copy()
+    sides = [0] if rng.random() < 0.45 else [1] if rng.random() < 0.8 else [0, 1]
+    for side in sides:
+        bar = rng.uniform(0.04, 0.25) * w
+        if neighbour is not None and rng.random() < 0.35:
+            nb = cv2.resize(neighbour, (w, h), interpolation=cv2.INTER_AREA)
+            k = max(1, round(bar))
+            if side == 0:
+                a[:, :k] = nb[:, w - k:]
+            else:
+                a[:, w - k:] = nb[:, :k]
+            continue
+        slant = rng.uniform(-0.08, 0.08) * w
+        x = np.arange(w, dtype=np.float32)[None, :]
+        edge = bar + slant * (np.arange(h, dtype=np.float32)[:, None] / h - 0.5)
+        dist = (edge - x) if side == 0 else (x - (w - 1 - edge))
+        soft = max(0.3, rng.uniform(0.0, 0.04) * w)
+        alpha = 1.0 / (1.0 + np.exp(np.clip(-dist / soft, -30.0, 30.0)))
+        value = rng.uniform(0, 45) if rng.random() < 0.75 else rng.uniform(190, 255)
+        shade = value + rng.normal(0.0, 6.0, (h, 1)).astype(np.float32)  # a rough, unevenly lit rim
+        a = np.clip(a * (1 - alpha) + shade * alpha, 0, 255).astype(np.uint8)
+    return a
+
+
+def _glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bright reflection: a horizontal (slightly tilted) band or a round spot, added to the window."""
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if rng.random() < 0.7:
+        yc = rng.uniform(0.0, 1.0) * h + rng.uniform(-0.15, 0.15) * (xx - w / 2)
+        half = max(1.0, rng.uniform(0.03, 0.14) * h)
+        band = np.exp(-0.5 * ((yy - yc) / half) ** 2)
+    else:
+        cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
+        ry, rx = max(1.0, rng.uniform(0.05, 0.2) * h), max(1.0, rng.uniform(0.1, 0.4) * w)
+        band = np.exp(-0.5 * (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2))
+    return np.clip(a.astype(np.float32) + band * rng.uniform(60, 190), 0, 255).astype(np.uint8)
+
+
 def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator,
-                  height: int = HEIGHT, width: int = WIDTH, glare: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  height: int = HEIGHT, width: int = WIDTH, glare: float = 0.0,
+                  frame: float = 0.0, hshift: float = 0.07, vscale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Randomly distorted copies of BGR crops → (normalised ``N x H x W`` planes, labels).
 
-    Colour becomes grey with random channel weights half of the time (the reader's fixed BGR→grey otherwise), so
-    the model does not depend on one meter's ink colour. Vertical shifts stay small (a vertical shift is a drum
-    movement: ±2 % of the height is about ±0.2 of a step); scale (about the centre, so the position is kept),
-    sideways shift and rotation are freer. Strokes get thinner or bolder; photometric changes cover gamma,
-    contrast, inversion (dark on light), blur, noise and JPEG artefacts; a dark or light bar may cover one side, and
-    with probability ``glare`` a bright horizontal reflection crosses the window. Each crop then goes through the
-    same resize and normalisation the reader uses.
+    Colour becomes grey with random channel weights half of the time, or after a random tint (the reader's fixed
+    BGR→grey otherwise), so the model does not depend on one meter's ink colour. The sides are cut or padded
+    (:func:`_side_margins`: sideways up to ``hshift`` of the width, a centred vertical zoom up to ``vscale``).
+    Vertical *shifts* stay small (a vertical shift is a drum movement: ±2 % of the height is about ±0.2 of a step);
+    scale (about the centre, so the position is kept), sideways squeeze and rotation are freer. Strokes get thinner
+    or bolder; photometric changes cover gamma, contrast, inversion (dark on light), blur, noise and JPEG artefacts.
+    With probability ``frame`` a frame edge or a slice of the neighbouring drum covers a side (:func:`_frame_edge`;
+    with ``frame=0`` a plain dark or light bar on 30 %), and with probability ``glare`` a bright reflection crosses
+    the window (:func:`_glare`). Each crop then goes through the same resize and normalisation the reader uses.
     """
     n = len(crops)
     out = np.empty((n, height, width), dtype=np.float32)
     g: np.ndarray
     a: np.ndarray
     for i, bgr in enumerate(crops):
-        if rng.random() < 0.5:
+        u = rng.random()
+        if u < 0.5:
             wts = rng.dirichlet((1.0, 1.0, 1.0))
             g = np.clip(bgr.astype(np.float32) @ wts.astype(np.float32), 0, 255).astype(np.uint8)
+        elif u < 0.65:  # tinted light: per-channel gains, then the reader's conversion
+            gains = rng.uniform(0.6, 1.3, 3).astype(np.float32)
+            g = to_grey(np.clip(bgr.astype(np.float32) * gains, 0, 255).astype(np.uint8))
         else:
             g = to_grey(bgr)
+        if hshift > 0.07 or vscale > 0:
+            g = _side_margins(g, rng, hshift, vscale)
         h, w = g.shape
         if rng.random() < 0.25:
             r = max(1, round(min(h, w) / 25))
@@ -122,17 +198,20 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         scale = rng.uniform(0.88, 1.15)
         sx = scale * rng.uniform(0.85, 1.15)
         angle = math.radians(rng.uniform(-4.0, 4.0))
-        tx, ty = rng.uniform(-0.07, 0.07) * w, rng.uniform(-0.02, 0.02) * h
+        tx = 0.0 if hshift > 0.07 else rng.uniform(-0.07, 0.07) * w
+        ty = rng.uniform(-0.02, 0.02) * h
         cos, sin = math.cos(angle), math.sin(angle)
         m = np.array([[sx * cos, -scale * sin, 0.0], [sx * sin, scale * cos, 0.0]])
         c = np.array([w / 2.0, h / 2.0])
         m[:, 2] = c - m[:, :2] @ c + (tx, ty)
         a = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if glare > 0 and rng.random() < glare:  # a bright horizontal reflection across the window
-            yc, half = rng.uniform(0.0, 1.0) * h, max(1.0, rng.uniform(0.03, 0.12) * h)
-            band = np.exp(-0.5 * ((np.arange(h) - yc) / half) ** 2)[:, None] * rng.uniform(60, 200)
-            a = np.clip(a.astype(np.float32) + band.astype(np.float32), 0, 255).astype(np.uint8)
-        if rng.random() < 0.3:  # a dark or light frame edge at one side, as when the box catches the drum's rim
+        if glare > 0 and rng.random() < glare:
+            a = _glare(a, rng)
+        if frame > 0:
+            if rng.random() < frame:
+                j = int(rng.integers(0, n))
+                a = _frame_edge(a, rng, to_grey(crops[j]) if j != i else None)
+        elif rng.random() < 0.3:  # a dark or light frame edge at one side, as when the box catches the drum's rim
             bar = max(1, round(w * rng.uniform(0.05, 0.2)))
             cols = slice(0, bar) if rng.random() < 0.5 else slice(w - bar, w)
             a[:, cols] = int(rng.integers(0, 40)) if rng.random() < 0.7 else int(rng.integers(200, 256))
