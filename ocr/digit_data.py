@@ -32,6 +32,8 @@ HELD_OUT_METERS: tuple[str, ...] = (
     "lcd2",
 )
 
+MAX_SIDE_CUT = 0.06  # share of the width augmentation may cut off one side
+
 
 @dataclass
 class DigitSet:
@@ -93,12 +95,14 @@ def load_digits(root: Path, meters: set[str] | None = None, limit_per_meter: int
 
 
 def _side_margins(g: np.ndarray, rng: np.random.Generator, hshift: float, vscale: float) -> np.ndarray:
-    """Cut or pad the crop's sides: left and right independently by up to ``hshift`` of the width (a sideways
-    move of the window, which does not move the drum), top and bottom by the *same* amount up to ``vscale`` of the
-    height (a zoom that keeps the centre, so the drum position is kept). Padding repeats the border, or is a dark or
-    light band (the meter's frame)."""
+    """Cut or pad the crop's sides: left and right independently, padded by up to ``hshift`` of the width or cut by
+    up to :data:`MAX_SIDE_CUT` (a sideways move of the window, which does not move the drum; deeper cuts take
+    the top bar off a 7 and teach the model that a 1 may be a 7); top and bottom by the *same* amount, up to
+    ``vscale`` of the height (a zoom that keeps the centre, so the drum position is kept). Padding repeats the
+    border, or is a dark or light band (the meter's frame)."""
     h, w = g.shape
-    lf, rt = (round(rng.uniform(-hshift, hshift) * w) for _ in range(2))
+    cut = min(hshift, MAX_SIDE_CUT)
+    lf, rt = (round(rng.uniform(-hshift, cut) * w) for _ in range(2))
     tb = round(rng.uniform(-vscale, vscale) * h)
     lf, rt = max(lf, -(w // 3)), max(rt, -(w // 3))
     if lf + rt > w // 2:  # never cut away more than half of the width
@@ -144,6 +148,14 @@ def _frame_edge(a: np.ndarray, rng: np.random.Generator, neighbour: np.ndarray |
     return a
 
 
+def _flat_glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Recipe 1's reflection: a horizontal bright band."""
+    h = a.shape[0]
+    yc, half = rng.uniform(0.0, 1.0) * h, max(1.0, rng.uniform(0.03, 0.12) * h)
+    band = np.exp(-0.5 * ((np.arange(h) - yc) / half) ** 2)[:, None] * rng.uniform(60, 200)
+    return np.clip(a.astype(np.float32) + band.astype(np.float32), 0, 255).astype(np.uint8)
+
+
 def _glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A bright reflection: a horizontal (slightly tilted) band or a round spot, added to the window."""
     h, w = a.shape
@@ -161,7 +173,8 @@ def _glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator,
                   height: int = HEIGHT, width: int = WIDTH, glare: float = 0.0,
-                  frame: float = 0.0, hshift: float = 0.07, vscale: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  frame: float = 0.0, hshift: float = 0.07, vscale: float = 0.0,
+                  recipe: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Randomly distorted copies of BGR crops → (normalised ``N x H x W`` planes, labels).
 
     Colour becomes grey with random channel weights half of the time, or after a random tint (the reader's fixed
@@ -173,6 +186,8 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
     With probability ``frame`` a frame edge or a slice of the neighbouring drum covers a side (:func:`_frame_edge`;
     with ``frame=0`` a plain dark or light bar on 30 %), and with probability ``glare`` a bright reflection crosses
     the window (:func:`_glare`). Each crop then goes through the same resize and normalisation the reader uses.
+    ``recipe=1`` replays the first shipped recipe draw for draw (no tint, no side cut/pad, plain bar, flat glare
+    band), so that model can be rebuilt.
     """
     n = len(crops)
     out = np.empty((n, height, width), dtype=np.float32)
@@ -183,12 +198,12 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         if u < 0.5:
             wts = rng.dirichlet((1.0, 1.0, 1.0))
             g = np.clip(bgr.astype(np.float32) @ wts.astype(np.float32), 0, 255).astype(np.uint8)
-        elif u < 0.65:  # tinted light: per-channel gains, then the reader's conversion
+        elif recipe >= 2 and u < 0.65:  # tinted light: per-channel gains, then the reader's conversion
             gains = rng.uniform(0.6, 1.3, 3).astype(np.float32)
             g = to_grey(np.clip(bgr.astype(np.float32) * gains, 0, 255).astype(np.uint8))
         else:
             g = to_grey(bgr)
-        if hshift > 0.07 or vscale > 0:
+        if recipe >= 2 and (hshift > 0.07 or vscale > 0):
             g = _side_margins(g, rng, hshift, vscale)
         h, w = g.shape
         if rng.random() < 0.25:
@@ -198,7 +213,7 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         scale = rng.uniform(0.88, 1.15)
         sx = scale * rng.uniform(0.85, 1.15)
         angle = math.radians(rng.uniform(-4.0, 4.0))
-        tx = 0.0 if hshift > 0.07 else rng.uniform(-0.07, 0.07) * w
+        tx = 0.0 if recipe >= 2 and hshift > 0.07 else rng.uniform(-0.07, 0.07) * w
         ty = rng.uniform(-0.02, 0.02) * h
         cos, sin = math.cos(angle), math.sin(angle)
         m = np.array([[sx * cos, -scale * sin, 0.0], [sx * sin, scale * cos, 0.0]])
@@ -206,8 +221,8 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         m[:, 2] = c - m[:, :2] @ c + (tx, ty)
         a = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if glare > 0 and rng.random() < glare:
-            a = _glare(a, rng)
-        if frame > 0:
+            a = _glare(a, rng) if recipe >= 2 else _flat_glare(a, rng)
+        if recipe >= 2 and frame > 0:
             if rng.random() < frame:
                 j = int(rng.integers(0, n))
                 a = _frame_edge(a, rng, to_grey(crops[j]) if j != i else None)

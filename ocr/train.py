@@ -71,7 +71,7 @@ def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
 
 def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: int, batch: int = 128,
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
-          vscale: float = 0.0) -> nn.Module:
+          vscale: float = 0.0, recipe: int = 2) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model()
@@ -82,7 +82,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     for epoch in range(epochs):
         t0 = time.monotonic()
         planes, _ = augment_batch(train_set.crops, train_set.labels, rng, glare=glare, frame=frame,
-                                  hshift=hshift, vscale=vscale)
+                                  hshift=hshift, vscale=vscale, recipe=recipe)
         order = rng.permutation(len(train_set))
         model.train()
         total = 0.0
@@ -135,15 +135,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="holdout: train without HELD_OUT_METERS and report on them (digits-holdout.onnx); "
                          "all: train on every meter (the production model, digits.onnx); both: holdout, then all")
     ap.add_argument("--out-dir", type=Path, default=Path("ocr/models"))
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--limit-per-meter", type=int, default=None, help="subsample each meter (quick experiments)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--glare", type=float, default=0.3, help="share of training crops given a bright reflection")
+    ap.add_argument("--glare", type=float, default=0.2, help="share of training crops given a bright reflection")
     ap.add_argument("--frame", type=float, default=0.35,
                     help="share given a frame edge or a neighbour-drum slice (0 = the old plain bar on 30 %%)")
     ap.add_argument("--hshift", type=float, default=0.15, help="sideways cut/pad of each side, share of the width")
-    ap.add_argument("--vscale", type=float, default=0.10, help="centred vertical cut/pad, share of the height")
+    ap.add_argument("--vscale", type=float, default=0.0, help="centred vertical cut/pad, share of the height")
+    ap.add_argument("--recipe", type=int, choices=(1, 2), default=2,
+                    help="augmentation recipe: 2 = side cut/pad, frame edges, tint, tilted glare; 1 = the first one")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -165,7 +167,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         log.info("training on %d crops of %d meters, holding out %d crops of %s", len(train_set),
                  len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
-                  hshift=args.hshift, vscale=args.vscale)
+                  hshift=args.hshift, vscale=args.vscale, recipe=args.recipe)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -180,7 +182,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "nan_labels": "excluded from training and evaluation",
         "seed": args.seed,
         "epochs": args.epochs,
-        "augment": {"glare": args.glare, "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
+        "augment": {"recipe": args.recipe, "glare": args.glare, "frame": args.frame, "hshift": args.hshift,
+                    "vscale": args.vscale},
         "threads": args.threads,
         "limit_per_meter": args.limit_per_meter,
         "torch": torch.__version__,
