@@ -1,4 +1,8 @@
-"""The CNN digit reader: accuracy on held-out meters, batching, odd inputs, broken model files."""
+"""The CNN digit reader: accuracy on held-out meters, batching, odd inputs, broken model files.
+
+The test crops come from the held-out meters, which the production model (``digits.onnx``) trained on, so every
+accuracy test reads with the holdout model (``digits-holdout.onnx``), which never saw them.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
+from ocr.digit_data import HELD_OUT_METERS
 from ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
 from ocr.readers import get_reader
-from ocr.readers.cnn import DEFAULT_MODEL, CnnReader
+from ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, CnnReader
 from smartmeter.errors import ConfigError, ImageError
 from smartmeter.types import DigitValue
 
@@ -22,7 +27,7 @@ DIGITS = Path(__file__).parent / "resources" / "digits"
 
 @pytest.fixture(scope="module")
 def reader() -> CnnReader:
-    return CnnReader()
+    return CnnReader(HOLDOUT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def sample() -> tuple[list[np.ndarray], np.ndarray, list[str]]:
 def test_accuracy_on_held_out_meters(reader: CnnReader, sample: tuple[list[np.ndarray], np.ndarray, list[str]]) -> None:
     crops, labels, meters = sample
     assert len(crops) == 300
-    held_out = set(json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["held_out_meters"])
+    held_out = set(json.loads(HOLDOUT_MODEL.with_suffix(".json").read_text())["held_out_meters"])
     assert set(meters) <= held_out  # the sample is from meters the model never trained on
     got = reader.read_batch(crops)
     values = np.array([np.nan if r.value is None else r.value for r in got])
@@ -148,6 +153,21 @@ def test_get_reader_and_version() -> None:
     assert r.name == "cnn"
     assert r.version == json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["version"]
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
+
+
+def test_production_and_holdout_models_say_what_they_saw() -> None:
+    prod = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    hold = json.loads(HOLDOUT_MODEL.with_suffix(".json").read_text())
+    assert prod["trained_on"] == "all meters" and prod["held_out_meters"] == []
+    assert set(hold["held_out_meters"]) == set(HELD_OUT_METERS)
+    assert set(HELD_OUT_METERS) <= set(prod["accuracy_train_meters"])  # it did see them
+    assert not set(HELD_OUT_METERS) & set(hold["accuracy_train_meters"])  # this one did not
+    est = prod["unseen_meter_estimate"]  # the production model points to the holdout model's honest numbers
+    assert est["model"] == HOLDOUT_MODEL.name and est["version"] == hold["version"]
+    assert est["accuracy_held_out"] == hold["accuracy_held_out"]
+    assert hold["epochs"] == prod["epochs"] and hold["augment"] == prod["augment"]  # one recipe
+    r = CnnReader(HOLDOUT_MODEL)
+    assert r.version == hold["version"] != get_reader("cnn").version
 
 
 def test_decode_is_circular() -> None:
