@@ -1,6 +1,6 @@
 """Train the digit models and export them to ONNX (the only module that imports torch: ``pip install .[train]``).
 
-    python -m ocr.train --data ../shared/data/digits --threads 1      # both models, into ocr/models/
+    python -m ocr.train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
 
 Two models from one seeded recipe: ``digits-holdout.onnx`` is trained without the held-out meters
 (``ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
@@ -142,10 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--glare", type=float, default=0.2, help="share of training crops given a bright reflection")
     ap.add_argument("--frame", type=float, default=0.35,
                     help="share given a frame edge or a neighbour-drum slice (0 = the old plain bar on 30 %%)")
-    ap.add_argument("--hshift", type=float, default=0.15, help="sideways cut/pad of each side, share of the width")
+    ap.add_argument("--hshift", type=float, default=0.15,
+                    help="pad of each side up to this share of the width (cuts at most MAX_SIDE_CUT)")
     ap.add_argument("--vscale", type=float, default=0.0, help="centred vertical cut/pad, share of the height")
-    ap.add_argument("--recipe", type=int, choices=(1, 2), default=2,
-                    help="augmentation recipe: 2 = side cut/pad, frame edges, tint, tilted glare; 1 = the first one")
+    ap.add_argument("--recipe", type=int, choices=(1, 2), default=1,
+                    help="augmentation: 1 = the shipped models' recipe (ignores --frame/--hshift/--vscale); "
+                         "2 = side cut/pad, frame edges, tint, tilted glare (docs/model.md: not better yet)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
