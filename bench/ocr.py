@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
 
     holdout = get_reader("cnn", model=args.holdout_model, threads=1)
-    results[holdout.version] = accuracy(holdout, data, args.batch)
-    speeds[holdout.version] = speed(holdout, data.crops[:4096], args.batch, args.seconds)
+    hkey = f"{holdout.version} (holdout)"
+    results[hkey] = accuracy(holdout, data, args.batch)
+    speeds[hkey] = speed(holdout, data.crops[:4096], args.batch, args.seconds)
     production = get_reader("cnn", model=args.model, threads=1)
     if production.version != holdout.version:
         key = f"{production.version} (seen in training)"
