@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from ocr.pipeline import MeterReader, make_reader  # noqa: E402
 from ocr.profile import load_profile  # noqa: E402
+from ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
 from simulator.meter_render import MeterRenderer, Truth  # noqa: E402
 from smartmeter.types import OcrResult  # noqa: E402
 
@@ -110,7 +111,7 @@ def main() -> None:
         photos.append(renderer.render(register, t0 + timedelta(minutes=float(rng.uniform(0, 1440)))))
     with tempfile.TemporaryDirectory() as tmp:
         profile = load_profile(renderer.write_profile(Path(tmp)))
-        meter = MeterReader(profile, make_reader("cnn"))
+        meter = MeterReader(profile, make_reader("cnn", HOLDOUT_MODEL))
         meter.read_many([photos[0][0]])  # warm-up
         t = time.perf_counter()
         results: list[OcrResult] = []

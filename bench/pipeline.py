@@ -25,6 +25,7 @@ from ocr.align import crop_boxes  # noqa: E402
 from ocr.image_io import load_image  # noqa: E402
 from ocr.pipeline import MeterReader, make_reader  # noqa: E402
 from ocr.profile import load_profile  # noqa: E402
+from ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
 from ocr.transforms import apply_transform  # noqa: E402
 
 PHOTOS = ROOT / "tests" / "resources" / "photos"
@@ -54,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     engines = args.engines.split(",")
-    readers = {e: make_reader(e) for e in engines}
+    readers = {e: make_reader(e, HOLDOUT_MODEL if e == "cnn" else None) for e in engines}
     with open(PHOTOS / "photos.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["expected"]]
 
