@@ -44,16 +44,10 @@ PhotoInput = np.ndarray | bytes | Path | str
 
 
 def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> DigitReader:
-    """The digit reader for an engine name (``cnn`` | ``tesseract``); imported lazily."""
-    if engine == "cnn":
-        from ocr.readers.cnn import CnnReader
+    """The digit reader for an engine name (``cnn`` | ``tesseract``); see ``ocr.readers.get_reader``."""
+    from ocr.readers import get_reader
 
-        return CnnReader(model_path=model, threads=threads)
-    if engine == "tesseract":
-        from ocr.readers.tesseract_reader import TesseractReader
-
-        return TesseractReader()
-    raise ConfigError(f"unknown OCR engine {engine!r}; expected cnn or tesseract")
+    return get_reader(engine, model=model, threads=threads)
 
 
 @dataclass

@@ -18,7 +18,7 @@ def get_reader(engine: str = "cnn", *, model: Path | None = None, threads: int =
         from ocr.readers.tesseract_reader import TesseractReader
 
         return TesseractReader()
-    raise ConfigError(f"unknown digit reader {engine!r}", hint="use cnn or tesseract")
+    raise ConfigError(f"unknown OCR engine {engine!r}", hint="use cnn or tesseract")
 
 
 __all__ = ["DigitReader", "get_reader"]
