@@ -2,8 +2,7 @@
 
 True register values come from a plausible load (base load, fridge, daily peaks, kettle, oven, washing machine,
 a winter heat pump) integrated per minute. Every ``interval_s`` a frame is taken: drum positions as an odometer
-shows them, read with small noise and assembled the way ``ocr.assemble`` does (floor, snap near the next
-number). Then faults are injected at the given rates: a wrong digit (confident), a shifted decimal point,
+shows them, read with small noise and assembled by ``ocr.assemble`` itself. Then faults are injected at the given rates: a wrong digit (confident), a shifted decimal point,
 a blurred frame (unreadable or low confidence), a weak digit (held), a duplicate delivery, an out-of-order
 delivery. ``run_validation`` feeds them to :class:`MeterValidator` and counts what ended up stored.
 Used by tests/test_validation.py (a month) and bench/worker.py (a year). Deterministic for a seed.
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from ocr.assemble import assemble
 from server.validation import Action, Frame, MeterValidator, Rules
 from smartmeter.types import DigitValue
 
@@ -92,19 +92,11 @@ def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
 
 
 def read_positions(pos: list[float], decimals: int) -> tuple[str, float]:
-    """Assemble like ocr.assemble: last drum floor (snapped up within 0.05), others follow their neighbour."""
-    n = len(pos)
-    digits = [0] * n
-    last = pos[-1] % 10
-    snapped = last - math.floor(last) >= 0.95 - 1e-9
-    digits[-1] = (math.floor(last) + (1 if snapped else 0)) % 10
-    for i in range(n - 2, -1, -1):
-        e = min(max(((pos[i + 1] - 9.0 + 5) % 10) - 5, 0.0), 1.0) if digits[i + 1] == 9 and not (
-            snapped and i + 1 == n - 1) else 0.0
-        digits[i] = math.floor((pos[i] - e) % 10 + 0.5) % 10
-    text = "".join(str(d) for d in digits)
-    reading = text[: n - decimals] + ("." + text[n - decimals:] if decimals else "")
-    return reading, float(reading)
+    """Assemble the drums with the real assembler (``ocr.assemble``), so the simulation reads as the worker does."""
+    result = assemble(pos, decimals=decimals)
+    if result.reading is None or result.value is None:
+        raise ValueError(f"simulated drums {pos} do not assemble: {result.error}")
+    return result.reading, result.value
 
 
 def simulate_frames(days: float = 30.0, interval_s: float = 600.0, seed: int = 1, rates: FaultRates | None = None,
