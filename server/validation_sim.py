@@ -2,7 +2,8 @@
 
 True register values come from a plausible load (base load, fridge, daily peaks, kettle, oven, washing machine,
 a winter heat pump) integrated per minute. Every ``interval_s`` a frame is taken: drum positions as an odometer
-shows them, read with small noise and assembled by ``ocr.assemble`` itself. Then faults are injected at the given rates: a wrong digit (confident), a shifted decimal point,
+shows them, read with small noise and assembled by ``ocr.assemble`` itself.
+Then faults are injected at the given rates: a wrong digit (confident), a shifted decimal point,
 a blurred frame (unreadable or low confidence), a weak digit (held), a duplicate delivery, an out-of-order
 delivery. ``run_validation`` feeds them to :class:`MeterValidator` and counts what ended up stored.
 Used by tests/test_validation.py (a month) and bench/worker.py (a year). Deterministic for a seed.
