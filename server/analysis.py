@@ -30,7 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from server.power import PowerInterval, clean_series, derive_power, register_at, sensor_samples, step_points
+from server.power import (
+    PowerInterval,
+    clean_series,
+    derive_power,
+    power_holds,
+    register_at,
+    sensor_samples,
+    step_points,
+)
 from smartmeter.settings import AnalysisSettings, MeterSettings
 from smartmeter.types import Reading
 
@@ -222,21 +230,15 @@ def analyse(readings: Sequence[Reading], meter: MeterSettings, cfg: AnalysisSett
         derived = [i.power_w for i in intervals if i.kind == "step" and i.power_w is not None]
         stats.peak_power_w = max(derived, default=None)
         stats.peak_reported_w = max((r.power_w for r in series if r.power_w is not None), default=None)
-        if sensor:
-            holds = [((b - a).total_seconds(), w) for a, b, w in sensor]
-            stats.power_source = "sensor"
-        else:
-            holds = [(i.seconds, i.power_w) for i in intervals if i.kind == "step" and i.power_w is not None]
-            stats.power_source = "register" if holds else "none"
+        timed, stats.power_source = power_holds(series, meter.resolution_kwh, cfg.gap_s, intervals)
+        holds = [((b - a).total_seconds(), w) for a, b, w in timed]
         stats.load_duration = load_duration(holds)
         positive = load_duration([h for h in holds if h[1] >= ZERO_W])
         stats.base_load_w = dict(positive).get(90)
         stats.days = daily_energy(points, stats.start, stats.end)
         events += _blackouts_and_gaps(series, meter, cfg, stats.base_load_w)
         events += _power_events(series, intervals, cfg, sensor)
-        load_holds = sensor if sensor else [(i.start, i.end, i.power_w) for i in intervals
-                                            if i.kind == "step" and i.power_w is not None]
-        events += _long_loads(load_holds, cfg, stats.base_load_w)
+        events += _long_loads(timed, cfg, stats.base_load_w)
         events += [Event("energy_day", datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC),
                          datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC) + timedelta(days=1),
                          d.energy_kwh, f"{d.energy_kwh:.1f} kWh on {d.day} (threshold "

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from server.csv_import import ImportResult, import_csv
-from server.power import clean_series, derive_power, register_at, sensor_samples, step_points
+from server.power import clean_series, power_holds, register_at, step_points
 from server.storage import Database, to_ms
 from smartmeter.errors import InputError
 from smartmeter.settings import MeterSettings, Settings, load_settings
@@ -155,16 +155,9 @@ def duration_curve(readings: Sequence[Reading], resolution_kwh: float, gap_s: fl
                    points: int = 500) -> tuple[np.ndarray, np.ndarray, str]:
     """Load-duration curve: (% of time, W exceeded that long, source). Sensor samples when the series has
     any (each holds until the next, at most ``gap_s``), else derived power between register steps."""
-    sensor = sensor_samples(readings, gap_s)
-    if sensor:
-        secs = np.array([(b - a).total_seconds() for a, b, _ in sensor])
-        watts = np.array([w for _, _, w in sensor])
-        source = "sensor"
-    else:
-        steps = [i for i in derive_power(readings, resolution_kwh, gap_s) if i.kind == "step" and i.power_w]
-        secs = np.array([i.seconds for i in steps])
-        watts = np.array([i.power_w for i in steps], dtype=np.float64)
-        source = "register" if steps else "none"
+    timed, source = power_holds(readings, resolution_kwh, gap_s)
+    secs = np.array([(b - a).total_seconds() for a, b, _ in timed])
+    watts = np.array([w for _, _, w in timed], dtype=np.float64)
     if not secs.size or secs.sum() <= 0:
         return np.zeros(0), np.zeros(0), "none"
     order = np.argsort(-watts, kind="stable")

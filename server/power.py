@@ -137,3 +137,19 @@ def sensor_samples(readings: Sequence[Reading], gap_s: float) -> list[tuple[date
         if 0 < dt <= gap_s:
             out.append((a.timestamp, b.timestamp, float(a.power_w)))  # type: ignore[arg-type]
     return out
+
+
+def power_holds(readings: Sequence[Reading], resolution_kwh: float, gap_s: float,
+                intervals: Sequence[PowerInterval] | None = None) -> tuple[list[tuple[datetime, datetime, float]], str]:
+    """The best power series as (start, end, W) holds, and where it comes from (sensor | register | none).
+
+    Sensor samples when the series has any (each holds until the next, at most ``gap_s``), else the derived mean
+    power between register steps (``intervals`` from :func:`derive_power`, computed here when not given).
+    """
+    sensor = sensor_samples(readings, gap_s)
+    if sensor:
+        return sensor, "sensor"
+    if intervals is None:
+        intervals = derive_power(readings, resolution_kwh, gap_s)
+    steps = [(i.start, i.end, i.power_w) for i in intervals if i.kind == "step" and i.power_w is not None]
+    return steps, "register" if steps else "none"
