@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from ocr.image_io import load_image, to_grey
+from ocr.phase import PhaseReference, spectrum
 from ocr.profile import Alignment, Box, Transform
 from ocr.transforms import apply_transform, is_exact, transform_matrix, transformed_size
 from smartmeter.errors import UnreadableError
@@ -152,11 +153,13 @@ class Aligner:
         self.ref_to_work = scale_matrix(reference.scale, reference.scale)
         self.ref_float = reference.grey.astype(np.float32)
         self.boxes = list(boxes)
-        self.patches = self._halves(reference.scale)
-        self.fine_patches = self._windows(reference.fine_scale)
+        # reference spectra are computed once: each photo then costs one transform per window, not two
+        self.patches = _phase_windows(self.ref_float, self._halves(reference.scale))
+        self.fine_patches = _phase_windows(reference.fine, self._windows(reference.fine_scale))
         self.coarse_size = (max(1, self.work_size[0] // COARSE), max(1, self.work_size[1] // COARSE))
-        self.ref_coarse = cv2.resize(self.ref_float, self.coarse_size, interpolation=cv2.INTER_AREA)
-        self.ref_coarse_flipped = [(cv2.flip(self.ref_coarse, code), how) for code, how in
+        ref_coarse = cv2.resize(self.ref_float, self.coarse_size, interpolation=cv2.INTER_AREA)
+        self.ref_coarse = PhaseReference(ref_coarse)
+        self.ref_coarse_flipped = [(PhaseReference(cv2.flip(ref_coarse, code)), how) for code, how in
                                    ((1, "mirrored left-right"), (0, "upside down"), (-1, "turned by 180 degrees"))]
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
@@ -249,13 +252,13 @@ class Aligner:
         if small.shape != self.ref.grey.shape:
             raise AlignmentError("work image size differs from the reference")
         # coarse translation at half the work size (a quarter of the cost); the windows make it precise.
-        # No window function: OpenCV 5.0's phaseCorrelate keeps a window between calls (later calls use it)
-        coarse = cv2.resize(small, self.coarse_size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        (dx, dy), response = cv2.phaseCorrelate(self.ref_coarse, coarse)
+        # (no window function, as before: the photo's spectrum is shared by the reference and its mirror images)
+        coarse = spectrum(cv2.resize(small, self.coarse_size, interpolation=cv2.INTER_AREA))
+        (dx, dy), response = self.ref_coarse.correlate(spec=coarse)
         if not np.isfinite(response) or response < PHASE_MIN_RESPONSE:
             raise AlignmentError(f"no clear translation (response {response:.2f} < {PHASE_MIN_RESPONSE})")
         for flipped, how in self.ref_coarse_flipped:  # a symmetric meter face also matches a mirrored photo
-            other = cv2.phaseCorrelate(flipped, coarse)[1]
+            other = flipped.correlate(spec=coarse)[1]
             if other >= response - MIN_FLIP_MARGIN:
                 raise AlignmentError(f"the photo looks {how} against the reference ({other:.2f} vs "
                                      f"{response:.2f}): check the profile's transform")
@@ -263,7 +266,7 @@ class Aligner:
         h_work = np.array([[1.0, 0.0, -dx * sx], [0.0, 1.0, -dy * sy], [0.0, 0.0, 1.0]])
         responses: list[float] = []
         for _ in range(PHASE_PASSES):  # look at the halves through the current estimate, correct it
-            delta, responses, residual = _correct(small, h_work, self.patches, self.ref_float)
+            delta, responses, residual = _correct(small, h_work, self.patches)
             h_work = delta @ h_work
             if residual < CONVERGED_PX:
                 break
@@ -279,7 +282,7 @@ class Aligner:
         f = self.ref.fine_scale
         to_fine = scale_matrix(f, f) @ homography
         try:
-            delta, _, residual = _correct(grey, to_fine, self.fine_patches, self.ref.fine)
+            delta, _, residual = _correct(grey, to_fine, self.fine_patches)
         except AlignmentError as exc:
             log.debug("fine alignment pass skipped: %s", exc)
             return homography
@@ -348,21 +351,33 @@ class Aligner:
         return h_work, AlignResult(np.eye(3), "template", 0.0, score=float(best))
 
 
-def _correct(image: np.ndarray, to_ref: np.ndarray, windows: list[tuple[int, int, int, int]],
-             ref: np.ndarray) -> tuple[np.ndarray, list[float], float]:
-    """Look at two windows of the reference ``ref`` through the current estimate ``to_ref`` (image -> ref
-    pixels) and return the similarity that corrects it (ref -> ref), the windows' phase correlation responses and
-    the largest remaining shift. AlignmentError when a window does not match clearly."""
+PhaseWindow = tuple[tuple[int, int, int, int], PhaseReference]
+
+
+def _phase_windows(ref: np.ndarray, windows: list[tuple[int, int, int, int]]) -> list[PhaseWindow]:
+    """Windows ``(x0, y0, x1, y1)`` of ``ref`` with their reference spectra."""
+    return [((x0, y0, x1, y1), PhaseReference(ref[y0:y1, x0:x1])) for x0, y0, x1, y1 in windows]
+
+
+def _is_affine(m: np.ndarray) -> bool:
+    return abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1.0) < 1e-12
+
+
+def _correct(image: np.ndarray, to_ref: np.ndarray,
+             windows: list[PhaseWindow]) -> tuple[np.ndarray, list[float], float]:
+    """Look at two reference windows through the current estimate ``to_ref`` (image -> ref pixels) and return
+    the similarity that corrects it (ref -> ref), the windows' phase correlation responses and the largest
+    remaining shift. AlignmentError when a window does not match clearly."""
     moved, still, responses, worst = [], [], [], 0.0
-    affine = np.allclose(to_ref[2], [0.0, 0.0, 1.0], atol=1e-12)
-    for x0, y0, x1, y1 in windows:
+    affine = _is_affine(to_ref)
+    for (x0, y0, x1, y1), ref in windows:
         m = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]]) @ to_ref
         size = (x1 - x0, y1 - y0)
         if affine:
             patch = cv2.warpAffine(image, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         else:
             patch = cv2.warpPerspective(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        (ex, ey), r = cv2.phaseCorrelate(ref[y0:y1, x0:x1], patch.astype(np.float32, copy=False))
+        (ex, ey), r = ref.correlate(patch)
         if not np.isfinite(r) or r < PATCH_MIN_RESPONSE:
             raise AlignmentError(f"the digit region does not match at the translation (response {r:.2f})")
         log.debug("phase window %s: residual %.2f %.2f, response %.2f", (x0, y0, x1, y1), ex, ey, r)
@@ -409,7 +424,7 @@ def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | Non
     call and sliced, which is faster.
     """
     h, w = image.shape[:2]
-    if homography is None or (scale == 1.0 and np.allclose(homography, np.eye(3), atol=1e-9)):
+    if homography is None or (scale == 1.0 and float(np.abs(homography - np.eye(3)).max()) <= 1e-9):
         for x, y, bw, bh in boxes:
             if x + bw > w or y + bh > h:
                 raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {w}x{h} photo")
@@ -432,6 +447,6 @@ def _warp(image: np.ndarray, homography: np.ndarray, box: Box, scale: float) -> 
     x, y, bw, bh = box
     to_box = scale_matrix(scale, scale) @ np.array([[1.0, 0.0, -x], [0.0, 1.0, -y], [0.0, 0.0, 1.0]]) @ homography
     size = (max(1, round(bw * scale)), max(1, round(bh * scale)))
-    if np.allclose(to_box[2], [0.0, 0.0, 1.0], atol=1e-12):  # affine (every method but ORB): cheaper
+    if _is_affine(to_box):  # affine (every method but ORB): cheaper
         return cv2.warpAffine(image, to_box[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.warpPerspective(image, to_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
