@@ -26,7 +26,9 @@ import torch
 from torch import nn
 
 from ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
+from ocr.digit_fonts import FONT_DIR, find_fonts, render_pool
 from ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
+from ocr.digit_rolls import build_roll_pools, synth_rolls
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +73,35 @@ def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
 
 def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: int, batch: int = 128,
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
-          vscale: float = 0.0, recipe: int = 2) -> nn.Module:
+          vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
+          widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
+          font_pool: int = 20000) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_model()
+    model = build_model(widths)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(train_set) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     targets_all = soft_targets(train_set.labels, sigma)
+    pools = build_roll_pools(train_set) if roll > 0 else {}
+    roll_rng = np.random.default_rng(seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
+    font_crops, font_labels = render_pool(find_fonts(font_dir), font_pool, seed + 2) if fonts > 0 else ([], None)
+    n_fonts = int(round(fonts * len(train_set))) if font_crops else 0
+    steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     for epoch in range(epochs):
         t0 = time.monotonic()
-        planes, _ = augment_batch(train_set.crops, train_set.labels, rng, glare=glare, frame=frame,
+        crops, labels = train_set.crops, train_set.labels
+        if pools:
+            crops, labels = synth_rolls(train_set, pools, roll_rng, roll)
+        if n_fonts:
+            assert font_labels is not None
+            pick = roll_rng.choice(len(font_crops), size=n_fonts, replace=False)
+            crops = [*crops, *(font_crops[j] for j in pick)]
+            labels = np.concatenate([labels, font_labels[pick]])
+        if pools or n_fonts:
+            targets_all = soft_targets(labels, sigma)
+        planes, _ = augment_batch(crops, labels, rng, glare=glare, frame=frame,
                                   hshift=hshift, vscale=vscale, recipe=recipe)
-        order = rng.permutation(len(train_set))
+        order = rng.permutation(len(labels))
         model.train()
         total = 0.0
         for i in range(0, len(order), batch):
@@ -112,6 +130,11 @@ def export_onnx(model: nn.Module, out: Path) -> None:
     torch.onnx.export(model, (torch.zeros(1, 1, HEIGHT, WIDTH),), str(out), input_names=["x"],
                       output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
                       opset_version=17, dynamo=False)
+
+
+def widths(text: str) -> tuple[int, int, int]:
+    a, b, c = (int(v) for v in text.split(","))
+    return a, b, c
 
 
 HOLDOUT_NAME = "digits-holdout.onnx"  # trained without HELD_OUT_METERS: honest accuracy on them
@@ -148,12 +171,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", type=int, choices=(1, 2), default=1,
                     help="augmentation: 1 = the shipped models' recipe (ignores --frame/--hshift/--vscale); "
                          "2 = side cut/pad, frame edges, tint, tilted glare (docs/model.md: not better yet)")
+    ap.add_argument("--roll", type=float, default=0.0,
+                    help="share of crops of rolling meters replaced each epoch by a synthetic half-rolled drum made "
+                         "from two whole-digit crops of the same meter (ocr.digit_rolls)")
+    ap.add_argument("--fonts", type=float, default=0.0,
+                    help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
+    ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
+    ap.add_argument("--widths", default="16,32,64", help="channels of the three conv stages")
+    ap.add_argument("--tag", default="", help="suffix for the output file names (experiments)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     data = load_digits(args.data, limit_per_meter=args.limit_per_meter, seed=args.seed)
     for variant in (["holdout", "all"] if args.meters == "both" else [args.meters]):
         out = args.out_dir / (HOLDOUT_NAME if variant == "holdout" else PRODUCTION_NAME)
+        if args.tag:
+            out = out.with_name(f"{out.stem}-{args.tag}{out.suffix}")
         train_variant(args, data, variant, out)
 
 
@@ -169,7 +202,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         log.info("training on %d crops of %d meters, holding out %d crops of %s", len(train_set),
                  len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
-                  hshift=args.hshift, vscale=args.vscale, recipe=args.recipe)
+                  hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
+                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -184,8 +218,9 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "nan_labels": "excluded from training and evaluation",
         "seed": args.seed,
         "epochs": args.epochs,
-        "augment": {"recipe": args.recipe, "glare": args.glare, "frame": args.frame, "hshift": args.hshift,
-                    "vscale": args.vscale},
+        "widths": list(widths(args.widths)),
+        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts, "glare": args.glare,
+                    "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,
         "limit_per_meter": args.limit_per_meter,
         "torch": torch.__version__,
