@@ -46,9 +46,14 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/simulator.py
 
+# Reproduce both shipped digit models: torch, and the Debian font packages the training renders digits from
+# (ocr.digit_fonts.FONT_PACKAGES); about 20 min per model on one core.
 train: setup
+	@need="$$($(PY) -c 'from ocr.digit_fonts import missing_font_packages; print(*missing_font_packages())')"; \
+	if [ -n "$$need" ]; then echo "installing Debian packages: $$need"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; fi
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m ocr.train --data ../shared/data/digits --out ocr/models/digits.onnx
+	$(PY) -m ocr.train --data ../shared/data/digits --threads 1
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -156,6 +156,18 @@ def _flat_glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(a.astype(np.float32) + band.astype(np.float32), 0, 255).astype(np.uint8)
 
 
+def _thin_line(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A sharp, thin, nearly horizontal line across the window: the edge of a reflection on the cover glass or a
+    scratch (bright, sometimes dark), which must not turn a 9 into an 8."""
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yc = rng.uniform(0.15, 0.85) * h + rng.uniform(-0.1, 0.1) * (xx - w / 2)
+    half = max(0.5, rng.uniform(0.01, 0.035) * h)
+    band = np.clip(1.0 - np.abs(yy - yc) / half, 0.0, 1.0)
+    amount = rng.uniform(80, 220) * (1.0 if rng.random() < 0.8 else -0.6)
+    return np.clip(a.astype(np.float32) + band * amount, 0, 255).astype(np.uint8)
+
+
 def _glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A bright reflection: a horizontal (slightly tilted) band or a round spot, added to the window."""
     h, w = a.shape
@@ -174,7 +186,7 @@ def _glare(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator,
                   height: int = HEIGHT, width: int = WIDTH, glare: float = 0.0,
                   frame: float = 0.0, hshift: float = 0.07, vscale: float = 0.0,
-                  recipe: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                  recipe: int = 2, lines: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Randomly distorted copies of BGR crops → (normalised ``N x H x W`` planes, labels).
 
     Colour becomes grey with random channel weights half of the time, or after a random tint (the reader's fixed
@@ -222,6 +234,8 @@ def augment_batch(crops: list[np.ndarray], labels: np.ndarray, rng: np.random.Ge
         a = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if glare > 0 and rng.random() < glare:
             a = _glare(a, rng) if recipe >= 2 else _flat_glare(a, rng)
+        if lines > 0 and rng.random() < lines:
+            a = _thin_line(a, rng)
         if recipe >= 2 and frame > 0:
             if rng.random() < frame:
                 j = int(rng.integers(0, n))

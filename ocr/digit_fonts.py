@@ -46,6 +46,11 @@ class DigitFont:
     segments: bool  # a seven-segment (LCD) face: whole digits only
 
 
+def missing_font_packages() -> list[str]:
+    """Those of :data:`FONT_PACKAGES` not installed (``make train`` installs them)."""
+    return [p for p in FONT_PACKAGES if not (Path("/usr/share/doc") / p).is_dir()]
+
+
 def find_fonts(root: Path = FONT_DIR) -> list[DigitFont]:
     """Usable fonts under ``root`` (TrueType/OpenType files that render the ten digits), sorted by path."""
     fonts = []
@@ -85,7 +90,7 @@ def render_digit(font: DigitFont, value: float, rng: np.random.Generator) -> tup
     gw = max(b[2] - b[0] for b in boxes)
     scheme = SCHEMES[int(rng.choice(len(SCHEMES), p=SCHEME_P))]
     bg, ink = _colour(rng, scheme[0]), _colour(rng, scheme[1])
-    win_w = max(8, round(gw * rng.uniform(1.2, 1.8)))
+    win_w = max(8, round(gw * rng.uniform(1.2, 2.0 if font.segments else 1.8)))
     if font.segments:
         pitch = gh * 2.0  # nothing above or below an LCD digit
         win_h = round(gh * rng.uniform(1.1, 1.5))
@@ -100,6 +105,14 @@ def render_digit(font: DigitFont, value: float, rng: np.random.Generator) -> tup
     if font.segments and rng.random() < 0.5:  # the unlit segments, faintly visible
         faint = tuple(int(b + (i - b) * rng.uniform(0.06, 0.2)) for b, i in zip(bg, ink, strict=True))
         _draw_centred(draw, face, "8", cx, centre_of[1], faint)  # type: ignore[arg-type]
+    if font.segments and rng.random() < 0.6:  # an LCD crop often shows parts of the digits beside it
+        step = gw * rng.uniform(1.1, 1.45)
+        for side in (-1, 1):
+            _draw_centred(draw, face, str(int(rng.integers(0, 10))), cx + side * step, centre_of[1], ink)
+            if rng.random() < 0.3:  # a decimal point or separator between them
+                px = cx + side * step / 2.0
+                r = max(1.0, gw * 0.06)
+                draw.ellipse((px - r, centre_of[1] + gh / 2 - 2 * r, px + r, centre_of[1] + gh / 2), fill=ink)
     for j, k in enumerate((d - 1, d, d + 1)):
         if font.segments and k != d:
             continue

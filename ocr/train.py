@@ -75,7 +75,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
           vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
-          font_pool: int = 20000) -> nn.Module:
+          font_pool: int = 20000, lines: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
@@ -100,7 +100,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
         if pools or n_fonts:
             targets_all = soft_targets(labels, sigma)
         planes, _ = augment_batch(crops, labels, rng, glare=glare, frame=frame,
-                                  hshift=hshift, vscale=vscale, recipe=recipe)
+                                  hshift=hshift, vscale=vscale, recipe=recipe, lines=lines)
         order = rng.permutation(len(labels))
         model.train()
         total = 0.0
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fonts", type=float, default=0.0,
                     help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
     ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
+    ap.add_argument("--lines", type=float, default=0.0,
+                    help="share of crops crossed by a thin sharp line (reflection edge, scratch)")
     ap.add_argument("--widths", default="16,32,64", help="channels of the three conv stages")
     ap.add_argument("--tag", default="", help="suffix for the output file names (experiments)")
     args = ap.parse_args(argv)
@@ -203,7 +205,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                  len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
                   hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
-                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir)
+                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -219,7 +221,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "seed": args.seed,
         "epochs": args.epochs,
         "widths": list(widths(args.widths)),
-        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts, "glare": args.glare,
+        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts, "lines": args.lines,
+                    "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,
         "limit_per_meter": args.limit_per_meter,
