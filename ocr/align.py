@@ -59,6 +59,8 @@ PHASE_MAX_SCALE = 0.1  # beyond this zoom or turn, a translation + two patches i
 PHASE_MAX_DEGREES = 6.0
 PHASE_PASSES = 2  # a second pass looks through the first pass' rotation and zoom ...
 CONVERGED_PX = 0.5  # ... unless the first pass found the translation right already
+TRACK_MIN_RESPONSE = 0.3  # tracking: both end windows must match at least this well at the last position ...
+TRACK_MAX_RESIDUAL_PX = 1.0  # ... and need less than this correction (fine-scale pixels), else the full search
 MIN_TEMPLATE_SCORE = 0.5
 MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
 
@@ -74,7 +76,7 @@ class MovedTooFar(AlignmentError):
 @dataclass(frozen=True)
 class AlignResult:
     homography: np.ndarray  # 3x3, photo pixels -> reference pixels
-    method: str  # "identity" | "orb" | "template"
+    method: str  # "identity" | "phase" | "orb" | "template" | "tracked" (the last photo's, corrected)
     shift_px: float  # largest movement of a reference-frame corner, reference pixels
     inliers: int = 0
     score: float = 0.0
@@ -162,6 +164,7 @@ class Aligner:
         self.ref_coarse_flipped = [(PhaseReference(cv2.flip(ref_coarse, code)), how) for code, how in
                                    ((1, "mirrored left-right"), (0, "upside down"), (-1, "turned by 180 degrees"))]
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._last: tuple[tuple[int, ...], Transform, AlignResult] | None = None  # for tracking (one assignment)
 
     def align(self, image: np.ndarray, transform: Transform | None = None) -> AlignResult:
         """Homography photo -> reference, or AlignmentError. ``image`` is the photo as decoded (BGR or grey, any
@@ -170,7 +173,49 @@ class Aligner:
         if self.settings.method == "none":
             return AlignResult(np.eye(3), "identity", 0.0)
         grey = to_grey(image)
-        small, photo_to_work = self.work_image(grey, transform or Transform())
+        transform = transform or Transform()
+        if self.settings.track:
+            tracked = self._track(grey, transform)
+            if tracked is not None:
+                return tracked
+        result = self._search(grey, transform)
+        if self.settings.track:
+            self._last = (grey.shape, transform, result)
+        return result
+
+    def forget(self) -> None:
+        """Drop the tracked position: the next photo gets the full search."""
+        self._last = None
+
+    def _track(self, grey: np.ndarray, transform: Transform) -> AlignResult | None:
+        """The last photo's alignment, corrected by the two end windows at the fine scale, when the camera has
+        not moved: both windows match clearly and need less than TRACK_MAX_RESIDUAL_PX of correction. None
+        (then the full search runs) otherwise; a photo of another size or transform is never tracked."""
+        last = self._last
+        if last is None or last[0] != grey.shape or last[1] != transform:
+            return None
+        prev = last[2]
+        f = self.ref.fine_scale
+        try:
+            delta, responses, residual = _correct(grey, scale_matrix(f, f) @ prev.homography, self.fine_patches)
+        except AlignmentError:
+            return None
+        if residual >= TRACK_MAX_RESIDUAL_PX or min(responses) < TRACK_MIN_RESPONSE:
+            return None
+        homography = np.asarray(np.linalg.inv(scale_matrix(f, f)) @ delta @ scale_matrix(f, f) @ prev.homography)
+        h_work = self.ref_to_work @ homography @ np.linalg.inv(self.work_matrix(grey, transform))
+        try:
+            _check_not_degenerate(h_work)
+        except AlignmentError:
+            return None
+        shift = self._shift(h_work)
+        if shift > self.settings.max_shift_px:
+            return None
+        return AlignResult(homography, "tracked", shift, score=min(responses))
+
+    def _search(self, grey: np.ndarray, transform: Transform) -> AlignResult:
+        """Full alignment: phase correlation, else ORB, else template (see the module docstring)."""
+        small, photo_to_work = self.work_image(grey, transform)
         reasons: list[str] = []
         too_far: MovedTooFar | None = None
         methods = [("translation", self._phase), ("features", self._orb), ("template", self._template)]
@@ -200,6 +245,23 @@ class Aligner:
             raise MovedTooFar(f"{too_far}; " + "; ".join(r for r in reasons if str(too_far) not in r))
         raise AlignmentError("cannot align the photo to the reference: " + "; ".join(reasons))
 
+    def work_matrix(self, grey: np.ndarray, transform: Transform) -> np.ndarray:
+        """The 3x3 matrix photo pixels -> work pixels of :meth:`work_image`, without making the image."""
+        return self._work_geometry(grey, transform)[1]
+
+    def _work_geometry(self, grey: np.ndarray, transform: Transform) -> tuple[tuple[int, int], np.ndarray]:
+        """Size the photo is first shrunk to, and the matrix photo pixels -> work pixels. Quarter turns and
+        flips shrink first, then permute pixels exactly; other angles shrink, then turn onto the work canvas."""
+        h, w = grey.shape[:2]
+        tw, th = transformed_size(w, h, transform)
+        ww, wh = self.work_size
+        if is_exact(transform):
+            size = (wh, ww) if (tw, th) != (w, h) else (ww, wh)
+        else:
+            s = ww / tw
+            size = (max(1, round(w * s)), max(1, round(h * s)))
+        return size, np.asarray(transform_matrix(size[0], size[1], transform) @ scale_matrix(size[0] / w, size[1] / h))
+
     def work_image(self, grey: np.ndarray, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
         """The photo in the reference frame at work size (grey), and the 3x3 matrix photo pixels -> work pixels."""
         h, w = grey.shape[:2]
@@ -207,18 +269,13 @@ class Aligner:
         rw, rh = self.ref.size
         if abs(tw / th - rw / rh) > 0.02:
             raise AlignmentError(f"photo is {tw}x{th} but the reference is {rw}x{rh} (another camera or transform?)")
-        ww, wh = self.work_size
-        if is_exact(transform):  # quarter turns and flips: shrink first, then permute pixels exactly
-            pre = (wh, ww) if (tw, th) != (w, h) else (ww, wh)
-            small = grey if (w, h) == pre else cv2.resize(grey, pre, interpolation=cv2.INTER_AREA)
-            to_work = transform_matrix(pre[0], pre[1], transform) @ scale_matrix(pre[0] / w, pre[1] / h)
+        size, to_work = self._work_geometry(grey, transform)
+        small = grey if (w, h) == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        if is_exact(transform):
             return apply_transform(small, transform), to_work
-        s = ww / tw
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         m = transform_matrix(size[0], size[1], transform)
-        warped = cv2.warpAffine(small, m[:2], (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        return warped, m @ scale_matrix(size[0] / w, size[1] / h)
+        warped = cv2.warpAffine(small, m[:2], self.work_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return warped, to_work
 
     def _shift(self, h_work: np.ndarray) -> float:
         """Largest movement of a reference corner (reference pixels) by a work-scale photo -> reference map."""

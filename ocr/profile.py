@@ -33,6 +33,8 @@ class Alignment(BaseModel):
         "orb", description="How to align a photo to the reference: ORB features + homography, or template match.")
     max_shift_px: float = Field(80.0, gt=0, description="Reject alignments that move the image more than this.")
     min_inliers: int = Field(12, ge=4, description="ORB: fewest matching features for a trusted homography.")
+    track: bool = Field(True, description="Photos after the first: look first at where the last photo was found "
+                                          "(two windows, sub-pixel check); the full search runs when that fails.")
 
 
 class Profile(BaseModel):

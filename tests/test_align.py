@@ -109,6 +109,29 @@ def test_mirrored_photos_are_refused_by_phase_correlation(tmp_path: Path) -> Non
     assert any("looks" in m for m in messages), messages  # a peak as clear as a real photo's, refused
 
 
+def test_the_next_photo_is_tracked_and_more_precise_never_less_safe(tmp_path: Path) -> None:
+    a = aligner()
+    first = a.align(load_image(PHOTOS / "upright.jpg", grey=True))
+    assert first.method == "phase"
+    again = a.align(load_image(PHOTOS / "upright.jpg", grey=True))
+    assert again.method == "tracked"
+    assert worst_error(again.homography, (6, -4, 1.0, 1.0)) < 1.0
+    # the camera moved: tracking gives up and the full search finds the new pose
+    moved = a.align(load_image(PHOTOS / "shifted.jpg", grey=True))
+    assert moved.method != "tracked" and worst_error(moved.homography, (38, 22, -2.0, 1.03)) < 1.5
+    with pytest.raises(MovedTooFar):  # moved too far: still refused after good photos
+        a.align(load_image(PHOTOS / "moved_far.jpg", grey=True))
+    a.align(load_image(PHOTOS / "upright.jpg", grey=True))
+    for code in (1, 0, -1):  # a mirrored or upside-down photo is never taken for the last position
+        with pytest.raises(AlignmentError):
+            a.align(cv2.flip(load_image(PHOTOS / "upright.jpg", grey=True), code))
+    half = a.align(load_image(PHOTOS / "upright.jpg", grey=True, reduce=2))  # another size: full search
+    assert half.method == "phase"
+    a.forget()
+    assert a.align(load_image(PHOTOS / "upright.jpg", grey=True)).method == "phase"
+    assert aligner(track=False).align(load_image(PHOTOS / "upright.jpg", grey=True)).method == "phase"
+
+
 def test_template_fallback_finds_a_translation() -> None:
     result = aligner(method="template").align(load_image(PHOTOS / "upright.jpg"))
     assert result.method == "template"
