@@ -29,21 +29,19 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ocr.locate_blobs import Row, find_rows
+from ocr.locate_blobs import find_rows
 from ocr.locate_geometry import (
     Box,
     Slots,
-    border_level,
     crop_deskewed,
     decimal_point,
     decimals_from_red,
     deskew_matrix,
-    digit_offset,
     fit_slots,
     red_share,
-    refit_slots,
     runs_past,
 )
+from ocr.locate_verify import Candidate, count_factor, read_shapes, verify
 from ocr.profile import Profile, Transform
 from ocr.readers.base import DigitReader
 from smartmeter.errors import ImageError, UnreadableError
@@ -56,32 +54,10 @@ MAX_VERIFY = 10  # candidates read with the digit reader
 MIN_DIGITS = 3
 MIN_SCORE = 0.55  # below: "no counter found" (score = geometry x reader confidence)
 MIN_GEOMETRY = 0.2  # without a reader
-AUTO_MIN_CONFIDENCE = 0.8  # an unknown installation reads only when every digit is this sure
+AUTO_MIN_CONFIDENCE = 0.9  # an unknown installation reads only when every digit is this sure (in the surest box)
 LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and next digit are both plausible
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
 LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
-
-
-@dataclass
-class Candidate:
-    row: Row
-    angle: float
-    matrix: np.ndarray
-    slots: Slots
-    first: int  # first slot index used (may be -1 after extending left)
-    last: int  # one past the last slot index used
-    geometry: float
-    confidence: float = 0.0
-    digits: list[DigitValue] = field(default_factory=list)
-    complete: bool = True  # no unread digit-like cell continues the row
-
-    @property
-    def boxes(self) -> list[Box]:
-        return self.slots.boxes(self.first, self.last)
-
-    @property
-    def score(self) -> float:
-        return self.geometry if not self.digits else self.geometry * (0.4 + 0.6 * self.confidence)
 
 
 @dataclass
@@ -93,15 +69,12 @@ class LocateResult:
     window: tuple[int, int, int, int]
     digits: list[DigitValue] = field(default_factory=list)  # what the reader saw while verifying
     candidates: int = 0
-
-
-def _count_factor(n: int) -> float:
-    return 0.5 if n == 3 else 0.8 if n in (4, 9) else 1.0 if 5 <= n <= 8 else 0.4
+    unstable: list[int] = field(default_factory=list)  # digits (0-based) reading differently in other box shapes
 
 
 def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
     """Prefer 4-8 evenly spaced, well filled, large digits."""
-    count = _count_factor(n)
+    count = count_factor(n)
     size = min(1.0, 0.4 + work_h / 60.0)
     return count * slots.regularity ** 0.5 * slots.filled * size
 
@@ -152,117 +125,6 @@ def _distinct(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
-
-
-@dataclass
-class _Cell:
-    """What one slot shows: the reader's value, the background ring, the ink contrast and the red share."""
-
-    value: DigitValue
-    level: float
-    ink: float
-    red: float
-
-
-def _cells(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> list[dict[int, _Cell]]:
-    """Read every candidate's slots plus ``EXTEND`` beyond each end in one batch."""
-    crops: list[np.ndarray] = []
-    keys: list[tuple[int, int]] = []
-    for ci, c in enumerate(cands):
-        for k in range(-EXTEND, c.slots.count + EXTEND):
-            crops.append(crop_deskewed(image, c.matrix, c.slots.box(k)))
-            keys.append((ci, k))
-    values = reader.read_batch(crops)
-    out: list[dict[int, _Cell]] = [{} for _ in cands]
-    for (ci, k), crop, v in zip(keys, crops, values, strict=True):
-        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        out[ci][k] = _Cell(v, border_level(grey), float(np.std(grey)), red_share(crop))
-    return out
-
-
-def _reads(cell: _Cell, floor: float) -> bool:
-    return cell.value.value is not None and cell.value.confidence >= floor
-
-
-def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[int, int, bool, dict[int, float]]:
-    """Grow the row over neighbour slots that continue it; (first, last, complete, centre offsets found).
-
-    A neighbour continues the row when it holds ink like the row's digits on the same background (or on red, to
-    the right: decimal drums), a digit-sized blob at the row's pitch, and reads as a digit. A neighbour that
-    looks like that but does not read makes the row incomplete: its reading would be a digit short, so no
-    reading at all.
-    """
-    n = c.slots.count
-    inner = [cells[k] for k in range(n)]
-    level = float(np.median([x.level for x in inner]))
-    spread = float(np.median([x.ink for x in inner]))
-    lead_red = float(np.median([x.red for x in inner[: max(1, n - 3)]]))
-    offsets: dict[int, float] = {}
-
-    def step(k: int, right: bool) -> str:
-        """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
-        cell = cells[k]
-        red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
-        if not (abs(cell.level - level) < 60 or red) or cell.ink < 0.5 * spread:
-            return "end"
-        polarity = None if red else c.row.light_on_dark
-        off = digit_offset(image, c.matrix, c.slots, k, polarity)
-        if off is not None and _reads(cell, 0.5):
-            offsets[k] = off
-            return "digit"
-        if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
-            return "maybe"
-        return "end"
-
-    first, last, complete = 0, n, True
-    while first > -EXTEND:
-        verdict = step(first - 1, False)
-        complete = complete and verdict != "maybe"
-        if verdict != "digit":
-            break
-        first -= 1
-    while last < n + EXTEND:
-        verdict = step(last, True)
-        complete = complete and verdict != "maybe"
-        if verdict != "digit":
-            break
-        last += 1
-    if complete and (first == -EXTEND or last == n + EXTEND):
-        complete = False  # still going after EXTEND slots: not a counter row we understand
-    return first, last, complete, {k: v for k, v in offsets.items() if first <= k < last}
-
-
-def _verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
-    """Read each candidate's digits and its neighbours; extend rows that continue; set confidence."""
-    for c, cells in zip(cands, _cells(image, cands, reader), strict=True):
-        first, last, c.complete, offsets = _extend(image, c, cells)
-        if first != 0 or last != c.slots.count:
-            old = _count_factor(c.slots.count)
-            c.slots = refit_slots(c.slots, first, last, offsets)
-            c.geometry *= _count_factor(c.slots.count) / old
-            crops = [crop_deskewed(image, c.matrix, b) for b in c.slots.boxes()]
-            cells = {k: _Cell(v, border_level(x), float(np.std(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY))), red_share(x))
-                     for k, (x, v) in enumerate(zip(crops, reader.read_batch(crops), strict=True))}
-        n = c.slots.count
-        c.first, c.last = 0, n
-        used = [cells[k] for k in range(n)]
-        c.digits = [x.value for x in used]
-        confs = [x.value.confidence if x.value.value is not None else 0.0 for x in used]
-        # a row of real digits reads confidently everywhere: weigh the weakest digit in
-        c.confidence = 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
-        if not c.complete:
-            c.confidence *= 0.5
-        if n >= 4 and all(x.value.value is not None and round(x.value.value) % 10 == 1 for x in used):
-            c.confidence *= 0.3  # a row of bars (drum gaps, frame edges) reads as all ones
-        levels = [x.level for x in used]
-        inner = float(np.median(levels))
-        lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))
-        # a digit on another background (a label next to the window); red decimal drums excepted
-        if any(abs(x.level - inner) >= 60 and not (x.red >= 0.12 and x.red >= lead_red + 0.1) for x in used):
-            c.confidence *= 0.5
-
-
 def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateResult:
     """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate)."""
     image = _check_image(image_bgr)
@@ -271,7 +133,7 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     total = len(cands)
     if reader is not None and cands:
         cands = cands[:MAX_VERIFY]
-        _verify(image, cands, reader)
+        verify(image, cands, reader)
         cands.sort(key=lambda c: -c.score)
         floor = MIN_SCORE
     else:
@@ -295,7 +157,8 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     if rival is not None and rival.score >= AMBIGUOUS * best.score:
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
-    return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total)
+    unstable = read_shapes(image, best, reader) if reader is not None else []
+    return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total, unstable)
 
 
 def _profile(image: np.ndarray, c: Candidate) -> Profile:
@@ -362,13 +225,13 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
         return OcrResult(reading=None, value=None, confidence=0.0, error=exc.message, reader_version=version), None
     profile = found.profile
     values = found.digits or reader.read_batch(crops_for(image_bgr, profile))
-    result = _assemble(values, profile)
+    result = _assemble(values, profile, found.unstable)
     result.reader_version = version
     return result, profile
 
 
-def _assemble(values: list[DigitValue], profile: Profile) -> OcrResult:
-    """Digits -> reading via ``ocr.assemble``; a weak digit or an inconsistent row gives no reading."""
+def _assemble(values: list[DigitValue], profile: Profile, unstable: list[int] | None = None) -> OcrResult:
+    """Digits -> reading via ``ocr.assemble``; a weak or unstable digit or an inconsistent row gives no reading."""
     from ocr.assemble import assemble
 
     floor = max(profile.min_confidence, AUTO_MIN_CONFIDENCE)
@@ -376,6 +239,10 @@ def _assemble(values: list[DigitValue], profile: Profile) -> OcrResult:
     if weak:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
                          error=f"digit {', '.join(map(str, weak))} read below confidence {floor}")
+    if unstable:
+        return OcrResult(reading=None, value=None, confidence=0.0, digits=values,
+                         error=f"digit {', '.join(str(i + 1) for i in unstable)} reads differently in a slightly "
+                               "different box")
     raw = [v.value % 10.0 for v in values if v.value is not None]
     if LAST_DRUM_AMBIGUOUS[0] <= raw[-1] % 1.0 < LAST_DRUM_AMBIGUOUS[1]:
         # x.8-x.95: either x in transit or x+1 read a little low; a configured meter may take floor(x), an

@@ -60,10 +60,12 @@ class Slots:
     regularity: float  # 1 = perfectly even spacing
     filled: float  # share of slots that had a blob
     pieces: float  # mean pieces per blob (seven-segment digits come in pieces)
+    box_h: float = 1.22  # digit box height relative to the digit height
+    box_w: float = 1.3  # digit box width relative to the digit width (at least 0.55 x the box height)
 
     def box(self, k: int) -> Box:
-        bh = self.digit_h * 1.22
-        bw = min(self.pitch * 0.98, max(self.digit_w * 1.3, bh * 0.55))
+        bh = self.digit_h * self.box_h
+        bw = min(self.pitch * 0.98, max(self.digit_w * self.box_w, bh * 0.55))
         cx = self.x0 + k * self.pitch
         return int(round(cx - bw / 2)), int(round(self.cy - bh / 2)), int(round(bw)), int(round(bh))
 

@@ -1,0 +1,202 @@
+"""Verification of candidate counter rows with the digit reader (step 3 of ``ocr.autolocate``).
+
+Each candidate row is read at a few digit-box shapes (``BOX_SHAPES``) and keeps the one the reader is surest of
+over the whole row; its neighbour slots (``EXTEND`` beyond each end) decide whether the row continues (red decimal
+drums and leading zeros break blob chains) or may continue past a digit that does not read (incomplete).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from ocr.locate_blobs import Row
+from ocr.locate_geometry import Box, Slots, border_level, crop_deskewed, digit_offset, red_share, refit_slots
+from ocr.readers.base import DigitReader
+from smartmeter.types import DigitValue
+
+log = logging.getLogger(__name__)
+
+EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
+# digit box (height, width) relative to the digit's height and width, tried per row: the reader reads best from
+# a box framed like its training crops, which differ between meters (a drum digit filling its cell, a thin glyph)
+BOX_SHAPES = ((1.22, 1.3), (1.1, 1.2), (1.0, 1.1))
+
+
+def count_factor(n: int) -> float:
+    """How plausible ``n`` digits are for a counter."""
+    return 0.5 if n == 3 else 0.8 if n in (4, 9) else 1.0 if 5 <= n <= 8 else 0.4
+
+
+@dataclass
+class Candidate:
+    row: Row
+    angle: float
+    matrix: np.ndarray
+    slots: Slots
+    first: int  # first slot index used (may be -1 after extending left)
+    last: int  # one past the last slot index used
+    geometry: float
+    confidence: float = 0.0
+    digits: list[DigitValue] = field(default_factory=list)
+    complete: bool = True  # no unread digit-like cell continues the row
+
+    @property
+    def boxes(self) -> list[Box]:
+        return self.slots.boxes(self.first, self.last)
+
+    @property
+    def score(self) -> float:
+        return self.geometry if not self.digits else self.geometry * (0.4 + 0.6 * self.confidence)
+
+
+@dataclass
+class _Cell:
+    """What one slot shows: the reader's value, the background ring, the ink contrast and the red share."""
+
+    value: DigitValue
+    level: float
+    ink: float
+    red: float
+
+
+def _cell(crop: np.ndarray, value: DigitValue) -> _Cell:
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    return _Cell(value, border_level(grey), float(np.std(grey)), red_share(crop))
+
+
+def _read_slots(image: np.ndarray, jobs: list[tuple[Candidate, Slots, range]],
+                reader: DigitReader) -> list[dict[int, _Cell]]:
+    """Read the given slots of each (candidate, slot shape) in one batch."""
+    crops: list[np.ndarray] = []
+    for c, slots, ks in jobs:
+        crops += [crop_deskewed(image, c.matrix, slots.box(k)) for k in ks]
+    values = iter(zip(crops, reader.read_batch(crops), strict=True))
+    return [{k: _cell(*next(values)) for k in ks} for _, _, ks in jobs]
+
+
+def _row_confidence(cells: list[_Cell]) -> float:
+    """A row of real digits reads confidently everywhere: 0.7 x mean + 0.3 x the weakest digit."""
+    confs = [x.value.confidence if x.value.value is not None else 0.0 for x in cells]
+    return 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
+
+
+def _reads(cell: _Cell, floor: float) -> bool:
+    return cell.value.value is not None and cell.value.confidence >= floor
+
+
+def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[int, int, bool, dict[int, float]]:
+    """Grow the row over neighbour slots that continue it; (first, last, complete, centre offsets found).
+
+    A neighbour continues the row when it holds ink like the row's digits on the same background (or on red, to
+    the right: decimal drums), a digit-sized blob at the row's pitch, and reads as a digit. A neighbour that
+    looks like that but does not read makes the row incomplete: its reading would be a digit short, so no
+    reading at all.
+    """
+    n = c.slots.count
+    inner = [cells[k] for k in range(n)]
+    level = float(np.median([x.level for x in inner]))
+    spread = float(np.median([x.ink for x in inner]))
+    lead_red = float(np.median([x.red for x in inner[: max(1, n - 3)]]))
+    offsets: dict[int, float] = {}
+
+    def step(k: int, right: bool) -> str:
+        """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
+        cell = cells[k]
+        red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
+        if not (abs(cell.level - level) < 60 or red) or cell.ink < 0.5 * spread:
+            return "end"
+        polarity = None if red else c.row.light_on_dark
+        off = digit_offset(image, c.matrix, c.slots, k, polarity)
+        if off is not None and _reads(cell, 0.5):
+            offsets[k] = off
+            return "digit"
+        if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
+            return "maybe"
+        return "end"
+
+    first, last, complete = 0, n, True
+    while first > -EXTEND:
+        verdict = step(first - 1, False)
+        complete = complete and verdict != "maybe"
+        if verdict != "digit":
+            break
+        first -= 1
+    while last < n + EXTEND:
+        verdict = step(last, True)
+        complete = complete and verdict != "maybe"
+        if verdict != "digit":
+            break
+        last += 1
+    if complete and (first == -EXTEND or last == n + EXTEND):
+        complete = False  # still going after EXTEND slots: not a counter row we understand
+    return first, last, complete, {k: v for k, v in offsets.items() if first <= k < last}
+
+
+def verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
+    """Read each candidate's digits and its neighbours; pick the box shape; extend rows that continue; set
+    confidence."""
+    shaped = [replace(c.slots, box_h=h, box_w=w) for c in cands for h, w in BOX_SHAPES]
+    jobs = [(c, s, range(-EXTEND, s.count + EXTEND)) for c, s in zip(
+        [c for c in cands for _ in BOX_SHAPES], shaped, strict=True)]
+    read = _read_slots(image, jobs, reader)
+    for ci, c in enumerate(cands):
+        options = read[ci * len(BOX_SHAPES):(ci + 1) * len(BOX_SHAPES)]
+        best = max(range(len(options)),
+                   key=lambda i: _row_confidence([options[i][k] for k in range(c.slots.count)]))
+        c.slots, cells = shaped[ci * len(BOX_SHAPES) + best], options[best]
+        first, last, c.complete, offsets = _extend(image, c, cells)
+        if first != 0 or last != c.slots.count:
+            old = count_factor(c.slots.count)
+            c.slots = refit_slots(c.slots, first, last, offsets)
+            c.geometry *= count_factor(c.slots.count) / old
+            cells = _read_slots(image, [(c, c.slots, range(c.slots.count))], reader)[0]
+        n = c.slots.count
+        c.first, c.last = 0, n
+        used = [cells[k] for k in range(n)]
+        c.digits = [x.value for x in used]
+        c.confidence = _row_confidence(used)
+        if not c.complete:
+            c.confidence *= 0.5
+        if n >= 4 and all(x.value.value is not None and round(x.value.value) % 10 == 1 for x in used):
+            c.confidence *= 0.3  # a row of bars (drum gaps, frame edges) reads as all ones
+        levels = [x.level for x in used]
+        inner = float(np.median(levels))
+        lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))
+        # a digit on another background (a label next to the window); red decimal drums excepted
+        if any(abs(x.level - inner) >= 60 and not (x.red >= 0.12 and x.red >= lead_red + 0.1) for x in used):
+            c.confidence *= 0.5
+
+
+# the final row is read at these box shapes (the ranking ones, one larger, one tighter), the surest one is used
+READ_SHAPES = (*BOX_SHAPES, (1.35, 1.4), (0.9, 1.0))
+AGREE = 3  # a digit must read the same (within ``AGREE_TOLERANCE``) in at least this many of the shapes
+AGREE_TOLERANCE = 0.6  # drum steps
+
+
+def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> list[int]:
+    """Read the chosen row at every ``READ_SHAPES`` box shape and keep the surest; the positions (0-based) of
+    digits that read differently in too many of the other shapes (a reading that depends on the exact box is
+    not trusted)."""
+    shaped = [replace(c.slots, box_h=h, box_w=w) for h, w in READ_SHAPES]
+    read = _read_slots(image, [(c, s, range(c.first, c.last)) for s in shaped], reader)
+    rows = [[cells[k] for k in range(c.first, c.last)] for cells in read]
+    best = max(range(len(rows)), key=lambda i: _row_confidence(rows[i]))
+    c.slots = shaped[best]
+    c.digits = [x.value for x in rows[best]]
+    unstable = []
+    for d, chosen in enumerate(c.digits):
+        v = chosen.value
+        values = [row[d].value.value for row in rows]
+        agree = 0 if v is None else sum(1 for x in values if x is not None and _circular(x, v) < AGREE_TOLERANCE)
+        if agree < AGREE:
+            unstable.append(d)
+    return unstable
+
+
+def _circular(a: float, b: float) -> float:
+    d = (a - b) % 10.0
+    return min(d, 10.0 - d)
