@@ -157,12 +157,15 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     if rival is not None and rival.score >= AMBIGUOUS * best.score:
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
-    unstable = read_shapes(image, best, reader) if reader is not None else []
-    return LocateResult(_profile(image, best), round(best.score, 4), _window(best), best.digits, total, unstable)
+    read_boxes, unstable = read_shapes(image, best, reader) if reader is not None else (best.boxes, [])
+    return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
+                        unstable)
 
 
-def _profile(image: np.ndarray, c: Candidate) -> Profile:
-    boxes = [(max(0, x), max(0, y), w, h) for x, y, w, h in c.boxes]
+def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:
+    """The proposed profile: ``read_boxes`` as digits (the box shape the row read best in); kind and decimals
+    from the row's default boxes."""
+    boxes = [(max(0, x), max(0, y), w, h) for x, y, w, h in read_boxes]
     dark_ink = not c.row.light_on_dark
     kind = "lcd" if _looks_lcd(image, c) else "drum"
     if kind == "lcd":

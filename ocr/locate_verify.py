@@ -1,8 +1,10 @@
 """Verification of candidate counter rows with the digit reader (step 3 of ``ocr.autolocate``).
 
-Each candidate row is read at a few digit-box shapes (``BOX_SHAPES``) and keeps the one the reader is surest of
-over the whole row; its neighbour slots (``EXTEND`` beyond each end) decide whether the row continues (red decimal
-drums and leading zeros break blob chains) or may continue past a digit that does not read (incomplete).
+Each candidate row is read with its neighbour slots (``EXTEND`` beyond each end), which decide whether the row
+continues (red decimal drums and leading zeros break blob chains) or may continue past a digit that does not read
+(incomplete). The chosen row is then read at several digit-box shapes (``read_shapes``): the reader reads best
+from a box framed like its training crops, which differ between meters (a drum digit filling its cell, a thin
+seven-segment glyph), and a digit whose value depends on the exact box is not trusted.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from smartmeter.types import DigitValue
 log = logging.getLogger(__name__)
 
 EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
-# digit box (height, width) relative to the digit's height and width, tried per row: the reader reads best from
-# a box framed like its training crops, which differ between meters (a drum digit filling its cell, a thin glyph)
-BOX_SHAPES = ((1.22, 1.3), (1.1, 1.2), (1.0, 1.1))
 
 
 def count_factor(n: int) -> float:
@@ -137,17 +136,10 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
 
 
 def verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
-    """Read each candidate's digits and its neighbours; pick the box shape; extend rows that continue; set
+    """Read each candidate's digits and its neighbours (default box shape); extend rows that continue; set
     confidence."""
-    shaped = [replace(c.slots, box_h=h, box_w=w) for c in cands for h, w in BOX_SHAPES]
-    jobs = [(c, s, range(-EXTEND, s.count + EXTEND)) for c, s in zip(
-        [c for c in cands for _ in BOX_SHAPES], shaped, strict=True)]
-    read = _read_slots(image, jobs, reader)
-    for ci, c in enumerate(cands):
-        options = read[ci * len(BOX_SHAPES):(ci + 1) * len(BOX_SHAPES)]
-        best = max(range(len(options)),
-                   key=lambda i: _row_confidence([options[i][k] for k in range(c.slots.count)]))
-        c.slots, cells = shaped[ci * len(BOX_SHAPES) + best], options[best]
+    read = _read_slots(image, [(c, c.slots, range(-EXTEND, c.slots.count + EXTEND)) for c in cands], reader)
+    for c, cells in zip(cands, read, strict=True):
         first, last, c.complete, offsets = _extend(image, c, cells)
         if first != 0 or last != c.slots.count:
             old = count_factor(c.slots.count)
@@ -171,21 +163,21 @@ def verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> No
             c.confidence *= 0.5
 
 
-# the final row is read at these box shapes (the ranking ones, one larger, one tighter), the surest one is used
-READ_SHAPES = (*BOX_SHAPES, (1.35, 1.4), (0.9, 1.0))
+# digit box (height, width) relative to the digit's height and width (``Slots.box``) at which the chosen row is
+# read; the first is the shape candidates are ranked with; the row uses the shape it reads surest in
+READ_SHAPES = ((1.22, 1.3), (1.1, 1.2), (1.0, 1.1), (1.35, 1.4), (0.9, 1.0))
 AGREE = 3  # a digit must read the same (within ``AGREE_TOLERANCE``) in at least this many of the shapes
 AGREE_TOLERANCE = 0.6  # drum steps
 
 
-def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> list[int]:
-    """Read the chosen row at every ``READ_SHAPES`` box shape and keep the surest; the positions (0-based) of
-    digits that read differently in too many of the other shapes (a reading that depends on the exact box is
-    not trusted)."""
+def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> tuple[list[Box], list[int]]:
+    """Read the chosen row at every ``READ_SHAPES`` box shape and keep the surest in ``c.digits``: (its boxes, the
+    positions (0-based) of digits that read differently in too many of the other shapes). A reading that depends
+    on the exact box is not trusted."""
     shaped = [replace(c.slots, box_h=h, box_w=w) for h, w in READ_SHAPES]
     read = _read_slots(image, [(c, s, range(c.first, c.last)) for s in shaped], reader)
     rows = [[cells[k] for k in range(c.first, c.last)] for cells in read]
     best = max(range(len(rows)), key=lambda i: _row_confidence(rows[i]))
-    c.slots = shaped[best]
     c.digits = [x.value for x in rows[best]]
     unstable = []
     for d, chosen in enumerate(c.digits):
@@ -194,7 +186,7 @@ def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> list[in
         agree = 0 if v is None else sum(1 for x in values if x is not None and _circular(x, v) < AGREE_TOLERANCE)
         if agree < AGREE:
             unstable.append(d)
-    return unstable
+    return shaped[best].boxes(c.first, c.last), unstable
 
 
 def _circular(a: float, b: float) -> float:

@@ -81,8 +81,9 @@ def test_profile_is_valid_and_crops_match(photos: list[tuple[np.ndarray, dict]])
 
 def test_read_auto_never_guesses(photos: list[tuple[np.ndarray, dict]]) -> None:
     from ocr.readers import get_reader
+    from ocr.readers.cnn import HOLDOUT_MODEL
 
-    reader = get_reader("cnn")
+    reader = get_reader("cnn", model=HOLDOUT_MODEL)  # the photos hold crops of meters only this model never saw
     exact = 0
     for img, truth in photos:
         result, profile = read_auto(img, reader)
@@ -174,3 +175,47 @@ def test_row_extends_to_every_digit_of_the_window() -> None:
     assert found.profile.decimals == 1
     result, _ = read_auto(img, get_reader("cnn"))
     assert result.reading == "25814.7" and digits == [2, 5, 8, 1, 4, 7]
+
+
+class _BoxDependentReader:
+    """Reads every digit as 5 (0.99), except digit ``shaky`` of the row: 3 (0.99) in boxes at least ``tall`` px
+    high, 8 (0.95) in smaller ones. Crops come shape by shape, digits left to right."""
+
+    name, version = "fake", "0"
+
+    def __init__(self, n: int, shaky: int, tall: int) -> None:
+        self.n, self.shaky, self.tall = n, shaky, tall
+
+    def read_batch(self, crops: list[np.ndarray]) -> list:  # type: ignore[type-arg]
+        from smartmeter.types import DigitValue
+
+        out = []
+        for i, crop in enumerate(crops):
+            if i % self.n != self.shaky:
+                out.append(DigitValue(5.0, 0.99))
+            else:
+                out.append(DigitValue(3.0, 0.99) if crop.shape[0] >= self.tall else DigitValue(8.0, 0.95))
+        return out
+
+
+def test_a_digit_that_depends_on_the_box_is_not_trusted() -> None:
+    from ocr.autolocate import _assemble
+    from ocr.locate_blobs import Row
+    from ocr.locate_geometry import Slots
+    from ocr.locate_verify import READ_SHAPES, Candidate, read_shapes
+
+    img, _ = _drum_row(6, red_last=False)
+    m, _, _ = deskew_matrix(img.shape[1], img.shape[0], 0.0)
+    slots = Slots(x0=150.0, pitch=100.0, count=6, cy=216.0, digit_h=90.0, digit_w=55.0, regularity=1.0,
+                  filled=1.0, pieces=1.0)
+    cand = Candidate(Row([], "grey", True), 0.0, m, slots, 0, 6, 1.0)
+    heights = sorted(round(90 * h) for h, _ in READ_SHAPES)
+    # digit 3 reads 3 in the two tallest shapes only: the surest row says 3, three other shapes say 8
+    boxes, unstable = read_shapes(img, cand, _BoxDependentReader(6, 2, heights[-2]))  # type: ignore[arg-type]
+    assert [d.value for d in cand.digits] == [5.0, 5.0, 3.0, 5.0, 5.0, 5.0] and unstable == [2]
+    assert boxes[0][3] >= heights[-2]  # the profile gets the shape the row read surest in
+    result = _assemble(cand.digits, Profile(kind="drum", digits=boxes), unstable)
+    assert result.reading is None and "digit 3 reads differently" in (result.error or "")
+    # three of the five shapes agree: trusted
+    _, unstable = read_shapes(img, cand, _BoxDependentReader(6, 2, heights[2]))  # type: ignore[arg-type]
+    assert unstable == [] and cand.digits[2].value == 3.0
