@@ -20,7 +20,8 @@ Method ``orb`` (default) tries, in order, until one is trusted:
 
 Method ``template`` uses only the last. With ``track`` (the default), a photo of the same size and transform as the
 last aligned one is first looked at through the last result: the two fine windows must match clearly and need less
-than ``TRACK_MAX_RESIDUAL_PX`` of correction, else the full search above runs (a moved camera, a mirrored photo). Every result must also keep each reference corner within
+than ``TRACK_MAX_RESIDUAL_PX`` of correction, else the full search above runs (a moved camera, a mirrored photo).
+Every result must also keep each reference corner within
 ``max_shift_px``; a method whose result moved too far does not stop the next one (ORB on a row of look-alike
 drums can match the wrong drum), but when none is trusted and one said "moved too far", that is the error
 (``MovedTooFar``). If nothing is trusted, ``AlignmentError`` says why for every method: a doubtful alignment
