@@ -106,7 +106,7 @@ def render_digit(font: DigitFont, value: float, rng: np.random.Generator) -> tup
         faint = tuple(int(b + (i - b) * rng.uniform(0.06, 0.2)) for b, i in zip(bg, ink, strict=True))
         _draw_centred(draw, face, "8", cx, centre_of[1], faint)  # type: ignore[arg-type]
     if font.segments and rng.random() < 0.6:  # an LCD crop often shows parts of the digits beside it
-        step = gw * rng.uniform(1.1, 1.45)
+        step = gw * rng.uniform(0.95, 1.45)
         for side in (-1, 1):
             _draw_centred(draw, face, str(int(rng.integers(0, 10))), cx + side * step, centre_of[1], ink)
             if rng.random() < 0.3:  # a decimal point or separator between them

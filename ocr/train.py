@@ -14,6 +14,7 @@ against circular Gaussian soft labels. Metadata (version, meters, seed, epochs, 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -75,7 +76,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
           vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
-          font_pool: int = 20000, lines: float = 0.0) -> nn.Module:
+          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
@@ -87,6 +88,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     n_fonts = int(round(fonts * len(train_set))) if font_crops else 0
     steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    averaged = copy.deepcopy(model) if ema > 0 else None
     for epoch in range(epochs):
         t0 = time.monotonic()
         crops, labels = train_set.crops, train_set.labels
@@ -113,14 +115,28 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                _ema_update(averaged, model, ema)
             total += loss.item() * len(idx)
         msg = f"epoch {epoch + 1}/{epochs} loss {total / len(order):.4f} ({time.monotonic() - t0:.0f}s)"
         if val_set is not None and len(val_set) and (epoch + 1 == epochs or (epoch + 1) % 5 == 0):
-            rep = evaluate(model, val_set)
+            rep = evaluate(averaged if averaged is not None else model, val_set)
             msg += " | " + " ".join(f"{m[:14]} {r['within_0.5']:.3f}/{r['within_0.2']:.3f}" for m, r in rep.items())
         log.info("%s", msg)
+    if averaged is not None:  # the running average of the weights: steadier than the last step's
+        model = averaged
     model.eval()
     return model
+
+
+def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
+    """averaged = decay * averaged + (1 - decay) * model, for weights and batch-norm statistics alike."""
+    with torch.no_grad():
+        for a, m in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
+            if a.dtype.is_floating_point:
+                a.mul_(decay).add_(m.detach(), alpha=1.0 - decay)
+            else:
+                a.copy_(m)
 
 
 def export_onnx(model: nn.Module, out: Path) -> None:
@@ -177,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fonts", type=float, default=0.0,
                     help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
     ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="keep an exponential moving average of the weights with this decay per step (0 = off) "
+                         "and export it")
     ap.add_argument("--lines", type=float, default=0.0,
                     help="share of crops crossed by a thin sharp line (reflection edge, scratch)")
     ap.add_argument("--widths", default="16,32,64", help="channels of the three conv stages")
@@ -205,7 +224,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                  len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
                   hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
-                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines)
+                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
+                  ema=args.ema)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -221,6 +241,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "seed": args.seed,
         "epochs": args.epochs,
         "widths": list(widths(args.widths)),
+        "ema": args.ema,
         "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts, "lines": args.lines,
                     "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
