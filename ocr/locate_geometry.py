@@ -178,6 +178,9 @@ def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink:
     return best
 
 
+LOOSE_OFFSET = 0.3  # a cell that might hold a digit of the row has it near its centre (x the pitch)
+
+
 def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
                  light_on_dark: bool | None, loose: bool = False) -> float | None:
     """Where slot ``k`` holds one digit-like blob of the row's size: its centre's offset from the slot centre
@@ -186,7 +189,8 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     The crop is taller than a digit box (1.8 x the digit height), so the side of a window frame or a panel
     edge, which runs past the digits, touches its top or bottom and does not count. ``light_on_dark`` None tries
     both polarities (a red decimal drum may invert the contrast). ``loose``: anything that might be a digit
-    (half to 1.6 x the digit height, near the row's centre line), for deciding that a row may continue.
+    (half to 1.6 x the digit height, near the row's centre line and the cell's centre), for deciding that a row
+    may continue. A bar taller than the digits (the side of the window, a drum's cell edge) is never a digit.
     """
 
     best: float | None = None
@@ -229,9 +233,11 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
             blobs += found + merge_stacked(found)
         for b in blobs:
             off = b.cx - (cx - box[0])
+            if b.h > 1.25 * h and b.w < 0.35 * h:
+                continue  # a bar taller than the digits: the side of the window or a drum's cell edge
             if loose:
                 fits = (0.5 * h <= b.h <= 1.6 * h and abs(b.cy - ch / 2) <= 0.45 * h and b.h >= 0.5 * b.w
-                        and abs(off) <= 0.6 * slots.pitch)
+                        and abs(off) <= LOOSE_OFFSET * slots.pitch)
             else:
                 fits = (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w
                         and abs(off) <= 0.4 * slots.pitch)
