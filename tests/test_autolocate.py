@@ -162,6 +162,11 @@ def test_digit_offset_sees_digits_not_frame_edges() -> None:
     assert digit_offset(img, m, slots, 5, None) is None  # the window frame and the face beyond it
     assert digit_offset(img, m, slots, 5, None, loose=True) is None
     assert digit_offset(img, m, slots, -1, None, loose=True) is None
+    # beyond the window: a bar taller than the digits (a frame side) is not a digit, a "1" of digit height is
+    cv2.rectangle(img, (744, 216 - 65), (756, 216 + 65), (20, 20, 20), -1)
+    cv2.rectangle(img, (844, 216 - 43), (856, 216 + 43), (20, 20, 20), -1)
+    assert digit_offset(img, m, slots, 6, None, loose=True) is None
+    assert digit_offset(img, m, slots, 7, None, loose=True) is not None
 
 
 def test_row_extends_to_every_digit_of_the_window() -> None:
