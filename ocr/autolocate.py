@@ -7,16 +7,18 @@ Method (details and measured results in ``docs/autolocate.md``):
    digit-spaced blobs along a line tilted up to ±18°.
 2. Geometry (``ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
    centres) and evenly spaced digit boxes in the de-skewed photo, so a blank or missing digit still gets a box.
-3. Verification: rows are ranked by geometry (spacing, count, size relative to the largest row); the best few
-   are read with the digit reader, together with ``EXTEND`` slots beyond each end. A neighbour slot on the same
-   background (or red, to the right: decimal drums) holding a digit-sized blob at the row's pitch that reads is
-   added to the row (red drums and leading zeros break blob chains); one that might be a digit but does not read
-   makes the row incomplete. A window frame edge runs past the digits and is not a digit.
-   Score = geometry x (0.4 + 0.6 x confidence).
-4. Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
-   another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE``; the
-   last drum between two digits (``LAST_DRUM_AMBIGUOUS``); ``ocr.assemble`` finding the drums inconsistent.
-   An incomplete row's reading is a digit short, which is worse than no reading.
+3. Verification (``ocr.locate_verify``): rows are ranked by geometry (spacing, count, size relative to the
+   largest row); the best few are read with the digit reader, together with ``EXTEND`` slots beyond each end. A
+   neighbour slot on the same background (or red, to the right: decimal drums) holding a digit-sized blob at the
+   row's pitch that reads is added to the row (red drums and leading zeros break blob chains); one that might be a
+   digit but does not read makes the row incomplete. A window frame edge (a bar taller than the digits) is not a
+   digit. Score = geometry x (0.4 + 0.6 x confidence).
+4. Reading: the chosen row is read at five digit-box shapes (``locate_verify.READ_SHAPES``) and the shape it reads
+   surest in is kept (and proposed in the profile); a digit reading the same in fewer than three shapes is unstable.
+   Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
+   another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
+   unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); ``ocr.assemble`` finding the drums
+   inconsistent. An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 """
 
