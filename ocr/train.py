@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", type=int, choices=(1, 2), default=1,
                     help="augmentation: 1 = the shipped models' recipe (ignores --frame/--hshift/--vscale); "
                          "2 = side cut/pad, frame edges, tint, tilted glare (docs/model.md: not better yet)")
-    ap.add_argument("--roll", type=float, default=0.0,
+    ap.add_argument("--roll", type=float, default=0.3,
                     help="share of crops of rolling meters replaced each epoch by a synthetic half-rolled drum made "
                          "from two whole-digit crops of the same meter (ocr.digit_rolls)")
     ap.add_argument("--fonts", type=float, default=0.0,
