@@ -2,6 +2,9 @@
 
     python -m ocr.train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
 
+The defaults are the shipped recipe: augmentation recipe 1, synthetic rolling drums (``--roll 0.3``) and digits
+rendered from drum fonts (``--fonts 0.5``, ``ocr.digit_fonts``; the font packages come from ``make train``).
+
 Two models from one seeded recipe: ``digits-holdout.onnx`` is trained without the held-out meters
 (``ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
 model has never seen; ``digits.onnx`` (the production default) is then trained on every meter and records the
@@ -76,7 +79,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
           vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
-          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0) -> nn.Module:
+          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
@@ -84,7 +87,8 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     targets_all = soft_targets(train_set.labels, sigma)
     pools = build_roll_pools(train_set) if roll > 0 else {}
     roll_rng = np.random.default_rng(seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
-    font_crops, font_labels = render_pool(find_fonts(font_dir), font_pool, seed + 2) if fonts > 0 else ([], None)
+    faces = [f for f in find_fonts(font_dir) if lcd_fonts or not f.segments] if fonts > 0 else []
+    font_crops, font_labels = render_pool(faces, font_pool, seed + 2) if faces else ([], None)
     n_fonts = int(round(fonts * len(train_set))) if font_crops else 0
     steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -190,9 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--roll", type=float, default=0.3,
                     help="share of crops of rolling meters replaced each epoch by a synthetic half-rolled drum made "
                          "from two whole-digit crops of the same meter (ocr.digit_rolls)")
-    ap.add_argument("--fonts", type=float, default=0.0,
+    ap.add_argument("--fonts", type=float, default=0.5,
                     help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
     ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
+    ap.add_argument("--lcd-fonts", action="store_true",
+                    help="render seven-segment digits too (off: they made the model read LCD ones as sevens)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="keep an exponential moving average of the weights with this decay per step (0 = off) "
                          "and export it")
@@ -225,7 +231,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
                   hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
                   widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
-                  ema=args.ema)
+                  ema=args.ema, lcd_fonts=args.lcd_fonts)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -242,7 +248,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "epochs": args.epochs,
         "widths": list(widths(args.widths)),
         "ema": args.ema,
-        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts, "lines": args.lines,
+        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts,
+                    "lcd_fonts": args.lcd_fonts, "lines": args.lines,
                     "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,
