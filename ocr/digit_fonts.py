@@ -13,6 +13,7 @@ listed in :data:`FONT_PACKAGES`). Fonts without digits or with decorative glyphs
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -80,14 +81,19 @@ def _draw_centred(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont, text:
     draw.text((cx - (left + right) / 2.0, cy - (top + bottom) / 2.0), text, font=font, fill=fill, anchor="ls")
 
 
+@functools.lru_cache(maxsize=256)
+def _face(path: Path) -> tuple[ImageFont.FreeTypeFont, int, int]:
+    """The font at GLYPH_PX, with the tallest and the widest of its ten digit glyphs (loaded once per file)."""
+    face = ImageFont.truetype(str(path), GLYPH_PX)
+    boxes = [face.getbbox(str(k)) for k in range(10)]
+    return face, int(max(b[3] - b[1] for b in boxes)), int(max(b[2] - b[0] for b in boxes))
+
+
 def render_digit(font: DigitFont, value: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """One BGR crop of ``font`` showing drum position ``value`` (LCD fonts: the whole digit), and its label."""
-    face = ImageFont.truetype(str(font.path), GLYPH_PX)
+    face, gh, gw = _face(font.path)
     d = int(math.floor(value)) % 10
     frac = 0.0 if font.segments else value - math.floor(value)
-    boxes = [face.getbbox(str(k)) for k in range(10)]
-    gh = max(b[3] - b[1] for b in boxes)
-    gw = max(b[2] - b[0] for b in boxes)
     scheme = SCHEMES[int(rng.choice(len(SCHEMES), p=SCHEME_P))]
     bg, ink = _colour(rng, scheme[0]), _colour(rng, scheme[1])
     win_w = max(8, round(gw * rng.uniform(1.2, 2.0 if font.segments else 1.8)))
