@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from test_storage import pg_empty, pg_server, pg_url  # noqa: F401 - the PostgreSQL server fixtures
 
 from server.ingest import ingest_readings
-from server.storage import Database, open_database
+from server.storage import Database
 from smartmeter.errors import DatabaseError
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
@@ -23,16 +20,6 @@ SETTINGS = Settings(meters=[MeterSettings(id="m1", max_power_w=10_000, backwards
 
 def r(minute: float, value: float, source: str = "api", meter: str = "m1", power: float | None = None) -> Reading:
     return Reading(meter, T0 + timedelta(minutes=minute), value, source, power_w=power)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        d = open_database(f"sqlite:///{tmp_path}/db.sqlite")
-    else:
-        d = pg_empty(request.getfixturevalue("pg_url"))
-    yield d
-    d.close()
 
 
 def test_good_series_in_any_order(db: Database) -> None:
