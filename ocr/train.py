@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
-from ocr.digit_fonts import FONT_DIR, find_fonts, render_pool
+from ocr.digit_fonts import FONT_DIR, DigitFont, find_fonts, render_pool
 from ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
 from ocr.digit_rolls import build_roll_pools, synth_rolls
 
@@ -79,7 +80,9 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
           vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
-          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True) -> nn.Module:
+          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True,
+          segment_drums: bool = False, teacher: Path | None = None, distill: float = 0.5,
+          distill_temp: float = 2.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
@@ -87,12 +90,13 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     targets_all = soft_targets(train_set.labels, sigma)
     pools = build_roll_pools(train_set) if roll > 0 else {}
     roll_rng = np.random.default_rng(seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
-    faces = [f for f in find_fonts(font_dir) if lcd_fonts or not f.segments] if fonts > 0 else []
+    faces = font_faces(font_dir, lcd_fonts, segment_drums) if fonts > 0 else []
     font_crops, font_labels = render_pool(faces, font_pool, seed + 2) if faces else ([], None)
     n_fonts = int(round(fonts * len(train_set))) if font_crops else 0
     steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     averaged = copy.deepcopy(model) if ema > 0 else None
+    teach = Teacher(teacher, distill_temp) if teacher is not None else None
     for epoch in range(epochs):
         t0 = time.monotonic()
         crops, labels = train_set.crops, train_set.labels
@@ -103,17 +107,19 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
             pick = roll_rng.choice(len(font_crops), size=n_fonts, replace=False)
             crops = [*crops, *(font_crops[j] for j in pick)]
             labels = np.concatenate([labels, font_labels[pick]])
-        if pools or n_fonts:
-            targets_all = soft_targets(labels, sigma)
+        targets = soft_targets(labels, sigma) if pools or n_fonts else targets_all
         planes, _ = augment_batch(crops, labels, rng, glare=glare, frame=frame,
                                   hshift=hshift, vscale=vscale, recipe=recipe, lines=lines)
+        if teach is not None:  # the teacher's view of the same augmented crops, mixed into the targets
+            taught = teach.probabilities(planes)
+            targets = ((1.0 - distill) * targets + distill * taught).astype(np.float32)
         order = rng.permutation(len(labels))
         model.train()
         total = 0.0
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
             x = torch.from_numpy(planes[idx, None])
-            t = torch.from_numpy(targets_all[idx])
+            t = torch.from_numpy(targets[idx])
             loss = -(t * torch.log_softmax(model(x), dim=1)).sum(dim=1).mean()
             opt.zero_grad()
             loss.backward()
@@ -133,6 +139,26 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     return model
 
 
+class Teacher:
+    """A larger trained model (ONNX) whose softened class probabilities the small model learns from too
+    (knowledge distillation): they say which digits a crop resembles, which a label alone does not."""
+
+    def __init__(self, path: Path, temperature: float) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.temperature = temperature
+
+    def probabilities(self, planes: np.ndarray, batch: int = 2048) -> np.ndarray:
+        out = [self.session.run(None, {"x": planes[i:i + batch, None]})[0] for i in range(0, len(planes), batch)]
+        logits = np.concatenate(out).astype(np.float64) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+
 def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
     """averaged = decay * averaged + (1 - decay) * model, for weights and batch-norm statistics alike."""
     with torch.no_grad():
@@ -141,6 +167,17 @@ def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
                 a.mul_(decay).add_(m.detach(), alpha=1.0 - decay)
             else:
                 a.copy_(m)
+
+
+def font_faces(font_dir: Path, lcd_fonts: bool, segment_drums: bool) -> list[DigitFont]:
+    """The fonts to render: drum faces, plus seven-segment faces as LCD digits and/or as rolling drums."""
+    faces = []
+    for f in find_fonts(font_dir):
+        if not f.segments or lcd_fonts:
+            faces.append(f)
+        if f.segments and segment_drums:
+            faces.append(dataclasses.replace(f, segments=False))
+    return faces
 
 
 def export_onnx(model: nn.Module, out: Path) -> None:
@@ -199,6 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
     ap.add_argument("--lcd-fonts", action="store_true",
                     help="render seven-segment digits too (off: they made the model read LCD ones as sevens)")
+    ap.add_argument("--segment-drums", action="store_true",
+                    help="render seven-segment faces as rolling drum digits too (drum counters with segment-like "
+                         "digits)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="a larger trained model (.onnx) to distil from (knowledge distillation)")
+    ap.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
+    ap.add_argument("--distill-temp", type=float, default=2.0, help="temperature softening the teacher's logits")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="keep an exponential moving average of the weights with this decay per step (0 = off) "
                          "and export it")
@@ -231,7 +275,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
     model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
                   hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
                   widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
-                  ema=args.ema, lcd_fonts=args.lcd_fonts)
+                  ema=args.ema, lcd_fonts=args.lcd_fonts, segment_drums=args.segment_drums,
+                  teacher=args.teacher, distill=args.distill, distill_temp=args.distill_temp)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -249,7 +294,10 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "widths": list(widths(args.widths)),
         "ema": args.ema,
         "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts,
-                    "lcd_fonts": args.lcd_fonts, "lines": args.lines,
+                    "lcd_fonts": args.lcd_fonts, "segment_drums": args.segment_drums,
+                    "teacher": None if args.teacher is None else args.teacher.name,
+                    "distill": args.distill if args.teacher else 0.0, "distill_temp": args.distill_temp,
+                    "lines": args.lines,
                     "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,
