@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from smartmeter.settings import Settings
+from smartmeter.settings import MeterSettings, Settings, ValidationSettings
 from smartmeter.types import DigitValue, OcrResult, utc
 
 log = logging.getLogger(__name__)
@@ -39,25 +39,28 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Rules:
-    """The validation settings of one meter, flattened."""
+    """The validation settings of one meter: its register's limits and the validation section, as configured."""
 
-    max_power_w: float = 3 * 63 * 230
-    backwards_tolerance_kwh: float = 0.0
-    resolution_kwh: float = 0.1
-    confirm_frames: int = 2
-    consensus_frames: int = 3
-    min_confidence: float = 0.6
-    hold_confidence: float = 0.8
-    transition_band: float = 0.25
-    max_pending: int = 500
-    kink_steps: float = 2.0
+    meter: MeterSettings = field(default_factory=lambda: MeterSettings(id="meter"))
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings, meter_id: str) -> Rules:
-        m, v = settings.meter(meter_id), settings.validation
-        return cls(m.max_power_w, m.backwards_tolerance_kwh, m.resolution_kwh, v.confirm_frames,
-                   v.consensus_frames, v.min_confidence, v.hold_confidence, v.transition_band, v.max_pending,
-                   v.kink_steps)
+        return cls(settings.meter(meter_id), settings.validation)
+
+    @classmethod
+    def of(cls, **values: float) -> Rules:
+        """The default rules with some values changed, by field name of either section (tests, benchmarks)."""
+        meter = {k: v for k, v in values.items() if k in MeterSettings.model_fields}
+        unknown = set(values) - set(meter) - set(ValidationSettings.model_fields)
+        if unknown:
+            raise TypeError(f"no such validation setting: {', '.join(sorted(unknown))}")
+        validation = {k: v for k, v in values.items() if k not in meter}
+        return cls(MeterSettings(id="meter", **meter), ValidationSettings(**validation))  # type: ignore[arg-type]
+
+    @property
+    def resolution_kwh(self) -> float:
+        return self.meter.resolution_kwh
 
     @property
     def decimals(self) -> int:
@@ -69,9 +72,9 @@ class Rules:
             t1, v1, t2, v2 = t2, v2, t1, v1
         eps = self.resolution_kwh * 1e-3
         dv = v2 - v1
-        if dv < -(self.backwards_tolerance_kwh + eps):
+        if dv < -(self.meter.backwards_tolerance_kwh + eps):
             return False
-        return dv <= self.max_power_w / 1000.0 * (t2 - t1) / 3600.0 + self.resolution_kwh + eps
+        return dv <= self.meter.max_power_w / 1000.0 * (t2 - t1) / 3600.0 + self.resolution_kwh + eps
 
 
 @dataclass
@@ -154,7 +157,7 @@ def mid_roll(frame: Frame, rules: Rules) -> list[int]:
     for i, d in enumerate(frame.digits[:-1]):
         if d.value is not None:
             frac = d.value - math.floor(d.value)
-            if rules.transition_band <= frac <= 1 - rules.transition_band:
+            if rules.validation.transition_band <= frac <= 1 - rules.validation.transition_band:
                 out.append(i)
     return out
 
@@ -233,7 +236,7 @@ class MeterValidator:
     # -- entry points ------------------------------------------------------------------------------------
     def feed(self, frame: Frame) -> list[Decision]:
         """Judge one frame; returns every decision it caused (also on earlier frames)."""
-        r = self.rules
+        r = self.rules.validation
         if frame.key in self._anchors or frame.key in self._pending:
             return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
         if frame.value is None or frame.confidence < r.min_confidence:
@@ -241,7 +244,7 @@ class MeterValidator:
                                   else f"confidence {frame.confidence:.2f} < {r.min_confidence:.2f}")
             return [self._decide(Action.REJECT, frame, frame.value, why)]
         out: list[Decision] = []
-        rolling = mid_roll(frame, r)
+        rolling = mid_roll(frame, self.rules)
         weak = [i for i, d in enumerate(frame.digits) if d.confidence < r.hold_confidence]
         if (rolling or weak) and r.confirm_frames > 0:
             why = f"digit {rolling[0] + 1} mid-roll" if rolling else f"digit {weak[0] + 1} low confidence"
@@ -294,7 +297,7 @@ class MeterValidator:
                 continue  # only evenly spaced neighbours: a gap (e.g. a withdrawn frame) hides load changes
             line = self._fine(p) + (self._fine(n) - self._fine(p)) * (a.t - p.t) / (n.t - p.t)
             off = (self._fine(a) - line) / self.rules.resolution_kwh
-            if abs(off) > self.rules.kink_steps:
+            if abs(off) > self.rules.validation.kink_steps:
                 out.extend(self._withdraw([a], f"{off:+.1f} steps off the line between {p.key} and {n.key}",
                                           (p.key, n.key)))
                 break
@@ -324,7 +327,7 @@ class MeterValidator:
                     continue
                 assert f.value is not None
                 if kind is Action.HOLD:
-                    if self._after(f.t) >= self.rules.confirm_frames:
+                    if self._after(f.t) >= self.rules.validation.confirm_frames:
                         out.extend(self._settle_held(f))
                         changed = True
                     continue
@@ -332,7 +335,7 @@ class MeterValidator:
                 if ok:
                     out.append(self._publish(f, f.value, "consistent after neighbours changed"))
                     changed = True
-                elif self._after(f.t) >= self.rules.consensus_frames:
+                elif self._after(f.t) >= self.rules.validation.consensus_frames:
                     out.extend(self._age_out(f))
                     changed = True
             if not changed:
@@ -340,7 +343,7 @@ class MeterValidator:
                 if got:
                     out.extend(got)
                     changed = True
-            while len(self._pending) > self.rules.max_pending:
+            while len(self._pending) > self.rules.validation.max_pending:
                 f, _ = self.pending[0]
                 del self._pending[f.key]
                 out.append(self._decide(Action.REJECT, f, f.value, "not confirmed in time (pending pool full)"))
@@ -375,7 +378,7 @@ class MeterValidator:
 
     def _consensus(self) -> list[Decision]:
         """``consensus_frames`` suspects that agree with each other overrule fewer image anchors they disagree with."""
-        k = self.rules.consensus_frames
+        k = self.rules.validation.consensus_frames
         suspects = [f for f, kind in self.pending if kind is Action.SUSPECT]
         if len(suspects) < k:
             return []

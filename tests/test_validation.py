@@ -12,7 +12,7 @@ from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
-RULES = Rules(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3)
+RULES = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3)
 
 
 def frame(i: int, value: float | None, conf: float = 0.95, rolling: int | None = None) -> Frame:
@@ -43,13 +43,13 @@ def test_consistent_frames_publish_and_backwards_is_suspect() -> None:
 
 
 def test_backwards_tolerance_allows_jitter() -> None:
-    v = MeterValidator("m", Rules(backwards_tolerance_kwh=0.1))
+    v = MeterValidator("m", Rules.of(backwards_tolerance_kwh=0.1))
     out = feed_all(v, [frame(0, 100.2), frame(1, 100.1)])
     assert actions(out, "f0001") == [Action.PUBLISH]
 
 
 def test_max_power_rejects_impossible_jump() -> None:
-    rules = Rules(max_power_w=6000)  # 1 kWh per 10 minutes
+    rules = Rules.of(max_power_w=6000)  # 1 kWh per 10 minutes
     v = MeterValidator("m", rules)
     out = feed_all(v, [frame(0, 100.0), frame(1, 101.5), frame(2, 100.9)])
     assert actions(out, "f0001") == [Action.SUSPECT]
@@ -145,8 +145,14 @@ def test_frame_from_ocr_and_rules_from_settings() -> None:
     res = OcrResult("00123.4", 123.4, 0.9, [DigitValue(float(c), 0.9) for c in "001234"], reader_version="cnn-2")
     f = Frame.from_ocr("k", T0, res)
     assert f.decimals == 1 and f.reader_version == "cnn-2"
-    rules = Rules.from_settings(Settings(), "any")
-    assert rules.confirm_frames == 2 and rules.max_power_w == 3 * 63 * 230
+    settings = Settings.model_validate({"meters": [{"id": "m1", "resolution_kwh": 0.01, "max_power_w": 9000}],
+                                        "validation": {"confirm_frames": 4}})
+    rules = Rules.from_settings(settings, "m1")
+    assert rules.validation.confirm_frames == 4 and rules.meter.max_power_w == 9000 and rules.decimals == 2
+    assert Rules.from_settings(Settings(), "any").meter.max_power_w == 3 * 63 * 230
+    assert Rules.of(confirm_frames=5, resolution_kwh=0.01).validation.confirm_frames == 5
+    with pytest.raises(TypeError, match="no such validation setting: confirm"):
+        Rules.of(confirm=5)
 
 
 def test_odometer_model_matches_assembly() -> None:
