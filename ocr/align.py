@@ -33,26 +33,22 @@ features are computed once per reference image and cached.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ocr.image_io import load_image, to_grey
-from ocr.phase import PhaseReference, spectrum
+from ocr.image_io import to_grey
+from ocr.phase import PhaseReference, correct, dft_window, phase_windows, spectrum
 from ocr.profile import Alignment, Box, Transform
+from ocr.reference import ReferenceFeatures, orb_detector
 from ocr.transforms import apply_transform, is_exact, transform_matrix, transformed_size
-from smartmeter.errors import UnreadableError
+from ocr.warp import check_not_degenerate, scale_matrix
+from smartmeter.errors import AlignmentError, MovedTooFar
 
 log = logging.getLogger(__name__)
 
-FINE_PX = 800  # long side of the reference for the last, precise translation + rotation pass
-WORK_PX = 320  # long side of the images features are computed on (speed vs. precision: ~2 px at 640 px)
-N_FEATURES = 250
-N_LEVELS = 2  # a fixed camera barely changes scale: few pyramid levels are enough, and much faster
 RATIO = 0.8
 COARSE = 2  # the whole-photo translation is found at half the work size (160 x 120 px)
 PHASE_MIN_RESPONSE = 0.2  # phase correlation peak of the whole photo (measured: photos >= 0.37, foreign <= 0.08)
@@ -68,14 +64,6 @@ MIN_TEMPLATE_SCORE = 0.5
 MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
 
 
-class AlignmentError(UnreadableError):
-    """The photo could not be aligned to the reference with confidence."""
-
-
-class MovedTooFar(AlignmentError):
-    """The alignment is trusted and says the camera moved more than ``max_shift_px``: final, no fallback."""
-
-
 @dataclass(frozen=True)
 class AlignResult:
     homography: np.ndarray  # 3x3, photo pixels -> reference pixels
@@ -84,59 +72,6 @@ class AlignResult:
     inliers: int = 0
     score: float = 0.0
 
-
-@dataclass(frozen=True)
-class ReferenceFeatures:
-    """What we keep of a reference image: its size, the downscaled grey image, ORB features."""
-
-    size: tuple[int, int]  # (width, height), full resolution
-    scale: float  # work / full
-    grey: np.ndarray
-    keypoints: np.ndarray  # (N, 2) float32 at work scale
-    descriptors: np.ndarray | None
-    fine: np.ndarray  # float32 grey at the fine scale (the last alignment pass)
-    fine_scale: float  # fine / full
-
-
-def _downscale(grey: np.ndarray, work_px: int) -> tuple[np.ndarray, float]:
-    h, w = grey.shape[:2]
-    scale = min(1.0, work_px / max(h, w))
-    if scale >= 1.0:
-        return grey, 1.0
-    small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return small, scale
-
-
-@functools.lru_cache(maxsize=8)
-def _orb() -> cv2.ORB:
-    return cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=10, nlevels=N_LEVELS)  # type: ignore[attr-defined]
-
-
-def compute_features(image: np.ndarray, work_px: int = WORK_PX) -> ReferenceFeatures:
-    full = to_grey(image)
-    grey, scale = _downscale(full, work_px)
-    fine, fine_scale = _downscale(full, FINE_PX)
-    kps, desc = _orb().detectAndCompute(grey, None)
-    pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
-    h, w = image.shape[:2]
-    return ReferenceFeatures((w, h), scale, grey, pts, desc, fine.astype(np.float32), fine_scale)
-
-
-@functools.lru_cache(maxsize=16)
-def _reference_cached(path: str, mtime_ns: int, work_px: int) -> tuple[np.ndarray, ReferenceFeatures]:
-    image = load_image(path)
-    return image, compute_features(image, work_px)
-
-
-def load_reference(path: Path, work_px: int = WORK_PX) -> tuple[np.ndarray, ReferenceFeatures]:
-    """Reference image and its features, cached per file (a changed file is re-read)."""
-    return _reference_cached(str(path), path.stat().st_mtime_ns, work_px)
-
-
-def scale_matrix(sx: float, sy: float) -> np.ndarray:
-    """Pixel coordinates of an image -> of the same image resized by ``sx, sy`` (pixel centres stay aligned,
-    as ``cv2.resize`` does)."""
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
 class Aligner:
@@ -159,8 +94,8 @@ class Aligner:
         self.ref_float = reference.grey.astype(np.float32)
         self.boxes = list(boxes)
         # reference spectra are computed once: each photo then costs one transform per window, not two
-        self.patches = _phase_windows(self.ref_float, self._halves(reference.scale))
-        self.fine_patches = _phase_windows(reference.fine, self._windows(reference.fine_scale))
+        self.patches = phase_windows(self.ref_float, self._halves(reference.scale))
+        self.fine_patches = phase_windows(reference.fine, self._windows(reference.fine_scale))
         self.coarse_size = (max(1, self.work_size[0] // COARSE), max(1, self.work_size[1] // COARSE))
         ref_coarse = cv2.resize(self.ref_float, self.coarse_size, interpolation=cv2.INTER_AREA)
         self.ref_coarse = PhaseReference(ref_coarse)
@@ -200,7 +135,8 @@ class Aligner:
         prev = last[2]
         f = self.ref.fine_scale
         try:
-            delta, responses, residual = _correct(grey, scale_matrix(f, f) @ prev.homography, self.fine_patches)
+            delta, responses, residual = correct(grey, scale_matrix(f, f) @ prev.homography, self.fine_patches,
+                                                 PATCH_MIN_RESPONSE)
         except AlignmentError:
             return None
         if residual >= TRACK_MAX_RESIDUAL_PX or min(responses) < TRACK_MIN_RESPONSE:
@@ -208,7 +144,7 @@ class Aligner:
         homography = np.asarray(np.linalg.inv(scale_matrix(f, f)) @ delta @ scale_matrix(f, f) @ prev.homography)
         h_work = self.ref_to_work @ homography @ np.linalg.inv(self.work_matrix(grey, transform))
         try:
-            _check_not_degenerate(h_work)
+            check_not_degenerate(h_work)
         except AlignmentError:
             return None
         shift = self._shift(h_work)
@@ -227,7 +163,7 @@ class Aligner:
         for label, method in methods:
             try:
                 h_work, result = method(small)
-                _check_not_degenerate(h_work)
+                check_not_degenerate(h_work)
                 shift = self._shift(h_work)
                 if shift > self.settings.max_shift_px:
                     raise MovedTooFar(f"the photo moved {shift:.0f} px (more than max_shift_px "
@@ -293,7 +229,7 @@ class Aligner:
         w, h = round(self.ref.size[0] * scale), round(self.ref.size[1] * scale)
         x0, y0, x1, y1 = (round(v * scale) for v in self.template_box)
         mid = (x0 + x1) / 2.0
-        return [_dft_window((a + b) / 2.0, (y0 + y1) / 2.0, b - a, y1 - y0, w, h) for a, b in ((x0, mid), (mid, x1))]
+        return [dft_window((a + b) / 2.0, (y0 + y1) / 2.0, b - a, y1 - y0, w, h) for a, b in ((x0, mid), (mid, x1))]
 
     def _windows(self, scale: float) -> list[tuple[int, int, int, int]]:
         """Two windows (reference pixels at ``scale``) around the two boxes farthest apart — the ends of the
@@ -305,7 +241,7 @@ class Aligner:
         if not pairs:
             return self._halves(scale)
         i, j = max(pairs, key=lambda p: abs(complex(*centres[p[0]]) - complex(*centres[p[1]])))
-        return [_dft_window(*centres[k], 4 * self.boxes[k][2] * scale, 2 * self.boxes[k][3] * scale, w, h)
+        return [dft_window(*centres[k], 4 * self.boxes[k][2] * scale, 2 * self.boxes[k][3] * scale, w, h)
                 for k in (i, j)]
 
     def _phase(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
@@ -326,7 +262,7 @@ class Aligner:
         h_work = np.array([[1.0, 0.0, -dx * sx], [0.0, 1.0, -dy * sy], [0.0, 0.0, 1.0]])
         responses: list[float] = []
         for _ in range(PHASE_PASSES):  # look at the halves through the current estimate, correct it
-            delta, responses, residual = _correct(small, h_work, self.patches)
+            delta, responses, residual = correct(small, h_work, self.patches, PATCH_MIN_RESPONSE)
             h_work = delta @ h_work
             if residual < CONVERGED_PX:
                 break
@@ -342,7 +278,7 @@ class Aligner:
         f = self.ref.fine_scale
         to_fine = scale_matrix(f, f) @ homography
         try:
-            delta, _, residual = _correct(grey, to_fine, self.fine_patches)
+            delta, _, residual = correct(grey, to_fine, self.fine_patches, PATCH_MIN_RESPONSE)
         except AlignmentError as exc:
             log.debug("fine alignment pass skipped: %s", exc)
             return homography
@@ -355,7 +291,7 @@ class Aligner:
     def _orb(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
         if self.ref.descriptors is None or len(self.ref.keypoints) < self.settings.min_inliers:
             raise AlignmentError("the reference image has too few features")
-        kps, desc = _orb().detectAndCompute(small, None)
+        kps, desc = orb_detector().detectAndCompute(small, None)
         if desc is None or len(kps) < self.settings.min_inliers:
             raise AlignmentError(f"only {0 if desc is None else len(kps)} features in the photo")
         pairs = self._matcher.knnMatch(desc, self.ref.descriptors, k=2)
@@ -409,104 +345,3 @@ class Aligner:
             raise AlignmentError(f"the digit region matches in several places ({best:.2f} vs {runner_up:.2f})")
         h_work = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy], [0.0, 0.0, 1.0]])
         return h_work, AlignResult(np.eye(3), "template", 0.0, score=float(best))
-
-
-PhaseWindow = tuple[tuple[int, int, int, int], PhaseReference]
-
-
-def _phase_windows(ref: np.ndarray, windows: list[tuple[int, int, int, int]]) -> list[PhaseWindow]:
-    """Windows ``(x0, y0, x1, y1)`` of ``ref`` with their reference spectra."""
-    return [((x0, y0, x1, y1), PhaseReference(ref[y0:y1, x0:x1])) for x0, y0, x1, y1 in windows]
-
-
-def _is_affine(m: np.ndarray) -> bool:
-    return abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1.0) < 1e-12
-
-
-def _correct(image: np.ndarray, to_ref: np.ndarray,
-             windows: list[PhaseWindow]) -> tuple[np.ndarray, list[float], float]:
-    """Look at two reference windows through the current estimate ``to_ref`` (image -> ref pixels) and return
-    the similarity that corrects it (ref -> ref), the windows' phase correlation responses and the largest
-    remaining shift. AlignmentError when a window does not match clearly."""
-    moved, still, responses, worst = [], [], [], 0.0
-    affine = _is_affine(to_ref)
-    for (x0, y0, x1, y1), ref in windows:
-        m = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]]) @ to_ref
-        size = (x1 - x0, y1 - y0)
-        if affine:
-            patch = cv2.warpAffine(image, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        else:
-            patch = cv2.warpPerspective(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        (ex, ey), r = ref.correlate(patch)
-        if not np.isfinite(r) or r < PATCH_MIN_RESPONSE:
-            raise AlignmentError(f"the digit region does not match at the translation (response {r:.2f})")
-        log.debug("phase window %s: residual %.2f %.2f, response %.2f", (x0, y0, x1, y1), ex, ey, r)
-        cx, cy = (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
-        moved.append(complex(cx + ex, cy + ey))  # where the window's content is seen through the estimate
-        still.append(complex(cx, cy))
-        responses.append(float(r))
-        worst = max(worst, abs(ex), abs(ey))
-    # the similarity taking the seen positions to the reference ones: z_ref = a * z_seen + b
-    a = (still[0] - still[1]) / (moved[0] - moved[1])
-    b = still[0] - a * moved[0]
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag], [0.0, 0.0, 1.0]]), responses, worst
-
-
-def _dft_window(cx: float, cy: float, width: float, height: float, w: int, h: int) -> tuple[int, int, int, int]:
-    """A window centred on ``cx, cy`` at least ``width x height`` large, grown to sizes the DFT handles fast
-    (products of 2, 3 and 5) and kept inside a ``w x h`` image."""
-    ww = min(w, cv2.getOptimalDFTSize(max(8, round(width))))
-    wh = min(h, cv2.getOptimalDFTSize(max(8, round(height))))
-    x0 = min(max(0, round(cx - ww / 2.0)), w - ww)
-    y0 = min(max(0, round(cy - wh / 2.0)), h - wh)
-    return (x0, y0, x0 + ww, y0 + wh)
-
-
-def _check_not_degenerate(h: np.ndarray) -> None:
-    """Refuse homographies no fixed camera produces: mirrored, squashed, strongly scaled or perspective."""
-    a = h[:2, :2] / h[2, 2]
-    det = float(np.linalg.det(a))
-    if not np.isfinite(det) or det <= 0:
-        raise AlignmentError("degenerate homography (mirrored or collapsed)")
-    sv = np.linalg.svd(a, compute_uv=False)
-    if sv.min() < 0.7 or sv.max() > 1.4 or sv.max() / sv.min() > 1.3:
-        raise AlignmentError(f"degenerate homography (scales {sv.min():.2f}..{sv.max():.2f})")
-    if np.abs(h[2, :2] / h[2, 2]).max() > 1e-3:
-        raise AlignmentError("degenerate homography (strong perspective)")
-
-
-def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | None = None,
-               scale: float = 1.0) -> list[np.ndarray]:
-    """Cut reference-frame boxes out of a photo: directly, or through ``homography`` (photo -> reference).
-
-    ``scale`` < 1 cuts the crops that much smaller (a photo decoded at reduced size: each crop is sampled once
-    from the photo, never up and down again). Boxes that sit close together (a row of drums) are warped in one
-    call and sliced, which is faster.
-    """
-    h, w = image.shape[:2]
-    if homography is None or (scale == 1.0 and float(np.abs(homography - np.eye(3)).max()) <= 1e-9):
-        for x, y, bw, bh in boxes:
-            if x + bw > w or y + bh > h:
-                raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {w}x{h} photo")
-        return [image[y:y + bh, x:x + bw] for x, y, bw, bh in boxes]
-    inverse = np.linalg.inv(homography)
-    for x, y, bw, bh in boxes:
-        corners = np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], dtype=np.float64)
-        in_photo = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inverse).reshape(-1, 2)
-        if in_photo.min() < -2 or (in_photo[:, 0] > w + 2).any() or (in_photo[:, 1] > h + 2).any():
-            raise AlignmentError(f"box {[x, y, bw, bh]} falls outside the photo after alignment")
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
-    if scale == 1.0 and (x1 - x0) * (y1 - y0) <= 2 * sum(b[2] * b[3] for b in boxes):
-        region = _warp(image, homography, (x0, y0, x1 - x0, y1 - y0), 1.0)
-        return [region[y - y0:y - y0 + bh, x - x0:x - x0 + bw] for x, y, bw, bh in boxes]
-    return [_warp(image, homography, box, scale) for box in boxes]
-
-
-def _warp(image: np.ndarray, homography: np.ndarray, box: Box, scale: float) -> np.ndarray:
-    x, y, bw, bh = box
-    to_box = scale_matrix(scale, scale) @ np.array([[1.0, 0.0, -x], [0.0, 1.0, -y], [0.0, 0.0, 1.0]]) @ homography
-    size = (max(1, round(bw * scale)), max(1, round(bh * scale)))
-    if _is_affine(to_box):  # affine (every method but ORB): cheaper
-        return cv2.warpAffine(image, to_box[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.warpPerspective(image, to_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

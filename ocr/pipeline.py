@@ -28,13 +28,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.align import WORK_PX, Aligner, AlignmentError, AlignResult, crop_boxes, load_reference
+from ocr.align import Aligner, AlignResult
 from ocr.assemble import assemble
 from ocr.image_io import decode_image, load_image, to_grey
 from ocr.profile import Profile
 from ocr.readers.base import DigitReader
+from ocr.reference import WORK_PX, load_reference
 from ocr.transforms import is_identity, transform_matrix, transformed_size
-from smartmeter.errors import ConfigError, ImageError, InputError, SmartMeterError
+from ocr.warp import crop_boxes
+from smartmeter.errors import AlignmentError, ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)

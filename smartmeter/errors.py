@@ -48,6 +48,14 @@ class UnreadableError(SmartMeterError):
     http_status = 422
 
 
+class AlignmentError(UnreadableError):
+    """The photo could not be aligned to its profile's reference image with confidence."""
+
+
+class MovedTooFar(AlignmentError):
+    """The alignment is trusted and says the camera moved more than ``max_shift_px``: final, no fallback."""
+
+
 class ValidationRejected(SmartMeterError):
     """A reading was read but rejected by validation (goes to the review queue)."""
 

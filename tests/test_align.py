@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 from ocr import align
-from ocr.align import Aligner, AlignmentError, MovedTooFar, _check_not_degenerate, crop_boxes, load_reference
+from ocr.align import Aligner
 from ocr.image_io import decode_image, load_image
 from ocr.profile import load_profile
+from ocr.reference import load_reference
+from ocr.warp import check_not_degenerate, crop_boxes, scale_matrix
+from smartmeter.errors import AlignmentError, MovedTooFar
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 PROFILE = load_profile(PHOTOS / "meter.yaml")
@@ -66,7 +69,7 @@ def test_phase_correlation_recovers_the_camera_move(photo: str, pose: tuple[floa
     assert worst_error(result.homography, pose) < 1.5  # turn and zoom too, to a pixel
     # a photo decoded at half size aligns to the same reference pixels
     half = aligner().align(load_image(PHOTOS / photo, grey=True, reduce=2))
-    assert worst_error(half.homography @ align.scale_matrix(0.5, 0.5), pose) < 2.0
+    assert worst_error(half.homography @ scale_matrix(0.5, 0.5), pose) < 2.0
 
 
 @pytest.mark.parametrize(("photo", "pose"), POSES)
@@ -177,11 +180,11 @@ def test_method_none_is_identity() -> None:
 ])
 def test_degenerate_homographies_are_refused(h: np.ndarray) -> None:
     with pytest.raises(AlignmentError, match="degenerate"):
-        _check_not_degenerate(h)
+        check_not_degenerate(h)
 
 
 def test_plausible_homography_passes() -> None:
-    _check_not_degenerate(np.linalg.inv(camera_matrix(38, 22, -2.0, 1.03)))
+    check_not_degenerate(np.linalg.inv(camera_matrix(38, 22, -2.0, 1.03)))
 
 
 def test_crop_boxes_direct_and_warped() -> None:
@@ -197,7 +200,7 @@ def test_crop_boxes_direct_and_warped() -> None:
         crop_boxes(image, [(70, 0, 20, 20)], shift @ np.diag([1.0, 1.0, 1.0]) - [[0, 0, 30], [0, 0, 0], [0, 0, 0]])
     # a photo decoded at half size: the same box, cut half as large from the same content
     half = cv2.resize(image, (50, 50), interpolation=cv2.INTER_AREA)
-    to_ref = np.diag([1.0, 1.0, 1.0]) @ align.scale_matrix(2, 2)  # half-size pixels -> full-size pixels
+    to_ref = np.diag([1.0, 1.0, 1.0]) @ scale_matrix(2, 2)  # half-size pixels -> full-size pixels
     [small] = crop_boxes(half, [(10, 20, 30, 40)], to_ref, scale=0.5)
     assert small.shape == (20, 15, 3) and np.array_equal(small, half[10:30, 5:20])
 

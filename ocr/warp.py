@@ -1,0 +1,73 @@
+"""Cut the profile's boxes out of a photo through an alignment homography, and the matrix helpers alignment shares.
+
+Homographies map photo pixels to reference pixels. Boxes that sit close together (a row of drums) are warped in
+one call and sliced; affine maps take the cheaper ``warpAffine``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ocr.profile import Box
+from smartmeter.errors import AlignmentError
+
+
+def scale_matrix(sx: float, sy: float) -> np.ndarray:
+    """Pixel coordinates of an image -> of the same image resized by ``sx, sy`` (pixel centres stay aligned,
+    as ``cv2.resize`` does)."""
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def is_affine(m: np.ndarray) -> bool:
+    return abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1.0) < 1e-12
+
+
+def check_not_degenerate(h: np.ndarray) -> None:
+    """Refuse homographies no fixed camera produces: mirrored, squashed, strongly scaled or perspective."""
+    a = h[:2, :2] / h[2, 2]
+    det = float(np.linalg.det(a))
+    if not np.isfinite(det) or det <= 0:
+        raise AlignmentError("degenerate homography (mirrored or collapsed)")
+    sv = np.linalg.svd(a, compute_uv=False)
+    if sv.min() < 0.7 or sv.max() > 1.4 or sv.max() / sv.min() > 1.3:
+        raise AlignmentError(f"degenerate homography (scales {sv.min():.2f}..{sv.max():.2f})")
+    if np.abs(h[2, :2] / h[2, 2]).max() > 1e-3:
+        raise AlignmentError("degenerate homography (strong perspective)")
+
+
+def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | None = None,
+               scale: float = 1.0) -> list[np.ndarray]:
+    """Cut reference-frame boxes out of a photo: directly, or through ``homography`` (photo -> reference).
+
+    ``scale`` < 1 cuts the crops that much smaller (a photo decoded at reduced size: each crop is sampled once
+    from the photo, never up and down again). Boxes that sit close together (a row of drums) are warped in one
+    call and sliced, which is faster.
+    """
+    h, w = image.shape[:2]
+    if homography is None or (scale == 1.0 and float(np.abs(homography - np.eye(3)).max()) <= 1e-9):
+        for x, y, bw, bh in boxes:
+            if x + bw > w or y + bh > h:
+                raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {w}x{h} photo")
+        return [image[y:y + bh, x:x + bw] for x, y, bw, bh in boxes]
+    inverse = np.linalg.inv(homography)
+    for x, y, bw, bh in boxes:
+        corners = np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], dtype=np.float64)
+        in_photo = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inverse).reshape(-1, 2)
+        if in_photo.min() < -2 or (in_photo[:, 0] > w + 2).any() or (in_photo[:, 1] > h + 2).any():
+            raise AlignmentError(f"box {[x, y, bw, bh]} falls outside the photo after alignment")
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    if scale == 1.0 and (x1 - x0) * (y1 - y0) <= 2 * sum(b[2] * b[3] for b in boxes):
+        region = _warp(image, homography, (x0, y0, x1 - x0, y1 - y0), 1.0)
+        return [region[y - y0:y - y0 + bh, x - x0:x - x0 + bw] for x, y, bw, bh in boxes]
+    return [_warp(image, homography, box, scale) for box in boxes]
+
+
+def _warp(image: np.ndarray, homography: np.ndarray, box: Box, scale: float) -> np.ndarray:
+    x, y, bw, bh = box
+    to_box = scale_matrix(scale, scale) @ np.array([[1.0, 0.0, -x], [0.0, 1.0, -y], [0.0, 0.0, 1.0]]) @ homography
+    size = (max(1, round(bw * scale)), max(1, round(bh * scale)))
+    if is_affine(to_box):  # affine (every method but ORB): cheaper
+        return cv2.warpAffine(image, to_box[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(image, to_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
