@@ -8,12 +8,18 @@ Method ``orb`` (default) tries, in order, until one is trusted:
 
 1. ``phase``: translation by phase correlation of the whole photo (at half the work size), then two windows (the
    halves of the digit region) looked at through that estimate, each phase-correlated again; the two window
-   shifts give a rotation + zoom (a similarity), refined in a second pass when the first one moved them, and once
-   more at up to ``FINE_PX`` on larger photos. Refused when the peak is weak, when the reference mirrored or
-   turned over matches about as well (a symmetric meter face correlates with its mirror image), when a window
-   does not match, or when the fit turns or zooms more than a fixed camera does. About 1 ms; 0.1 px typical error.
+   shifts give a rotation + zoom (a similarity), looked at again (up to ``PHASE_PASSES``) until the halves agree.
+   Refused when the peak is weak, when the reference mirrored or turned over matches about as well (a symmetric
+   meter face correlates with its mirror image), when a window does not match, when the halves do not settle,
+   or when the fit turns or zooms more than a fixed camera does.
 2. ``orb``: ORB features, ratio-tested matches, a RANSAC homography, sanity checks (enough inliers, not
    degenerate: no mirroring, scale within 0.7-1.4, nearly no perspective).
+
+On photos larger than the work size, the result of 1 or 2 is looked at once more at up to ``FINE_PX``: two
+windows at the ends of the row of boxes. Windows that match and disagree with the estimate are followed until
+they agree within ``FINE_ACCEPT_PX``, else the method is not trusted (the halves can settle on a wrong rotation
+when one of them matches weakly: 5-8 px off before this check). Typical error 0.3 px, at most about 1 px on
+seeded random moves (``tests/test_align.py``).
 3. ``template``: the region around the digit boxes is searched in the photo (a pure translation, searched up
    to twice ``max_shift_px``); the match must be strong (normalised correlation >= 0.5), not on the border of the
    searched area, clearly better than anywhere else and better than the region mirrored.
@@ -56,8 +62,11 @@ MIN_FLIP_MARGIN = 0.05  # ... and beat the reference mirrored or turned over (me
 PATCH_MIN_RESPONSE = 0.15  # ... and of each half of the digit region, once moved by the whole photo's translation
 PHASE_MAX_SCALE = 0.1  # beyond this zoom or turn, a translation + two patches is no model: ORB decides
 PHASE_MAX_DEGREES = 6.0
-PHASE_PASSES = 2  # a second pass looks through the first pass' rotation and zoom ...
+PHASE_PASSES = 3  # further passes look through the last pass' rotation and zoom ...
 CONVERGED_PX = 0.5  # ... unless the first pass found the translation right already
+REFINE_PASSES = 3  # looks at the fine scale until the end windows agree with the estimate (else: not trusted) ...
+FINE_ACCEPT_PX = 2.0  # ... to within this many fine-scale pixels (the correction is then applied)
+PHASE_MAX_RESIDUAL_PX = 2.0  # the halves' last correction at the work scale must be this small, else not trusted
 TRACK_MIN_RESPONSE = 0.3  # tracking: both end windows must match at least this well at the last position ...
 TRACK_MAX_RESIDUAL_PX = 1.0  # ... and need less than this correction (fine-scale pixels), else the full search
 MIN_TEMPLATE_SCORE = 0.5
@@ -163,6 +172,10 @@ class Aligner:
         for label, method in methods:
             try:
                 h_work, result = method(small)
+                homography = np.linalg.inv(self.ref_to_work) @ h_work @ photo_to_work
+                if label != "template" and self.ref.fine_scale > self.ref.scale:
+                    homography = self._refine(grey, homography)
+                    h_work = self.ref_to_work @ homography @ np.linalg.inv(photo_to_work)
                 check_not_degenerate(h_work)
                 shift = self._shift(h_work)
                 if shift > self.settings.max_shift_px:
@@ -176,9 +189,6 @@ class Aligner:
                 reasons.append(f"{label}: {exc}")
                 log.debug("%s alignment failed (%s)", label, exc)
                 continue
-            homography = np.linalg.inv(self.ref_to_work) @ h_work @ photo_to_work
-            if label == "translation" and self.ref.fine_scale > self.ref.scale:
-                homography = self._refine(grey, homography)
             return AlignResult(homography, result.method, shift, result.inliers, result.score)
         if too_far is not None:  # a method that trusted its estimate says the camera moved: say so first
             raise MovedTooFar(f"{too_far}; " + "; ".join(r for r in reasons if str(too_far) not in r))
@@ -261,11 +271,15 @@ class Aligner:
         sx, sy = self.work_size[0] / self.coarse_size[0], self.work_size[1] / self.coarse_size[1]
         h_work = np.array([[1.0, 0.0, -dx * sx], [0.0, 1.0, -dy * sy], [0.0, 0.0, 1.0]])
         responses: list[float] = []
+        residual = 0.0
         for _ in range(PHASE_PASSES):  # look at the halves through the current estimate, correct it
             delta, responses, residual = correct(small, h_work, self.patches, PATCH_MIN_RESPONSE)
             h_work = delta @ h_work
             if residual < CONVERGED_PX:
                 break
+        if residual > PHASE_MAX_RESIDUAL_PX:
+            raise AlignmentError(f"the halves of the digit region do not settle ({residual:.1f} px after "
+                                 f"{PHASE_PASSES} looks)")
         a = complex(h_work[0, 0], h_work[1, 0])
         if abs(abs(a) - 1.0) > PHASE_MAX_SCALE or abs(np.angle(a, deg=True)) > PHASE_MAX_DEGREES:
             raise AlignmentError(f"the halves of the digit region disagree (scale {abs(a):.2f}, "
@@ -273,19 +287,28 @@ class Aligner:
         return h_work, AlignResult(np.eye(3), "phase", 0.0, score=min(float(response), *responses))
 
     def _refine(self, grey: np.ndarray, homography: np.ndarray) -> np.ndarray:
-        """One more look at the ends of the row of boxes at the fine scale (the work scale leaves up to a pixel
-        of error on larger photos); the estimate stays as it was if they do not match clearly."""
+        """Look again at the ends of the row of boxes at the fine scale (the work scale leaves up to a pixel of
+        error on larger photos). Windows that do not match clearly leave the estimate as it was; windows that match
+        but disagree with it are followed until they agree (the work-scale halves can settle on a wrong rotation
+        when one of them matches weakly), and AlignmentError if they do not: the next method decides."""
         f = self.ref.fine_scale
         to_fine = scale_matrix(f, f) @ homography
-        try:
-            delta, _, residual = correct(grey, to_fine, self.fine_patches, PATCH_MIN_RESPONSE)
-        except AlignmentError as exc:
-            log.debug("fine alignment pass skipped: %s", exc)
-            return homography
-        if residual > 2.0 * f / self.ref.scale:  # more than a work pixel: not the same estimate any more
-            log.debug("fine alignment pass skipped: residual %.1f px", residual)
-            return homography
-        return np.asarray(np.linalg.inv(scale_matrix(f, f)) @ delta @ to_fine)
+        for look in range(REFINE_PASSES):
+            try:
+                delta, responses, residual = correct(grey, to_fine, self.fine_patches, PATCH_MIN_RESPONSE)
+            except AlignmentError as exc:
+                if look == 0:
+                    log.debug("fine alignment pass skipped: %s", exc)
+                    return homography
+                raise AlignmentError(f"the ends of the digit row do not match after a correction ({exc})") from exc
+            if look == 0 and residual > 2.0 * f / self.ref.scale and min(responses) < TRACK_MIN_RESPONSE:
+                log.debug("fine alignment pass skipped: residual %.1f px, responses %s", residual, responses)
+                return homography  # weak windows far from the estimate: no evidence against it
+            to_fine = delta @ to_fine
+            if residual < FINE_ACCEPT_PX:  # a small correction: phase correlation measures it precisely
+                return np.asarray(np.linalg.inv(scale_matrix(f, f)) @ to_fine)
+        raise AlignmentError(f"the ends of the digit row disagree with the translation (still {residual:.1f} px "
+                             f"off after {REFINE_PASSES} looks)")
 
     # -- ORB features + RANSAC homography --------------------------------------------------------------------
     def _orb(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
