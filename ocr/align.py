@@ -6,7 +6,8 @@ through the homography (``crop_boxes``). Everything is computed on a grey copy o
 
 Method ``orb`` (default) tries, in order, until one is trusted:
 
-1. ``phase``: translation by phase correlation of the whole photo (at half the work size), then two windows (the
+1. ``phase``: translation by phase correlation of the whole photo (at a quarter of the work size, 80 x 60 px:
+   coarse, but it tells the meter from other pictures and from its mirror image better), then two windows (the
    halves of the digit region) looked at through that estimate, each phase-correlated again; the two window
    shifts give a rotation + zoom (a similarity), looked at again (up to ``PHASE_PASSES``) until the halves agree.
    Refused when the peak is weak, when the reference mirrored or turned over matches about as well (a symmetric
@@ -56,9 +57,11 @@ from smartmeter.errors import AlignmentError, MovedTooFar
 log = logging.getLogger(__name__)
 
 RATIO = 0.8
-COARSE = 2  # the whole-photo translation is found at half the work size (160 x 120 px)
-PHASE_MIN_RESPONSE = 0.2  # phase correlation peak of the whole photo (measured: photos >= 0.37, foreign <= 0.08)
-MIN_FLIP_MARGIN = 0.05  # ... and beat the reference mirrored or turned over (measured: >= 0.15 better)
+COARSE = 4  # the whole-photo translation is found at a quarter of the work size (80 x 60 px)
+PHASE_MIN_RESPONSE = 0.35  # phase correlation peak of the whole photo (measured at 80 x 60: photos of the meter
+# >= 0.48 with turns up to 3 degrees, other meters and a wall <= 0.22; at 160 x 120 a turned photo fell to 0.13)
+MIN_FLIP_MARGIN = 0.05  # ... and beat the reference mirrored or turned over (measured: photos >= 0.06 better,
+# mirrored photos >= 0.26 worse)
 PATCH_MIN_RESPONSE = 0.15  # ... and of each half of the digit region, once moved by the whole photo's translation
 PHASE_MAX_SCALE = 0.1  # beyond this zoom or turn, a translation + two patches is no model: ORB decides
 PHASE_MAX_DEGREES = 6.0
@@ -257,7 +260,7 @@ class Aligner:
     def _phase(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
         if small.shape != self.ref.grey.shape:
             raise AlignmentError("work image size differs from the reference")
-        # coarse translation at half the work size (a quarter of the cost); the windows make it precise.
+        # coarse translation at a quarter of the work size (a sixteenth of the cost); the windows make it precise.
         # (no window function, as before: the photo's spectrum is shared by the reference and its mirror images)
         coarse = spectrum(cv2.resize(small, self.coarse_size, interpolation=cv2.INTER_AREA))
         (dx, dy), response = self.ref_coarse.correlate(spec=coarse)

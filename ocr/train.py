@@ -81,7 +81,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
           font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True,
-          segment_drums: bool = False, teacher: Path | None = None, distill: float = 0.5,
+          segment_drums: bool = False, teacher: list[Path] | None = None, distill: float = 0.5,
           distill_temp: float = 2.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -96,7 +96,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     averaged = copy.deepcopy(model) if ema > 0 else None
-    teach = Teacher(teacher, distill_temp) if teacher is not None else None
+    teach = Teacher(teacher, distill_temp) if teacher else None
     for epoch in range(epochs):
         t0 = time.monotonic()
         crops, labels = train_set.crops, train_set.labels
@@ -140,23 +140,26 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
 
 
 class Teacher:
-    """A larger trained model (ONNX) whose softened class probabilities the small model learns from too
-    (knowledge distillation): they say which digits a crop resembles, which a label alone does not."""
+    """Larger or several trained models (ONNX) whose softened, averaged class probabilities the small model learns
+    from too (knowledge distillation): they say which digits a crop resembles, which a label alone does not."""
 
-    def __init__(self, path: Path, temperature: float) -> None:
+    def __init__(self, paths: list[Path], temperature: float) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.sessions = [ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for p in paths]
         self.temperature = temperature
 
     def probabilities(self, planes: np.ndarray, batch: int = 2048) -> np.ndarray:
-        out = [self.session.run(None, {"x": planes[i:i + batch, None]})[0] for i in range(0, len(planes), batch)]
-        logits = np.concatenate(out).astype(np.float64) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        total = np.zeros((len(planes), CLASSES))
+        for session in self.sessions:
+            out = [session.run(None, {"x": planes[i:i + batch, None]})[0] for i in range(0, len(planes), batch)]
+            logits = np.concatenate(out).astype(np.float64) / self.temperature
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            total += p / p.sum(axis=1, keepdims=True)
+        return total / len(self.sessions)
 
 
 def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
@@ -239,8 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--segment-drums", action="store_true",
                     help="render seven-segment faces as rolling drum digits too (drum counters with segment-like "
                          "digits)")
-    ap.add_argument("--teacher", type=Path, default=None,
-                    help="a larger trained model (.onnx) to distil from (knowledge distillation)")
+    ap.add_argument("--teacher", type=Path, action="append", default=None,
+                    help="a trained model (.onnx) to distil from (knowledge distillation); repeat for an ensemble")
     ap.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
     ap.add_argument("--distill-temp", type=float, default=2.0, help="temperature softening the teacher's logits")
     ap.add_argument("--ema", type=float, default=0.0,
@@ -295,7 +298,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "ema": args.ema,
         "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts,
                     "lcd_fonts": args.lcd_fonts, "segment_drums": args.segment_drums,
-                    "teacher": None if args.teacher is None else args.teacher.name,
+                    "teacher": [p.name for p in args.teacher or []],
                     "distill": args.distill if args.teacher else 0.0, "distill_temp": args.distill_temp,
                     "lines": args.lines,
                     "glare": args.glare,
