@@ -304,9 +304,6 @@ class Aligner:
                     log.debug("fine alignment pass skipped: %s", exc)
                     return homography
                 raise AlignmentError(f"the ends of the digit row do not match after a correction ({exc})") from exc
-            if look == 0 and residual > 2.0 * f / self.ref.scale and min(responses) < TRACK_MIN_RESPONSE:
-                log.debug("fine alignment pass skipped: residual %.1f px, responses %s", residual, responses)
-                return homography  # weak windows far from the estimate: no evidence against it
             to_fine = delta @ to_fine
             if residual < FINE_ACCEPT_PX:  # a small correction: phase correlation measures it precisely
                 return np.asarray(np.linalg.inv(scale_matrix(f, f)) @ to_fine)

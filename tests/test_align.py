@@ -95,6 +95,28 @@ def test_random_camera_moves_are_found_to_a_pixel_or_refused() -> None:
     assert max(errors) < 1.5
 
 
+def test_a_stream_with_occasional_moves_stays_within_a_pixel() -> None:
+    """300 photos of a camera that jitters a little and moves now and then (5 %), tracked. Before, a camera turned
+    by about 2.8 degrees kept a wrong rotation the end windows had flagged weakly: 6-8 px off for 4 photos."""
+    reference = load_image(PHOTOS / "reference.jpg")
+    a = aligner()
+    rng = np.random.default_rng(1)
+    pose = np.array([0.0, 0.0, 0.0, 1.0])
+    methods, errors = set(), []
+    for _ in range(300):
+        if rng.random() < 0.05:
+            pose = np.array([*rng.uniform(-25, 25, 2), rng.uniform(-3, 3), rng.uniform(0.97, 1.03)])
+        jitter = pose + np.array([*rng.normal(0, 0.3, 2), rng.normal(0, 0.03), rng.normal(0, 0.001)])
+        photo = cv2.warpAffine(reference, camera_matrix(*jitter)[:2], SIZE, borderMode=cv2.BORDER_REPLICATE)
+        photo = photo.astype(np.float32) * rng.uniform(0.7, 1.2) + rng.normal(0, 4, photo.shape)
+        ok, jpeg = cv2.imencode(".jpg", np.clip(photo, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        result = a.align(cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE))
+        methods.add(result.method)
+        errors.append(worst_error(result.homography, tuple(jitter)))  # type: ignore[arg-type]
+    assert methods == {"tracked", "phase"}
+    assert max(errors) < 1.5
+
+
 @pytest.mark.parametrize(("photo", "pose"), POSES)
 def test_orb_recovers_the_camera_move(photo: str, pose: tuple[float, float, float, float], no_phase: None) -> None:
     result = aligner().align(load_image(PHOTOS / photo))
