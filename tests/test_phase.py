@@ -31,6 +31,19 @@ def test_matches_opencv_phase_correlate(dx: float, dy: float) -> None:
     assert response == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize(("h", "w"), [(90, 135), (45, 75), (91, 134), (60, 81), (7, 9), (1, 16)])
+def test_packed_spectra_of_every_size_parity_give_the_full_correlation(h: int, w: int) -> None:
+    """The half (CCS) spectrum packs even and odd heights and widths differently: all four give the correlation
+    surface of the full complex spectra (numpy), phase-only."""
+    rng = np.random.default_rng(5)
+    a, b = rng.random((h, w)).astype(np.float32), rng.random((h, w)).astype(np.float32)
+    surface = cv2.idft(cv2.mulSpectrums(spectrum(a), spectrum(b), 0, conjB=True),
+                       flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+    fa, fb = np.fft.fft2(a.astype(np.float64)), np.fft.fft2(b.astype(np.float64))
+    expected = np.fft.ifft2(fa / np.abs(fa) * np.conj(fb / np.abs(fb))).real
+    assert np.abs(surface - expected).max() < 1e-5
+
+
 def test_recovers_a_shift_and_shares_the_photo_spectrum() -> None:
     ref = texture()
     photo = moved(ref, -7.0, 5.0)
