@@ -82,7 +82,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
           font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True,
           segment_drums: bool = False, teacher: list[Path] | None = None, distill: float = 0.5,
-          distill_temp: float = 2.0) -> nn.Module:
+          distill_temp: float = 2.0, balance: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
@@ -97,11 +97,16 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     averaged = copy.deepcopy(model) if ema > 0 else None
     teach = Teacher(teacher, distill_temp) if teacher else None
+    draw = meter_weights(train_set.meters, balance) if balance > 0 else None
+    draw_rng = np.random.default_rng(seed + 3)
     for epoch in range(epochs):
         t0 = time.monotonic()
         crops, labels = train_set.crops, train_set.labels
         if pools:
             crops, labels = synth_rolls(train_set, pools, roll_rng, roll)
+        if draw is not None:  # small meters drawn more often, large collections less (same epoch size)
+            pick = draw_rng.choice(len(labels), size=len(labels), p=draw)
+            crops, labels = [crops[j] for j in pick], labels[pick]
         if n_fonts:
             assert font_labels is not None
             pick = roll_rng.choice(len(font_crops), size=n_fonts, replace=False)
@@ -137,6 +142,14 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
         model = averaged
     model.eval()
     return model
+
+
+def meter_weights(meters: np.ndarray, balance: float) -> np.ndarray:
+    """Per-crop drawing probabilities giving a meter with n crops a share proportional to n ** (1 - balance):
+    0 keeps the data set's proportions, 1 draws every meter equally often."""
+    _, index, counts = np.unique(meters, return_inverse=True, return_counts=True)
+    w = counts[index].astype(np.float64) ** -balance
+    return w / w.sum()
 
 
 class Teacher:
@@ -246,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="a trained model (.onnx) to distil from (knowledge distillation); repeat for an ensemble")
     ap.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
     ap.add_argument("--distill-temp", type=float, default=2.0, help="temperature softening the teacher's logits")
+    ap.add_argument("--balance", type=float, default=0.0,
+                    help="draw the real crops of a meter with n crops in proportion to n ** (1 - balance) each "
+                         "epoch (0 = as they are, 1 = every meter equally)")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="keep an exponential moving average of the weights with this decay per step (0 = off) "
                          "and export it")
@@ -279,7 +295,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                   hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
                   widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
                   ema=args.ema, lcd_fonts=args.lcd_fonts, segment_drums=args.segment_drums,
-                  teacher=args.teacher, distill=args.distill, distill_temp=args.distill_temp)
+                  teacher=args.teacher, distill=args.distill, distill_temp=args.distill_temp,
+                  balance=args.balance)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -300,7 +317,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                     "lcd_fonts": args.lcd_fonts, "segment_drums": args.segment_drums,
                     "teacher": [p.name for p in args.teacher or []],
                     "distill": args.distill if args.teacher else 0.0, "distill_temp": args.distill_temp,
-                    "lines": args.lines,
+                    "lines": args.lines, "balance": args.balance,
                     "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,
