@@ -90,9 +90,9 @@ def fit_slots(row: Row, scale: float, matrix: np.ndarray) -> Slots | None:
     wide = [w for w in ws if w > 0.45 * h] or ws
     w_digit = float(np.percentile(wide, 75))
     best = None
-    for right_aligned in (False, True):  # a seven-segment '1' sits at the right of its cell
-        uu = np.array([x + (w_digit - w) / 2 if right_aligned and w < 0.6 * w_digit else x
-                       for x, w in zip(u, ws, strict=True)])
+    for narrow in (0.0, 0.6, 0.8):  # a seven-segment '1' (and '7', narrower than 0.8 of a digit in some LCD
+        # faces) sits at the right of its cell: narrow glyphs are moved to the cell's centre, the most even fit wins
+        uu = np.array([x - (w_digit - w) / 2 if w < narrow * w_digit else x for x, w in zip(u, ws, strict=True)])
         fit = _even_spacing(uu, h)
         if fit is not None and (best is None or fit[3] > best[3]):
             best = fit

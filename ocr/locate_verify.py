@@ -23,6 +23,7 @@ from smartmeter.types import DigitValue
 log = logging.getLogger(__name__)
 
 EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
+SURE_NEIGHBOUR = 0.9  # a red neighbour slot to the right with the row's ink reading this surely may be a digit
 
 
 def count_factor(n: int) -> float:
@@ -114,6 +115,8 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
             offsets[k] = off
             return "digit"
         if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
+            return "maybe"
+        if red and _reads(cell, SURE_NEIGHBOUR):  # a red drum (decimals) with no clear blob that reads surely
             return "maybe"
         return "end"
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ocr.autolocate import crops_for, locate, read_auto
-from ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix
+from ocr.locate_blobs import Blob, Row
+from ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix, fit_slots
 from ocr.profile import Profile
 from smartmeter.errors import ImageError, UnreadableError
 
@@ -224,3 +225,23 @@ def test_a_digit_that_depends_on_the_box_is_not_trusted() -> None:
     # three of the five shapes agree: trusted
     _, unstable = read_shapes(img, cand, _BoxDependentReader(6, 2, heights[2]))  # type: ignore[arg-type]
     assert unstable == [] and cand.digits[2].value == 3.0
+
+
+@pytest.mark.parametrize("narrow", [{"1": 0.25}, {"1": 0.25, "7": 0.65}])
+def test_narrow_seven_segment_glyphs_sit_at_the_right_of_their_cells(narrow: dict[str, float]) -> None:
+    """A seven-segment '1' (and in some faces a '7') fills only the right part of its cell: the row's slots must
+    still come out evenly spaced, one per cell (the glyph's centre is right of the cell's)."""
+    pitch, w, h = 100.0, 60.0, 100.0
+    text = "0371817"
+    blobs = []
+    for k, ch in enumerate(text):
+        gw = w * narrow.get(ch, 1.0)
+        right = 50.0 + k * pitch + w / 2  # every glyph ends at its cell's right edge
+        blobs.append(Blob(right - gw, 200.0, gw, h))
+    slots = fit_slots(Row(blobs, "dark-31", light_on_dark=False), 1.0, np.eye(3)[:2])
+    assert slots is not None
+    assert slots.count == len(text)
+    assert slots.pitch == pytest.approx(pitch, abs=2.0)
+    assert slots.regularity > 0.8
+    assert [round(x + bw / 2) for x, _, bw, _ in slots.boxes()] == pytest.approx(
+        [50 + k * pitch for k in range(len(text))], abs=3)
