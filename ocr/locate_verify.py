@@ -23,7 +23,7 @@ from smartmeter.types import DigitValue
 log = logging.getLogger(__name__)
 
 EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
-SURE_NEIGHBOUR = 0.9  # a red neighbour slot to the right with the row's ink reading this surely may be a digit
+RED_INK = 0.3  # a red slot right of the row (decimal drum) with this share of the row's ink contrast may be a digit
 
 
 def count_factor(n: int) -> float:
@@ -107,7 +107,7 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
         """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
         cell = cells[k]
         red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
-        if not (abs(cell.level - level) < 60 or red) or cell.ink < 0.5 * spread:
+        if not (abs(cell.level - level) < 60 or red) or cell.ink < (RED_INK if red else 0.5) * spread:
             return "end"
         polarity = None if red else c.row.light_on_dark
         off = digit_offset(image, c.matrix, c.slots, k, polarity)
@@ -116,7 +116,7 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
             return "digit"
         if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
             return "maybe"
-        if red and _reads(cell, SURE_NEIGHBOUR):  # a red drum (decimals) with no clear blob that reads surely
+        if red:  # a red drum (decimals) with ink but no clear blob
             return "maybe"
         return "end"
 
