@@ -107,7 +107,9 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
         """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
         cell = cells[k]
         red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
-        if not (abs(cell.level - level) < 60 or red) or cell.ink < (RED_INK if red else 0.5) * spread:
+        if red and cell.ink < RED_INK * spread:  # a red slot (decimal drum) whose digit grey does not show
+            return "maybe"
+        if not red and (abs(cell.level - level) >= 60 or cell.ink < 0.5 * spread):
             return "end"
         polarity = None if red else c.row.light_on_dark
         off = digit_offset(image, c.matrix, c.slots, k, polarity)

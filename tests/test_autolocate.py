@@ -136,17 +136,21 @@ def test_crop_deskewed_matches_rotation() -> None:
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 2
 
 
-def _drum_row(n: int, red_last: bool) -> tuple[np.ndarray, list[int]]:
-    """A dark counter window with white digits drawn at a regular pitch, the last one on a red drum."""
+def _drum_row(n: int, red_last: bool, last_colour: tuple[int, int, int] = (235, 235, 235)
+              ) -> tuple[np.ndarray, list[int]]:
+    """A dark counter window with white digits drawn at a regular pitch, the last one on a red drum (its digit in
+    ``last_colour``, BGR)."""
     img = np.full((420, 900, 3), 215, np.uint8)
     cv2.rectangle(img, (90, 140), (90 + n * 100 + 20, 290), (70, 70, 70), -1)
     cv2.rectangle(img, (100, 150), (100 + n * 100, 280), (15, 15, 15), -1)
     digits = [(3 * i + 2) % 10 for i in range(n)]
     for i, d in enumerate(digits):
         x = 110 + i * 100
+        colour = (235, 235, 235)
         if red_last and i == n - 1:
             cv2.rectangle(img, (x - 5, 158), (x + 85, 272), (40, 40, 190), -1)
-        cv2.putText(img, str(d), (x + 8, 255), cv2.FONT_HERSHEY_SIMPLEX, 3.2, (235, 235, 235), 9, cv2.LINE_AA)
+            colour = last_colour
+        cv2.putText(img, str(d), (x + 8, 255), cv2.FONT_HERSHEY_SIMPLEX, 3.2, colour, 9, cv2.LINE_AA)
     return img, digits
 
 
@@ -181,6 +185,20 @@ def test_row_extends_to_every_digit_of_the_window() -> None:
     assert found.profile.decimals == 1
     result, _ = read_auto(img, get_reader("cnn"))
     assert result.reading == "25814.7" and digits == [2, 5, 8, 1, 4, 7]
+
+
+@pytest.mark.parametrize(("colour", "reading"), [((90, 110, 210), "25814.7"), ((60, 60, 140), None)])
+def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple[int, int, int],
+                                                                   reading: str | None) -> None:
+    """The last drum is red and its digit faint in grey (a light pink on red), or as grey as the red itself (it
+    vanishes in grey): the first is read, the second refused; never the five white drums alone ("25814")."""
+    from ocr.readers import get_reader
+
+    img, _ = _drum_row(6, red_last=True, last_colour=colour)
+    result, _ = read_auto(img, get_reader("cnn"))
+    assert result.reading == reading
+    if reading is None:
+        assert "continue past a digit" in (result.error or "")
 
 
 class _BoxDependentReader:
