@@ -22,14 +22,17 @@ log = logging.getLogger(__name__)
 RollPools = dict[str, tuple[float, list[list[np.ndarray]]]]  # meter -> (pitch / crop height, digit -> crops)
 
 
-def build_roll_pools(data: DigitSet) -> RollPools:
-    """Per rolling meter (one with fractional labels), its ``d.0`` crops resized to the meter's median size."""
+def build_roll_pools(data: DigitSet, static_pitch: float = 0.0) -> RollPools:
+    """Per rolling meter (one with fractional labels), its ``d.0`` crops resized to the meter's median size. With
+    ``static_pitch`` > 0, meters whose digits never roll (LCDs) get a pool too, at that pitch (a share of the crop
+    height): their digits rolled as if printed on drums, like the segment-style typefaces of some drum counters."""
     pools: RollPools = {}
     for meter in sorted(set(data.meters.tolist())):
         sel = np.flatnonzero(data.meters == meter)
         labels = data.labels[sel]
         frac = np.abs(labels - np.round(labels))
-        if not (frac > 0.05).any():  # an LCD or a set of whole digits only: nothing rolls
+        rolls = bool((frac > 0.05).any())
+        if not rolls and static_pitch <= 0:  # an LCD or a set of whole digits only: nothing rolls
             continue
         whole = sel[frac < 1e-6]
         if len(whole) == 0:
@@ -42,7 +45,7 @@ def build_roll_pools(data: DigitSet) -> RollPools:
                 cv2.resize(data.crops[i], (w, h), interpolation=cv2.INTER_AREA))
         pairs = sum(1 for d in range(10) if by_digit[d] and by_digit[(d + 1) % 10])
         if pairs:
-            pools[meter] = (calibrate_pitch(data, meter, by_digit), by_digit)
+            pools[meter] = (calibrate_pitch(data, meter, by_digit) if rolls else static_pitch, by_digit)
             log.info("roll pool %s: %d whole-digit crops, %d of 10 digit pairs", meter, len(whole), pairs)
     return pools
 

@@ -82,13 +82,13 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
           widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
           font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True,
           segment_drums: bool = False, teacher: list[Path] | None = None, distill: float = 0.5,
-          distill_temp: float = 2.0, balance: float = 0.0) -> nn.Module:
+          distill_temp: float = 2.0, balance: float = 0.0, roll_static: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(widths)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     targets_all = soft_targets(train_set.labels, sigma)
-    pools = build_roll_pools(train_set) if roll > 0 else {}
+    pools = build_roll_pools(train_set, roll_static) if roll > 0 else {}
     roll_rng = np.random.default_rng(seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
     faces = font_faces(font_dir, lcd_fonts, segment_drums) if fonts > 0 else []
     font_crops, font_labels = render_pool(faces, font_pool, seed + 2) if faces else ([], None)
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
                          "from two whole-digit crops of the same meter (ocr.digit_rolls)")
     ap.add_argument("--fonts", type=float, default=0.5,
                     help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
+    ap.add_argument("--roll-static", type=float, default=0.0,
+                    help="also roll the digits of meters that never roll (LCDs) at this drum pitch, a share of the "
+                         "crop height (0 = off): segment-style digits in transit")
     ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
     ap.add_argument("--lcd-fonts", action="store_true",
                     help="render seven-segment digits too (off: they made the model read LCD ones as sevens)")
@@ -296,7 +299,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                   widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
                   ema=args.ema, lcd_fonts=args.lcd_fonts, segment_drums=args.segment_drums,
                   teacher=args.teacher, distill=args.distill, distill_temp=args.distill_temp,
-                  balance=args.balance)
+                  balance=args.balance, roll_static=args.roll_static)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -317,7 +320,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
                     "lcd_fonts": args.lcd_fonts, "segment_drums": args.segment_drums,
                     "teacher": [p.name for p in args.teacher or []],
                     "distill": args.distill if args.teacher else 0.0, "distill_temp": args.distill_temp,
-                    "lines": args.lines, "balance": args.balance,
+                    "lines": args.lines, "balance": args.balance, "roll_static": args.roll_static,
                     "glare": args.glare,
                     "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
         "threads": args.threads,

@@ -57,6 +57,14 @@ def test_pools_skip_meters_that_do_not_roll_and_find_the_pitch() -> None:
     assert ratio == pytest.approx(1.0, abs=0.05)  # the half-rolled crops were drawn with pitch = crop height
 
 
+def test_a_static_pitch_rolls_the_meters_that_never_roll_too() -> None:
+    """With ``static_pitch`` the LCD gets a pool at that pitch; the drum keeps the pitch measured on its crops."""
+    pools = build_roll_pools(dataset(), static_pitch=1.1)
+    assert set(pools) == {"drum", "lcd"}
+    assert pools["lcd"][0] == 1.1
+    assert pools["drum"][0] == pytest.approx(1.0, abs=0.05)
+
+
 def test_synth_rolls_replaces_a_share_with_consistent_labels() -> None:
     data = dataset()
     pools = build_roll_pools(data)
