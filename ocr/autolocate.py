@@ -141,9 +141,10 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
     else:
         floor = MIN_GEOMETRY
     log.debug("locate: %d candidates in %.0f ms", total, 1000 * (time.perf_counter() - t0))
-    if not cands or cands[0].score < floor:
-        best_score = f"{cands[0].score:.2f}" if cands else "none"
-        raise UnreadableError(f"no counter found in the photo (best candidate score {best_score} < {floor})")
+    if not cands:
+        raise UnreadableError("no counter found in the photo (no row of digit-like marks)")
+    if cands[0].score < floor:
+        raise UnreadableError(f"no counter found in the photo (best candidate score {cands[0].score:.2f} < {floor})")
     best = cands[0]
     if not best.complete:
         raise UnreadableError("the counter row seems to continue past a digit that does not read: not guessing "
