@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from server import camera_book as book
+from server.frames import Frame, Rules
 from server.storage import Database, from_ms, to_ms
-from server.validation import Frame, Rules
 from server.worker import Readers, _Item, read_items
 from smartmeter.errors import NotFoundError
 from smartmeter.progress import Progress

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server import camera_book as book
+from server.frames import Anchor
 from server.storage import Database, from_ms, now_ms, to_ms
-from server.validation import Anchor
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.settings import Settings
 

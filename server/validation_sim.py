@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from ocr.assemble import assemble
-from server.validation import Action, Frame, MeterValidator, Rules
+from server.frames import Action, Frame, Rules
+from server.validation import MeterValidator
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from server import camera_book as book
+from server.frames import Frame, Rules
 from server.storage import Database, now_ms
-from server.validation import Frame, Rules
 from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
 from smartmeter.progress import Progress
 from smartmeter.settings import Settings

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.validation import Action, Anchor, Frame, MeterValidator, Rules, candidates, mid_roll
+from server.frames import Action, Anchor, Frame, Rules, candidates, mid_roll
+from server.validation import MeterValidator
 from server.validation_sim import FaultRates, drum_positions, read_positions, run_validation, simulate_frames
-from smartmeter.settings import Settings
-from smartmeter.types import DigitValue, OcrResult
+from smartmeter.types import DigitValue
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 RULES = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3)
@@ -139,20 +139,6 @@ def test_duplicate_delivery_is_one_reading() -> None:
     assert [d.action for d in v.feed(f)] == [Action.PUBLISH]
     assert [d.action for d in v.feed(f)] == [Action.DUPLICATE]
     assert len(v.anchors) == 1
-
-
-def test_frame_from_ocr_and_rules_from_settings() -> None:
-    res = OcrResult("00123.4", 123.4, 0.9, [DigitValue(float(c), 0.9) for c in "001234"], reader_version="cnn-2")
-    f = Frame.from_ocr("k", T0, res)
-    assert f.decimals == 1 and f.reader_version == "cnn-2"
-    settings = Settings.model_validate({"meters": [{"id": "m1", "resolution_kwh": 0.01, "max_power_w": 9000}],
-                                        "validation": {"confirm_frames": 4}})
-    rules = Rules.from_settings(settings, "m1")
-    assert rules.validation.confirm_frames == 4 and rules.meter.max_power_w == 9000 and rules.decimals == 2
-    assert Rules.from_settings(Settings(), "any").meter.max_power_w == 3 * 63 * 230
-    assert Rules.of(confirm_frames=5, resolution_kwh=0.01).validation.confirm_frames == 5
-    with pytest.raises(TypeError, match="no such validation setting: confirm"):
-        Rules.of(confirm=5)
 
 
 def test_odometer_model_matches_assembly() -> None:

@@ -1,0 +1,164 @@
+"""What cross-frame validation works with: the meter's rules, a frame (one photo's OCR result), a published
+reading (anchor), a decision, and the values a frame may stand for when drums are caught mid-roll.
+
+``server.validation.MeterValidator`` judges frames with these (docs/validation.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from smartmeter.settings import MeterSettings, Settings, ValidationSettings
+from smartmeter.types import DigitValue, OcrResult, utc
+
+
+class Action(StrEnum):
+    PUBLISH = "publish"
+    HOLD = "hold"
+    SUSPECT = "suspect"
+    REJECT = "reject"
+    CORRECT = "correct"
+    WITHDRAW = "withdraw"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The validation settings of one meter: its register's limits and the validation section, as configured."""
+
+    meter: MeterSettings = field(default_factory=lambda: MeterSettings(id="meter"))
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, meter_id: str) -> Rules:
+        return cls(settings.meter(meter_id), settings.validation)
+
+    @classmethod
+    def of(cls, **values: float) -> Rules:
+        """The default rules with some values changed, by field name of either section (tests, benchmarks)."""
+        meter = {k: v for k, v in values.items() if k in MeterSettings.model_fields}
+        unknown = set(values) - set(meter) - set(ValidationSettings.model_fields)
+        if unknown:
+            raise TypeError(f"no such validation setting: {', '.join(sorted(unknown))}")
+        validation = {k: v for k, v in values.items() if k not in meter}
+        return cls(MeterSettings(id="meter", **meter), ValidationSettings(**validation))  # type: ignore[arg-type]
+
+    @property
+    def resolution_kwh(self) -> float:
+        return self.meter.resolution_kwh
+
+    @property
+    def decimals(self) -> int:
+        return max(0, round(-math.log10(self.resolution_kwh)))
+
+    def fits(self, t1: float, v1: float, t2: float, v2: float) -> bool:
+        """Can the register go from v1 at t1 to v2 at t2 (epoch seconds, either order)?"""
+        if t2 < t1:
+            t1, v1, t2, v2 = t2, v2, t1, v1
+        eps = self.resolution_kwh * 1e-3
+        dv = v2 - v1
+        if dv < -(self.meter.backwards_tolerance_kwh + eps):
+            return False
+        return dv <= self.meter.max_power_w / 1000.0 * (t2 - t1) / 3600.0 + self.resolution_kwh + eps
+
+
+@dataclass
+class Frame:
+    """One photo as the validator sees it: capture time, value read, per-digit detail."""
+
+    key: str
+    ts: datetime
+    value: float | None
+    confidence: float
+    digits: list[DigitValue] = field(default_factory=list)
+    reader_version: str = ""
+    decimals: int | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.ts = utc(self.ts)
+        self.t = self.ts.timestamp()
+
+    @classmethod
+    def from_ocr(cls, key: str, ts: datetime, result: OcrResult) -> Frame:
+        decimals = None
+        if result.reading and "." in result.reading:
+            decimals = len(result.reading.rsplit(".", 1)[1])
+        elif result.reading:
+            decimals = 0
+        return cls(key, ts, result.value, result.confidence, list(result.digits), result.reader_version,
+                   decimals, result.error)
+
+    def fine(self, resolution: float) -> float | None:
+        """The value with the last drum's fraction added (mid-step estimate when the drum does not match)."""
+        if self.value is None:
+            return None
+        last = self.digits[-1].value if self.digits else None
+        if last is not None:
+            step = round(self.value / resolution) % 10
+            lo = math.floor(last)
+            if lo % 10 == step:
+                return self.value + (last - lo) * resolution
+            if (lo + 1) % 10 == step:  # snapped up: the drum is just below the shown number
+                return self.value - (lo + 1 - last) * resolution
+        return self.value + resolution / 2
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published reading. ``trusted`` anchors (review, import) are never overruled by frames."""
+
+    key: str
+    ts: datetime
+    value: float
+    trusted: bool = False
+    confidence: float = 1.0
+    reader_version: str = ""
+    fine: float | None = None  # value with the last drum's fraction (None: value + half a step)
+
+    @property
+    def t(self) -> float:
+        return self.ts.timestamp()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happened to one photo. ``value`` is the published/corrected value; ``old_value`` the replaced one."""
+
+    action: Action
+    key: str
+    ts: datetime
+    value: float | None
+    reason: str
+    old_value: float | None = None
+    evidence: tuple[str, ...] = ()
+    confidence: float = 0.0
+    reader_version: str = ""
+
+
+def mid_roll(frame: Frame, rules: Rules) -> list[int]:
+    """Indexes of non-last digits caught between two numbers (drum position frac in [band, 1 - band])."""
+    out = []
+    for i, d in enumerate(frame.digits[:-1]):
+        if d.value is not None:
+            frac = d.value - math.floor(d.value)
+            if rules.validation.transition_band <= frac <= 1 - rules.validation.transition_band:
+                out.append(i)
+    return out
+
+
+def candidates(frame: Frame, rules: Rules) -> list[float]:
+    """Values the register may show when mid-roll digits are taken one number lower or higher."""
+    if frame.value is None:
+        return []
+    idx = mid_roll(frame, rules)
+    decimals = frame.decimals if frame.decimals is not None else rules.decimals
+    n = len(frame.digits)
+    steps = [10.0 ** (n - 1 - i - decimals) for i in idx]
+    out = {round(frame.value + sum(s * k for s, k in zip(steps, ks, strict=True)), 6)
+           for ks in itertools.product((-1, 0, 1), repeat=len(steps))}
+    return sorted(v for v in out if v >= 0)
