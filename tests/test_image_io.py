@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -60,3 +61,33 @@ def test_to_grey() -> None:
     assert to_grey(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5)
     grey = np.zeros((4, 5), np.uint8)
     assert to_grey(grey) is grey
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_at_every_size(orientation: int) -> None:
+    """A phone photo stores its pixels sideways and says so in EXIF: every decode (colour or grey, full size or
+    reduced for speed) gives the photo as displayed, so boxes drawn on a displayed reference fit all of them."""
+    import io
+
+    from PIL import Image
+
+    stored = np.zeros((96, 160, 3), np.uint8)
+    stored[:32, :40] = 255  # a white corner block and a red one: every flip and turn looks different
+    stored[60:, 100:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(stored[:, :, ::-1]).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    turns: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        1: lambda a: a, 2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+        4: lambda a: cv2.flip(a, 0), 5: cv2.transpose, 6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+        7: lambda a: cv2.flip(cv2.transpose(a), -1), 8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
+    displayed = turns[orientation](stored)
+    for grey in (False, True):
+        for reduce in (1, 2, 4):
+            got = decode_image(buf.getvalue(), grey=grey, reduce=reduce)
+            want = cv2.resize(displayed, (got.shape[1], got.shape[0]), interpolation=cv2.INTER_AREA)
+            if grey:
+                want = cv2.cvtColor(want, cv2.COLOR_BGR2GRAY)
+            assert got.shape[:2] == (displayed.shape[0] // reduce, displayed.shape[1] // reduce)
+            assert np.abs(got.astype(int) - want.astype(int)).mean() < 10, (grey, reduce)
