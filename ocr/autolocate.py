@@ -17,8 +17,8 @@ Method (details and measured results in ``docs/autolocate.md``):
    surest in is kept (and proposed in the profile); a digit reading the same in fewer than three shapes is unstable.
    Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
    another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
-   unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); ``ocr.assemble`` finding the drums
-   inconsistent. An incomplete row's reading is a digit short, which is worse than no reading.
+   unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); the row read turned by 180 degrees
+   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent. An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 """
 
@@ -57,6 +57,8 @@ MIN_DIGITS = 3
 MIN_SCORE = 0.55  # below: "no counter found" (score = geometry x reader confidence)
 MIN_GEOMETRY = 0.2  # without a reader
 AUTO_MIN_CONFIDENCE = 0.9  # an unknown installation reads only when every digit is this sure (in the surest box)
+TURNED_CONFIDENCE = 0.5  # ... and not when every digit turned by 180 degrees reads this surely too (upside down?)
+TURNED_MARGIN = 0.0  # ... and the turned row is at least as sure as the upright one, less this margin
 LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and next digit are both plausible
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
 LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
@@ -161,8 +163,25 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     read_boxes, unstable = read_shapes(image, best, reader) if reader is not None else (best.boxes, [])
+    if reader is not None and _reads_upside_down(image, best, read_boxes, reader):
+        raise UnreadableError("the counter reads as surely upside down (a camera mounted the other way round?): "
+                              "not guessing; give a profile with the right rotate")
     return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
                         unstable)
+
+
+def _reads_upside_down(image: np.ndarray, c: Candidate, boxes: list[Box], reader: DigitReader) -> bool:
+    """Whether the row, sure of every digit, is as sure of every digit turned by 180 degrees (right to left). A
+    photo upside down reads confidently wrong (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap): when both
+    ways read, the orientation is not known."""
+    if not c.digits or any(d.value is None or d.confidence < AUTO_MIN_CONFIDENCE for d in c.digits):
+        return False  # refused anyway
+    turned = [cv2.rotate(crop_deskewed(image, c.matrix, b), cv2.ROTATE_180) for b in reversed(boxes)]
+    values = reader.read_batch(turned)
+    if not all(v.value is not None and v.confidence >= TURNED_CONFIDENCE for v in values):
+        return False
+    upright = float(np.mean([d.confidence for d in c.digits]))
+    return float(np.mean([v.confidence for v in values])) >= upright - TURNED_MARGIN
 
 
 def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:

@@ -201,6 +201,20 @@ def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple
         assert "continue past a digit" in (result.error or "")
 
 
+@pytest.mark.parametrize(("name", "wrong"), [("upside_down_lcd.jpg", "662650"), ("upside_down_drum.jpg", "99999")])
+def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turned by 180 degrees, a display reads confidently (0, 2, 5, 8 look alike turned; 6 and 9 swap): the row
+    reading as surely turned back is the sign, and the answer is no reading."""
+    import ocr.autolocate
+    from ocr.readers import get_reader
+
+    img = cv2.imread(str(PHOTOS / name))
+    result, profile = read_auto(img, get_reader("cnn"))
+    assert result.reading is None and profile is None and "upside down" in (result.error or "")
+    monkeypatch.setattr(ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check: a wrong reading
+    assert read_auto(img, get_reader("cnn"))[0].reading == wrong
+
+
 class _BoxDependentReader:
     """Reads every digit as 5 (0.99), except digit ``shaky`` of the row: 3 (0.99) in boxes at least ``tall`` px
     high, 8 (0.95) in smaller ones. Crops come shape by shape, digits left to right."""
