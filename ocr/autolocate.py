@@ -18,7 +18,8 @@ Method (details and measured results in ``docs/autolocate.md``):
    Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
    another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
    unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); the row read turned by 180 degrees
-   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent. An incomplete row's reading is a digit short, which is worse than no reading.
+   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
+   An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 """
 
