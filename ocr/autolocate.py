@@ -21,6 +21,7 @@ Method (details and measured results in ``docs/autolocate.md``):
    being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
+6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from ocr.locate_geometry import (
 from ocr.locate_verify import Candidate, count_factor, read_shapes, verify
 from ocr.profile import Profile, Transform
 from ocr.readers.base import DigitReader
-from smartmeter.errors import ImageError, UnreadableError
+from smartmeter.errors import ImageError, NoCounterFound, UnreadableError
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ MIN_GEOMETRY = 0.2  # without a reader
 AUTO_MIN_CONFIDENCE = 0.9  # an unknown installation reads only when every digit is this sure (in the surest box)
 TURNED_CONFIDENCE = 0.5  # ... and not when every digit turned by 180 degrees reads this surely too (upside down?)
 TURNED_MARGIN = 0.0  # ... and the turned row is at least as sure as the upright one, less this margin
+QUARTER_TURNED_MARGIN = 0.05  # the same for a photo turned by a quarter (nothing found upright): which way up is
+# then unknown, so the check is stricter
 LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and next digit are both plausible
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
 LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
@@ -130,8 +133,10 @@ def _distinct(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateResult:
-    """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate)."""
+def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *,
+           turned_margin: float = TURNED_MARGIN) -> LocateResult:
+    """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate);
+    ``turned_margin``: see ``TURNED_MARGIN``."""
     image = _check_image(image_bgr)
     t0 = time.perf_counter()
     cands, _scale = _candidates(image)
@@ -145,9 +150,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
         floor = MIN_GEOMETRY
     log.debug("locate: %d candidates in %.0f ms", total, 1000 * (time.perf_counter() - t0))
     if not cands:
-        raise UnreadableError("no counter found in the photo (no row of digit-like marks)")
+        raise NoCounterFound("no counter found in the photo (no row of digit-like marks)")
     if cands[0].score < floor:
-        raise UnreadableError(f"no counter found in the photo (best candidate score {cands[0].score:.2f} < {floor})")
+        raise NoCounterFound(f"no counter found in the photo (best candidate score {cands[0].score:.2f} < {floor})")
     best = cands[0]
     if not best.complete:
         raise UnreadableError("the counter row seems to continue past a digit that does not read: not guessing "
@@ -164,14 +169,15 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None) -> LocateRe
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     read_boxes, unstable = read_shapes(image, best, reader) if reader is not None else (best.boxes, [])
-    if reader is not None and _reads_upside_down(image, best, read_boxes, reader):
+    if reader is not None and _reads_upside_down(image, best, read_boxes, reader, turned_margin):
         raise UnreadableError("the counter reads as surely upside down (a camera mounted the other way round?): "
                               "not guessing; give a profile with the right rotate")
     return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
                         unstable)
 
 
-def _reads_upside_down(image: np.ndarray, c: Candidate, boxes: list[Box], reader: DigitReader) -> bool:
+def _reads_upside_down(image: np.ndarray, c: Candidate, boxes: list[Box], reader: DigitReader,
+                       margin: float) -> bool:
     """Whether the row, sure of every digit, is as sure of every digit turned by 180 degrees (right to left). A
     photo upside down reads confidently wrong (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap): when both
     ways read, the orientation is not known."""
@@ -182,7 +188,7 @@ def _reads_upside_down(image: np.ndarray, c: Candidate, boxes: list[Box], reader
     if not all(v.value is not None and v.confidence >= TURNED_CONFIDENCE for v in values):
         return False
     upright = float(np.mean([d.confidence for d in c.digits]))
-    return float(np.mean([v.confidence for v in values])) >= upright - TURNED_MARGIN
+    return float(np.mean([v.confidence for v in values])) >= upright - margin
 
 
 def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:
@@ -247,13 +253,39 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
     version = f"{reader.name}-{reader.version}+autolocate"
     try:
         found = locate(image_bgr, reader)
+    except NoCounterFound as exc:  # nothing like a counter: perhaps the camera is turned by a quarter
+        result, profile = _quarter_turned(image_bgr, reader) or (_unread(exc.message), None)
     except UnreadableError as exc:
-        return OcrResult(reading=None, value=None, confidence=0.0, error=exc.message, reader_version=version), None
-    profile = found.profile
-    values = found.digits or reader.read_batch(crops_for(image_bgr, profile))
-    result = _assemble(values, profile, found.unstable)
+        result, profile = _unread(exc.message), None
+    else:
+        profile = found.profile
+        result = _assemble(found.digits or reader.read_batch(crops_for(image_bgr, profile)), profile, found.unstable)
     result.reader_version = version
     return result, profile
+
+
+def _unread(error: str) -> OcrResult:
+    return OcrResult(reading=None, value=None, confidence=0.0, error=error)
+
+
+def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile] | None:
+    """The reading and profile of the photo turned by a quarter (a camera mounted sideways), when exactly one of
+    the two quarter turns reads; the profile's ``rotate`` then includes the quarter."""
+    image = _check_image(image_bgr)
+    read: list[tuple[OcrResult, Profile]] = []
+    for code, quarter in ((cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)):
+        turned = cv2.rotate(image, code)
+        try:
+            found = locate(turned, reader, turned_margin=QUARTER_TURNED_MARGIN)
+        except UnreadableError:
+            continue
+        result = _assemble(found.digits or reader.read_batch(crops_for(turned, found.profile)), found.profile,
+                           found.unstable)
+        if result.reading is not None:
+            rotate = round(found.profile.transform.rotate + quarter, 2)
+            transform = found.profile.transform.model_copy(update={"rotate": rotate})
+            read.append((result, found.profile.model_copy(update={"transform": transform})))
+    return read[0] if len(read) == 1 else None
 
 
 def _assemble(values: list[DigitValue], profile: Profile, unstable: list[int] | None = None) -> OcrResult:

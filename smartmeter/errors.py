@@ -48,6 +48,10 @@ class UnreadableError(SmartMeterError):
     http_status = 422
 
 
+class NoCounterFound(UnreadableError):
+    """Auto-locate found nothing in the photo that looks like a counter (as opposed to a counter it cannot read)."""
+
+
 class AlignmentError(UnreadableError):
     """The photo could not be aligned to its profile's reference image with confidence."""
 

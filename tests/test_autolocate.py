@@ -215,6 +215,30 @@ def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, monk
     assert read_auto(img, get_reader("cnn"))[0].reading == wrong
 
 
+@pytest.mark.parametrize(("code", "quarter"), [(cv2.ROTATE_90_CLOCKWISE, 90.0),
+                                             (cv2.ROTATE_90_COUNTERCLOCKWISE, -90.0)])
+def test_a_camera_turned_by_a_quarter_still_reads(code: int, quarter: float) -> None:
+    """Nothing looks like a counter upright, so the photo is tried turned by a quarter both ways: the reading is the
+    upright photo's, and the proposed profile cuts the same digits from the photo (its rotate, counter-clockwise,
+    includes the quarter turn that undoes the camera's)."""
+    from ocr.readers import get_reader
+
+    reader = get_reader("cnn")
+    upright = cv2.imread(str(PHOTOS / "meter_42_001.jpg"))
+    want, want_profile = read_auto(upright, reader)
+    assert want.reading is not None and want_profile is not None
+    sideways = cv2.rotate(upright, code)
+    with pytest.raises(UnreadableError, match="no counter"):
+        locate(sideways, reader)
+    result, profile = read_auto(sideways, reader)
+    assert result.reading == want.reading
+    assert profile is not None
+    assert profile.transform.rotate == pytest.approx(want_profile.transform.rotate + quarter, abs=1.0)
+    values = [v.value for v in reader.read_batch(crops_for(sideways, profile))]
+    assert [round(v) % 10 for v in values if v is not None] == [round(d.value) % 10 for d in want.digits
+                                                               if d.value is not None]
+
+
 class _BoxDependentReader:
     """Reads every digit as 5 (0.99), except digit ``shaky`` of the row: 3 (0.99) in boxes at least ``tall`` px
     high, 8 (0.95) in smaller ones. Crops come shape by shape, digits left to right."""
