@@ -14,7 +14,9 @@ Method ``orb`` (default) tries, in order, until one is trusted:
    meter face correlates with its mirror image), when a window does not match, when the halves do not settle,
    or when the fit turns or zooms more than a fixed camera does.
 2. ``orb``: ORB features, ratio-tested matches, a RANSAC homography, sanity checks (enough inliers, not
-   degenerate: no mirroring, scale within 0.7-1.4, nearly no perspective).
+   degenerate: no mirroring, scale within 0.7-1.4, one axis at most 1.1 x the other, nearly no perspective), and
+   the two end windows below must match it (at the work scale too when the photo is no larger): ORB on a blurred
+   photo was seen 4-7 px off.
 
 On photos larger than the work size, the result of 1 or 2 is looked at once more at up to ``FINE_PX``: two
 windows at the ends of the row of boxes. Windows that match and disagree with the estimate are followed until
@@ -176,8 +178,8 @@ class Aligner:
             try:
                 h_work, result = method(small)
                 homography = np.linalg.inv(self.ref_to_work) @ h_work @ photo_to_work
-                if label != "template" and self.ref.fine_scale > self.ref.scale:
-                    homography = self._refine(grey, homography)
+                if label == "features" or (label != "template" and self.ref.fine_scale > self.ref.scale):
+                    homography = self._refine(grey, homography, confirm=label == "features")
                     h_work = self.ref_to_work @ homography @ np.linalg.inv(photo_to_work)
                 check_not_degenerate(h_work)
                 shift = self._shift(h_work)
@@ -289,18 +291,19 @@ class Aligner:
                                  f"{np.angle(a, deg=True):.1f} degrees)")
         return h_work, AlignResult(np.eye(3), "phase", 0.0, score=min(float(response), *responses))
 
-    def _refine(self, grey: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    def _refine(self, grey: np.ndarray, homography: np.ndarray, confirm: bool = False) -> np.ndarray:
         """Look again at the ends of the row of boxes at the fine scale (the work scale leaves up to a pixel of
-        error on larger photos). Windows that do not match clearly leave the estimate as it was; windows that match
-        but disagree with it are followed until they agree (the work-scale halves can settle on a wrong rotation
-        when one of them matches weakly), and AlignmentError if they do not: the next method decides."""
+        error on larger photos). Windows that do not match clearly leave the estimate as it was (``confirm``: they
+        must match, else AlignmentError); windows that match but disagree with it are followed until they agree
+        (the work-scale halves can settle on a wrong rotation when one of them matches weakly), and AlignmentError
+        if they do not: the next method decides."""
         f = self.ref.fine_scale
         to_fine = scale_matrix(f, f) @ homography
         for look in range(REFINE_PASSES):
             try:
                 delta, responses, residual = correct(grey, to_fine, self.fine_patches, PATCH_MIN_RESPONSE)
             except AlignmentError as exc:
-                if look == 0:
+                if look == 0 and not confirm:
                     log.debug("fine alignment pass skipped: %s", exc)
                     return homography
                 raise AlignmentError(f"the ends of the digit row do not match after a correction ({exc})") from exc
