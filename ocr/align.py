@@ -178,7 +178,7 @@ class Aligner:
             try:
                 h_work, result = method(small)
                 homography = np.linalg.inv(self.ref_to_work) @ h_work @ photo_to_work
-                if label == "features" or (label != "template" and self.ref.fine_scale > self.ref.scale):
+                if label == "features" or (label == "translation" and self.ref.fine_scale > self.ref.scale):
                     homography = self._refine(grey, homography, confirm=label == "features")
                     h_work = self.ref_to_work @ homography @ np.linalg.inv(photo_to_work)
                 check_not_degenerate(h_work)

@@ -23,7 +23,7 @@ from smartmeter.types import DigitValue
 log = logging.getLogger(__name__)
 
 EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
-RED_INK = 0.3  # a red slot right of the row (decimal drum) with this share of the row's ink contrast may be a digit
+RED_INK = 0.3  # a red slot right of the row (decimal drum) needs this share of the row's ink contrast to be read
 
 
 def count_factor(n: int) -> float:
@@ -106,19 +106,20 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     def step(k: int, right: bool) -> str:
         """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
         cell = cells[k]
-        red = right and cell.red >= 0.12 and cell.red >= lead_red + 0.1
-        if red and cell.ink < RED_INK * spread:  # a red slot (decimal drum) whose digit grey does not show
+        if right and cell.red >= 0.12 and cell.red >= lead_red + 0.1:
+            # a red slot right of the row is a decimal drum, read or not: its digit may be faint in grey, or gone
+            off = digit_offset(image, c.matrix, c.slots, k, None) if cell.ink >= RED_INK * spread else None
+            if off is not None and _reads(cell, 0.5):
+                offsets[k] = off
+                return "digit"
             return "maybe"
-        if not red and (abs(cell.level - level) >= 60 or cell.ink < 0.5 * spread):
+        if abs(cell.level - level) >= 60 or cell.ink < 0.5 * spread:
             return "end"
-        polarity = None if red else c.row.light_on_dark
-        off = digit_offset(image, c.matrix, c.slots, k, polarity)
+        off = digit_offset(image, c.matrix, c.slots, k, c.row.light_on_dark)
         if off is not None and _reads(cell, 0.5):
             offsets[k] = off
             return "digit"
         if off is not None or digit_offset(image, c.matrix, c.slots, k, None, loose=True) is not None:
-            return "maybe"
-        if red:  # a red drum (decimals) with ink but no clear blob
             return "maybe"
         return "end"
 
