@@ -259,9 +259,15 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
         result, profile = _unread(exc.message), None
     else:
         profile = found.profile
-        result = _assemble(found.digits or reader.read_batch(crops_for(image_bgr, profile)), profile, found.unstable)
+        result = _read_found(image_bgr, found, reader)
     result.reader_version = version
     return result, profile
+
+
+def _read_found(image: np.ndarray, found: LocateResult, reader: DigitReader) -> OcrResult:
+    """The located row's reading: the digits read while locating (else read now), assembled."""
+    return _assemble(found.digits or reader.read_batch(crops_for(image, found.profile)), found.profile,
+                     found.unstable)
 
 
 def _unread(error: str) -> OcrResult:
@@ -279,8 +285,7 @@ def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResu
             found = locate(turned, reader, turned_margin=QUARTER_TURNED_MARGIN)
         except UnreadableError:
             continue
-        result = _assemble(found.digits or reader.read_batch(crops_for(turned, found.profile)), found.profile,
-                           found.unstable)
+        result = _read_found(turned, found, reader)
         if result.reading is not None:
             rotate = round(found.profile.transform.rotate + quarter, 2)
             transform = found.profile.transform.model_copy(update={"rotate": rotate})
