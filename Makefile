@@ -5,6 +5,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 PACKAGES  := smartmeter ocr raspi server backup_dropbox simulator
+# mypy and import-linter see one package, smartmeter (the other folders are its subpackages: README, "Layout").
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_NEED  := $(strip $(if $(shell command -v tesseract),,tesseract-ocr) \
                      $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto) \
@@ -36,7 +37,8 @@ lint: setup
 	$(VENV)/bin/ruff check --output-format concise $(PACKAGES) tests bench
 
 typecheck: setup
-	$(VENV)/bin/mypy $(PACKAGES)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest -q
@@ -49,11 +51,11 @@ bench: setup
 # Reproduce both shipped digit models: torch, and the Debian font packages the training renders digits from
 # (ocr.digit_fonts.FONT_PACKAGES); about 20 min per model on one core.
 train: setup
-	@need="$$($(PY) -c 'from ocr.digit_fonts import missing_font_packages; print(*missing_font_packages())')"; \
+	@need="$$($(PY) -c 'from smartmeter.ocr.digit_fonts import missing_font_packages; print(*missing_font_packages())')"; \
 	if [ -n "$$need" ]; then echo "installing Debian packages: $$need"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; fi
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m ocr.train --data ../shared/data/digits --threads 1
+	$(PY) -m smartmeter.ocr.train --data ../shared/data/digits --threads 1
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from backup_dropbox.backup import BackupStats, run_backup
+from smartmeter.backup_dropbox.backup import BackupStats, run_backup
 from smartmeter.errors import InputError, StoreError
 from smartmeter.secrets import env_name, get_secret
 from smartmeter.settings import Settings
@@ -49,7 +49,7 @@ def backup_cmd(ctx: click.Context, dest: Path | None, delete_after: bool, no_pro
 @click.pass_obj
 def auth_cmd(obj: object, token_file: Path) -> None:
     """Authorize the Dropbox app (no-redirect OAuth flow) and save a refresh token; the token is never shown."""
-    from backup_dropbox.auth import obtain_refresh_token, save_secret_file
+    from smartmeter.backup_dropbox.auth import obtain_refresh_token, save_secret_file
 
     settings: Settings = obj.settings  # type: ignore[attr-defined]
     dbx = settings.store.dropbox

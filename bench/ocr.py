@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ocr.py [--data ../shared/data/digits] [--tesseract-sample 1000]
 
-Accuracy on the held-out meters (``ocr.digit_data.HELD_OUT_METERS``) is measured with the holdout CNN
+Accuracy on the held-out meters (``smartmeter.ocr.digit_data.HELD_OUT_METERS``) is measured with the holdout CNN
 (``digits-holdout.onnx``), which never trained on them: the estimate for a user's new meter. The production CNN
 (``digits.onnx``) trained on every meter, so on these crops it only gets a speed figure (its accuracy here is
 printed for reference, marked "seen in training"). Accuracy is the share of crops whose circular error
@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocr.digit_data import HELD_OUT_METERS, DigitSet, circular_hits, load_digits  # noqa: E402
-from ocr.digit_preprocess import circular_error  # noqa: E402
-from ocr.readers import DigitReader, get_reader  # noqa: E402
-from ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL  # noqa: E402
+from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, circular_hits, load_digits  # noqa: E402
+from smartmeter.ocr.digit_preprocess import circular_error  # noqa: E402
+from smartmeter.ocr.readers import DigitReader, get_reader  # noqa: E402
+from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL  # noqa: E402
 from smartmeter.errors import SmartMeterError  # noqa: E402
 from smartmeter.progress import Progress  # noqa: E402
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ocr_sim.py [--photos 600] [--seed 3] [--style powermeter-emeter1] [--show 10]
 
-Renders photos with ``simulator.meter_render.MeterRenderer`` (real digit crops of meters the CNN never trained on,
+Renders photos with ``smartmeter.simulator.meter_render.MeterRenderer`` (real digit crops of meters the CNN never trained on,
 camera shift, light, noise, blur, glare) at random register values and times of day, reads them with
 ``MeterReader`` + the CNN (in batches, as the worker does) and compares with the simulator's truth:
 
@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ocr.pipeline import MeterReader, make_reader  # noqa: E402
-from ocr.profile import load_profile  # noqa: E402
-from ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
-from simulator.meter_render import MeterRenderer, Truth  # noqa: E402
+from smartmeter.ocr.pipeline import MeterReader, make_reader  # noqa: E402
+from smartmeter.ocr.profile import load_profile  # noqa: E402
+from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
+from smartmeter.simulator.meter_render import MeterRenderer, Truth  # noqa: E402
 from smartmeter.types import OcrResult  # noqa: E402
 
 MISREAD = 0.5  # a CNN position further than this from the drum's true position is a misread digit
@@ -74,8 +74,8 @@ def causes(result: OcrResult, truth: Truth, min_conf: float) -> list[str]:
 
 def alignment_error(meter: MeterReader, jpeg: bytes, truth: Truth) -> float | None:
     """Largest error (px) of the box centres found by the aligner vs. the true camera shift; None = failed."""
-    from ocr.image_io import decode_image
-    from ocr.transforms import apply_transform
+    from smartmeter.ocr.image_io import decode_image
+    from smartmeter.ocr.transforms import apply_transform
 
     if meter.aligner is None:
         return 0.0

@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.dataset import write_csv  # noqa: E402
-from simulator.household import generate  # noqa: E402
-from simulator.meter_render import MeterRenderer  # noqa: E402
-from simulator.schedule import plan_day  # noqa: E402
+from smartmeter.simulator.dataset import write_csv  # noqa: E402
+from smartmeter.simulator.household import generate  # noqa: E402
+from smartmeter.simulator.meter_render import MeterRenderer  # noqa: E402
+from smartmeter.simulator.schedule import plan_day  # noqa: E402
 from smartmeter.store.local import LocalStore  # noqa: E402
 from smartmeter.types import photo_name  # noqa: E402
 

@@ -2,12 +2,12 @@
 
 Method (details and measured results in ``docs/autolocate.md``):
 
-1. Candidates, classically (``ocr.locate_blobs``): adaptive thresholds in both polarities, connected components
+1. Candidates, classically (``smartmeter.ocr.locate_blobs``): adaptive thresholds in both polarities, connected components
    (and the same with stacked pieces merged, for seven-segment digits), chained into rows of similar-size,
    digit-spaced blobs along a line tilted up to ±18°.
-2. Geometry (``ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
+2. Geometry (``smartmeter.ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
    centres) and evenly spaced digit boxes in the de-skewed photo, so a blank or missing digit still gets a box.
-3. Verification (``ocr.locate_verify``): rows are ranked by geometry (spacing, count, size relative to the
+3. Verification (``smartmeter.ocr.locate_verify``): rows are ranked by geometry (spacing, count, size relative to the
    largest row); the best few are read with the digit reader, together with ``EXTEND`` slots beyond each end. A
    neighbour slot on the same background (or red, to the right: decimal drums) holding a digit-sized blob at the
    row's pitch that reads is added to the row (red drums and leading zeros break blob chains); one that might be a
@@ -18,7 +18,7 @@ Method (details and measured results in ``docs/autolocate.md``):
    Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
    another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
    unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); the row read turned by 180 degrees
-   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
+   being as sure (an upside-down photo reads confidently wrong); ``smartmeter.ocr.assemble`` finding the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways).
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ocr.locate_blobs import find_rows
-from ocr.locate_geometry import (
+from smartmeter.ocr.locate_blobs import find_rows
+from smartmeter.ocr.locate_geometry import (
     Box,
     Slots,
     crop_deskewed,
@@ -45,9 +45,9 @@ from ocr.locate_geometry import (
     red_share,
     runs_past,
 )
-from ocr.locate_verify import Candidate, count_factor, read_shapes, verify
-from ocr.profile import Profile, Transform
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, verify
+from smartmeter.ocr.profile import Profile, Transform
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ImageError, NoCounterFound, UnreadableError
 from smartmeter.types import DigitValue, OcrResult
 
@@ -294,8 +294,8 @@ def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResu
 
 
 def _assemble(values: list[DigitValue], profile: Profile, unstable: list[int] | None = None) -> OcrResult:
-    """Digits -> reading via ``ocr.assemble``; a weak or unstable digit or an inconsistent row gives no reading."""
-    from ocr.assemble import assemble
+    """Digits -> reading via ``smartmeter.ocr.assemble``; a weak or unstable digit or an inconsistent row gives no reading."""
+    from smartmeter.ocr.assemble import assemble
 
     floor = max(profile.min_confidence, AUTO_MIN_CONFIDENCE)
     weak = [i + 1 for i, v in enumerate(values) if v.value is None or v.confidence < floor]

@@ -20,11 +20,11 @@ from typing import Any, TextIO
 import click
 import numpy as np
 
-from ocr.assemble import assemble
-from ocr.image_io import list_images, load_image
-from ocr.pipeline import MeterReader, make_reader
-from ocr.profile import Profile, load_profile
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.assemble import assemble
+from smartmeter.ocr.image_io import list_images, load_image
+from smartmeter.ocr.pipeline import MeterReader, make_reader
+from smartmeter.ocr.profile import Profile, load_profile
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ImageError, InputError, SmartMeterError, UnreadableError
 from smartmeter.progress import Progress
 from smartmeter.types import DigitValue, OcrResult
@@ -162,7 +162,7 @@ def _read_photos(paths: list[Path], profile: Profile, reader: DigitReader,
 
 
 def _read_auto(paths: list[Path], reader: DigitReader) -> Iterator[tuple[str, OcrResult, Profile | None]]:
-    from ocr.autolocate import read_auto
+    from smartmeter.ocr.autolocate import read_auto
 
     for p in paths:
         try:

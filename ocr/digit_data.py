@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.digit_preprocess import HEIGHT, WIDTH, normalise, resize_grey, to_grey
+from smartmeter.ocr.digit_preprocess import HEIGHT, WIDTH, normalise, resize_grey, to_grey
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.progress import Progress
 

@@ -5,7 +5,7 @@ typeface variety the real crops lack: a strip of consecutive digits at a random 
 known drum position (label = digit + share of the pitch rolled), in the colour schemes meters use (light on dark,
 dark on light, white on red, red on white) with the cylinder's shading. Seven-segment fonts (DSEG) render LCD
 digits instead: whole digits only, sometimes over the faint unlit segments. The usual augmentation
-(``ocr.digit_data.augment_batch``) is applied on top, as for real crops.
+(``smartmeter.ocr.digit_data.augment_batch``) is applied on top, as for real crops.
 
 Fonts come from a folder tree (``/usr/share/fonts`` by default; ``make train`` installs the Debian packages
 listed in :data:`FONT_PACKAGES`). Fonts without digits or with decorative glyphs are skipped by name.

@@ -15,7 +15,7 @@ import logging
 import cv2
 import numpy as np
 
-from ocr.digit_data import DigitSet
+from smartmeter.ocr.digit_data import DigitSet
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Digit-like blobs and rows of them: the classical candidate generator behind ``ocr.autolocate``.
+"""Digit-like blobs and rows of them: the classical candidate generator behind ``smartmeter.ocr.autolocate``.
 
 Blobs come from adaptive thresholds in both polarities at two block sizes ("channels"). In each channel the
 raw connected components are kept and, separately, components stacked on top of each other are merged (the

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ocr.locate_blobs import Row
+from smartmeter.ocr.locate_blobs import Row
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
 
 def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, light_on_dark: bool | None,
                  loose: bool, width: float) -> float | None:
-    from ocr.locate_blobs import Blob, merge_stacked
+    from smartmeter.ocr.locate_blobs import Blob, merge_stacked
 
     h = slots.digit_h
     cw, ch = max(4, int(round(width * slots.pitch))), max(8, int(round(1.8 * h)))

@@ -1,4 +1,4 @@
-"""Verification of candidate counter rows with the digit reader (step 3 of ``ocr.autolocate``).
+"""Verification of candidate counter rows with the digit reader (step 3 of ``smartmeter.ocr.autolocate``).
 
 Each candidate row is read with its neighbour slots (``EXTEND`` beyond each end), which decide whether the row
 continues (red decimal drums and leading zeros break blob chains) or may continue past a digit that does not read
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from ocr.locate_blobs import Row
-from ocr.locate_geometry import Box, Slots, border_level, crop_deskewed, digit_offset, red_share, refit_slots
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.locate_blobs import Row
+from smartmeter.ocr.locate_geometry import Box, Slots, border_level, crop_deskewed, digit_offset, red_share, refit_slots
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)

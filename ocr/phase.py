@@ -21,7 +21,7 @@ import logging
 import cv2
 import numpy as np
 
-from ocr.warp import is_affine
+from smartmeter.ocr.warp import is_affine
 from smartmeter.errors import AlignmentError
 
 log = logging.getLogger(__name__)

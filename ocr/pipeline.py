@@ -28,14 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.align import Aligner, AlignResult
-from ocr.assemble import assemble
-from ocr.image_io import decode_image, load_image, to_grey
-from ocr.profile import Profile
-from ocr.readers.base import DigitReader
-from ocr.reference import WORK_PX, load_reference
-from ocr.transforms import is_identity, transform_matrix, transformed_size
-from ocr.warp import crop_boxes
+from smartmeter.ocr.align import Aligner, AlignResult
+from smartmeter.ocr.assemble import assemble
+from smartmeter.ocr.image_io import decode_image, load_image, to_grey
+from smartmeter.ocr.profile import Profile
+from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.reference import WORK_PX, load_reference
+from smartmeter.ocr.transforms import is_identity, transform_matrix, transformed_size
+from smartmeter.ocr.warp import crop_boxes
 from smartmeter.errors import AlignmentError, ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.types import DigitValue, OcrResult
 
@@ -46,8 +46,8 @@ PhotoInput = np.ndarray | bytes | Path | str
 
 
 def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> DigitReader:
-    """The digit reader for an engine name (``cnn`` | ``tesseract``); see ``ocr.readers.get_reader``."""
-    from ocr.readers import get_reader
+    """The digit reader for an engine name (``cnn`` | ``tesseract``); see ``smartmeter.ocr.readers.get_reader``."""
+    from smartmeter.ocr.readers import get_reader
 
     return get_reader(engine, model=model, threads=threads)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.image_io import load_image, to_grey
+from smartmeter.ocr.image_io import load_image, to_grey
 
 FINE_PX = 800  # long side of the reference for the last, precise translation + rotation pass
 WORK_PX = 320  # long side of the images features are computed on (speed vs. precision: ~2 px at 640 px)

@@ -1,15 +1,15 @@
 """Train the digit models and export them to ONNX (the only module that imports torch: ``pip install .[train]``).
 
-    python -m ocr.train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
+    python -m smartmeter.ocr.train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
 
 The defaults are the shipped recipe: augmentation recipe 1, synthetic rolling drums (``--roll 0.3``) and digits
-rendered from drum fonts (``--fonts 0.5``, ``ocr.digit_fonts``; the font packages come from ``make train``).
+rendered from drum fonts (``--fonts 0.5``, ``smartmeter.ocr.digit_fonts``; the font packages come from ``make train``).
 
 Two models from one seeded recipe: ``digits-holdout.onnx`` is trained without the held-out meters
-(``ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
+(``smartmeter.ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
 model has never seen; ``digits.onnx`` (the production default) is then trained on every meter and records the
 holdout model's numbers as its unseen-meter estimate. ``--meters holdout|all`` trains just one. The model reads a
-32x20 normalised grey crop (``ocr.digit_preprocess``) and outputs 100 logits, one per tenth of a drum step, trained
+32x20 normalised grey crop (``smartmeter.ocr.digit_preprocess``) and outputs 100 logits, one per tenth of a drum step, trained
 against circular Gaussian soft labels. Metadata (version, meters, seed, epochs, augmentation, accuracy) go to the
 ``.json`` next to the ``.onnx``.
 """
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
-from ocr.digit_fonts import FONT_DIR, DigitFont, find_fonts, render_pool
-from ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
-from ocr.digit_rolls import build_roll_pools, synth_rolls
+from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
+from smartmeter.ocr.digit_fonts import FONT_DIR, DigitFont, find_fonts, render_pool
+from smartmeter.ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
+from smartmeter.ocr.digit_rolls import build_roll_pools, synth_rolls
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +305,8 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
     meta: dict[str, object] = {
         "version": f"digits-{'holdout-' if val_set is not None else ''}{datetime.now(UTC):%Y%m%d}-{digest[:8]}",
         "input": {"name": "x", "height": HEIGHT, "width": WIDTH, "channels": 1,
-                  "preprocess": "ocr.digit_preprocess.preprocess_batch"},
-        "output": {"name": "logits", "classes": CLASSES, "decode": "ocr.digit_preprocess.decode"},
+                  "preprocess": "smartmeter.ocr.digit_preprocess.preprocess_batch"},
+        "output": {"name": "logits", "classes": CLASSES, "decode": "smartmeter.ocr.digit_preprocess.decode"},
         "sha256": digest,
         "trained_on": "all meters" if val_set is None else "all meters except held_out_meters",
         "held_out_meters": [] if val_set is None else list(HELD_OUT_METERS),

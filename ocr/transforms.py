@@ -19,7 +19,7 @@ import math
 import cv2
 import numpy as np
 
-from ocr.profile import Transform
+from smartmeter.ocr.profile import Transform
 
 log = logging.getLogger(__name__)
 

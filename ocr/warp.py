@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ocr.profile import Box
+from smartmeter.ocr.profile import Box
 from smartmeter.errors import AlignmentError
 
 MAX_ANISOTROPY = 1.1  # largest ratio of a homography's two scales: a fixed camera that moved a little zooms both

@@ -118,7 +118,7 @@ class SimCamera(Camera):
 
     def __init__(self, settings: CameraSettings, *, register_at: Callable[[datetime], float] | None = None,
                  seed: int = 1) -> None:
-        from simulator.meter_render import MeterRenderer
+        from smartmeter.simulator.meter_render import MeterRenderer
 
         self.renderer = MeterRenderer(seed=seed)
         self.start = datetime.now(UTC)

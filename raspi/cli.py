@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from raspi.camera import open_camera
-from raspi.daemon import CameraDaemon, CaptureLoop
-from raspi.spool import Spool
-from raspi.uploader import Uploader
+from smartmeter.raspi.camera import open_camera
+from smartmeter.raspi.daemon import CameraDaemon, CaptureLoop
+from smartmeter.raspi.spool import Spool
+from smartmeter.raspi.uploader import Uploader
 from smartmeter.errors import NotFoundError
 from smartmeter.settings import Settings
 from smartmeter.store import open_store

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from raspi.camera import Camera
-from raspi.spool import Spool
-from raspi.uploader import Uploader
+from smartmeter.raspi.camera import Camera
+from smartmeter.raspi.spool import Spool
+from smartmeter.raspi.uploader import Uploader
 
 log = logging.getLogger(__name__)
 

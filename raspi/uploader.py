@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from raspi.spool import Spool
+from smartmeter.raspi.spool import Spool
 from smartmeter.errors import SmartMeterError
 from smartmeter.store.base import ImageStore
 from smartmeter.types import parse_photo_name

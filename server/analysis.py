@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from server.power import (
+from smartmeter.server.power import (
     PowerInterval,
     clean_series,
     derive_power,

@@ -6,7 +6,7 @@
 - ``POST /api/meters`` — register a meter (body ``{"id": "...", "name": "..."}``, both optional; without an id
   one is generated) → 201 ``{"id", "created": true}``; 200 with ``"created": false`` when it already existed.
 - ``GET  /api/meters`` — the registered meters.
-- ``POST /api/meters/{id}/readings`` — one reading or a list in the ``server.payloads`` shape → 201 with the
+- ``POST /api/meters/{id}/readings`` — one reading or a list in the ``smartmeter.server.payloads`` shape → 201 with the
   counts; 400 malformed (nothing stored), 404 unknown meter, 409 when validation rejected every reading.
 - ``GET  /api/meters/{id}/readings?start=&end=`` — stored readings, ISO 8601 bounds (start inclusive, end
   exclusive).
@@ -31,8 +31,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from server.payloads import MAX_BYTES, check_meter_id, decode_json, parse_readings, reading_to_json, submit_readings
-from server.storage import Database
+from smartmeter.server.payloads import MAX_BYTES, check_meter_id, decode_json, parse_readings, reading_to_json, submit_readings
+from smartmeter.server.storage import Database
 from smartmeter import __version__
 from smartmeter.errors import DatabaseError, InputError, NotFoundError, SmartMeterError
 from smartmeter.secrets import get_secret

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from server.frames import Action, Anchor, Decision, Frame, Rules
-from server.storage import Database, from_ms, now_ms, to_ms
-from server.validation import MeterValidator
+from smartmeter.server.frames import Action, Anchor, Decision, Frame, Rules
+from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
+from smartmeter.server.validation import MeterValidator
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from server.csv_import import import_csv
-from server.report import build_report, render
-from server.storage import open_database
+from smartmeter.server.csv_import import import_csv
+from smartmeter.server.report import build_report, render
+from smartmeter.server.storage import open_database
 from smartmeter.types import parse_timestamp
 
 log = logging.getLogger(__name__)

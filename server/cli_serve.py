@@ -14,9 +14,9 @@ from types import FrameType
 import click
 from fastapi import FastAPI
 
-from server.api import create_app
-from server.mqtt_ingest import MqttIngest
-from server.storage import Database, open_database
+from smartmeter.server.api import create_app
+from smartmeter.server.mqtt_ingest import MqttIngest
+from smartmeter.server.storage import Database, open_database
 from smartmeter.errors import ConfigError
 from smartmeter.settings import Settings
 

@@ -9,10 +9,10 @@ from types import FrameType
 
 import click
 
-from server.reprocess import reprocess
-from server.review import list_reviews, set_value
-from server.storage import open_database
-from server.worker import Worker
+from smartmeter.server.reprocess import reprocess
+from smartmeter.server.review import list_reviews, set_value
+from smartmeter.server.storage import open_database
+from smartmeter.server.worker import Worker
 from smartmeter.store import open_store
 from smartmeter.types import parse_timestamp
 

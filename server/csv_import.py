@@ -9,7 +9,7 @@ UTC unless a time zone is given (``--timezone Europe/Rome``).
 Policy for MALFORMED rows (cannot be parsed: wrong column count, bad time, bad or negative number): by default the
 whole file is rejected — nothing is stored — and the error lists the bad lines by number; with ``skip_bad`` they
 are skipped and reported. Rows that parse but fail plausibility checks (register backwards, impossible power,
-conflicts) are judged by ``server.ingest`` and reported as rejected while the rest is stored.
+conflicts) are judged by ``smartmeter.server.ingest`` and reported as rejected while the rest is stored.
 
 Streaming: rows are read and validated in chunks of ``chunk_size`` inside one transaction, so memory stays flat
 and an interrupted or rejected import leaves the database as it was. Importing the same file twice stores nothing
@@ -30,8 +30,8 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from server.ingest import IngestReport, ingest_readings
-from server.storage import Database
+from smartmeter.server.ingest import IngestReport, ingest_readings
+from smartmeter.server.storage import Database
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.progress import Progress
 from smartmeter.settings import Settings

@@ -1,7 +1,7 @@
 """What cross-frame validation works with: the meter's rules, a frame (one photo's OCR result), a published
 reading (anchor), a decision, and the values a frame may stand for when drums are caught mid-roll.
 
-``server.validation.MeterValidator`` judges frames with these (docs/validation.md).
+``smartmeter.server.validation.MeterValidator`` judges frames with these (docs/validation.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from server.storage import Database, to_ms
+from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

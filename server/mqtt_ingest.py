@@ -1,14 +1,14 @@
 """MQTT ingest: meters without a camera publish readings; the server subscribes and stores them.
 
 Topic ``settings.mqtt.topic`` (default ``smartmeter/+/reading``) where the ``+`` level is the meter id; the payload
-is the JSON shape of ``server.payloads`` (one object or a list). Every message goes through the same parsing and
+is the JSON shape of ``smartmeter.server.payloads`` (one object or a list). Every message goes through the same parsing and
 validation as the HTTP API and the CSV import.
 
 What is guaranteed:
 
 - The subscription is QoS 1 with a persistent session and manual acknowledgement: a message is acknowledged only
   after it was stored (or definitively rejected), so a crash or a database outage loses nothing the broker
-  holds; redelivered messages are duplicates and ``server.ingest`` skips them.
+  holds; redelivered messages are duplicates and ``smartmeter.server.ingest`` skips them.
 - A malformed payload, an unknown meter or readings rejected by validation never stop the loop: the reason is
   logged and published as JSON to the error topic of that meter (``smartmeter/<id>/error`` for the default topic:
   the topic filter with ``+`` replaced by the id and its last level by ``error``). Nothing stored is touched.
@@ -30,8 +30,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
-from server.storage import Database
+from smartmeter.server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
+from smartmeter.server.storage import Database
 from smartmeter.errors import ConfigError, DatabaseError, SmartMeterError
 from smartmeter.secrets import get_secret
 from smartmeter.settings import Settings

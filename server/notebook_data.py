@@ -2,12 +2,12 @@
 dataset when the database is empty, capture-health figures for camera meters.
 
 The notebooks stay thin: every number they show comes from a function here (tested in tests/test_notebooks.py).
-Days are UTC days (as in ``server.analysis``); hour-of-day profiles use the ``timezone`` given.
+Days are UTC days (as in ``smartmeter.server.analysis``); hour-of-day profiles use the ``timezone`` given.
 
 Demo data, only when a meter has no readings at all:
 
-- ``ensure_household_data``: a simulated household (``simulator.household`` with its injected events: blackout,
-  heater left on, threshold exceedance) written as a dataset CSV and imported with ``server.csv_import``;
+- ``ensure_household_data``: a simulated household (``smartmeter.simulator.household`` with its injected events: blackout,
+  heater left on, threshold exceedance) written as a dataset CSV and imported with ``smartmeter.server.csv_import``;
 - ``simulate_camera``: photos of the simulated meter read by the real OCR and
   judged by the real validator.
 """
@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from server.csv_import import ImportResult, import_csv
-from server.power import clean_series, power_holds, register_at, step_points
-from server.storage import Database, to_ms
+from smartmeter.server.csv_import import ImportResult, import_csv
+from smartmeter.server.power import clean_series, power_holds, register_at, step_points
+from smartmeter.server.storage import Database, to_ms
 from smartmeter.errors import InputError
 from smartmeter.settings import MeterSettings, Settings, load_settings
 from smartmeter.types import Reading, parse_timestamp
@@ -97,9 +97,9 @@ def ensure_household_data(db: Database, settings: Settings, meter_id: str, *, da
     holds nothing but demo data; None otherwise (a real database never gets simulated readings)."""
     if db.count_readings(meter_id) or real_readings(db, demo_meters):
         return None
-    from simulator.dataset import write_csv
-    from simulator.events import plan_events
-    from simulator.household import generate
+    from smartmeter.simulator.dataset import write_csv
+    from smartmeter.simulator.events import plan_events
+    from smartmeter.simulator.household import generate
 
     start = start or datetime(2024, 3, 4, tzinfo=UTC)  # a Monday: five weekdays and a weekend
     events = plan_events(start, int(days * 86400), seed, kinds=("blackout", "heater_left_on", "threshold_exceedance"),
@@ -320,12 +320,12 @@ def simulate_camera(db: Database, settings: Settings, meter_id: str, folder: Pat
     """Demo camera meter: photograph a simulated household's meter every ``interval_s`` into a local image store
     under ``folder`` (no photos during the ``stale`` hours), then let the real worker read, validate and store
     them (tables photos, review_queue, corrections). Returns the worker's statistics."""
-    from server.worker import Worker
-    from simulator.cli import render_photos
-    from simulator.dataset import Series, sample
-    from simulator.events import Event
-    from simulator.household import generate
-    from simulator.meter_render import MeterRenderer
+    from smartmeter.server.worker import Worker
+    from smartmeter.simulator.cli import render_photos
+    from smartmeter.simulator.dataset import Series, sample
+    from smartmeter.simulator.events import Event
+    from smartmeter.simulator.household import generate
+    from smartmeter.simulator.meter_render import MeterRenderer
     from smartmeter.store.local import LocalStore
 
     start = start or datetime(2024, 3, 4, tzinfo=UTC)

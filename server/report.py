@@ -1,7 +1,7 @@
 """Power and anomaly summary of stored readings, as text (for people) or JSON (for tools).
 
 ``build_report(db, settings, meter_ids=None, start=None, end=None, now=None) -> dict`` runs
-``server.analysis.analyse`` per meter; ``render_text(report)`` formats it. This is what ``smartmeter report``
+``smartmeter.server.analysis.analyse`` per meter; ``render_text(report)`` formats it. This is what ``smartmeter report``
 prints (and what ``make demo`` shows at the end).
 """
 
@@ -12,8 +12,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from server.analysis import Analysis, analyse
-from server.storage import Database
+from smartmeter.server.analysis import Analysis, analyse
+from smartmeter.server.storage import Database
 from smartmeter.errors import NotFoundError
 from smartmeter.settings import Settings
 

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import camera_book as book
-from server.frames import Anchor
-from server.storage import Database, from_ms, now_ms, to_ms
+from smartmeter.server import camera_book as book
+from smartmeter.server.frames import Anchor
+from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.settings import Settings
 

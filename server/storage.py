@@ -2,7 +2,7 @@
 
 ``open_database(settings.database.url)`` returns a :class:`Database`. URLs: ``sqlite:///var/smartmeter.db``
 (relative path), ``sqlite:////abs/path.db``, ``sqlite:///:memory:``, ``postgresql://USER@HOST[:PORT]/DB``
-(password from the secret ``SMARTMETER_DATABASE_PASSWORD``; see ``server.storage_postgres``).
+(password from the secret ``SMARTMETER_DATABASE_PASSWORD``; see ``smartmeter.server.storage_postgres``).
 
 Stable API used by the worker, the HTTP API and MQTT (keep these names):
 
@@ -10,7 +10,7 @@ Stable API used by the worker, the HTTP API and MQTT (keep these names):
 - ``meter_exists(meter_id) -> bool``, ``meters() -> list[str]``.
 - ``insert_readings(readings, status="accepted") -> int``: one transaction, all or nothing; rows whose key
   (meter_id, ts, source) is already stored are skipped (idempotent), the count of NEW rows is returned. Unknown
-  meters are registered on the fly. No validation here: use ``server.ingest.ingest_readings`` for that.
+  meters are registered on the fly. No validation here: use ``smartmeter.server.ingest.ingest_readings`` for that.
 - ``last_reading(meter_id, before=None) -> Reading | None``: latest reading (strictly before ``before``).
 - ``first_reading_after(meter_id, after) -> Reading | None``.
 - ``readings(meter_id, start=None, end=None, sources=None) -> list[Reading]``: ``start <= ts < end``, time order.
@@ -332,7 +332,7 @@ def open_database(url: str, migrate: bool = True) -> Database:
     if url.startswith("sqlite://"):
         db = _open_sqlite(url, url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):])
     elif url.startswith(("postgresql://", "postgres://")):
-        from server.storage_postgres import open_postgres
+        from smartmeter.server.storage_postgres import open_postgres
 
         db = open_postgres(url)
     else:

@@ -1,4 +1,4 @@
-"""PostgreSQL backend of :class:`server.storage.Database` (psycopg 3), same interface and SQL as SQLite.
+"""PostgreSQL backend of :class:`smartmeter.server.storage.Database` (psycopg 3), same interface and SQL as SQLite.
 
 URL: ``postgresql://USER@HOST[:PORT]/DB`` (extra libpq parameters as ``?key=value``). The password never goes in
 the settings file: it comes from the secret ``database_password`` (``SMARTMETER_DATABASE_PASSWORD`` or
@@ -18,7 +18,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.storage import Database
+from smartmeter.server.storage import Database
 from smartmeter.errors import ConfigError, DatabaseError
 from smartmeter.secrets import get_secret
 

@@ -16,7 +16,7 @@ import bisect
 import logging
 from collections.abc import Iterable, Sequence
 
-from server.frames import Action, Anchor, Decision, Frame, Rules, candidates, mid_roll
+from smartmeter.server.frames import Action, Anchor, Decision, Frame, Rules, candidates, mid_roll
 
 log = logging.getLogger(__name__)
 

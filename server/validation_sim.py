@@ -2,7 +2,7 @@
 
 True register values come from a plausible load (base load, fridge, daily peaks, kettle, oven, washing machine,
 a winter heat pump) integrated per minute. Every ``interval_s`` a frame is taken: drum positions as an odometer
-shows them, read with small noise and assembled by ``ocr.assemble`` itself.
+shows them, read with small noise and assembled by ``smartmeter.ocr.assemble`` itself.
 Then faults are injected at the given rates: a wrong digit (confident), a shifted decimal point,
 a blurred frame (unreadable or low confidence), a weak digit (held), a duplicate delivery, an out-of-order
 delivery. ``run_validation`` feeds them to :class:`MeterValidator` and counts what ended up stored.
@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from ocr.assemble import assemble
-from server.frames import Action, Frame, Rules
-from server.validation import MeterValidator
+from smartmeter.ocr.assemble import assemble
+from smartmeter.server.frames import Action, Frame, Rules
+from smartmeter.server.validation import MeterValidator
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
 
 
 def read_positions(pos: list[float], decimals: int) -> tuple[str, float]:
-    """Assemble the drums with the real assembler (``ocr.assemble``), so the simulation reads as the worker does."""
+    """Assemble the drums with the real assembler (``smartmeter.ocr.assemble``), so the simulation reads as the worker does."""
     result = assemble(pos, decimals=decimals)
     if result.reading is None or result.value is None:
         raise ValueError(f"simulated drums {pos} do not assemble: {result.error}")

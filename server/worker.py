@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from server import camera_book as book
-from server.frames import Frame, Rules
-from server.storage import Database, now_ms
+from smartmeter.server import camera_book as book
+from smartmeter.server.frames import Frame, Rules
+from smartmeter.server.storage import Database, now_ms
 from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
 from smartmeter.progress import Progress
 from smartmeter.settings import Settings
@@ -118,9 +118,9 @@ class Readers:
         meters: dict[str, Any] = self._local.meters
         engines: dict[str, Any] = self._local.engines
         if meter_id not in meters:
-            from ocr.pipeline import MeterReader
-            from ocr.profile import load_profile
-            from ocr.readers import get_reader
+            from smartmeter.ocr.pipeline import MeterReader
+            from smartmeter.ocr.profile import load_profile
+            from smartmeter.ocr.readers import get_reader
 
             path = self.settings.meter(meter_id).profile
             if path is None:

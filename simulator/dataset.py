@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.household import Household
+from smartmeter.simulator.household import Household
 from smartmeter.errors import InputError, NotFoundError, StoreError
 from smartmeter.types import parse_timestamp
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import click
 
-from simulator.dataset import read_csv, write_csv
-from simulator.events import Event, plan_events, write_events
-from simulator.household import Household, generate
-from simulator.meter_render import MeterRenderer, Truth
+from smartmeter.simulator.dataset import read_csv, write_csv
+from smartmeter.simulator.events import Event, plan_events, write_events
+from smartmeter.simulator.household import Household, generate
+from smartmeter.simulator.meter_render import MeterRenderer, Truth
 from smartmeter.errors import InputError
 from smartmeter.settings import (
     DatabaseSettings,
@@ -74,7 +74,7 @@ class Demo:
 
     def db(self) -> Any:
         try:
-            from server.storage import open_database
+            from smartmeter.server.storage import open_database
         except ImportError as exc:
             raise StepSkipped(f"server.storage is not available ({exc})") from exc
         return open_database(self.settings.database.url)
@@ -86,7 +86,7 @@ def demo_settings(out: Path) -> Settings:
     The simulated meter is drawn from digit crops of meters the shipped production model was trained on, so the
     demo reads with the hold-out model (same recipe, never saw those meters): its accuracy figure stays honest.
     """
-    from ocr.readers.cnn import HOLDOUT_MODEL
+    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
 
     return Settings(store=StoreSettings(local=LocalStoreSettings(root=out / "images")),
                     ocr=OcrSettings(model=HOLDOUT_MODEL),
@@ -121,7 +121,7 @@ def step_household(d: Demo) -> None:
 
 
 def step_camera(d: Demo) -> None:
-    from simulator.cli import render_photos
+    from smartmeter.simulator.cli import render_photos
     from smartmeter.store import open_store
 
     renderer = MeterRenderer(d.seed, meter_id=CAMERA_METER)
@@ -135,7 +135,7 @@ def step_camera(d: Demo) -> None:
 
 def step_import(d: Demo) -> None:
     try:
-        from server.csv_import import import_csv
+        from smartmeter.server.csv_import import import_csv
     except ImportError as exc:
         raise StepSkipped(f"server.csv_import is not available ({exc})") from exc
     with d.db() as db:
@@ -146,7 +146,7 @@ def step_import(d: Demo) -> None:
 
 
 def step_worker(d: Demo) -> None:
-    worker = optional("server.worker")
+    worker = optional("smartmeter.server.worker")
     from smartmeter.store import open_store
 
     with d.db() as db:
@@ -203,9 +203,9 @@ def accuracy_lines(outcomes: list[tuple[str, float | None, float | None, str]], 
 
 
 def step_accuracy(d: Demo) -> None:
-    from simulator.cli import read_truth
+    from smartmeter.simulator.cli import read_truth
 
-    optional("server.storage")
+    optional("smartmeter.server.storage")
     truth = read_truth(d.out / "truth.csv")
     outcomes = photo_outcomes(d)
     lines = accuracy_lines(outcomes, truth, d.settings.meter(CAMERA_METER).resolution_kwh)
@@ -216,7 +216,7 @@ def step_accuracy(d: Demo) -> None:
 
 def step_report(d: Demo) -> None:
     try:
-        from server.report import build_report, render_text
+        from smartmeter.server.report import build_report, render_text
     except ImportError as exc:
         raise StepSkipped(f"server.report is not available ({exc})") from exc
     with d.db() as db:

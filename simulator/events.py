@@ -28,7 +28,7 @@ from smartmeter.errors import InputError, NotFoundError
 from smartmeter.types import parse_timestamp, utc
 
 if TYPE_CHECKING:
-    from simulator.household import Household
+    from smartmeter.simulator.household import Household
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.profile import Alignment, Box, Profile
+from smartmeter.ocr.profile import Alignment, Box, Profile
 from smartmeter.errors import ConfigError, InputError
 from smartmeter.types import utc
 

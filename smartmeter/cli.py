@@ -24,19 +24,19 @@ log = logging.getLogger(__name__)
 # name -> (module:attribute, one-line help shown by --help without importing the module)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("smartmeter.cli_config:config", "Check and show settings."),
-    "ocr": ("ocr.cli:ocr_group", "Batch OCR tools: read digit crops, assemble readings."),
-    "read": ("ocr.cli:read_cmd", "Read the register from meter photos."),
-    "worker": ("server.cli_worker:worker_cmd", "Pull photos from the image store, read, validate, store."),
-    "import": ("server.cli_import:import_cmd", "Import readings from a CSV file (timestamp,contatore,potenza)."),
-    "reprocess": ("server.cli_worker:reprocess_cmd", "Re-read archived photos with the current reader."),
-    "review": ("server.cli_worker:review_group", "List rejected photos and set their true values."),
-    "serve": ("server.cli_serve:serve_cmd", "Run the HTTP API (ingest, dashboard)."),
-    "mqtt": ("server.cli_serve:mqtt_cmd", "Subscribe to meter readings over MQTT."),
-    "report": ("server.cli_import:report_cmd", "Print power and anomaly summary of stored readings."),
-    "simulate": ("simulator.cli:simulate_group", "Synthetic households and simulated meter photos."),
-    "camera": ("raspi.cli:camera_group", "Raspberry Pi camera daemon and uploader."),
-    "backup": ("backup_dropbox.cli:backup_cmd", "Archive photos from the image store to a local folder."),
-    "demo": ("simulator.demo:demo_cmd", "Run the whole loop on a simulated meter (embedded defaults)."),
+    "ocr": ("smartmeter.ocr.cli:ocr_group", "Batch OCR tools: read digit crops, assemble readings."),
+    "read": ("smartmeter.ocr.cli:read_cmd", "Read the register from meter photos."),
+    "worker": ("smartmeter.server.cli_worker:worker_cmd", "Pull photos from the image store, read, validate, store."),
+    "import": ("smartmeter.server.cli_import:import_cmd", "Import readings from a CSV file (timestamp,contatore,potenza)."),
+    "reprocess": ("smartmeter.server.cli_worker:reprocess_cmd", "Re-read archived photos with the current reader."),
+    "review": ("smartmeter.server.cli_worker:review_group", "List rejected photos and set their true values."),
+    "serve": ("smartmeter.server.cli_serve:serve_cmd", "Run the HTTP API (ingest, dashboard)."),
+    "mqtt": ("smartmeter.server.cli_serve:mqtt_cmd", "Subscribe to meter readings over MQTT."),
+    "report": ("smartmeter.server.cli_import:report_cmd", "Print power and anomaly summary of stored readings."),
+    "simulate": ("smartmeter.simulator.cli:simulate_group", "Synthetic households and simulated meter photos."),
+    "camera": ("smartmeter.raspi.cli:camera_group", "Raspberry Pi camera daemon and uploader."),
+    "backup": ("smartmeter.backup_dropbox.cli:backup_cmd", "Archive photos from the image store to a local folder."),
+    "demo": ("smartmeter.simulator.demo:demo_cmd", "Run the whole loop on a simulated meter (embedded defaults)."),
 }
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.image_io import load_image, to_grey
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.image_io import load_image, to_grey
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.types import DigitValue
 
 CROPS = Path(__file__).parent / "resources" / "photos" / "crops"

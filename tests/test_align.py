@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr import align
-from ocr.align import Aligner
-from ocr.image_io import decode_image, load_image
-from ocr.profile import load_profile
-from ocr.reference import load_reference
-from ocr.warp import check_not_degenerate, crop_boxes, scale_matrix
+from smartmeter.ocr import align
+from smartmeter.ocr.align import Aligner
+from smartmeter.ocr.image_io import decode_image, load_image
+from smartmeter.ocr.profile import load_profile
+from smartmeter.ocr.reference import load_reference
+from smartmeter.ocr.warp import check_not_degenerate, crop_boxes, scale_matrix
 from smartmeter.errors import AlignmentError, MovedTooFar
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
@@ -138,7 +138,7 @@ def test_a_bogus_far_move_falls_back_to_the_next_method(monkeypatch: pytest.Monk
 def test_mirrored_photos_are_refused_by_phase_correlation(tmp_path: Path) -> None:
     # the simulated meter's face is nearly symmetric: a mirrored photo correlates well with the reference
     # (0.35-0.5), and only the comparison with the mirrored reference tells
-    from simulator.meter_render import MeterRenderer
+    from smartmeter.simulator.meter_render import MeterRenderer
 
     renderer = MeterRenderer(5)
     profile = load_profile(renderer.write_profile(tmp_path))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from server.analysis import Event, analyse, load_duration
-from server.report import build_report, render_text
-from server.storage import open_database
+from smartmeter.server.analysis import Event, analyse, load_duration
+from smartmeter.server.report import build_report, render_text
+from smartmeter.server.storage import open_database
 from smartmeter.cli import cli
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
 from smartmeter.types import Reading

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from server.api import create_app
-from server.payloads import MAX_BYTES
-from server.storage import Database, open_database
+from smartmeter.server.api import create_app
+from smartmeter.server.payloads import MAX_BYTES
+from smartmeter.server.storage import Database, open_database
 from smartmeter.settings import Settings, parse_settings
 
 

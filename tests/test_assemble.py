@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocr.assemble import assemble
+from smartmeter.ocr.assemble import assemble
 from smartmeter.errors import InputError
 
 

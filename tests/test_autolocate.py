@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.autolocate import crops_for, locate, read_auto
-from ocr.locate_blobs import Blob, Row
-from ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix, fit_slots
-from ocr.profile import Profile
+from smartmeter.ocr.autolocate import crops_for, locate, read_auto
+from smartmeter.ocr.locate_blobs import Blob, Row
+from smartmeter.ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix, fit_slots
+from smartmeter.ocr.profile import Profile
 from smartmeter.errors import ImageError, UnreadableError
 
 PHOTOS = Path(__file__).parent / "resources" / "autolocate" / "photos"
@@ -81,8 +81,8 @@ def test_profile_is_valid_and_crops_match(photos: list[tuple[np.ndarray, dict]])
 
 
 def test_read_auto_never_guesses(photos: list[tuple[np.ndarray, dict]]) -> None:
-    from ocr.readers import get_reader
-    from ocr.readers.cnn import HOLDOUT_MODEL
+    from smartmeter.ocr.readers import get_reader
+    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
 
     reader = get_reader("cnn", model=HOLDOUT_MODEL)  # the photos hold crops of meters only this model never saw
     exact = 0
@@ -102,7 +102,7 @@ def test_read_auto_never_guesses(photos: list[tuple[np.ndarray, dict]]) -> None:
     lambda: np.random.default_rng(1).integers(0, 255, (600, 800, 3), dtype=np.uint8),
 ])
 def test_no_counter_is_an_honest_none(make) -> None:  # type: ignore[no-untyped-def]
-    from ocr.readers import get_reader
+    from smartmeter.ocr.readers import get_reader
 
     img = make()
     with pytest.raises(UnreadableError):
@@ -155,7 +155,7 @@ def _drum_row(n: int, red_last: bool, last_colour: tuple[int, int, int] = (235, 
 
 
 def test_digit_offset_sees_digits_not_frame_edges() -> None:
-    from ocr.locate_geometry import Slots, digit_offset
+    from smartmeter.ocr.locate_geometry import Slots, digit_offset
 
     img, _ = _drum_row(5, red_last=True)
     m, _, _ = deskew_matrix(img.shape[1], img.shape[0], 0.0)
@@ -177,7 +177,7 @@ def test_digit_offset_sees_digits_not_frame_edges() -> None:
 def test_row_extends_to_every_digit_of_the_window() -> None:
     """The blobs miss a digit at one end (here the first); the row is extended at its pitch, so the reading is not
     a digit short."""
-    from ocr.readers import get_reader
+    from smartmeter.ocr.readers import get_reader
 
     img, digits = _drum_row(6, red_last=True)
     found = locate(img, get_reader("cnn"))
@@ -192,7 +192,7 @@ def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple
                                                                    reading: str | None) -> None:
     """The last drum is red and its digit faint in grey (a light pink on red), or as grey as the red itself (it
     vanishes in grey): the first is read, the second refused; never the five white drums alone ("25814")."""
-    from ocr.readers import get_reader
+    from smartmeter.ocr.readers import get_reader
 
     img, _ = _drum_row(6, red_last=True, last_colour=colour)
     result, _ = read_auto(img, get_reader("cnn"))
@@ -205,13 +205,13 @@ def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple
 def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Turned by 180 degrees, a display reads confidently (0, 2, 5, 8 look alike turned; 6 and 9 swap): the row
     reading as surely turned back is the sign, and the answer is no reading."""
-    import ocr.autolocate
-    from ocr.readers import get_reader
+    import smartmeter.ocr.autolocate
+    from smartmeter.ocr.readers import get_reader
 
     img = cv2.imread(str(PHOTOS / name))
     result, profile = read_auto(img, get_reader("cnn"))
     assert result.reading is None and profile is None and "upside down" in (result.error or "")
-    monkeypatch.setattr(ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check: a wrong reading
+    monkeypatch.setattr(smartmeter.ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check: a wrong reading
     assert read_auto(img, get_reader("cnn"))[0].reading == wrong
 
 
@@ -221,7 +221,7 @@ def test_a_camera_turned_by_a_quarter_still_reads(code: int, quarter: float) -> 
     """Nothing looks like a counter upright, so the photo is tried turned by a quarter both ways: the reading is the
     upright photo's, and the proposed profile cuts the same digits from the photo (its rotate, counter-clockwise,
     includes the quarter turn that undoes the camera's)."""
-    from ocr.readers import get_reader
+    from smartmeter.ocr.readers import get_reader
 
     reader = get_reader("cnn")
     upright = cv2.imread(str(PHOTOS / "meter_42_001.jpg"))
@@ -261,10 +261,10 @@ class _BoxDependentReader:
 
 
 def test_a_digit_that_depends_on_the_box_is_not_trusted() -> None:
-    from ocr.autolocate import _assemble
-    from ocr.locate_blobs import Row
-    from ocr.locate_geometry import Slots
-    from ocr.locate_verify import READ_SHAPES, Candidate, read_shapes
+    from smartmeter.ocr.autolocate import _assemble
+    from smartmeter.ocr.locate_blobs import Row
+    from smartmeter.ocr.locate_geometry import Slots
+    from smartmeter.ocr.locate_verify import READ_SHAPES, Candidate, read_shapes
 
     img, _ = _drum_row(6, red_last=False)
     m, _, _ = deskew_matrix(img.shape[1], img.shape[0], 0.0)

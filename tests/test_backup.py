@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from fake_dropbox import FakeDropbox
 
 import smartmeter.fileio as fileio
-from backup_dropbox.auth import obtain_refresh_token, save_secret_file
-from backup_dropbox.backup import LOCK_NAME, MANIFEST_NAME, STATE_NAME, run_backup
+from smartmeter.backup_dropbox.auth import obtain_refresh_token, save_secret_file
+from smartmeter.backup_dropbox.backup import LOCK_NAME, MANIFEST_NAME, STATE_NAME, run_backup
 from smartmeter.cli import cli
 from smartmeter.errors import ConfigError, StoreError
 from smartmeter.hashing import content_hash

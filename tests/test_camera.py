@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from raspi.camera import open_camera
+from smartmeter.raspi.camera import open_camera
 from smartmeter.errors import ExternalToolError
 from smartmeter.settings import CameraSettings
 
@@ -22,7 +22,7 @@ def test_opencv_without_device_is_a_clear_error() -> None:
 
 
 def test_sim_camera_renders_jpegs_of_an_advancing_register() -> None:
-    pytest.importorskip("simulator.meter_render")
+    pytest.importorskip("smartmeter.simulator.meter_render")
     cam = open_camera(CameraSettings(backend="sim", sim_power_w=3600.0, sim_start_kwh=100.0))
     t0 = datetime.now(UTC)
     a = cam.capture(t0)

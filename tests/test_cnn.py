@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.digit_data import HELD_OUT_METERS
-from ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
-from ocr.readers import get_reader
-from ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, CnnReader
+from smartmeter.ocr.digit_data import HELD_OUT_METERS
+from smartmeter.ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
+from smartmeter.ocr.readers import get_reader
+from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, CnnReader
 from smartmeter.errors import ConfigError, ImageError
 from smartmeter.types import DigitValue
 

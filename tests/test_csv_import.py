@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from server.csv_import import import_csv
-from server.storage import Database, open_database
+from smartmeter.server.csv_import import import_csv
+from smartmeter.server.storage import Database, open_database
 from smartmeter.cli import cli
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.settings import Settings

@@ -6,10 +6,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from raspi.camera import Camera
-from raspi.daemon import CameraDaemon, CaptureLoop, next_slot
-from raspi.spool import Spool
-from raspi.uploader import Uploader
+from smartmeter.raspi.camera import Camera
+from smartmeter.raspi.daemon import CameraDaemon, CaptureLoop, next_slot
+from smartmeter.raspi.spool import Spool
+from smartmeter.raspi.uploader import Uploader
 from smartmeter.store.local import LocalStore
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from simulator.demo import STEPS, Demo, StepSkipped, accuracy_lines, demo_settings, fresh_folder, match_events, run_demo
-from simulator.events import Event
-from simulator.meter_render import Truth
+from smartmeter.simulator.demo import STEPS, Demo, StepSkipped, accuracy_lines, demo_settings, fresh_folder, match_events, run_demo
+from smartmeter.simulator.events import Event
+from smartmeter.simulator.meter_render import Truth
 from smartmeter.cli import cli
 from smartmeter.errors import InputError
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.digit_data import _thin_line, augment_batch, load_digits, plain_batch
-from ocr.digit_preprocess import HEIGHT, WIDTH
+from smartmeter.ocr.digit_data import _thin_line, augment_batch, load_digits, plain_batch
+from smartmeter.ocr.digit_preprocess import HEIGHT, WIDTH
 from smartmeter.errors import NotFoundError
 
 

@@ -8,7 +8,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from ocr.digit_fonts import DigitFont, find_fonts, render_digit, render_pool
+from smartmeter.ocr.digit_fonts import DigitFont, find_fonts, render_digit, render_pool
 
 MPL_FONTS = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"  # always there with the dev extra
 DEJAVU = MPL_FONTS / "DejaVuSans.ttf"

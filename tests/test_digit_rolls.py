@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.digit_data import DigitSet
-from ocr.digit_rolls import build_roll_pools, roll_crop, synth_rolls
+from smartmeter.ocr.digit_data import DigitSet
+from smartmeter.ocr.digit_rolls import build_roll_pools, roll_crop, synth_rolls
 
 H, W = 40, 24
 

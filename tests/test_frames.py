@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from server.frames import Frame, Rules, candidates, mid_roll
+from smartmeter.server.frames import Frame, Rules, candidates, mid_roll
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 

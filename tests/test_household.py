@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from simulator.dataset import read_csv, sample, write_csv
-from simulator.events import Event, load_events, plan_events
-from simulator.household import generate, paint
+from smartmeter.simulator.dataset import read_csv, sample, write_csv
+from smartmeter.simulator.events import Event, load_events, plan_events
+from smartmeter.simulator.household import generate, paint
 from smartmeter.cli import cli
 from smartmeter.errors import InputError
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.image_io import decode_image, list_images, load_image, to_grey
+from smartmeter.ocr.image_io import decode_image, list_images, load_image, to_grey
 from smartmeter.errors import ImageError
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"

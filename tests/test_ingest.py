@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.ingest import ingest_readings
-from server.storage import Database
+from smartmeter.server.ingest import ingest_readings
+from smartmeter.server.storage import Database
 from smartmeter.errors import DatabaseError
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ocr.profile import load_profile
-from simulator.meter_render import MeterRenderer, drum_positions, load_crops
+from smartmeter.ocr.profile import load_profile
+from smartmeter.simulator.meter_render import MeterRenderer, drum_positions, load_crops
 from smartmeter.cli import cli
 from smartmeter.errors import ConfigError, InputError
 from smartmeter.types import parse_photo_name

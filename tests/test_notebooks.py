@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server import notebook_data as nd
-from server.storage import Database, open_database
+from smartmeter.server import notebook_data as nd
+from smartmeter.server.storage import Database, open_database
 from smartmeter.errors import InputError
 from smartmeter.settings import Settings
 from smartmeter.types import Reading

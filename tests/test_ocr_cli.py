@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ocr.profile import Profile, load_profile
-from ocr.tesseract import find_tesseract
+from smartmeter.ocr.profile import Profile, load_profile
+from smartmeter.ocr.tesseract import find_tesseract
 from smartmeter.cli import cli
 from smartmeter.types import DigitValue, OcrResult
 
@@ -144,7 +144,7 @@ def test_read_needs_profile_or_auto() -> None:
 
 
 def test_read_auto_saves_the_proposed_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ocr.autolocate
+    import smartmeter.ocr.autolocate
 
     proposed = load_profile(PHOTOS / "meter.yaml").model_copy(update={"reference": None})
     calls: list[tuple[int, ...]] = []
@@ -153,7 +153,7 @@ def test_read_auto_saves_the_proposed_profile(tmp_path: Path, monkeypatch: pytes
         calls.append(image.shape)
         return OcrResult("0048127.3", 48127.3, 0.9, [DigitValue(1.0, 0.9)]), proposed
 
-    monkeypatch.setattr(ocr.autolocate, "read_auto", fake_read_auto)
+    monkeypatch.setattr(smartmeter.ocr.autolocate, "read_auto", fake_read_auto)
     target = tmp_path / "proposed.yaml"
     code, out, err = run(["read", "--auto", str(PHOTOS / "upright.jpg"), str(PHOTOS / "corrupt.jpg"),
                           "--propose-profile", str(target)])

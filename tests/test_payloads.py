@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.payloads import (
+from smartmeter.server.payloads import (
     MAX_BYTES,
     MAX_READINGS,
     check_meter_id,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.phase import PhaseReference, spectrum
+from smartmeter.ocr.phase import PhaseReference, spectrum
 
 
 def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from ocr_doubles import LookupReader
 
-from ocr.image_io import load_image
-from ocr.pipeline import MeterReader, make_reader
-from ocr.profile import Profile, load_profile
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.image_io import load_image
+from smartmeter.ocr.pipeline import MeterReader, make_reader
+from smartmeter.ocr.profile import Profile, load_profile
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.types import DigitValue
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.power import clean_series, derive_power, register_at, sensor_samples, step_points
+from smartmeter.server.power import clean_series, derive_power, register_at, sensor_samples, step_points
 from smartmeter.types import Reading
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

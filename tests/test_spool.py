@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raspi.spool import Spool
+from smartmeter.raspi.spool import Spool
 from smartmeter.errors import StoreError
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import fresh_pg
 
-import server.storage as storage
-from server.storage import Database, from_ms, open_database, split_statements, to_ms
+import smartmeter.server.storage as storage
+from smartmeter.server.storage import Database, from_ms, open_database, split_statements, to_ms
 from smartmeter.errors import DatabaseError, InputError
 from smartmeter.types import Reading
 
@@ -191,8 +191,8 @@ def test_helpers() -> None:
 
 
 def test_postgres_migrations_ingest_and_errors(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.ingest import ingest_readings
-    from server.storage_postgres import translate_placeholders
+    from smartmeter.server.ingest import ingest_readings
+    from smartmeter.server.storage_postgres import translate_placeholders
     from smartmeter.errors import ConfigError
     from smartmeter.settings import Settings
 

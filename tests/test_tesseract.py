@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ocr.readers.tesseract_reader import TesseractReader, prepare
-from ocr.tesseract import find_tesseract, parse_tsv, parse_version, run_tesseract
+from smartmeter.ocr.readers.tesseract_reader import TesseractReader, prepare
+from smartmeter.ocr.tesseract import find_tesseract, parse_tsv, parse_version, run_tesseract
 from smartmeter.errors import ExternalToolError
 
 

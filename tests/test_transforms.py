@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocr.profile import Transform
-from ocr.transforms import apply_transform, flip, rotate, transform_points
+from smartmeter.ocr.profile import Transform
+from smartmeter.ocr.transforms import apply_transform, flip, rotate, transform_points
 
 
 def marked(w: int = 60, h: int = 40) -> np.ndarray:

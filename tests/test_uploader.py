@@ -4,8 +4,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from raspi.spool import Spool
-from raspi.uploader import Uploader
+from smartmeter.raspi.spool import Spool
+from smartmeter.raspi.uploader import Uploader
 from smartmeter.errors import StoreError
 from smartmeter.store.local import LocalStore
 from smartmeter.types import ImageRef

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ConfigError
 
 
 def get_reader(engine: str = "cnn", *, model: Path | None = None, threads: int = 1) -> DigitReader:
     """Create the digit reader called ``engine``."""
     if engine == "cnn":
-        from ocr.readers.cnn import CnnReader
+        from smartmeter.ocr.readers.cnn import CnnReader
 
         return CnnReader(model_path=model, threads=threads)
     if engine == "tesseract":
-        from ocr.readers.tesseract_reader import TesseractReader
+        from smartmeter.ocr.readers.tesseract_reader import TesseractReader
 
         return TesseractReader()
     raise ConfigError(f"unknown OCR engine {engine!r}", hint="use cnn or tesseract")

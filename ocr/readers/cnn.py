@@ -2,11 +2,11 @@
 
 Two models ship with the same network and recipe: :data:`DEFAULT_MODEL` (``digits.onnx``, trained on every meter
 of the data set: the production reader, since users' meters are new to it anyway) and :data:`HOLDOUT_MODEL`
-(``digits-holdout.onnx``, trained without ``ocr.digit_data.HELD_OUT_METERS``). Use the holdout model wherever
+(``digits-holdout.onnx``, trained without ``smartmeter.ocr.digit_data.HELD_OUT_METERS``). Use the holdout model wherever
 accuracy is measured on crops from those meters (benchmarks, tests, the simulator's rendered meters): the default
 model has seen them, so its numbers there would flatter it.
 
-Preprocessing and decoding are ``ocr.digit_preprocess``, the very code the model was trained with. A crop with no
+Preprocessing and decoding are ``smartmeter.ocr.digit_preprocess``, the very code the model was trained with. A crop with no
 contrast at all reads as ``None`` (unreadable); every other crop gets a drum position and a confidence (the model's
 probability mass within half a step of its peak), and callers decide what confidence they trust.
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
-from ocr.readers.base import DigitReader
+from smartmeter.ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
+from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ConfigError, ExternalToolError
 from smartmeter.types import DigitValue
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ocr.image_io import to_grey
-from ocr.readers.base import DigitReader
-from ocr.tesseract import Tesseract, find_tesseract, run_tesseract
+from smartmeter.ocr.image_io import to_grey
+from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.tesseract import Tesseract, find_tesseract, run_tesseract
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.profile import Transform
-from ocr.transforms import apply_transform, rotate, transform_points
+from smartmeter.ocr.profile import Transform
+from smartmeter.ocr.transforms import apply_transform, rotate, transform_points
 
 HERE = Path(__file__).resolve().parent
 SIZE = (640, 480)  # width, height of the face and of every camera frame
