@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from smartmeter.errors import SmartMeterError  # noqa: E402
 from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, circular_hits, load_digits  # noqa: E402
 from smartmeter.ocr.digit_preprocess import circular_error  # noqa: E402
 from smartmeter.ocr.readers import DigitReader, get_reader  # noqa: E402
 from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL  # noqa: E402
-from smartmeter.errors import SmartMeterError  # noqa: E402
 from smartmeter.progress import Progress  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ocr_sim.py [--photos 600] [--seed 3] [--style powermeter-emeter1] [--show 10]
 
-Renders photos with ``smartmeter.simulator.meter_render.MeterRenderer`` (real digit crops of meters the CNN never trained on,
+Renders photos with ``simulator.meter_render.MeterRenderer`` (real digit crops of meters the CNN never trained on,
 camera shift, light, noise, blur, glare) at random register values and times of day, reads them with
 ``MeterReader`` + the CNN (in batches, as the worker does) and compares with the simulator's truth:
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smartmeter.errors import AlignmentError  # noqa: E402
 from smartmeter.ocr.align import Aligner  # noqa: E402
 from smartmeter.ocr.image_io import load_image  # noqa: E402
 from smartmeter.ocr.pipeline import MeterReader, make_reader  # noqa: E402
@@ -33,7 +34,6 @@ from smartmeter.ocr.profile import load_profile  # noqa: E402
 from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
 from smartmeter.ocr.transforms import apply_transform  # noqa: E402
 from smartmeter.ocr.warp import crop_boxes  # noqa: E402
-from smartmeter.errors import AlignmentError  # noqa: E402
 
 PHOTOS = ROOT / "tests" / "resources" / "photos"
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from smartmeter.server.frames import Rules  # noqa: E402
 from smartmeter.server.storage import open_database  # noqa: E402
-from smartmeter.server.validation_sim import FaultRates, run_validation, simulate_frames  # noqa: E402
 from smartmeter.server.worker import Worker  # noqa: E402
 from smartmeter.settings import parse_settings  # noqa: E402
+from smartmeter.simulator.validation_sim import FaultRates, run_validation, simulate_frames  # noqa: E402
 from smartmeter.store.local import LocalStore  # noqa: E402
 from smartmeter.types import photo_name  # noqa: E402
 

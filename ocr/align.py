@@ -48,13 +48,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from smartmeter.errors import AlignmentError, MovedTooFar
 from smartmeter.ocr.image_io import to_grey
 from smartmeter.ocr.phase import PhaseReference, correct, dft_window, phase_windows, spectrum
 from smartmeter.ocr.profile import Alignment, Box, Transform
 from smartmeter.ocr.reference import ReferenceFeatures, orb_detector
 from smartmeter.ocr.transforms import apply_transform, is_exact, transform_matrix, transformed_size
 from smartmeter.ocr.warp import check_not_degenerate, scale_matrix
-from smartmeter.errors import AlignmentError, MovedTooFar
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Method (details and measured results in ``docs/autolocate.md``):
 
-1. Candidates, classically (``smartmeter.ocr.locate_blobs``): adaptive thresholds in both polarities, connected components
+1. Candidates, classically (``ocr.locate_blobs``): adaptive thresholds in both polarities, connected components
    (and the same with stacked pieces merged, for seven-segment digits), chained into rows of similar-size,
    digit-spaced blobs along a line tilted up to ±18°.
 2. Geometry (``smartmeter.ocr.locate_geometry``): each row gives the de-skew angle (slope of the line through the digit
@@ -18,7 +18,7 @@ Method (details and measured results in ``docs/autolocate.md``):
    Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
    another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
    unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); the row read turned by 180 degrees
-   being as sure (an upside-down photo reads confidently wrong); ``smartmeter.ocr.assemble`` finding the drums inconsistent.
+   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways).
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from smartmeter.errors import ImageError, NoCounterFound, UnreadableError
 from smartmeter.ocr.locate_blobs import find_rows
 from smartmeter.ocr.locate_geometry import (
     Box,
@@ -48,7 +49,6 @@ from smartmeter.ocr.locate_geometry import (
 from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, verify
 from smartmeter.ocr.profile import Profile, Transform
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.errors import ImageError, NoCounterFound, UnreadableError
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResu
 
 
 def _assemble(values: list[DigitValue], profile: Profile, unstable: list[int] | None = None) -> OcrResult:
-    """Digits -> reading via ``smartmeter.ocr.assemble``; a weak or unstable digit or an inconsistent row gives no reading."""
+    """Digits -> reading via ``ocr.assemble``; a weak or unstable digit or an inconsistent row gives no reading."""
     from smartmeter.ocr.assemble import assemble
 
     floor = max(profile.min_confidence, AUTO_MIN_CONFIDENCE)

@@ -20,12 +20,12 @@ from typing import Any, TextIO
 import click
 import numpy as np
 
+from smartmeter.errors import ImageError, InputError, SmartMeterError, UnreadableError
 from smartmeter.ocr.assemble import assemble
 from smartmeter.ocr.image_io import list_images, load_image
 from smartmeter.ocr.pipeline import MeterReader, make_reader
 from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.errors import ImageError, InputError, SmartMeterError, UnreadableError
 from smartmeter.progress import Progress
 from smartmeter.types import DigitValue, OcrResult
 

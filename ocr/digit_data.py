@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smartmeter.ocr.digit_preprocess import HEIGHT, WIDTH, normalise, resize_grey, to_grey
 from smartmeter.errors import InputError, NotFoundError
+from smartmeter.ocr.digit_preprocess import HEIGHT, WIDTH, normalise, resize_grey, to_grey
 from smartmeter.progress import Progress
 
 log = logging.getLogger(__name__)

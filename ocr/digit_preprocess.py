@@ -1,4 +1,4 @@
-"""The digit model's input and output contract, shared by training (``smartmeter.ocr.train``) and the reader (``smartmeter.ocr.readers.cnn``).
+"""The digit model's input and output contract, shared by training (``ocr.train``) and the reader (``ocr.readers.cnn``).
 
 Input: any crop (``HxW`` grey or ``HxWx3`` BGR / ``HxWx4`` BGRA, uint8 or other numeric type) becomes a
 greyscale ``height x width`` float32 plane (plain resize, no aspect padding: the drum window is always taller than

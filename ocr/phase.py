@@ -21,8 +21,8 @@ import logging
 import cv2
 import numpy as np
 
-from smartmeter.ocr.warp import is_affine
 from smartmeter.errors import AlignmentError
+from smartmeter.ocr.warp import is_affine
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from smartmeter.errors import AlignmentError, ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.ocr.align import Aligner, AlignResult
 from smartmeter.ocr.assemble import assemble
 from smartmeter.ocr.image_io import decode_image, load_image, to_grey
@@ -36,7 +37,6 @@ from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.reference import WORK_PX, load_reference
 from smartmeter.ocr.transforms import is_identity, transform_matrix, transformed_size
 from smartmeter.ocr.warp import crop_boxes
-from smartmeter.errors import AlignmentError, ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,10 @@ The defaults are the shipped recipe: augmentation recipe 1, synthetic rolling dr
 rendered from drum fonts (``--fonts 0.5``, ``smartmeter.ocr.digit_fonts``; the font packages come from ``make train``).
 
 Two models from one seeded recipe: ``digits-holdout.onnx`` is trained without the held-out meters
-(``smartmeter.ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
+(``ocr.digit_data.HELD_OUT_METERS``) and reports per-meter accuracy on them, the honest estimate for a meter the
 model has never seen; ``digits.onnx`` (the production default) is then trained on every meter and records the
 holdout model's numbers as its unseen-meter estimate. ``--meters holdout|all`` trains just one. The model reads a
-32x20 normalised grey crop (``smartmeter.ocr.digit_preprocess``) and outputs 100 logits, one per tenth of a drum step, trained
+32x20 normalised grey crop (``ocr.digit_preprocess``) and outputs 100 logits, one per tenth of a drum step, trained
 against circular Gaussian soft labels. Metadata (version, meters, seed, epochs, augmentation, accuracy) go to the
 ``.json`` next to the ``.onnx``.
 """

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from smartmeter.ocr.profile import Box
 from smartmeter.errors import AlignmentError
+from smartmeter.ocr.profile import Box
 
 MAX_ANISOTROPY = 1.1  # largest ratio of a homography's two scales: a fixed camera that moved a little zooms both
 # axes alike; ORB matches on a blurred photo were seen to squeeze one axis by 15 % (1.14), 4-7 px off at the ends

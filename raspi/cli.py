@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
+from smartmeter.errors import NotFoundError
 from smartmeter.raspi.camera import open_camera
 from smartmeter.raspi.daemon import CameraDaemon, CaptureLoop
 from smartmeter.raspi.spool import Spool
 from smartmeter.raspi.uploader import Uploader
-from smartmeter.errors import NotFoundError
 from smartmeter.settings import Settings
 from smartmeter.store import open_store
 

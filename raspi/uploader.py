@@ -12,8 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from smartmeter.raspi.spool import Spool
 from smartmeter.errors import SmartMeterError
+from smartmeter.raspi.spool import Spool
 from smartmeter.store.base import ImageStore
 from smartmeter.types import parse_photo_name
 

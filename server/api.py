@@ -31,11 +31,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from smartmeter.server.payloads import MAX_BYTES, check_meter_id, decode_json, parse_readings, reading_to_json, submit_readings
-from smartmeter.server.storage import Database
 from smartmeter import __version__
 from smartmeter.errors import DatabaseError, InputError, NotFoundError, SmartMeterError
 from smartmeter.secrets import get_secret
+from smartmeter.server.payloads import (
+    MAX_BYTES,
+    check_meter_id,
+    decode_json,
+    parse_readings,
+    reading_to_json,
+    submit_readings,
+)
+from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import parse_timestamp
 

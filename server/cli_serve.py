@@ -14,10 +14,10 @@ from types import FrameType
 import click
 from fastapi import FastAPI
 
+from smartmeter.errors import ConfigError
 from smartmeter.server.api import create_app
 from smartmeter.server.mqtt_ingest import MqttIngest
 from smartmeter.server.storage import Database, open_database
-from smartmeter.errors import ConfigError
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

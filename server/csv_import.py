@@ -30,10 +30,10 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from smartmeter.server.ingest import IngestReport, ingest_readings
-from smartmeter.server.storage import Database
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.progress import Progress
+from smartmeter.server.ingest import IngestReport, ingest_readings
+from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import Reading
 

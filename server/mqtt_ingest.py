@@ -1,7 +1,7 @@
 """MQTT ingest: meters without a camera publish readings; the server subscribes and stores them.
 
 Topic ``settings.mqtt.topic`` (default ``smartmeter/+/reading``) where the ``+`` level is the meter id; the payload
-is the JSON shape of ``smartmeter.server.payloads`` (one object or a list). Every message goes through the same parsing and
+is the JSON shape of ``server.payloads`` (one object or a list). Every message goes through the same parsing and
 validation as the HTTP API and the CSV import.
 
 What is guaranteed:
@@ -30,10 +30,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from smartmeter.server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
-from smartmeter.server.storage import Database
 from smartmeter.errors import ConfigError, DatabaseError, SmartMeterError
 from smartmeter.secrets import get_secret
+from smartmeter.server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
+from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ the CSV import (``timestamp,contatore,potenza``), so a meter can send the same r
 
 Parsing only checks the shape; anything malformed is one ``InputError`` naming the field, e.g.
 ``readings[3].contatore: must be a number, got "abc"``. Whether a reading is plausible (register going backwards,
-impossible power) is decided by ``smartmeter.server.ingest``, which ``submit_readings`` calls for the API and MQTT alike, so
+impossible power) is decided by ``server.ingest``, which ``submit_readings`` calls for the API and MQTT alike, so
 every way in is validated the same as the CSV import.
 """
 
@@ -19,9 +19,9 @@ import math
 import re
 from typing import Any
 
+from smartmeter.errors import InputError, NotFoundError, ValidationRejected
 from smartmeter.server.ingest import IngestReport, ingest_readings
 from smartmeter.server.storage import Database
-from smartmeter.errors import InputError, NotFoundError, ValidationRejected
 from smartmeter.settings import Settings
 from smartmeter.types import Reading, parse_timestamp
 

@@ -12,9 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from smartmeter.errors import NotFoundError
 from smartmeter.server.analysis import Analysis, analyse
 from smartmeter.server.storage import Database
-from smartmeter.errors import NotFoundError
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

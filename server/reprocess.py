@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from smartmeter.errors import NotFoundError
+from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
 from smartmeter.server.frames import Frame, Rules
 from smartmeter.server.storage import Database, from_ms, to_ms
 from smartmeter.server.worker import Readers, _Item, read_items
-from smartmeter.errors import NotFoundError
-from smartmeter.progress import Progress
 from smartmeter.settings import Settings
 from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef

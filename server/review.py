@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartmeter.errors import InputError, NotFoundError
 from smartmeter.server import camera_book as book
 from smartmeter.server.frames import Anchor
 from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
-from smartmeter.errors import InputError, NotFoundError
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

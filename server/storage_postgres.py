@@ -18,9 +18,9 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from smartmeter.server.storage import Database
 from smartmeter.errors import ConfigError, DatabaseError
 from smartmeter.secrets import get_secret
+from smartmeter.server.storage import Database
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
+from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
 from smartmeter.server.frames import Frame, Rules
 from smartmeter.server.storage import Database, now_ms
-from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
-from smartmeter.progress import Progress
 from smartmeter.settings import Settings
 from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef, OcrResult, parse_photo_name

@@ -16,13 +16,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from smartmeter.errors import InputError
+from smartmeter.progress import Progress
 from smartmeter.simulator.dataset import Series, read_csv, write_csv
 from smartmeter.simulator.events import KINDS, Event, load_events, plan_events, write_events
 from smartmeter.simulator.household import COMPONENTS, check_days, generate
 from smartmeter.simulator.meter_render import STYLES, TRUTH_HEADER, MeterRenderer, Truth
 from smartmeter.simulator.schedule import PROFILES
-from smartmeter.errors import InputError
-from smartmeter.progress import Progress
 from smartmeter.store.base import ImageStore
 from smartmeter.store.local import LocalStore
 from smartmeter.types import parse_timestamp, photo_name

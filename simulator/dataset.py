@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smartmeter.simulator.household import Household
 from smartmeter.errors import InputError, NotFoundError, StoreError
+from smartmeter.simulator.household import Household
 from smartmeter.types import parse_timestamp
 
 log = logging.getLogger(__name__)

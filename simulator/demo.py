@@ -26,10 +26,6 @@ from typing import Any
 
 import click
 
-from smartmeter.simulator.dataset import read_csv, write_csv
-from smartmeter.simulator.events import Event, plan_events, write_events
-from smartmeter.simulator.household import Household, generate
-from smartmeter.simulator.meter_render import MeterRenderer, Truth
 from smartmeter.errors import InputError
 from smartmeter.settings import (
     DatabaseSettings,
@@ -39,6 +35,10 @@ from smartmeter.settings import (
     Settings,
     StoreSettings,
 )
+from smartmeter.simulator.dataset import read_csv, write_csv
+from smartmeter.simulator.events import Event, plan_events, write_events
+from smartmeter.simulator.household import Household, generate
+from smartmeter.simulator.meter_render import MeterRenderer, Truth
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Everything is drawn from one seeded generator, so the same arguments give the sa
 
 Profiles: ``day-worker`` (away on weekdays 8-18), ``office`` (a small office, open on weekdays only),
 ``shift-worker`` (early / late / night shifts rotating weekly). Components: standby, fridge, water_heater, ac,
-cooking, lighting (+ ``noise`` when noise is on, + the loads injected by :mod:`smartmeter.simulator.events`); they always
+cooking, lighting (+ ``noise`` when noise is on, + the loads injected by :mod:`simulator.events`); they always
 sum exactly to ``power_w``.
 """
 
@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from smartmeter.errors import InputError
 from smartmeter.simulator.events import Event, apply_events
 from smartmeter.simulator.schedule import PROFILES, DayPlan, plan_day
-from smartmeter.errors import InputError
 from smartmeter.types import utc
 
 log = logging.getLogger(__name__)

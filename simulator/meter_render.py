@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smartmeter.ocr.profile import Alignment, Box, Profile
 from smartmeter.errors import ConfigError, InputError
+from smartmeter.ocr.profile import Alignment, Box, Profile
 from smartmeter.types import utc
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ocr": ("smartmeter.ocr.cli:ocr_group", "Batch OCR tools: read digit crops, assemble readings."),
     "read": ("smartmeter.ocr.cli:read_cmd", "Read the register from meter photos."),
     "worker": ("smartmeter.server.cli_worker:worker_cmd", "Pull photos from the image store, read, validate, store."),
-    "import": ("smartmeter.server.cli_import:import_cmd", "Import readings from a CSV file (timestamp,contatore,potenza)."),
+    "import": ("smartmeter.server.cli_import:import_cmd", "Import readings from a CSV (timestamp,contatore,potenza)."),
     "reprocess": ("smartmeter.server.cli_worker:reprocess_cmd", "Re-read archived photos with the current reader."),
     "review": ("smartmeter.server.cli_worker:review_group", "List rejected photos and set their true values."),
     "serve": ("smartmeter.server.cli_serve:serve_cmd", "Run the HTTP API (ingest, dashboard)."),

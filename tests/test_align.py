@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+from smartmeter.errors import AlignmentError, MovedTooFar
 from smartmeter.ocr import align
 from smartmeter.ocr.align import Aligner
 from smartmeter.ocr.image_io import decode_image, load_image
 from smartmeter.ocr.profile import load_profile
 from smartmeter.ocr.reference import load_reference
 from smartmeter.ocr.warp import check_not_degenerate, crop_boxes, scale_matrix
-from smartmeter.errors import AlignmentError, MovedTooFar
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 PROFILE = load_profile(PHOTOS / "meter.yaml")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from smartmeter.cli import cli
 from smartmeter.server.analysis import Event, analyse, load_duration
 from smartmeter.server.report import build_report, render_text
 from smartmeter.server.storage import open_database
-from smartmeter.cli import cli
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
 from smartmeter.types import Reading
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smartmeter.ocr.assemble import assemble
 from smartmeter.errors import InputError
+from smartmeter.ocr.assemble import assemble
 
 
 @pytest.mark.parametrize(("digits", "pointers", "expected"), [

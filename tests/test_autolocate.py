@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from smartmeter.errors import ImageError, UnreadableError
 from smartmeter.ocr.autolocate import crops_for, locate, read_auto
 from smartmeter.ocr.locate_blobs import Blob, Row
 from smartmeter.ocr.locate_geometry import crop_deskewed, decimals_from_red, deskew, deskew_matrix, fit_slots
 from smartmeter.ocr.profile import Profile
-from smartmeter.errors import ImageError, UnreadableError
 
 PHOTOS = Path(__file__).parent / "resources" / "autolocate" / "photos"
 TRUTH = json.loads((PHOTOS / "truth.json").read_text(encoding="utf-8"))

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smartmeter.raspi.camera import open_camera
 from smartmeter.errors import ExternalToolError
+from smartmeter.raspi.camera import open_camera
 from smartmeter.settings import CameraSettings
 
 

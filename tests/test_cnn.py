@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
+from smartmeter.errors import ConfigError, ImageError
 from smartmeter.ocr.digit_data import HELD_OUT_METERS
 from smartmeter.ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
 from smartmeter.ocr.readers import get_reader
 from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, CnnReader
-from smartmeter.errors import ConfigError, ImageError
 from smartmeter.types import DigitValue
 
 DIGITS = Path(__file__).parent / "resources" / "digits"

@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from smartmeter.simulator.demo import STEPS, Demo, StepSkipped, accuracy_lines, demo_settings, fresh_folder, match_events, run_demo
-from smartmeter.simulator.events import Event
-from smartmeter.simulator.meter_render import Truth
 from smartmeter.cli import cli
 from smartmeter.errors import InputError
+from smartmeter.simulator.demo import (
+    STEPS,
+    Demo,
+    StepSkipped,
+    accuracy_lines,
+    demo_settings,
+    fresh_folder,
+    match_events,
+    run_demo,
+)
+from smartmeter.simulator.events import Event
+from smartmeter.simulator.meter_render import Truth
 
 
 def test_tiny_demo_end_to_end(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from smartmeter.errors import NotFoundError
 from smartmeter.ocr.digit_data import _thin_line, augment_batch, load_digits, plain_batch
 from smartmeter.ocr.digit_preprocess import HEIGHT, WIDTH
-from smartmeter.errors import NotFoundError
 
 
 def crops(n: int = 12) -> list[np.ndarray]:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from smartmeter.cli import cli
+from smartmeter.errors import InputError
 from smartmeter.simulator.dataset import read_csv, sample, write_csv
 from smartmeter.simulator.events import Event, load_events, plan_events
 from smartmeter.simulator.household import generate, paint
-from smartmeter.cli import cli
-from smartmeter.errors import InputError
 
 JAN1 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from smartmeter.ocr.image_io import decode_image, list_images, load_image, to_grey
 from smartmeter.errors import ImageError
+from smartmeter.ocr.image_io import decode_image, list_images, load_image, to_grey
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 

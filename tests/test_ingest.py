@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from smartmeter.errors import DatabaseError
 from smartmeter.server.ingest import ingest_readings
 from smartmeter.server.storage import Database
-from smartmeter.errors import DatabaseError
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

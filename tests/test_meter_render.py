@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from smartmeter.ocr.profile import load_profile
-from smartmeter.simulator.meter_render import MeterRenderer, drum_positions, load_crops
 from smartmeter.cli import cli
 from smartmeter.errors import ConfigError, InputError
+from smartmeter.ocr.profile import load_profile
+from smartmeter.simulator.meter_render import MeterRenderer, drum_positions, load_crops
 from smartmeter.types import parse_photo_name
 
 T = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from smartmeter.errors import InputError
 from smartmeter.server import notebook_data as nd
 from smartmeter.server.storage import Database, open_database
-from smartmeter.errors import InputError
 from smartmeter.settings import Settings
+from smartmeter.simulator import notebook_demo
 from smartmeter.types import Reading
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -225,14 +226,14 @@ def test_worker_tables_queries(tmp_path: Path) -> None:
 def test_ensure_household_data_only_fills_an_empty_meter(tmp_path: Path) -> None:
     with open_database(f"sqlite:///{tmp_path / 'h.db'}") as db:
         settings = Settings()
-        first = nd.ensure_household_data(db, settings, "h", days=1.0)
+        first = notebook_demo.ensure_household_data(db, settings, "h", days=1.0)
         assert first is not None and first.ingest.summary().startswith("1440 accepted")
-        assert nd.ensure_household_data(db, settings, "h", days=1.0) is None
+        assert notebook_demo.ensure_household_data(db, settings, "h", days=1.0) is None
         assert db.count_readings("h") == 1440
-        assert nd.ensure_household_data(db, settings, "h2", days=1.0) is not None  # beside demo data: fine
+        assert notebook_demo.ensure_household_data(db, settings, "h2", days=1.0) is not None  # beside demo data: fine
         db.insert_readings(readings([300.0] * 10))  # a real meter m1
         assert nd.real_readings(db) == 11
-        assert nd.ensure_household_data(db, settings, "h3", days=1.0) is None  # never into real data
+        assert notebook_demo.ensure_household_data(db, settings, "h3", days=1.0) is None  # never into real data
         assert db.count_readings("h3") == 0
 
 

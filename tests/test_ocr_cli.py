@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from smartmeter.cli import cli
 from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.tesseract import find_tesseract
-from smartmeter.cli import cli
 from smartmeter.types import DigitValue, OcrResult
 
 RESOURCES = Path(__file__).parent / "resources"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from smartmeter.errors import InputError
 from smartmeter.server.payloads import (
     MAX_BYTES,
     MAX_READINGS,
@@ -16,7 +17,6 @@ from smartmeter.server.payloads import (
     parse_readings,
     reading_to_json,
 )
-from smartmeter.errors import InputError
 
 
 def test_one_object_becomes_one_reading_with_power_in_watts() -> None:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from ocr_doubles import LookupReader
 
+from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.ocr.image_io import load_image
 from smartmeter.ocr.pipeline import MeterReader, make_reader
 from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.types import DigitValue
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"

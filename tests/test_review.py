@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from smartmeter.errors import InputError, NotFoundError
 from smartmeter.server.review import list_reviews, set_value
 from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import _Item, judge
-from smartmeter.errors import InputError, NotFoundError
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, ImageRef, OcrResult, photo_name
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smartmeter.raspi.spool import Spool
 from smartmeter.errors import StoreError
+from smartmeter.raspi.spool import Spool
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

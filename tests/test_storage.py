@@ -12,8 +12,8 @@ import pytest
 from conftest import fresh_pg
 
 import smartmeter.server.storage as storage
-from smartmeter.server.storage import Database, from_ms, open_database, split_statements, to_ms
 from smartmeter.errors import DatabaseError, InputError
+from smartmeter.server.storage import Database, from_ms, open_database, split_statements, to_ms
 from smartmeter.types import Reading
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -191,9 +191,9 @@ def test_helpers() -> None:
 
 
 def test_postgres_migrations_ingest_and_errors(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smartmeter.errors import ConfigError
     from smartmeter.server.ingest import ingest_readings
     from smartmeter.server.storage_postgres import translate_placeholders
-    from smartmeter.errors import ConfigError
     from smartmeter.settings import Settings
 
     url = fresh_pg(pg_server)

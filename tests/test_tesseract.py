@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from smartmeter.errors import ExternalToolError
 from smartmeter.ocr.readers.tesseract_reader import TesseractReader, prepare
 from smartmeter.ocr.tesseract import find_tesseract, parse_tsv, parse_version, run_tesseract
-from smartmeter.errors import ExternalToolError
 
 
 def fake_tool(tmp_path: Path, script: str, name: str = "tesseract") -> str:

@@ -4,9 +4,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from smartmeter.errors import StoreError
 from smartmeter.raspi.spool import Spool
 from smartmeter.raspi.uploader import Uploader
-from smartmeter.errors import StoreError
 from smartmeter.store.local import LocalStore
 from smartmeter.types import ImageRef
 

@@ -8,7 +8,13 @@ import pytest
 
 from smartmeter.server.frames import Action, Anchor, Frame, Rules, candidates, mid_roll
 from smartmeter.server.validation import MeterValidator
-from smartmeter.server.validation_sim import FaultRates, drum_positions, read_positions, run_validation, simulate_frames
+from smartmeter.simulator.validation_sim import (
+    FaultRates,
+    drum_positions,
+    read_positions,
+    run_validation,
+    simulate_frames,
+)
 from smartmeter.types import DigitValue
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)

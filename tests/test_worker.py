@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from smartmeter.cli import cli
+from smartmeter.errors import InputError, StoreError
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import Worker, exif_time, photo_meter_and_time
-from smartmeter.cli import cli
-from smartmeter.errors import InputError, StoreError
 from smartmeter.settings import Settings, parse_settings
 from smartmeter.store.local import LocalStore
 from smartmeter.types import photo_name

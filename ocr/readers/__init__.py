@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.errors import ConfigError
+from smartmeter.ocr.readers.base import DigitReader
 
 
 def get_reader(engine: str = "cnn", *, model: Path | None = None, threads: int = 1) -> DigitReader:

@@ -6,7 +6,7 @@ of the data set: the production reader, since users' meters are new to it anyway
 accuracy is measured on crops from those meters (benchmarks, tests, the simulator's rendered meters): the default
 model has seen them, so its numbers there would flatter it.
 
-Preprocessing and decoding are ``smartmeter.ocr.digit_preprocess``, the very code the model was trained with. A crop with no
+Preprocessing and decoding are ``ocr.digit_preprocess``, the very code the model was trained with. A crop with no
 contrast at all reads as ``None`` (unreadable); every other crop gets a drum position and a confidence (the model's
 probability mass within half a step of its peak), and callers decide what confidence they trust.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from smartmeter.errors import ConfigError, ExternalToolError
 from smartmeter.ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.errors import ConfigError, ExternalToolError
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)

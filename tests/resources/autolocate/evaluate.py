@@ -4,7 +4,7 @@ DIR holds ``truth.json`` (from ``generate.py``). Prints one line per photo and a
 count, every true digit centre inside a box), exact reading, wrong reading (a reading that is not the truth), no
 reading, ms per photo, and the refusal reasons counted.
 
-The digit model defaults to the hold-out model (``smartmeter.ocr.readers.cnn.HOLDOUT_MODEL``): the generated drum faces use
+The digit model defaults to the hold-out model (``ocr.readers.cnn.HOLDOUT_MODEL``): the generated drum faces use
 crops of the meters that model never saw, while the default (production) model trained on them and would flatter
 the numbers. ``--model default`` uses the production model, ``--model PATH`` any other.
 """

@@ -94,7 +94,7 @@ def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
 
 
 def read_positions(pos: list[float], decimals: int) -> tuple[str, float]:
-    """Assemble the drums with the real assembler (``smartmeter.ocr.assemble``), so the simulation reads as the worker does."""
+    """Assemble the drums with the real assembler (``ocr.assemble``), so the simulation reads as the worker does."""
     result = assemble(pos, decimals=decimals)
     if result.reading is None or result.value is None:
         raise ValueError(f"simulated drums {pos} do not assemble: {result.error}")
