@@ -1,0 +1,84 @@
+-- 004: stored hourly rollups of the readings, kept up to date by triggers, and stored analysis events
+-- (SQLite; 004_rollups_events.postgresql.sql is the same for PostgreSQL). Times are epoch milliseconds, UTC.
+-- rollup_hour: one row per meter and UTC hour that holds current readings (accepted | corrected), one reading per
+--   timestamp (the most confident). Every column depends on that hour's readings only, so recomputing the hours a
+--   change touched gives exactly what a full recomputation gives (server/rollups.py).
+-- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
+--   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
+-- events: analysis events with start/end; is_open = 1 while the condition still holds at the last reading.
+-- analysis_state: per meter, the last analysis (the original dictionary {"blackout", "superamento"} and more).
+
+CREATE TABLE rollup_hour (
+    meter_id        TEXT NOT NULL,
+    hour_ms         BIGINT NOT NULL,
+    n               INTEGER NOT NULL,
+    n_camera        INTEGER NOT NULL,
+    first_ms        BIGINT NOT NULL,
+    first_kwh       DOUBLE PRECISION NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    last_kwh        DOUBLE PRECISION NOT NULL,
+    max_kwh         DOUBLE PRECISION NOT NULL,
+    max_gap_ms      BIGINT NOT NULL,
+    n_power         INTEGER NOT NULL,
+    sum_power_w     DOUBLE PRECISION NOT NULL,
+    min_power_w     DOUBLE PRECISION,
+    max_power_w     DOUBLE PRECISION,
+    n_zero          INTEGER NOT NULL,
+    first_cam_ms    BIGINT,
+    last_cam_ms     BIGINT,
+    max_cam_gap_ms  BIGINT NOT NULL,
+    PRIMARY KEY (meter_id, hour_ms)
+);
+
+CREATE TABLE rollup_dirty (
+    meter_id        TEXT NOT NULL,
+    hour_ms         BIGINT NOT NULL,
+    PRIMARY KEY (meter_id, hour_ms)
+);
+
+INSERT INTO rollup_dirty (meter_id, hour_ms)
+    SELECT DISTINCT meter_id, (ts_ms / 3600000) * 3600000 FROM readings;
+
+-- (NOT EXISTS rather than INSERT OR IGNORE: SQLite lets the firing statement's ON CONFLICT clause override a
+-- trigger's own conflict handling, and the camera worker stores readings with an upsert.)
+CREATE TRIGGER readings_rollup_insert AFTER INSERT ON readings
+BEGIN
+    INSERT INTO rollup_dirty (meter_id, hour_ms)
+        SELECT NEW.meter_id, (NEW.ts_ms / 3600000) * 3600000 WHERE NOT EXISTS (SELECT 1 FROM rollup_dirty d
+            WHERE d.meter_id = NEW.meter_id AND d.hour_ms = (NEW.ts_ms / 3600000) * 3600000);
+END;
+
+CREATE TRIGGER readings_rollup_update AFTER UPDATE ON readings
+BEGIN
+    INSERT INTO rollup_dirty (meter_id, hour_ms)
+        SELECT c.m, c.h FROM (SELECT OLD.meter_id AS m, (OLD.ts_ms / 3600000) * 3600000 AS h
+                              UNION SELECT NEW.meter_id, (NEW.ts_ms / 3600000) * 3600000) AS c
+        WHERE NOT EXISTS (SELECT 1 FROM rollup_dirty d WHERE d.meter_id = c.m AND d.hour_ms = c.h);
+END;
+
+CREATE TRIGGER readings_rollup_delete AFTER DELETE ON readings
+BEGIN
+    INSERT INTO rollup_dirty (meter_id, hour_ms)
+        SELECT OLD.meter_id, (OLD.ts_ms / 3600000) * 3600000 WHERE NOT EXISTS (SELECT 1 FROM rollup_dirty d
+            WHERE d.meter_id = OLD.meter_id AND d.hour_ms = (OLD.ts_ms / 3600000) * 3600000);
+END;
+
+CREATE TABLE events (
+    meter_id        TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    start_ms        BIGINT NOT NULL,
+    end_ms          BIGINT NOT NULL,
+    is_open         INTEGER NOT NULL DEFAULT 0,
+    value           DOUBLE PRECISION NOT NULL,
+    detail          TEXT NOT NULL DEFAULT '',
+    updated_ms      BIGINT NOT NULL,
+    PRIMARY KEY (meter_id, kind, start_ms)
+);
+CREATE INDEX events_meter_end ON events (meter_id, end_ms);
+
+CREATE TABLE analysis_state (
+    meter_id        TEXT PRIMARY KEY,
+    analysed_ms     BIGINT NOT NULL,
+    state           TEXT NOT NULL,
+    updated_ms      BIGINT NOT NULL
+);
