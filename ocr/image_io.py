@@ -8,6 +8,9 @@ RGBA images are converted. EXIF orientation is applied, so coordinates are those
 The OCR pipeline decodes photos straight to grey (``grey=True``: the digit reader is grey, and a JPEG's grey is
 its luma plane, about 40 % faster than colour) and, when the profile's boxes are large, at a half, quarter or
 eighth of the size (``reduce``: the JPEG decoder then skips most of the work).
+
+Before any decode the header is read (``image_header``): bytes that are none of the formats we read, and images
+of more than ``MAX_PIXELS`` pixels (decompression bombs), are refused without allocating their pixels.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 
 from smartmeter.errors import ImageError
+from smartmeter.ocr.image_header import NotAnImage, image_size
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ def decode_image(data: bytes, name: str = "<image>", *, grey: bool = False, redu
     if flags is None:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, got {reduce!r}")
     _check_complete(data, name)
+    _check_size(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buf, flags)
@@ -68,9 +73,21 @@ def decode_image(data: bytes, name: str = "<image>", *, grey: bool = False, redu
     if image is None or image.size == 0:
         raise ImageError(f"{name}: not a decodable image ({len(data)} bytes)")
     h, w = image.shape[:2]
-    if h * w * reduce * reduce > MAX_PIXELS:
-        raise ImageError(f"{name}: image of {w}x{h} pixels is too large")
+    if h * w * reduce * reduce > MAX_PIXELS:  # the header said otherwise: still refuse what no camera of ours makes
+        raise ImageError(f"{name}: image of {w}x{h} pixels is too large (limit MAX_PIXELS = {MAX_PIXELS:,})")
     return image
+
+
+def _check_size(data: bytes, name: str) -> None:
+    """Refuse, from the header alone, bytes that are no format we read and images over MAX_PIXELS (a
+    decompression bomb is small on disk: the decoder would allocate gigabytes before we could look)."""
+    try:
+        w, h = image_size(data)
+    except NotAnImage as exc:
+        raise ImageError(f"{name}: not a decodable image ({len(data)} bytes: {exc.message})") from None
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name}: image of {w}x{h} pixels is too large (limit MAX_PIXELS = {MAX_PIXELS:,} "
+                         "pixels; refused from its header, before decoding)")
 
 
 def load_image(path: Path | str, *, grey: bool = False, reduce: int = 1) -> np.ndarray:

@@ -91,3 +91,98 @@ def test_exif_orientation_is_applied_at_every_size(orientation: int) -> None:
                 want = cv2.cvtColor(want, cv2.COLOR_BGR2GRAY)
             assert got.shape[:2] == (displayed.shape[0] // reduce, displayed.shape[1] // reduce)
             assert np.abs(got.astype(int) - want.astype(int)).mean() < 10, (grey, reduce)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit grey PNG of ``width`` x ``height`` black pixels, built row by row: small on disk, and
+    ``width * height`` bytes once OpenCV decodes it to 8-bit."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header is rewritten to announce ``width`` x ``height``."""
+    data = bytearray(encoded(".jpg", (16, 16, 3)))
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    data[i + 5:i + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.fixture
+def no_decoder(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record any call to OpenCV's decoder (a bomb must be refused before it)."""
+    import smartmeter.ocr.image_io as image_io
+
+    calls: list[int] = []
+    real = image_io.cv2.imdecode
+
+    def spy(buf: np.ndarray, flags: int) -> np.ndarray | None:
+        calls.append(flags)
+        return real(buf, flags)
+
+    monkeypatch.setattr(image_io.cv2, "imdecode", spy)
+    return calls
+
+
+@pytest.mark.fault("decompression bomb (huge image in a small file)",
+                   proves="refused from the header, never decoded: 0 bytes of pixels allocated")
+@pytest.mark.parametrize("grey", [False, True])
+@pytest.mark.parametrize("reduce", [1, 2, 8])
+def test_decompression_bomb_refused_from_header(tmp_path: Path, no_decoder: list[int], grey: bool,
+                                                reduce: int) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(30000, 30000))
+    assert bomb.stat().st_size < 300_000  # 900 MB of pixels in a small file
+    for path, data in [(bomb, bomb.read_bytes()), (tmp_path / "bomb.jpg", jpeg_claiming(30000, 30000))]:
+        path.write_bytes(data)
+        with pytest.raises(ImageError, match=rf"{path.name}: image of 30000x30000 pixels is too large "
+                                             r"\(limit MAX_PIXELS = 80,000,000"):
+            load_image(path, grey=grey, reduce=reduce)
+    assert no_decoder == []
+
+
+def test_read_command_refuses_bomb(tmp_path: Path, no_decoder: list[int]) -> None:
+    from click.testing import CliRunner
+
+    from smartmeter.cli import cli
+
+    (tmp_path / "bomb.png").write_bytes(png_bomb(30000, 30000))
+    res = CliRunner().invoke(cli, ["read", "--auto", str(tmp_path / "bomb.png")])
+    assert res.exit_code == 3, res.output
+    assert "30000x30000 pixels is too large" in res.output and no_decoder == []
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pfm"])
+@pytest.mark.parametrize("shape", [(31, 17), (200, 333)])
+def test_header_size_is_the_decoded_size(ext: str, shape: tuple[int, int]) -> None:
+    from smartmeter.ocr.image_header import image_size
+
+    grey = ext in (".pgm", ".pbm")
+    img = np.random.default_rng(1).integers(0, 255, shape if grey else (*shape, 3), dtype=np.uint8)
+    if ext == ".pfm":
+        img = img.astype(np.float32) / 255
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    data = buf.tobytes()
+    assert image_size(data) == (shape[1], shape[0])
+    assert decode_image(data, "x" + ext).shape[:2] == shape
+
+
+@pytest.mark.parametrize("data", [b"GIF89a" + b"\x00" * 40, b"\x89PNG\r\n\x1a\n" + b"\x00" * 8 + b"IEND",
+                                  b"BM\x00", b"P6\n", b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+                                  b"\xff\xd8\xff\xe0\x00\x01\xff\xd9"])
+def test_unknown_or_broken_header_is_not_decoded(data: bytes, no_decoder: list[int]) -> None:
+    with pytest.raises(ImageError, match="x.img: not a decodable image"):
+        decode_image(data, "x.img")
+    assert no_decoder == []
