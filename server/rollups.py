@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 ZERO_W = 1.0  # a sensor sample below this is "no power"
 COLUMNS = ("n", "n_camera", "first_ms", "first_kwh", "last_ms", "last_kwh", "max_kwh", "max_gap_ms", "n_power",
-           "sum_power_w", "min_power_w", "max_power_w", "n_zero", "first_cam_ms", "last_cam_ms", "max_cam_gap_ms")
+           "sum_power_w", "min_power_w", "max_power_w", "n_zero", "first_cam_ms", "last_cam_ms", "max_cam_gap_ms",
+           "n_rises", "lead_flat_ms", "tail_flat_ms", "max_flat_ms")
 RAW_SQL = ("SELECT ts_ms, value_kwh, power_w, confidence, source FROM readings WHERE meter_id = ? AND status IN "
            "('accepted', 'corrected') AND ts_ms >= ? AND ts_ms < ?")
 
@@ -90,8 +91,30 @@ def compute_hours(raw: pd.DataFrame) -> pd.DataFrame:
         out["max_cam_gap_ms"] = cg.reindex(out.index, fill_value=0).to_numpy()
     else:
         out["max_cam_gap_ms"] = 0
+    out[["n_rises", "lead_flat_ms", "tail_flat_ms", "max_flat_ms"]] = _flats(df, out)
     out.index.name = "hour_ms"
     return out[list(COLUMNS)]
+
+
+def _flats(df: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
+    """Per hour: rises of the running maximum of the register, and the flat spans before, after and between them."""
+    prev_max = df.groupby("hour_ms", sort=False)["kwh"].cummax().groupby(df["hour_ms"]).shift(1)
+    rise = (df["kwh"] > prev_max + 1e-9).to_numpy()
+    ts, hour = df["ts"].to_numpy(), df["hour_ms"].to_numpy()
+    first = out["first_ms"].reindex(hour).to_numpy()
+    rises = pd.DataFrame({"hour_ms": hour[rise], "ts": ts[rise]})
+    rises["since"] = np.where(rises["hour_ms"] == rises["hour_ms"].shift(1), rises["ts"] - rises["ts"].shift(1),
+                              rises["ts"] - first[rise])
+    g = rises.groupby("hour_ms")
+    n = g.size().reindex(out.index, fill_value=0).to_numpy()
+    first_rise = g["ts"].min().reindex(out.index).to_numpy()
+    last_rise = g["ts"].max().reindex(out.index).to_numpy()
+    inner = g["since"].max().reindex(out.index).to_numpy()
+    f, la = out["first_ms"].to_numpy(), out["last_ms"].to_numpy()
+    lead = np.where(n > 0, first_rise - f, la - f)
+    tail = np.where(n > 0, la - last_rise, la - f)
+    longest = np.fmax(np.nan_to_num(inner, nan=0.0), np.fmax(lead, tail))
+    return np.column_stack([n, lead, tail, longest]).astype(np.int64)
 
 
 def _runs(hours: np.ndarray) -> list[tuple[int, int]]:

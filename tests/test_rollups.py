@@ -52,6 +52,11 @@ def test_hour_columns_from_known_readings(db: Database) -> None:
     assert h1.n_zero == 10 and h1.n_power == 60 and h1.sum_power_w == pytest.approx(50 * 600.0)
     assert h2.first_ms == to_ms(T0 + timedelta(hours=2)) and h2.last_ms == to_ms(T0 + timedelta(minutes=149))
     assert h1.max_gap_ms == 60_000 and h0.n_camera == 0 and np.isnan(h0.first_cam_ms)
+    # 600 W: +0.01 kWh a minute; 200 kWh at 00:03:30 is the running maximum for the rest of the hour
+    assert h0.n_rises == 4 and h0.lead_flat_ms == 60_000
+    assert h0.tail_flat_ms == h0.last_ms - to_ms(T0 + timedelta(minutes=3, seconds=30)) == h0.max_flat_ms
+    # no rise from 01:10 (the first zero minute) to 01:21 (the first reading after power came back)
+    assert h1.max_flat_ms == 11 * 60_000 and h2.lead_flat_ms == 60_000 and h2.max_flat_ms == 60_000
 
 
 def test_same_timestamp_keeps_the_most_confident(db: Database) -> None:

@@ -3,6 +3,9 @@
 -- rollup_hour: one row per meter and UTC hour that holds current readings (accepted | corrected), one reading per
 --   timestamp (the most confident). Every column depends on that hour's readings only, so recomputing the hours a
 --   change touched gives exactly what a full recomputation gives (server/rollups.py).
+--   n_rises counts readings where the register's running maximum (within the hour) rose; lead_flat_ms is the time
+--   from the hour's first reading to the first rise (to its last reading when none), tail_flat_ms from the last
+--   rise to the last reading, max_flat_ms the longest time between rises inside the hour (blackout candidates).
 -- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
 --   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
 -- events: analysis events with start/end; is_open = 1 while the condition still holds at the last reading.
@@ -27,6 +30,10 @@ CREATE TABLE rollup_hour (
     first_cam_ms    BIGINT,
     last_cam_ms     BIGINT,
     max_cam_gap_ms  BIGINT NOT NULL,
+    n_rises         INTEGER NOT NULL,
+    lead_flat_ms    BIGINT NOT NULL,
+    tail_flat_ms    BIGINT NOT NULL,
+    max_flat_ms     BIGINT NOT NULL,
     PRIMARY KEY (meter_id, hour_ms)
 );
 
