@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from smartmeter.errors import InputError
+from smartmeter.server import photos_repo, readings_repo, review_repo
+from smartmeter.server.database import Database
 from smartmeter.server.power import clean_series, power_holds, register_at, step_points
-from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings, load_settings
 from smartmeter.types import Reading, parse_timestamp
 
@@ -79,9 +80,7 @@ def to_arrays(readings: Sequence[Reading]) -> SeriesArrays:
 
 def real_readings(db: Database, demo_meters: Sequence[str] = (DEMO_CAMERA,)) -> int:
     """Readings that are not the notebooks' demo data: demo data is only ever added to a database without these."""
-    marks = ",".join("?" * len(demo_meters)) or "NULL"
-    return int(db.query(f"SELECT COUNT(*) FROM readings WHERE source NOT LIKE '{DEMO_SOURCE}%' AND meter_id NOT IN "
-                        f"({marks})", list(demo_meters))[0][0])
+    return readings_repo.count_other_than(db, DEMO_SOURCE, demo_meters)
 
 
 
@@ -219,9 +218,9 @@ def db_tables(db: Database) -> set[str]:
 
 def camera_meters(db: Database) -> list[str]:
     """Meters with photos in the worker's ``photos`` table or readings from photos (source ``image:...``)."""
-    ids = {r[0] for r in db.query("SELECT DISTINCT meter_id FROM readings WHERE source LIKE 'image:%'")}
+    ids = readings_repo.meters_with_source(db, "image:")
     if "photos" in db_tables(db):
-        ids |= {r[0] for r in db.query("SELECT DISTINCT meter_id FROM photos WHERE meter_id IS NOT NULL")}
+        ids |= photos_repo.meters(db)
     return sorted(ids)
 
 
@@ -241,18 +240,10 @@ class PhotoArrays:
 def load_photos(db: Database, meter_id: str, start: datetime | None = None,
                 end: datetime | None = None) -> PhotoArrays:
     """Photos of ``meter_id`` with ``start <= capture time < end``; empty without the worker's tables."""
-    rows: list[tuple[object, ...]] = []
-    if "photos" in db_tables(db):
-        sql = "SELECT ts_ms, status, confidence, value_kwh FROM photos WHERE meter_id = ? AND ts_ms IS NOT NULL"
-        params: list[object] = [meter_id]
-        for cond, ts in ((" AND ts_ms >= ?", start), (" AND ts_ms < ?", end)):
-            if ts is not None:
-                sql += cond
-                params.append(to_ms(ts))
-        rows = db.query(sql + " ORDER BY ts_ms, photo_key", params)
-    return PhotoArrays(np.array([float(r[0]) / 1000.0 for r in rows], dtype=np.float64),  # type: ignore[arg-type]
-                       np.array([str(r[1]) for r in rows], dtype=object),
-                       np.array([float(r[2]) for r in rows], dtype=np.float64),  # type: ignore[arg-type]
+    rows = photos_repo.health_rows(db, meter_id, start, end) if "photos" in db_tables(db) else []
+    return PhotoArrays(np.array([r[0] / 1000.0 for r in rows], dtype=np.float64),
+                       np.array([r[1] for r in rows], dtype=object),
+                       np.array([r[2] for r in rows], dtype=np.float64),
                        np.array([r[3] is not None for r in rows], dtype=bool))
 
 
@@ -281,10 +272,7 @@ def review_queue(db: Database, meter_id: str | None = None) -> int | None:
     """Open items in the review queue (of one meter); None without the worker's tables."""
     if "review_queue" not in db_tables(db):
         return None
-    sql, params = "SELECT COUNT(*) FROM review_queue WHERE state = 'open'", []
-    if meter_id is not None:
-        sql, params = sql + " AND meter_id = ?", [meter_id]
-    return int(db.query(sql, params)[0][0])
+    return review_repo.count_open(db, meter_id)
 
 
 

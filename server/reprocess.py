@@ -16,8 +16,9 @@ from datetime import datetime
 from smartmeter.errors import NotFoundError
 from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
+from smartmeter.server import photos_repo, readings_repo, review_repo
+from smartmeter.server.database import Database, from_ms
 from smartmeter.server.frames import Frame, Rules
-from smartmeter.server.storage import Database, from_ms, to_ms
 from smartmeter.server.worker import Readers, _Item, read_items
 from smartmeter.settings import Settings
 from smartmeter.store.base import ImageStore
@@ -34,24 +35,10 @@ class ReprocessStats:
     actions: dict[str, int] = field(default_factory=dict)
 
 
-def _select(db: Database, meter_id: str | None, since: datetime | None) -> list[tuple[str, str, str, int, str]]:
-    sql = ("SELECT photo_key, content_hash, meter_id, ts_ms, ts_source FROM photos WHERE meter_id IS NOT NULL"
-           " AND ts_ms IS NOT NULL AND status NOT IN ('duplicate', 'reviewed')")
-    params: list[object] = []
-    if meter_id is not None:
-        sql += " AND meter_id = ?"
-        params.append(meter_id)
-    if since is not None:
-        sql += " AND ts_ms >= ?"
-        params.append(to_ms(since))
-    return [(str(k), str(h), str(m), int(t), str(s)) for k, h, m, t, s in db.query(sql + " ORDER BY ts_ms, photo_key",
-                                                                                    params)]
-
-
 def reprocess(db: Database, settings: Settings, store: ImageStore, meter_id: str | None = None,
               since: datetime | None = None, readers: Readers | None = None, progress: bool = False) -> ReprocessStats:
     readers = readers or Readers(settings)
-    rows = _select(db, meter_id, since)
+    rows = photos_repo.to_reread(db, meter_id, since)
     stats = ReprocessStats(photos=len(rows))
     frames: dict[str, list[tuple[Frame, str, str, str | None]]] = {}
     with Progress("re-read", total=len(rows), enabled=progress) as bar:
@@ -84,13 +71,11 @@ def _revalidate(db: Database, settings: Settings, meter: str, group: Sequence[tu
     with db.transaction():
         old: dict[str, tuple[float, str]] = {}
         for f, _, _, _ in group:
-            for value, version in db.query("SELECT value_kwh, reader_version FROM readings WHERE meter_id = ? AND"
-                                           " ts_ms = ? AND source = ? AND status IN ('accepted', 'corrected')",
-                                           (meter, to_ms(f.ts), book.IMAGE + f.key)):
-                old[f.key] = (value, version)
-            db.execute("UPDATE readings SET status = 'superseded' WHERE meter_id = ? AND ts_ms = ? AND source = ?",
-                       (meter, to_ms(f.ts), book.IMAGE + f.key))
-            db.execute("DELETE FROM review_queue WHERE photo_key = ? AND state = 'open'", (f.key,))
+            current = readings_repo.current_value(db, meter, f.ts, book.IMAGE + f.key)
+            if current is not None:
+                old[f.key] = current
+            readings_repo.supersede(db, meter, f.ts, book.IMAGE + f.key)
+            review_repo.drop_open(db, f.key)
         for f, digest, ts_source, reading in group:
             book.record_photo(db, f.key, digest, meter, f.ts, "read", f.error or "", f, reading, ts_source, rules)
         v = book.load_validator(db, settings, meter, group[0][0].ts)
@@ -100,13 +85,11 @@ def _revalidate(db: Database, settings: Settings, meter: str, group: Sequence[tu
         by_key = {f.key: f for f, _, _, _ in group}
         for key in keys:
             f = by_key[key]
-            now = db.query("SELECT value_kwh, reader_version FROM readings WHERE meter_id = ? AND ts_ms = ? AND"
-                           " source = ? AND status IN ('accepted', 'corrected')",
-                           (meter, to_ms(f.ts), book.IMAGE + key))
-            new_value, new_version = (now[0][0], now[0][1]) if now else (None, f.reader_version)
+            now = readings_repo.current_value(db, meter, f.ts, book.IMAGE + key)
+            new_value, new_version = now if now else (None, f.reader_version)
             old_value, old_version = old.get(key, (None, ""))
             changed = (old_value, old_version) != (new_value, new_version)
             if changed and (old_value is not None or new_value is not None):
                 stats.changed += 1
-                book.audit(db, meter, f.ts, key, "reprocess", old_value, new_value, "re-read with current reader",
-                           (), old_version, new_version)
+                readings_repo.audit(db, meter, f.ts, key, "reprocess", old_value, new_value,
+                                    "re-read with current reader", (), old_version, new_version)

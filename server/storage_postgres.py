@@ -1,4 +1,4 @@
-"""PostgreSQL backend of :class:`smartmeter.server.storage.Database` (psycopg 3), same interface and SQL as SQLite.
+"""PostgreSQL backend of :class:`smartmeter.server.database.Database` (psycopg 3), same interface and SQL as SQLite.
 
 URL: ``postgresql://USER@HOST[:PORT]/DB`` (extra libpq parameters as ``?key=value``). The password never goes in
 the settings file: it comes from the secret ``database_password`` (``SMARTMETER_DATABASE_PASSWORD`` or
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from smartmeter.errors import ConfigError, DatabaseError
 from smartmeter.secrets import get_secret
-from smartmeter.server.storage import Database
+from smartmeter.server.database import Database
 
 log = logging.getLogger(__name__)
 

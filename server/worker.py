@@ -23,18 +23,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from smartmeter.domain import is_meter_id
 from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
 from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
+from smartmeter.server import photos_repo
+from smartmeter.server.database import Database
 from smartmeter.server.frames import Frame, Rules
-from smartmeter.server.storage import Database, now_ms
 from smartmeter.settings import Settings
 from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef, OcrResult, parse_photo_name
 
 log = logging.getLogger(__name__)
-
-METER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def exif_time(data: bytes) -> datetime | None:
@@ -72,7 +72,7 @@ def photo_meter_and_time(key: str, data: bytes | None) -> tuple[str, datetime, s
     path = PurePosixPath(key)
     meter = path.parent.name if path.parent.name else path.stem.rsplit("_", 1)[-1]
     shot = exif_time(data) if data is not None else None
-    if not METER_ID.match(meter) or shot is None:
+    if not is_meter_id(meter) or shot is None:
         raise InputError(f"photo name {path.name!r} is not YYYYmmddTHHMMSSZ_<meter>.jpg and has no EXIF capture time")
     return meter, shot, "exif"
 
@@ -193,14 +193,13 @@ class Worker:
         self.readers = readers or Readers(settings)
         self.progress = progress
         self.stop_event = threading.Event()
-        self.store_id = f"{store.name}:{getattr(store, 'root', '')}"
+        self.store_id = photos_repo.store_id(store)
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def cursor(self) -> str | None:
-        rows = self.db.query("SELECT cursor FROM worker_cursor WHERE store = ?", (self.store_id,))
-        return str(rows[0][0]) if rows else None
+        return photos_repo.load_cursor(self.db, self.store_id)
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -229,8 +228,8 @@ class Worker:
     def process(self, refs: Sequence[ImageRef], stats: WorkerStats, cursor: str | None = None) -> None:
         """One page: fetch, read, validate and store, then save the cursor, all in one transaction."""
         stats.listed += len(refs)
-        known = self._known([r.key for r in refs], "photo_key")
-        hashes = self._known([r.content_hash for r in refs], "content_hash", value="photo_key")
+        known = photos_repo.known(self.db, [r.key for r in refs], "photo_key")
+        hashes = photos_repo.known(self.db, [r.content_hash for r in refs], "content_hash", value="photo_key")
         items: list[_Item] = []
         failures: list[tuple[ImageRef, str, str | None, datetime | None]] = []
         dupes: list[tuple[ImageRef, str]] = []
@@ -261,19 +260,7 @@ class Worker:
                                   f"same content as {original}")
             stats.add(judge(self.db, self.settings, read))
             if cursor is not None:
-                self.db.execute("INSERT INTO worker_cursor (store, cursor, updated_ms) VALUES (?, ?, ?) ON CONFLICT"
-                                " (store) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
-                                (self.store_id, cursor, now_ms()))
+                photos_repo.save_cursor(self.db, self.store_id, cursor)
         stats.read += len(read)
         stats.failed += len(failures)
         stats.actions["duplicate"] = stats.actions.get("duplicate", 0) + len(dupes)
-
-    def _known(self, values: list[str], column: str, value: str = "content_hash") -> dict[str, str]:
-        out: dict[str, str] = {}
-        for i in range(0, len(values), 500):
-            chunk = values[i:i + 500]
-            if chunk:
-                marks = ",".join("?" * len(chunk))
-                out.update((str(a), str(b)) for a, b in self.db.query(
-                    f"SELECT {column}, {value} FROM photos WHERE {column} IN ({marks})", chunk))
-        return out

@@ -161,10 +161,10 @@ def step_worker(d: Demo) -> None:
 
 def photo_outcomes(d: Demo) -> list[tuple[str, float | None, float | None, str]]:
     """(photo key, value read, value published, status) of every camera photo, from the worker's book."""
+    from smartmeter.server import photos_repo
+
     with d.db() as db:
-        rows = db.query("SELECT photo_key, value_kwh, published_kwh, status FROM photos WHERE meter_id = ?",
-                        (CAMERA_METER,))
-    return [(str(k), v, p, str(s)) for k, v, p, s in rows]
+        return photos_repo.outcomes(db, CAMERA_METER)
 
 
 def accuracy_lines(outcomes: list[tuple[str, float | None, float | None, str]], truth: dict[str, Truth],

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import fresh_pg
 
-import smartmeter.server.storage as storage
+import smartmeter.server.database as database
 from smartmeter.errors import DatabaseError, InputError
-from smartmeter.server.storage import Database, from_ms, open_database, split_statements, to_ms
+from smartmeter.server.database import Database, from_ms, open_database, split_statements, to_ms
 from smartmeter.types import Reading
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -39,8 +39,8 @@ def test_open_creates_folder_wal_and_schema(tmp_path: Path) -> None:
 
 def test_migration_runner_picks_up_new_numbered_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mig = tmp_path / "migrations"
-    shutil.copytree(storage.MIGRATIONS, mig)
-    monkeypatch.setattr(storage, "MIGRATIONS", mig)
+    shutil.copytree(database.MIGRATIONS, mig)
+    monkeypatch.setattr(database, "MIGRATIONS", mig)
     url = f"sqlite:///{tmp_path}/m.db"
     db = open_database(url)
     before = db.schema_version()
@@ -58,8 +58,8 @@ def test_migration_runner_picks_up_new_numbered_files(tmp_path: Path, monkeypatc
 
 def test_failed_migration_leaves_nothing_half_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mig = tmp_path / "migrations"
-    shutil.copytree(storage.MIGRATIONS, mig)
-    monkeypatch.setattr(storage, "MIGRATIONS", mig)
+    shutil.copytree(database.MIGRATIONS, mig)
+    monkeypatch.setattr(database, "MIGRATIONS", mig)
     (mig / "900_broken.sql").write_text("CREATE TABLE half (a TEXT);\nCREATE TABLE oops (;\n")
     url = f"sqlite:///{tmp_path}/m.db"
     with pytest.raises(DatabaseError, match="900_broken"):
