@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from smartmeter.backup_dropbox.backup import BackupStats, run_backup
+from smartmeter.backup_dropbox.keep import KeepPolicy
 from smartmeter.errors import InputError, StoreError
 from smartmeter.secrets import env_name, get_secret
 from smartmeter.settings import Settings
@@ -16,31 +19,60 @@ from smartmeter.store import open_store
 DEFAULT_TOKEN_FILE = Path("~/.config/smartmeter/dropbox_refresh_token")
 
 
-def backup(settings: Settings, dest: Path, *, delete_after: bool = False, progress: bool = True) -> BackupStats:
-    """Archive the configured image store into ``dest``; StoreError (exit 74) if any photo failed."""
-    stats = run_backup(open_store(settings.store), dest, delete_after=delete_after, progress=progress)
-    if stats.failed:
-        raise StoreError(f"{len(stats.failed)} photo(s) could not be verified and were not archived "
-                         f"(first: {stats.failed[0]})", hint="they are retried on the next run")
-    return stats
+def backup(settings: Settings, dest: Path, *, delete_after: bool = False, progress: bool = True,
+           dry_run: bool = False, jobs: int = 4) -> BackupStats:
+    """Archive the configured image store into ``dest``. With ``delete_after`` a photo leaves the store only once
+    archived and processed by the worker (the readings database says so; else only photos older than
+    ``backup.keep_days``)."""
+    policy = KeepPolicy.open(settings.database.url, settings.backup.keep_days) if delete_after else None
+    try:
+        return run_backup(open_store(settings.store), dest, delete_after=delete_after, progress=progress,
+                          policy=policy, dry_run=dry_run, jobs=jobs)
+    finally:
+        if policy is not None:
+            policy.close()
+
+
+def _summary(stats: BackupStats, dest: Path) -> str:
+    if stats.dry_run:
+        return (f"dry run: {stats.copied} would be copied ({stats.bytes_copied:,} bytes), {stats.skipped} already "
+                f"archived, {stats.deleted} would be deleted from the store, {len(stats.kept)} kept there; "
+                f"nothing written to {dest}")
+    return (f"{stats.copied} copied ({stats.bytes_copied:,} bytes), {stats.skipped} already archived, "
+            f"{stats.deleted} deleted from the store, {len(stats.kept)} kept there, {stats.vanished} vanished; "
+            f"archive: {dest}")
 
 
 @click.group("backup", invoke_without_command=True)
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               help="Folder receiving the photos (same keys as in the store).")
 @click.option("--delete-after", is_flag=True,
-              help="Remove each photo from the store once its local copy is written and verified.")
+              help="Remove each photo from the store once its local copy is written and verified and the worker "
+                   "has processed it (photos the readings database does not confirm stay; see backup.keep_days).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be copied and deleted; write and delete nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object on stdout (counts, failed keys, each kept photo and why).")
+@click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Photos downloaded at the same time.")
 @click.option("--no-progress", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
-def backup_cmd(ctx: click.Context, dest: Path | None, delete_after: bool, no_progress: bool) -> None:
+def backup_cmd(ctx: click.Context, dest: Path | None, delete_after: bool, dry_run: bool, as_json: bool, jobs: int,
+               no_progress: bool) -> None:
     """Archive photos from the image store to a local folder (incremental, verified, resumable)."""
     if ctx.invoked_subcommand is not None:
         return
     if dest is None:
         raise InputError("missing --dest DIR", hint="smartmeter backup --dest /mnt/archive/photos")
-    stats = backup(ctx.obj.settings, dest, delete_after=delete_after, progress=not no_progress)
-    click.echo(f"{stats.copied} copied ({stats.bytes_copied:,} bytes), {stats.skipped} already archived, "
-               f"{stats.deleted} deleted from the store, {stats.vanished} vanished; archive: {dest}")
+    stats = backup(ctx.obj.settings, dest, delete_after=delete_after, progress=not no_progress, dry_run=dry_run,
+                   jobs=jobs)
+    click.echo(json.dumps(stats.as_json(), indent=1) if as_json else _summary(stats, dest))
+    if not as_json and stats.kept:
+        reasons = Counter(why for _, why in stats.kept)
+        for why, n in reasons.most_common():
+            click.echo(f"  {n} photo(s) {why}")
+    if stats.failed:
+        raise StoreError(f"{len(stats.failed)} photo(s) could not be verified and were not archived "
+                         f"(first: {stats.failed[0]})", hint="they are retried on the next run")
 
 
 @backup_cmd.command("auth")

@@ -11,16 +11,20 @@ T = TypeVar("T")
 
 
 class Progress:
-    """Counts work and prints ``label: done/total (rate/s)`` to stderr at most every ``every_s`` seconds."""
+    """Counts work (and bytes, when given) and prints ``label: done/total, MB (rate/s, MB/s)`` to stderr at most
+    every ``every_s`` seconds."""
 
-    def __init__(self, label: str, total: int | None = None, every_s: float = 1.0, enabled: bool = True) -> None:
-        self.label, self.total, self.every_s, self.enabled = label, total, every_s, enabled
+    def __init__(self, label: str, total: int | None = None, every_s: float = 1.0, enabled: bool = True,
+                 unit: str = "") -> None:
+        self.label, self.total, self.every_s, self.enabled, self.unit = label, total, every_s, enabled, unit
         self.done = 0
+        self.bytes = 0  # shown with its rate once advance() was given any
         self.start = self._last = time.monotonic()
         self.tty = sys.stderr.isatty()
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, nbytes: int = 0) -> None:
         self.done += n
+        self.bytes += nbytes
         now = time.monotonic()
         if self.enabled and now - self._last >= self.every_s:
             self._last = now
@@ -30,7 +34,11 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         total = f"/{self.total}" if self.total is not None else ""
         pct = f" {100 * self.done / self.total:5.1f}%" if self.total else ""
-        line = f"{self.label}: {self.done}{total}{pct} ({self.done / elapsed:,.0f}/s, {elapsed:.1f}s)"
+        unit = f" {self.unit}" if self.unit else ""
+        size = f", {_size(self.bytes)}" if self.bytes else ""
+        byte_rate = f", {_size(self.bytes / elapsed)}/s" if self.bytes else ""
+        line = (f"{self.label}: {self.done}{total}{unit}{pct}{size} "
+                f"({self.done / elapsed:,.0f}/s{byte_rate}, {elapsed:.1f}s)")
         end = "\n" if final or not self.tty else ""
         sys.stderr.write(("\r" if self.tty else "") + line + end)
         sys.stderr.flush()
@@ -44,6 +52,13 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} B"
 
 
 def track(items: Iterable[T], label: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
