@@ -115,6 +115,12 @@ class CameraSettings(Section):
     sim_power_w: float = Field(800.0, ge=0, description="Sim backend: constant power driving the register, W.")
 
 
+class BackupSettings(Section):
+    keep_days: float = Field(7.0, ge=0, description="`backup --delete-after` when the readings database cannot be "
+                             "asked which photos the worker processed: photos stored in the last this many days stay "
+                             "in the image store, days.")
+
+
 class ApiSettings(Section):
     host: str = Field("127.0.0.1", description="Address the HTTP API and dashboard listen on.")
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and dashboard.")
@@ -153,6 +159,7 @@ class Settings(Section):
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Raspberry Pi camera daemon.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and dashboard.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT ingest.")
+    backup: BackupSettings = Field(default_factory=BackupSettings, description="Backup tool.")
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings, description="Anomaly thresholds.")
 
     def meter(self, meter_id: str) -> MeterSettings:
