@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from smartmeter.domain import step_violation
 from smartmeter.settings import MeterSettings, Settings, ValidationSettings
 from smartmeter.types import DigitValue, OcrResult, utc
 
@@ -56,14 +57,11 @@ class Rules:
         return max(0, round(-math.log10(self.resolution_kwh)))
 
     def fits(self, t1: float, v1: float, t2: float, v2: float) -> bool:
-        """Can the register go from v1 at t1 to v2 at t2 (epoch seconds, either order)?"""
+        """Can the register go from v1 at t1 to v2 at t2 (epoch seconds, either order)? The rule is
+        ``smartmeter.domain.step_violation``, the one ingest applies too."""
         if t2 < t1:
             t1, v1, t2, v2 = t2, v2, t1, v1
-        eps = self.resolution_kwh * 1e-3
-        dv = v2 - v1
-        if dv < -(self.meter.backwards_tolerance_kwh + eps):
-            return False
-        return dv <= self.meter.max_power_w / 1000.0 * (t2 - t1) / 3600.0 + self.resolution_kwh + eps
+        return step_violation(t2 - t1, v2 - v1, self.meter) is None
 
 
 @dataclass

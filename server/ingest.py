@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from smartmeter.domain import step_violation
 from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
@@ -74,20 +75,19 @@ def _own_checks(r: Reading, ms: MeterSettings, now_s: float) -> str | None:
 
 
 def check_step(earlier: Reading, later: Reading, ms: MeterSettings) -> str | None:
-    """Why ``later`` cannot follow ``earlier`` on the same register, or None when it can."""
+    """Why ``later`` cannot follow ``earlier`` on the same register (``smartmeter.domain.step_violation``), or
+    None when it can."""
     dv = later.value_kwh - earlier.value_kwh
-    if dv < -ms.backwards_tolerance_kwh - 1e-9:
+    dt = (later.timestamp - earlier.timestamp).total_seconds()
+    v = step_violation(dt, dv, ms)
+    if v is None:
+        return None
+    if v.kind == "backwards":
         return (f"register goes backwards by {-dv:.3f} kWh ({earlier.value_kwh:.3f} at {_fmt(earlier.timestamp)}"
                 f" -> {later.value_kwh:.3f} at {_fmt(later.timestamp)}; tolerance "
                 f"{ms.backwards_tolerance_kwh:g} kWh)")
-    dt = (later.timestamp - earlier.timestamp).total_seconds()
-    min_energy = dv - ms.resolution_kwh
-    if min_energy > 1e-9:
-        power = min_energy * 3.6e6 / dt if dt > 0 else math.inf
-        if power > ms.max_power_w:
-            return (f"implied power {power:,.0f} W between {_fmt(earlier.timestamp)} and {_fmt(later.timestamp)}"
-                    f" is above the maximum {ms.max_power_w:,.0f} W (+{dv:.3f} kWh in {dt:g} s)")
-    return None
+    return (f"implied power {v.amount:,.0f} W between {_fmt(earlier.timestamp)} and {_fmt(later.timestamp)}"
+            f" is above the maximum {ms.max_power_w:,.0f} W (+{dv:.3f} kWh in {dt:g} s)")
 
 
 def _ingest_meter(db: Database, ms: MeterSettings, batch: list[Reading], report: IngestReport,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from typing import Any
 
+from smartmeter.domain import check_meter_id
 from smartmeter.errors import InputError, NotFoundError, ValidationRejected
 from smartmeter.server.ingest import IngestReport, ingest_readings
 from smartmeter.server.storage import Database
@@ -27,17 +27,9 @@ from smartmeter.types import Reading, parse_timestamp
 
 log = logging.getLogger(__name__)
 
-METER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 FIELDS = ("timestamp", "contatore", "potenza")
 MAX_READINGS = 10_000  # one body; a meter catching up after an outage sends a day of minutes (1440) at most
 MAX_BYTES = 2_000_000  # about 25 bytes per reading above MAX_READINGS, with room for whitespace
-
-
-def check_meter_id(meter_id: str) -> str:
-    """Return ``meter_id`` if it is a valid meter id (letters, digits, ``_.-``, 1-64 characters)."""
-    if not isinstance(meter_id, str) or not METER_ID.match(meter_id):
-        raise InputError(f"meter id {meter_id!r} is not 1-64 letters, digits, '_', '.' or '-'")
-    return meter_id
 
 
 def _reject_constant(name: str) -> float:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class OcrSettings(Section):
 
 
 class MeterSettings(Section):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Meter id, used in photo names and storage.")
+    id: str = Field(..., pattern="^" + METER_ID_CHARS + "$", description="Meter id, used in photo names and storage.")
     profile: Path | None = Field(None, description="Meter profile YAML (digit boxes, transforms); None = auto-locate.")
     max_power_w: float = Field(3 * 63 * 230, gt=0,
                                description="Largest plausible power, W (default: 3 x 63 A x 230 V main fuse).")

@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import InputError
 
-PHOTO_NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)_(?P<meter>[A-Za-z0-9_.-]{1,64})\.(?:jpe?g|png)$", re.IGNORECASE)
+PHOTO_NAME = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)_(?P<meter>" + METER_ID_CHARS + r")\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 def utc(ts: datetime) -> datetime:
