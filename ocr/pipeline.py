@@ -1,17 +1,21 @@
 """Photo + meter profile -> reading with confidence.
 
-``MeterReader(profile, reader).read(photo)`` runs: decode (grey) -> align to the profile's reference (the profile's
-rotate/flip folded in) -> cut the digit and pointer boxes (one small warp per box or row of boxes: the photo itself
-is never rotated or warped) -> read every crop -> assemble the drums -> confidence. ``read_many`` does the same
-for many photos with the crops of all of them in one ``read_batch`` call (chunked).
+``MeterReader(profile, reader).read(photo)`` runs: decode (grey; colour too when the profile has pointers or a
+debug folder is set) -> align to the profile's reference (the profile's rotate/flip folded in) -> cut the digit
+and pointer boxes (one small warp per box or row of boxes: the photo itself is never rotated or warped) -> read
+the digit crops with the digit reader and the pointer crops with the dial reader (``dial.py``: the needle's
+angle, in colour) -> assemble -> confidence. ``read_many`` does the same for many photos with the digit crops of
+all of them in one ``read_batch`` call (chunked).
 
-Speed: JPEGs are decoded straight to grey, and at 1/2, 1/4 or 1/8 size when every box would still be at least
-the digit reader's input size (``reader.width x reader.height``, when the reader declares one) — the crops are
-then cut at that scale, never enlarged.
+Speed: JPEGs are decoded straight to grey (in colour only for pointers and debug images), and at 1/2, 1/4 or
+1/8 size when every box would still be at least the digit reader's input size (``reader.width x reader.height``,
+when the reader declares one) and every pointer box at least ``MIN_DIAL_PX`` — the crops are then cut at that
+scale, never enlarged.
 
 The rule throughout: a wrong reading is worse than none. A photo that cannot be decoded or aligned, a digit
-below ``profile.min_confidence``, or drums that do not fit each other give ``OcrResult(reading=None, error=...)``
-— never a guess. Per-photo problems never raise; a broken reader (e.g. missing tesseract) does.
+or pointer below ``profile.min_confidence``, a dial whose needle is not found, or drums that do not fit each
+other give ``OcrResult(reading=None, error=...)`` — never a guess. Per-photo problems never raise; a broken
+reader (e.g. missing tesseract) does.
 
 Overall confidence = lowest digit confidence x the assembler's consistency (1.0 when every drum sits where its
 neighbour says it should).
@@ -31,17 +35,19 @@ import numpy as np
 from smartmeter.errors import AlignmentError, ConfigError, ImageError, InputError, SmartMeterError
 from smartmeter.ocr.align import Aligner, AlignResult
 from smartmeter.ocr.assemble import assemble
+from smartmeter.ocr.dial import DialReading, DialSpec, read_dial
 from smartmeter.ocr.image_io import decode_image, load_image, to_grey
 from smartmeter.ocr.profile import Profile
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.reference import WORK_PX, load_reference
 from smartmeter.ocr.transforms import is_identity, transform_matrix, transformed_size
-from smartmeter.ocr.warp import crop_boxes
+from smartmeter.ocr.warp import crop_boxes, outside_error
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)
 
 BATCH = 512
+MIN_DIAL_PX = 48  # a reduced decode keeps every pointer box at least this large
 PhotoInput = np.ndarray | bytes | Path | str
 
 
@@ -56,9 +62,11 @@ def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> Dig
 class _Prepared:
     name: str
     image: np.ndarray | None = None  # grey, as decoded
+    colour: np.ndarray | None = None  # BGR, as decoded (profiles with pointers, debug images)
     homography: np.ndarray | None = None  # decoded photo -> reference frame (None: boxes cut directly)
     alignment: AlignResult | None = None
-    crops: list[np.ndarray] | None = None
+    crops: list[np.ndarray] | None = None  # the digit boxes
+    dial_crops: list[np.ndarray] | None = None  # the pointer boxes (colour when decoded in colour)
     error: str | None = None
 
 
@@ -70,6 +78,9 @@ class MeterReader:
         self.reader = reader
         self.debug_dir = debug_dir
         self.boxes = [*profile.digits, *profile.pointers]
+        directions = profile.dials.directions or ["clockwise"] * len(profile.pointers)
+        self.dial_specs = [DialSpec(d, profile.dials.zero_degrees, profile.dials.needle) for d in directions]
+        self.colour = bool(profile.pointers) or debug_dir is not None
         self.aligner: Aligner | None = None
         if profile.reference is not None and profile.alignment.method != "none":
             try:
@@ -87,8 +98,10 @@ class MeterReader:
         if self.aligner is None or not isinstance(in_h, int) or not isinstance(in_w, int):
             return 1
         min_w, min_h = min(b[2] for b in self.boxes), min(b[3] for b in self.boxes)
+        min_dial = min((min(b[2], b[3]) for b in self.profile.pointers), default=MIN_DIAL_PX * 8)
         for k in (8, 4, 2):
-            if min_w / k >= in_w and min_h / k >= in_h and max(self.aligner.ref.size) / k >= WORK_PX:
+            if (min_w / k >= in_w and min_h / k >= in_h and max(self.aligner.ref.size) / k >= WORK_PX
+                    and min_dial / k >= MIN_DIAL_PX):
                 return k
         return 1
 
@@ -101,7 +114,7 @@ class MeterReader:
         return self.read_many([image], [name] if name is not None else None)[0]
 
     def read_many(self, images: Sequence[PhotoInput], names: Sequence[str] | None = None) -> list[OcrResult]:
-        """Read many photos; all their crops go to the digit reader together (in chunks of 512)."""
+        """Read many photos; all their digit crops go to the digit reader together (in chunks of 512)."""
         labels = list(names) if names is not None else [_default_name(img, i) for i, img in enumerate(images)]
         prepared = [self._prepare(img, label) for img, label in zip(images, labels, strict=True)]
         crops = [c for p in prepared if p.crops is not None for c in p.crops]
@@ -120,16 +133,17 @@ class MeterReader:
                 continue
             mine = values[pos:pos + len(p.crops)]
             pos += len(p.crops)
-            result = self._result(mine)
+            dials = [read_dial(c, spec) for c, spec in zip(p.dial_crops or [], self.dial_specs, strict=True)]
+            result = self._result(mine, dials)
             results.append(result)
             if self.debug_dir is not None and p.image is not None:
-                self._write_debug(p, result, mine)
+                self._write_debug(p, result, [*mine, *result.pointers])
         return results
 
     def _prepare(self, image: PhotoInput, name: str) -> _Prepared:
         transform = self.profile.transform
         try:
-            grey, reduced = _decode(image, name, self.reduce)
+            grey, colour, reduced = _decode(image, name, self.reduce, self.colour)
             alignment = None
             if self.aligner is not None:
                 alignment = self.aligner.align(grey, transform)
@@ -139,29 +153,43 @@ class MeterReader:
             else:
                 homography = transform_matrix(grey.shape[1], grey.shape[0], transform)
                 tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
-                for x, y, bw, bh in self.boxes:
-                    if x + bw > tw or y + bh > th:
-                        raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {tw}x{th} transformed photo")
-            crops = crop_boxes(grey, self.boxes, homography, 1.0 / reduced)
+                for box in self.boxes:
+                    x, y, bw, bh = box
+                    corners = np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], np.float64)
+                    problem = outside_error(box, corners, tw, th, "the transformed photo")
+                    if problem:
+                        raise AlignmentError(problem)
+            n = len(self.profile.digits)
+            crops = crop_boxes(grey, self.boxes[:n], homography, 1.0 / reduced)
+            dial_crops = (crop_boxes(colour if colour is not None else grey, self.boxes[n:], homography,
+                                     1.0 / reduced) if self.profile.pointers else [])
         except (ImageError, AlignmentError) as exc:
             log.info("%s: %s", name, exc)
             return _Prepared(name, error=str(exc))
         if alignment is not None:
             log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
                       alignment.inliers)
-        return _Prepared(name, grey, homography, alignment, crops)
+        return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops)
 
-    def _result(self, values: list[DigitValue]) -> OcrResult:
-        n = len(self.profile.digits)
-        digits, pointers = values[:n], values[n:]
+    def _result(self, digits: list[DigitValue], dials: list[DialReading]) -> OcrResult:
+        n = len(digits)
+        pointers = [DigitValue(d.value, d.confidence) for d in dials]
+        values = [*digits, *pointers]
 
         def unreadable(error: str | None, confidence: float = 0.0) -> OcrResult:
             return OcrResult(None, None, round(confidence, 4), digits, pointers, error, self.version)
 
+        lost = [f"pointer {i + 1}: {d.reason}" for i, d in enumerate(dials) if d.value is None]
+        if lost:  # never guessed: a dial we cannot see makes the whole reading unreadable
+            return unreadable("; ".join(lost))
         min_conf = self.profile.min_confidence
         low = [(i, v) for i, v in enumerate(values) if v.value is not None and v.confidence < min_conf]
         if low:
-            names = ", ".join(f"{_position_name(i, n)} ({v.confidence:.2f})" for i, v in low)
+            def why(i: int) -> str:
+                reason = dials[i - n].reason if i >= n else None
+                return f": {reason}" if reason else ""
+
+            names = ", ".join(f"{_position_name(i, n)} ({v.confidence:.2f}{why(i)})" for i, v in low)
             return unreadable(f"confidence below {min_conf:g}: {names}", min(v.confidence for _, v in low))
         try:
             assembly = assemble([v.value for v in digits], [v.value for v in pointers], self.profile.decimals)
@@ -177,19 +205,19 @@ class MeterReader:
     def _write_debug(self, p: _Prepared, result: OcrResult, values: list[DigitValue]) -> None:
         """The photo in the reference frame with boxes, per-digit values and the reading."""
         assert p.image is not None and self.debug_dir is not None
-        image = p.image
+        image = p.colour if p.colour is not None else p.image  # colour: red drums and needles vanish in grey
         if p.homography is not None:
             if self.aligner is not None:
                 size = self.aligner.ref.size
             else:
                 size = transformed_size(image.shape[1], image.shape[0], self.profile.transform)
             image = cv2.warpPerspective(image, p.homography, size)
-        canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        canvas = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         for (x, y, bw, bh), v in zip(self.boxes, values, strict=True):
             ok = v.value is not None and v.confidence >= self.profile.min_confidence
             colour = (0, 200, 0) if ok else (0, 0, 255)
             cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), colour, 1)
-            label = "?" if v.value is None else f"{v.value:.1f}"
+            label = "?" if v.value is None else f"{v.value:.2f}"
             cv2.putText(canvas, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
             cv2.putText(canvas, f"{v.confidence:.2f}", (x, y + bh + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1,
                         cv2.LINE_AA)
@@ -206,15 +234,24 @@ def _position_name(i: int, n_digits: int) -> str:
     return f"digit {i + 1}" if i < n_digits else f"pointer {i - n_digits + 1}"
 
 
-def _decode(image: PhotoInput, name: str, reduce: int) -> tuple[np.ndarray, int]:
-    """The photo as grey, and how much smaller than its file it was decoded (arrays are taken as they are)."""
+def _decode(image: PhotoInput, name: str, reduce: int,
+            colour: bool) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The photo as grey, as colour (when asked for and the photo has colour; else None), and how much smaller
+    than its file it was decoded (arrays are taken as they are)."""
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or image.size == 0:
             raise ImageError(f"{name}: not an image array (shape {image.shape})")
-        return to_grey(image), 1
+        bgr = image if colour and image.ndim == 3 and image.shape[2] == 3 else None
+        return to_grey(image), bgr, 1
     if isinstance(image, bytes | bytearray):
-        return decode_image(bytes(image), name, grey=True, reduce=reduce), reduce
-    return load_image(image, grey=True, reduce=reduce), reduce
+        if not colour:
+            return decode_image(bytes(image), name, grey=True, reduce=reduce), None, reduce
+        bgr = decode_image(bytes(image), name, reduce=reduce)
+    elif not colour:
+        return load_image(image, grey=True, reduce=reduce), None, reduce
+    else:
+        bgr = load_image(image, reduce=reduce)
+    return to_grey(bgr), bgr, reduce
 
 
 def _default_name(image: PhotoInput, index: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartmeter.errors import ConfigError
 
@@ -37,6 +37,21 @@ class Alignment(BaseModel):
                                           "(two windows, sub-pixel check); the full search runs when that fails.")
 
 
+class Dials(BaseModel):
+    """How the profile's pointer dials read (``docs/dials.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    needle: Literal["red", "dark"] = Field("red", description="Needle colour: red (any red or orange needle; "
+                                                              "needs colour photos) or dark (black, dark blue).")
+    zero_degrees: float = Field(0.0, description="Where each dial's 0 points in the reference image, degrees "
+                                                 "CLOCKWISE from straight up (a dial turned a little clockwise: "
+                                                 "a small positive number).")
+    directions: list[Literal["clockwise", "counterclockwise"]] = Field(
+        default_factory=list, description="Which way each pointer's scale counts, one per pointer (water meters "
+                                          "often alternate); empty: all clockwise.")
+
+
 class Profile(BaseModel):
     """One meter installation."""
 
@@ -52,7 +67,9 @@ class Profile(BaseModel):
     digits: list[Box] = Field(..., min_length=1, description="Digit boxes [x, y, w, h], most significant first.")
     decimals: int = Field(0, ge=0, description="How many of the last digits (and pointers) are after the point.")
     pointers: list[Box] = Field(default_factory=list,
-                                description="Dial (pointer) boxes [x, y, w, h] read after the digits.")
+                                description="Dial (pointer) boxes [x, y, w, h] read after the digits: square, "
+                                            "centred on the needle's axis, just around the dial's scale.")
+    dials: Dials = Field(default_factory=Dials, description="Needle colour, zero and direction of the pointers.")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Digits below this confidence make the photo "
                                                                "unreadable.")
 
@@ -63,6 +80,13 @@ class Profile(BaseModel):
             if x < 0 or y < 0 or w <= 0 or h <= 0:
                 raise ValueError(f"box {[x, y, w, h]} must have x, y >= 0 and w, h > 0")
         return boxes
+
+    @model_validator(mode="after")
+    def _one_direction_per_pointer(self) -> Profile:
+        if self.dials.directions and len(self.dials.directions) != len(self.pointers):
+            raise ValueError(f"dials.directions has {len(self.dials.directions)} entries for "
+                             f"{len(self.pointers)} pointers (give one per pointer, or none: all clockwise)")
+        return self
 
     @property
     def positions(self) -> int:
@@ -78,6 +102,8 @@ class Profile(BaseModel):
         data = self.model_dump(mode="json", exclude_none=True)
         data["digits"] = [list(b) for b in self.digits]
         data["pointers"] = [list(b) for b in self.pointers]
+        if not self.pointers:
+            data.pop("dials", None)
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 

@@ -48,23 +48,47 @@ def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | Non
     call and sliced, which is faster.
     """
     h, w = image.shape[:2]
+    if not boxes:
+        return []
     if homography is None or (scale == 1.0 and float(np.abs(homography - np.eye(3)).max()) <= 1e-9):
-        for x, y, bw, bh in boxes:
-            if x + bw > w or y + bh > h:
-                raise AlignmentError(f"box {[x, y, bw, bh]} is outside the {w}x{h} photo")
+        for box in boxes:
+            problem = outside_error(box, box_corners(box), w, h, f"the {w}x{h} photo")
+            if problem:
+                raise AlignmentError(problem)
         return [image[y:y + bh, x:x + bw] for x, y, bw, bh in boxes]
     inverse = np.linalg.inv(homography)
-    for x, y, bw, bh in boxes:
-        corners = np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], dtype=np.float64)
-        in_photo = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), inverse).reshape(-1, 2)
-        if in_photo.min() < -2 or (in_photo[:, 0] > w + 2).any() or (in_photo[:, 1] > h + 2).any():
-            raise AlignmentError(f"box {[x, y, bw, bh]} falls outside the photo after alignment")
+    a = homography[:2, :2] / homography[2, 2]
+    to_ref = float(np.sqrt(abs(np.linalg.det(a))))  # photo pixels -> reference pixels, about
+    for box in boxes:
+        in_photo = cv2.perspectiveTransform(box_corners(box).reshape(-1, 1, 2), inverse).reshape(-1, 2)
+        problem = outside_error(box, in_photo, w, h, f"the {w}x{h} photo after alignment", to_ref, slack=2.0)
+        if problem:
+            raise AlignmentError(problem)
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     if scale == 1.0 and (x1 - x0) * (y1 - y0) <= 2 * sum(b[2] * b[3] for b in boxes):
         region = _warp(image, homography, (x0, y0, x1 - x0, y1 - y0), 1.0)
         return [region[y - y0:y - y0 + bh, x - x0:x - x0 + bw] for x, y, bw, bh in boxes]
     return [_warp(image, homography, box, scale) for box in boxes]
+
+
+def box_corners(box: Box) -> np.ndarray:
+    x, y, bw, bh = box
+    return np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]], dtype=np.float64)
+
+
+def outside_error(box: Box, corners: np.ndarray, w: int, h: int, what: str, to_ref: float = 1.0,
+                  slack: float = 0.0) -> str | None:
+    """None when a box's corners (photo pixels) lie within the ``w x h`` photo (``slack`` px allowed), else an
+    error that names each side the box crosses and by how much, in reference pixels (what the profile says)."""
+    over = {"left": -corners[:, 0].min(), "top": -corners[:, 1].min(), "right": corners[:, 0].max() - w,
+            "bottom": corners[:, 1].max() - h}
+    sides = [f"{max(1, round(amount * to_ref))} px past its {side} edge" for side, amount in over.items()
+             if amount > slack]
+    if not sides:
+        return None
+    return (f"box {list(box)} falls outside {what}: " + ", ".join(sides)
+            + " (reference pixels: move the box in, or make it smaller)")
 
 
 def _warp(image: np.ndarray, homography: np.ndarray, box: Box, scale: float) -> np.ndarray:

@@ -241,15 +241,26 @@ def test_crop_boxes_direct_and_warped() -> None:
     shift = np.array([[1.0, 0, -5], [0, 1.0, -3], [0, 0, 1.0]])  # the photo content sits 5/3 px further
     [warped] = crop_boxes(image, [(10, 20, 30, 40)], shift)
     assert np.array_equal(warped, image[23:63, 15:45])
-    with pytest.raises(AlignmentError, match="outside the 100x100 photo"):
+    with pytest.raises(AlignmentError, match=r"box \[90, 0, 20, 20\] falls outside the 100x100 photo: 10 px past its "
+                                             r"right edge \(reference pixels"):
         crop_boxes(image, [(90, 0, 20, 20)])
-    with pytest.raises(AlignmentError, match="outside the photo after alignment"):
+    with pytest.raises(AlignmentError, match="falls outside the 100x100 photo after alignment: 25 px past its right"):
         crop_boxes(image, [(70, 0, 20, 20)], shift @ np.diag([1.0, 1.0, 1.0]) - [[0, 0, 30], [0, 0, 0], [0, 0, 0]])
+    with pytest.raises(AlignmentError, match="outside the 100x100 photo: 5 px past its left edge, 7 px past its top"):
+        crop_boxes(image, [(-5, -7, 20, 20)])
+
     # a photo decoded at half size: the same box, cut half as large from the same content
     half = cv2.resize(image, (50, 50), interpolation=cv2.INTER_AREA)
     to_ref = np.diag([1.0, 1.0, 1.0]) @ scale_matrix(2, 2)  # half-size pixels -> full-size pixels
     [small] = crop_boxes(half, [(10, 20, 30, 40)], to_ref, scale=0.5)
     assert small.shape == (20, 15, 3) and np.array_equal(small, half[10:30, 5:20])
+
+
+def test_outside_error_counts_reference_pixels() -> None:
+    # a photo decoded at half size: a box 10 photo pixels past the bottom is 20 reference pixels past it
+    half = np.zeros((50, 50), np.uint8)
+    with pytest.raises(AlignmentError, match="20 px past its bottom edge"):
+        crop_boxes(half, [(10, 80, 20, 40)], scale_matrix(2, 2), scale=0.5)
 
 
 def test_reference_features_are_cached_per_file(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from ocr_doubles import LookupReader
@@ -14,8 +15,9 @@ from ocr_doubles import LookupReader
 from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.ocr.image_io import load_image
 from smartmeter.ocr.pipeline import MeterReader, make_reader
-from smartmeter.ocr.profile import Profile, load_profile
+from smartmeter.ocr.profile import Dials, Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.simulator.dial_render import render_dial
 from smartmeter.types import DigitValue
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
@@ -134,7 +136,8 @@ def test_without_reference_boxes_are_cut_directly(lookup: LookupReader) -> None:
     # the reference photo itself is in the reference frame
     assert MeterReader(profile, lookup).read(PHOTOS / "reference.jpg").reading == "5555555.5"
     far = profile.model_copy(update={"digits": [(630, 0, 40, 40)]})
-    assert "outside the 640x480 photo" in (MeterReader(far, lookup).read(PHOTOS / "upright.jpg").error or "")
+    error = MeterReader(far, lookup).read(PHOTOS / "upright.jpg").error or ""
+    assert "box [630, 0, 40, 40] falls outside the 640x480 photo: 30 px past its right edge" in error
 
 
 def test_missing_reference_is_a_profile_error(tmp_path: Path, lookup: LookupReader) -> None:
@@ -184,3 +187,76 @@ def test_big_boxes_are_decoded_at_reduced_size(lookup: LookupReader) -> None:
     got.clear()
     assert meter.read(load_image(PHOTOS / "upright.jpg")).reading == "0048127.3"
     assert {c.shape for c in got} == {(58, 38)}
+
+
+def dial_photo(values: list[float | None], size: int = 90) -> tuple[np.ndarray, Profile]:
+    """A BGR photo with two digit boxes and one rendered red dial per value (None: a dial without needle)."""
+    photo = np.full((140, 60 + len(values) * (size + 10), 3), 200, np.uint8)
+    pointers = []
+    for i, value in enumerate(values):
+        seed = 40 + i
+        while True:  # a red needle, drawn clockwise, of a seeded render
+            crop, truth = render_dial(np.random.default_rng(seed), size=size, needle="red", max_turn=0.0)
+            if truth.direction == "clockwise" and not truth.glare:
+                break
+            seed += 100
+        if value is not None:  # the same face, the needle moved: render again until the value is close
+            rng_seed = seed
+            while abs(truth.value - value) > 0.05:
+                rng_seed += 1000
+                crop, truth = render_dial(np.random.default_rng(rng_seed), size=size, needle="red",
+                                           max_turn=0.0)
+        else:
+            crop = np.where(crop[..., 2:3] > crop[..., 1:2].astype(int) + 40, 235, crop).astype(np.uint8)
+        x = 60 + i * (size + 10)
+        photo[20:20 + size, x:x + size] = crop
+        pointers.append((x, 20, size, size))
+    profile = Profile(digits=[(5, 20, 20, 32), (30, 20, 20, 32)], pointers=pointers, decimals=len(values),
+                      dials=Dials(needle="red"))
+    return photo, profile
+
+
+class CountingReader(FixedReader):
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        self.seen = len(crops)
+        return super().read_batch(crops)
+
+
+def test_pointers_are_read_by_the_dial_reader_not_the_digit_model() -> None:
+    # before: the pointer crops went to the drum-digit model, whose output does not follow the needle
+    photo, profile = dial_photo([3.15, 4.5])
+    reader = CountingReader([DigitValue(4.0, 0.99), DigitValue(2.0, 0.99)])
+    result = MeterReader(profile, reader).read(photo)
+    assert reader.seen == 2  # the two digits only
+    assert [round(p.value or -1, 1) for p in result.pointers] == pytest.approx([3.15, 4.5], abs=0.2)
+    assert all(p.confidence >= 0.5 for p in result.pointers)
+    assert result.error is None and result.reading == "42.34"
+
+
+def test_a_dial_without_a_needle_makes_the_photo_unreadable() -> None:
+    photo, profile = dial_photo([3.15, None])
+    result = MeterReader(profile, FixedReader([DigitValue(4.0, 0.99), DigitValue(2.0, 0.99)])).read(photo)
+    assert result.reading is None and result.value is None
+    assert result.error == "pointer 2: no red needle found at the dial centre"
+    assert result.pointers[1].value is None and result.pointers[0].value == pytest.approx(3.15, abs=0.2)
+    grey = MeterReader(profile, FixedReader([DigitValue(4.0, 0.99)])).read(photo.mean(axis=2).astype(np.uint8))
+    assert grey.reading is None and "pointer 1: a red needle needs a colour photo" in (grey.error or "")
+
+
+def test_pointer_photos_are_decoded_in_colour(tmp_path: Path) -> None:
+    photo, profile = dial_photo([3.15, 4.5])
+    path = tmp_path / "dials.png"
+    cv2.imwrite(str(path), photo)
+    digits = FixedReader([DigitValue(4.0, 0.99), DigitValue(2.0, 0.99)])
+    meter = MeterReader(profile, digits, debug_dir=tmp_path / "debug")
+    result = meter.read(path)
+    assert result.reading == "42.34"
+    debug = load_image(tmp_path / "debug" / "dials.png.debug.png")
+    x, y, w, h = profile.pointers[0]
+    window = debug[y:y + h, x:x + w].astype(int)
+    assert ((window[..., 2] - window[..., 1]) > 60).sum() > 50  # the red needle is red in the debug image
+
+
+def test_dial_directions_must_match_the_pointers() -> None:
+    with pytest.raises(ValueError, match="dials.directions has 1 entries for 2 pointers"):
+        Profile(digits=[(0, 0, 5, 5)], pointers=[(0, 0, 9, 9), (9, 0, 9, 9)], dials=Dials(directions=["clockwise"]))
