@@ -41,6 +41,8 @@ def test_bad_bytes_name_the_file(data: bytes, message: str) -> None:
         decode_image(data, "crop.jpg")
 
 
+@pytest.mark.fault("corrupt JPEG", proves="a JPEG cut short is refused with a clear error instead of being read with "
+                   "a grey bottom")
 def test_truncated_photo_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="corrupt.jpg: truncated JPEG"):
         load_image(PHOTOS / "corrupt.jpg")

@@ -147,6 +147,7 @@ def test_nested_transactions_roll_back_inner_only(db: Database) -> None:
     assert db.count_readings() == 2
 
 
+@pytest.mark.fault("database locked", proves="a second writer waits for the lock and then succeeds; readings lost: 0")
 def test_two_connections_wait_for_each_other(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/shared.db"
     a, b = open_database(url), open_database(url)

@@ -119,6 +119,8 @@ def test_dropped_connection_mid_download_is_retried(store: DropboxStore, fake: F
     assert fake.calls.count("files/download") == 3 and sleeps == [0.01, 0.02]
 
 
+@pytest.mark.fault("network cut mid-upload", proves="the upload is retried after the line goes dead mid-body; the "
+                   "photo is stored once, intact")
 def test_dropped_connection_mid_upload_is_retried(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/upload", "drop")
     store.put(KEY, PHOTO)
@@ -126,12 +128,15 @@ def test_dropped_connection_mid_upload_is_retried(store: DropboxStore, fake: Fak
     assert fake.calls.count("files/upload") == 2 and len(sleeps) == 1
 
 
+@pytest.mark.fault("Dropbox 429", proves="the upload waits the server's Retry-After, then succeeds")
 def test_rate_limit_honours_retry_after(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/upload", "429", retry_after=7)
     store.put(KEY, PHOTO)
     assert sleeps == [7.0]  # the server's wait, not our backoff
 
 
+@pytest.mark.fault("Dropbox 5xx", proves="500s on listing and download are retried with backoff; past the retries "
+                   "a clear error")
 def test_server_errors_retried_then_given_up(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/list_folder", "500", times=2)
     store.put(KEY, PHOTO)
@@ -150,6 +155,8 @@ def test_delete_retried_after_lost_answer(store: DropboxStore, fake: FakeDropbox
     assert fake.files() == {}
 
 
+@pytest.mark.fault("corrupt JPEG", proves="bytes flipped in transit (or a wrong hash) are refused by content hash, "
+                   "never handed to the reader")
 def test_wrong_hash_on_download(store: DropboxStore, fake: FakeDropbox) -> None:
     store.put(KEY, PHOTO)
     fake.fail_next("files/download", "bad_hash")
@@ -175,6 +182,8 @@ def test_corrupted_upload_is_refused_and_old_version_kept(store: DropboxStore, f
     assert fake.files() == {"/smartmeter/" + KEY: b"old photo"}
 
 
+@pytest.mark.fault("network cut mid-upload", proves="photos lost: 0 (every retry cut: the older photos and the "
+                   "previous version stay as they were)")
 def test_nothing_stored_is_lost_after_failed_put(store: DropboxStore, fake: FakeDropbox) -> None:
     store.put("a/20250101T000000Z_a.jpg", b"A")
     store.put(KEY, b"old B")
@@ -185,6 +194,8 @@ def test_nothing_stored_is_lost_after_failed_put(store: DropboxStore, fake: Fake
     assert store.get(KEY) == b"old B"
 
 
+@pytest.mark.fault("Dropbox expired token", proves="the access token is refreshed and the call succeeds; no token in "
+                   "the logs")
 def test_expired_token_is_refreshed(store: DropboxStore, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     store.put(KEY, PHOTO)

@@ -68,6 +68,8 @@ def statuses(db: Database) -> dict[str, str]:
     return dict(db.query("SELECT photo_key, status FROM photos"))  # type: ignore[arg-type]
 
 
+@pytest.mark.fault("corrupt JPEG", proves="wrong values stored: 0 (a truncated JPEG is recorded as failed with the "
+                   "reason; the others are read)")
 def test_worker_reads_validates_and_is_idempotent(env: tuple[Settings, Database, LocalStore]) -> None:
     settings, db, store = env
     keys = put_series(store, 6)
@@ -94,6 +96,8 @@ def test_worker_reads_validates_and_is_idempotent(env: tuple[Settings, Database,
     assert len(db.readings("meter")) == 6
 
 
+@pytest.mark.fault("misread digit", proves="wrong values stored: 0 (a misread photo is held as suspect, outvoted and "
+                   "sent to review)")
 def test_misread_photo_is_suspect_then_rejected_to_review(env: tuple[Settings, Database, LocalStore]) -> None:
     settings, db, store = env
     put_series(store, 2)
@@ -141,6 +145,8 @@ class FlakyStore(LocalStore):
         return super().get(key)
 
 
+@pytest.mark.fault("Dropbox 5xx", proves="the image store failing mid-page commits nothing (no cursor, no photo "
+                   "rows); the next poll reads the whole page")
 def test_store_failure_commits_nothing_and_next_poll_recovers(env: tuple[Settings, Database, LocalStore]) -> None:
     settings, db, _ = env
     store = FlakyStore(settings.store.local.root)
