@@ -23,24 +23,27 @@ import numpy as np
 from smartmeter.errors import ImageError, InputError, SmartMeterError, UnreadableError
 from smartmeter.ocr.assemble import assemble
 from smartmeter.ocr.image_io import list_images, load_image
-from smartmeter.ocr.pipeline import MeterReader, make_reader
+from smartmeter.ocr.pipeline import MeterReader
 from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.readers.config import ENGINES as READER_ENGINES
+from smartmeter.ocr.readers.config import open_reader, resolve_reader, with_threshold
 from smartmeter.progress import Progress
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)
 
 CHUNK = 512
-ENGINES = click.Choice(["cnn", "tesseract"])
+ENGINES = click.Choice(READER_ENGINES)
 
 
-def _reader_for(ctx: click.Context, engine: str | None) -> DigitReader:
+def _reader_for(ctx: click.Context, engine: str | None,
+                profile: Profile | None = None) -> tuple[DigitReader, Profile | None]:
+    """The reader configuration in effect (``--engine`` > the profile's ``reader`` > the settings' ``ocr.reader``):
+    its reader, checked, and the profile with its threshold."""
     settings = ctx.obj.settings.ocr if ctx.obj is not None else None
-    name = engine or (settings.engine if settings is not None else "cnn")
-    model = settings.model if settings is not None else None
-    threads = settings.threads if settings is not None else 1
-    return make_reader(name, model, threads)
+    config = resolve_reader(settings, profile, engine)
+    return open_reader(config), with_threshold(profile, config) if profile is not None else None
 
 
 def format_value(value: float | None) -> str:
@@ -120,11 +123,11 @@ def ocr_group() -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", "-o", "output", default="-", show_default=True, type=click.Path(path_type=Path),
               help="CSV to write (path,value,confidence); '-' = stdout.")
-@click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: settings ocr.engine, cnn).")
+@click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: the settings' ocr.reader).")
 @click.pass_context
 def digits_cmd(ctx: click.Context, directory: Path, output: Path, engine: str | None) -> None:
     """Read every image under DIRECTORY (recursive) as one digit crop."""
-    reader = _reader_for(ctx, engine or "cnn")
+    reader = _reader_for(ctx, engine)[0]
     if str(output) == "-":
         files, readable = read_digit_dir(directory, reader, sys.stdout)
     else:
@@ -185,7 +188,8 @@ def _read_auto(paths: list[Path], reader: DigitReader) -> Iterator[tuple[str, Oc
               help="json = one object per line (JSON Lines).")
 @click.option("--debug-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write an annotated image per photo (boxes, per-digit values) here.")
-@click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: the profile's reader).")
+@click.option("--engine", type=ENGINES, default=None,
+              help="Digit reader, over the profile's reader and the settings' ocr.reader.")
 @click.pass_context
 def read_cmd(ctx: click.Context, images: tuple[Path, ...], profile_path: Path | None, auto: bool,
              propose_profile: Path | None, fmt: str, debug_dir: Path | None, engine: str | None) -> None:
@@ -197,11 +201,11 @@ def read_cmd(ctx: click.Context, images: tuple[Path, ...], profile_path: Path | 
     paths = list(images)
     rows: Iterator[tuple[str, OcrResult, Profile | None]]
     if auto:
-        rows = _read_auto(paths, _reader_for(ctx, engine))
+        rows = _read_auto(paths, _reader_for(ctx, engine)[0])
     else:
         assert profile_path is not None
-        profile = load_profile(profile_path)
-        reader = _reader_for(ctx, engine or profile.reader)
+        reader, profile = _reader_for(ctx, engine, load_profile(profile_path))
+        assert profile is not None
         rows = ((name, res, None) for name, res in _read_photos(paths, profile, reader, debug_dir))
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartmeter.errors import ConfigError
+from smartmeter.settings import ReaderSettings, validate_reader
 
 Box = tuple[int, int, int, int]
 
@@ -60,7 +61,9 @@ class Profile(BaseModel):
     meter: str | None = Field(None, description="Meter id this profile belongs to (informational).")
     kind: Literal["drum", "lcd"] = Field("drum", description="Rolling-drum counter or seven-segment LCD.")
     unit: str = Field("kWh", description="Unit of the register.")
-    reader: Literal["cnn", "tesseract"] = Field("cnn", description="Digit reader for this meter.")
+    reader: ReaderSettings | None = Field(None, description="Digit reader for this meter, over the settings' "
+                                                             "ocr.reader: {engine: cnn | tesseract, ...} or just the "
+                                                             "engine name; None = the settings' reader.")
     transform: Transform = Field(default_factory=Transform, description="Rotation and mirroring, applied first.")
     reference: Path | None = Field(None, description="Reference image (relative to the profile file) to align to.")
     alignment: Alignment = Field(default_factory=Alignment, description="Alignment to the reference image.")
@@ -71,7 +74,11 @@ class Profile(BaseModel):
                                             "centred on the needle's axis, just around the dial's scale.")
     dials: Dials = Field(default_factory=Dials, description="Needle colour, zero and direction of the pointers.")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Digits below this confidence make the photo "
-                                                               "unreadable.")
+                                                               "unreadable. The reader configuration sets it; "
+                                                               "written in the file, it overrides that (older "
+                                                               "spelling of reader.min_confidence).")
+
+    _reader = field_validator("reader", mode="wrap")(validate_reader)
 
     @field_validator("digits", "pointers")
     @classmethod
@@ -100,6 +107,11 @@ class Profile(BaseModel):
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_none=True)
+        if "min_confidence" not in self.model_fields_set:  # else it would pin the threshold over ocr.reader
+            data.pop("min_confidence")
+        if self.reader is not None:
+            given = self.reader.model_fields_set  # only what was chosen, so the settings fill in the rest
+            data["reader"] = self.reader.model_dump(mode="json", exclude_none=True, include=given)
         data["digits"] = [list(b) for b in self.digits]
         data["pointers"] = [list(b) for b in self.pointers]
         if not self.pointers:

@@ -54,7 +54,12 @@ def _env() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def find_tesseract(cmd: str | None = None, timeout_s: float = 10.0) -> Tesseract:
-    """Locate ``cmd`` (default: ``tesseract`` on PATH) and check its version is at least 4."""
+    """Locate ``cmd`` (default: ``tesseract`` on PATH) and check its version is at least 4 (cached)."""
+    return check_tesseract(cmd, timeout_s)
+
+
+def check_tesseract(cmd: str | None = None, timeout_s: float = 10.0) -> Tesseract:
+    """:func:`find_tesseract` without the cache: does the binary run, now?"""
     name = cmd or "tesseract"
     path = shutil.which(name)
     if path is None:
@@ -113,7 +118,7 @@ def run_tesseract(image: np.ndarray, args: list[str], tool: Tesseract | None = N
         proc = subprocess.run(cmd, input=buf.tobytes(), capture_output=True, timeout=timeout_s, env=_env(),
                               check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ExternalToolError(f"tesseract did not finish within {timeout_s:.0f} s") from exc
+        raise ExternalToolError(f"tesseract did not finish within {timeout_s:g} s") from exc
     except OSError as exc:
         raise ExternalToolError(f"cannot run {tess.path}: {exc.strerror or exc}", hint=INSTALL_HINT) from exc
     if proc.returncode != 0:

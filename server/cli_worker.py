@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 
+from smartmeter.ocr.readers.config import ENGINES
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.review import list_reviews, set_value
 from smartmeter.server.storage import open_database
@@ -47,17 +48,20 @@ def worker_cmd(obj: object, once: bool, quiet: bool) -> None:
 @click.command("reprocess")
 @click.option("--meter", "meter_id", default=None, help="Only this meter (default: all).")
 @click.option("--since", default=None, help="Only photos captured at or after this ISO 8601 time.")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Digit reader, over the profile's reader and the settings' ocr.reader.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_obj
-def reprocess_cmd(obj: object, meter_id: str | None, since: str | None, quiet: bool) -> None:
+def reprocess_cmd(obj: object, meter_id: str | None, since: str | None, engine: str | None, quiet: bool) -> None:
     """Re-read archived photos with the current reader; replaced readings are audited."""
     settings = obj.settings  # type: ignore[attr-defined]
     start = parse_timestamp(since) if since else None
     with open_database(settings.database.url) as db:
-        stats = reprocess(db, settings, open_store(settings.store), meter_id, start, progress=not quiet)
+        stats = reprocess(db, settings, open_store(settings.store), meter_id, start, progress=not quiet,
+                          engine=engine)
     acts = ", ".join(f"{k} {v}" for k, v in sorted(stats.actions.items()))
-    click.echo(f"{stats.photos} photos, {stats.missing} missing from the store, {stats.changed} readings changed; "
-               f"{acts}")
+    click.echo(f"{stats.photos} photos, {stats.missing} missing from the store, {stats.failed} unreadable (kept as "
+               f"they were), {stats.changed} readings changed; {acts}")
 
 
 @click.group("review")

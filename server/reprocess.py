@@ -31,13 +31,18 @@ log = logging.getLogger(__name__)
 class ReprocessStats:
     photos: int = 0
     missing: int = 0
+    failed: int = 0  # could not be read again: what was stored for them stays
     changed: int = 0
     actions: dict[str, int] = field(default_factory=dict)
 
 
 def reprocess(db: Database, settings: Settings, store: ImageStore, meter_id: str | None = None,
-              since: datetime | None = None, readers: Readers | None = None, progress: bool = False) -> ReprocessStats:
-    readers = readers or Readers(settings)
+              since: datetime | None = None, readers: Readers | None = None, progress: bool = False,
+              engine: str | None = None) -> ReprocessStats:
+    """Re-read and re-validate; ``engine`` (``--engine``) overrides the reader configuration. A photo the reader
+    fails on keeps what was stored for it (counted in ``failed``); a reader that cannot run raises first."""
+    readers = readers or Readers(settings, engine)
+    readers.check()
     rows = photos_repo.to_reread(db, meter_id, since)
     stats = ReprocessStats(photos=len(rows))
     frames: dict[str, list[tuple[Frame, str, str, str | None]]] = {}
@@ -52,8 +57,9 @@ def reprocess(db: Database, settings: Settings, store: ImageStore, meter_id: str
                     continue
                 items.append(_Item(ImageRef(key, len(data), digest), meter, from_ms(ts_ms), ts_source, data))
             read, failed = read_items(readers, items)
-            for it, why in failed:
-                log.warning("%s: %s", it.ref.key, why)
+            for it, why, _ in failed:
+                log.warning("%s: %s (what was stored for it stays)", it.ref.key, why)
+            stats.failed += len(failed)
             for it, res in read:
                 frames.setdefault(it.meter, []).append((Frame.from_ocr(it.ref.key, it.ts, res), it.ref.content_hash,
                                                         it.ts_source, res.reading))

@@ -16,21 +16,24 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
-from typing import Any
 
 from smartmeter.domain import is_meter_id
-from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
+from smartmeter.errors import ConfigError, InputError, NotFoundError, SmartMeterError, StoreError
+from smartmeter.ocr.pipeline import MeterReader
+from smartmeter.ocr.profile import Profile, load_profile
+from smartmeter.ocr.readers import DigitReader, ReaderUnavailable, open_reader, resolve_reader, with_threshold
+from smartmeter.ocr.readers.config import build_reader
 from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
-from smartmeter.server import photos_repo
+from smartmeter.server import photos_repo, review_repo
 from smartmeter.server.database import Database
 from smartmeter.server.frames import Frame, Rules
-from smartmeter.settings import Settings
+from smartmeter.settings import ReaderSettings, Settings
 from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef, OcrResult, parse_photo_name
 
@@ -94,44 +97,103 @@ class WorkerStats:
         return f"{self.listed} listed, {self.skipped} already done, {self.read} read, {self.failed} failed; {acts}"
 
 
-class Readers:
-    """One MeterReader per meter (profile from settings) and per thread: readers keep OpenCV state."""
+@dataclass(frozen=True)
+class ReadFailure:
+    """A photo the digit reader failed on (crash, timeout, nonsense): unreadable, and worth a person's look."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    reason: str
+
+
+class Readers:
+    """One MeterReader per meter and per thread (readers keep OpenCV state). A meter's reader configuration is
+    ``resolve_reader(settings.ocr, its profile, engine)``: ``engine`` (the CLI's) > profile > settings."""
+
+    def __init__(self, settings: Settings, engine: str | None = None,
+                 build: Callable[[ReaderSettings], DigitReader] | None = None) -> None:
+        self.settings, self.engine = settings, engine
+        self.build = build or build_reader
         self._local = threading.local()
         self.pool = ThreadPoolExecutor(settings.worker.read_threads, thread_name_prefix="read")
 
-    def read(self, meter_id: str, data: Sequence[bytes], names: Sequence[str]) -> list[OcrResult]:
-        """Read photos of one meter, split across the reading threads; results in input order."""
+    def check(self) -> None:
+        """Start, here and now, every digit reader the configured meters use: a missing binary or an unloadable
+        model raises ReaderUnavailable (exit 69) before any photo is touched. A broken profile only fails the
+        photos of its meter."""
+        configs: dict[ReaderSettings, None] = {}
+        for m in self.settings.meters:
+            if m.profile is not None:
+                try:
+                    configs[self._profile(m.id)[1]] = None
+                except ConfigError as exc:
+                    log.warning("meter %s: %s", m.id, exc)
+        for config in configs or [resolve_reader(self.settings.ocr, None, self.engine)]:
+            self._engine(config)
+
+    def read(self, meter_id: str, data: Sequence[bytes], names: Sequence[str]) -> list[OcrResult | ReadFailure]:
+        """Read photos of one meter, split across the reading threads; results in input order. A photo the
+        reader fails on is a ReadFailure; ReaderUnavailable (the reader itself is gone) raises."""
         self.for_meter(meter_id)  # a profile problem raises here, once
         n = self.settings.worker.read_threads
         size = max(1, -(-len(data) // n))
-        parts = [(data[i:i + size], names[i:i + size]) for i in range(0, len(data), size)]
-        futures = [self.pool.submit(lambda p: self.for_meter(meter_id).read_many(list(p[0]), list(p[1])), part)
-                   for part in parts]
+        futures = [self.pool.submit(self._read_part, meter_id, list(data[i:i + size]), list(names[i:i + size]))
+                   for i in range(0, len(data), size)]
         return [r for f in futures for r in f.result()]
 
-    def for_meter(self, meter_id: str) -> Any:
+    def _read_part(self, meter_id: str, data: list[bytes], names: list[str]) -> list[OcrResult | ReadFailure]:
+        meter = self.for_meter(meter_id)
+        try:
+            return list(meter.read_many(data, names))
+        except ReaderUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a reader raises, only its photo may suffer
+            if len(data) == 1:
+                return [self._failure(meter, names[0], exc)]
+            log.warning("meter %s: reading %d photos together failed (%s); reading them one by one",
+                        meter_id, len(data), exc)
+        out: list[OcrResult | ReadFailure] = []
+        for one, name in zip(data, names, strict=True):
+            try:
+                out.append(meter.read_many([one], [name])[0])
+            except ReaderUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as above
+                out.append(self._failure(meter, name, exc))
+        return out
+
+    @staticmethod
+    def _failure(meter: MeterReader, name: str, exc: Exception) -> ReadFailure:
+        meter.reader.probe()  # a broken installation is no photo's fault: ReaderUnavailable stops the page
+        what = str(exc) if isinstance(exc, SmartMeterError) else f"{type(exc).__name__}: {exc}"
+        reason = f"reader {meter.version} failed: {what}"
+        log.warning("%s: %s", name, reason)
+        return ReadFailure(reason)
+
+    def for_meter(self, meter_id: str) -> MeterReader:
+        meters: dict[str, MeterReader] = self._state()[0]
+        if meter_id not in meters:
+            profile, config = self._profile(meter_id)
+            meters[meter_id] = MeterReader(profile, self._engine(config))
+        return meters[meter_id]
+
+    def _state(self) -> tuple[dict[str, MeterReader], dict[ReaderSettings, DigitReader]]:
         if not hasattr(self._local, "meters"):
             self._local.meters, self._local.engines = {}, {}
-        meters: dict[str, Any] = self._local.meters
-        engines: dict[str, Any] = self._local.engines
-        if meter_id not in meters:
-            from smartmeter.ocr.pipeline import MeterReader
-            from smartmeter.ocr.profile import load_profile
-            from smartmeter.ocr.readers import get_reader
+        return self._local.meters, self._local.engines
 
-            path = self.settings.meter(meter_id).profile
-            if path is None:
-                raise ConfigError(f"meter {meter_id!r} has no profile in the settings (meters[].profile)")
-            profile = load_profile(path)
-            engine = profile.reader
-            if engine not in engines:
-                ocr = self.settings.ocr
-                engines[engine] = get_reader(engine, model=ocr.model, threads=ocr.threads)
-            meters[meter_id] = MeterReader(profile, engines[engine])
-        return meters[meter_id]
+    def _profile(self, meter_id: str) -> tuple[Profile, ReaderSettings]:
+        """The meter's profile with the threshold in effect, and its reader configuration."""
+        path = self.settings.meter(meter_id).profile
+        if path is None:
+            raise ConfigError(f"meter {meter_id!r} has no profile in the settings (meters[].profile)")
+        profile = load_profile(path)
+        config = resolve_reader(self.settings.ocr, profile, self.engine)
+        return with_threshold(profile, config), config
+
+    def _engine(self, config: ReaderSettings) -> DigitReader:
+        engines = self._state()[1]
+        if config not in engines:
+            engines[config] = open_reader(config, self.build)
+        return engines[config]
 
 
 @dataclass
@@ -143,21 +205,28 @@ class _Item:
     data: bytes
 
 
-def read_items(readers: Readers,
-               items: Sequence[_Item]) -> tuple[list[tuple[_Item, OcrResult]], list[tuple[_Item, str]]]:
-    """Read photos grouped by meter (one ``read_many`` call per meter); (results, failures)."""
+def read_items(readers: Readers, items: Sequence[_Item]
+               ) -> tuple[list[tuple[_Item, OcrResult]], list[tuple[_Item, str, bool]]]:
+    """Read photos grouped by meter (one ``read_many`` call per meter); (results, failures as (item, reason,
+    worth a review: the reader failed on it)). ReaderUnavailable raises: no photo is to blame."""
     done: list[tuple[_Item, OcrResult]] = []
-    failed: list[tuple[_Item, str]] = []
+    failed: list[tuple[_Item, str, bool]] = []
     by_meter: dict[str, list[_Item]] = {}
     for it in items:
         by_meter.setdefault(it.meter, []).append(it)
     for meter, group in by_meter.items():
         try:
             results = readers.read(meter, [it.data for it in group], [it.ref.key for it in group])
+        except ReaderUnavailable:
+            raise
         except ConfigError as exc:
-            failed.extend((it, str(exc)) for it in group)
+            failed.extend((it, str(exc), False) for it in group)
             continue
-        done.extend(zip(group, results, strict=True))
+        for it, res in zip(group, results, strict=True):
+            if isinstance(res, ReadFailure):
+                failed.append((it, res.reason, True))
+            else:
+                done.append((it, res))
     return done, failed
 
 
@@ -191,6 +260,7 @@ class Worker:
                  progress: bool = False) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.readers = readers or Readers(settings)
+        self.readers.check()  # a reader that cannot run stops here, before any photo is touched
         self.progress = progress
         self.stop_event = threading.Event()
         self.store_id = photos_repo.store_id(store)
@@ -251,10 +321,13 @@ class Worker:
                 continue
             items.append(_Item(ref, meter, ts, source, data))
         read, unread = read_items(self.readers, items)
-        failures.extend((it.ref, why, it.meter, it.ts) for it, why in unread)
+        failures.extend((it.ref, why, it.meter, it.ts) for it, why, _ in unread)
         with self.db.transaction():
             for ref, why, fmeter, fts in failures:
                 book.record_photo(self.db, ref.key, ref.content_hash, fmeter, fts, "failed", why)
+            for it, why, review in unread:
+                if review:  # the photo itself may be fine: a person can read it
+                    review_repo.open_item(self.db, it.ref.key, it.meter, it.ts, None, why)
             for ref, original in dupes:
                 book.record_photo(self.db, ref.key, ref.content_hash, None, None, "duplicate",
                                   f"same content as {original}")

@@ -28,6 +28,7 @@ import click
 
 from smartmeter.errors import InputError
 from smartmeter.settings import (
+    CnnReaderSettings,
     DatabaseSettings,
     LocalStoreSettings,
     MeterSettings,
@@ -89,7 +90,7 @@ def demo_settings(out: Path) -> Settings:
     from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
 
     return Settings(store=StoreSettings(local=LocalStoreSettings(root=out / "images")),
-                    ocr=OcrSettings(model=HOLDOUT_MODEL),
+                    ocr=OcrSettings(reader=CnnReaderSettings(model=HOLDOUT_MODEL)),
                     database=DatabaseSettings(url=f"sqlite:///{out / 'smartmeter.db'}"),
                     meters=[MeterSettings(id=CAMERA_METER, profile=out / "profile" / "profile.yaml"),
                             MeterSettings(id=CSV_METER)])

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import ConfigError
@@ -50,11 +58,61 @@ class DatabaseSettings(Section):
                                  "(password from SMARTMETER_DATABASE_PASSWORD).")
 
 
-class OcrSettings(Section):
-    engine: Literal["cnn", "tesseract"] = Field("cnn", description="Digit reader: cnn | tesseract.")
+class CnnReaderSettings(Section):
+    engine: Literal["cnn"] = Field("cnn", description="The shipped CNN digit model, run with onnxruntime "
+                                                      "(sees drums between two digits).")
     model: Path | None = Field(None, description="ONNX digit model; default: the model shipped with the package.")
-    min_confidence: float = Field(0.5, ge=0, le=1, description="Below this a digit counts as unreadable.")
     threads: int = Field(1, ge=1, description="Threads for the CNN runtime.")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="A digit below this confidence makes the photo "
+                                                               "unreadable.")
+
+
+class TesseractReaderSettings(Section):
+    engine: Literal["tesseract"] = Field(description="The tesseract binary, one process per digit (whole digits "
+                                                     "only; apt-get install tesseract-ocr).")
+    command: str | None = Field(None, description="tesseract binary (name on PATH or path); None = tesseract.")
+    timeout_s: float = Field(30.0, gt=0, description="Longest one digit may take; past it the photo is "
+                                                     "unreadable, s.")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="A digit below this confidence (tesseract's own, "
+                                                               "scaled to 0-1) makes the photo unreadable.")
+
+
+ReaderSettings = Annotated[CnnReaderSettings | TesseractReaderSettings, Field(discriminator="engine")]
+READER_KEYS = {"engine", "model", "threads", "min_confidence"}  # before ocr.reader they sat directly under ocr
+
+
+def validate_reader(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Wrap validator of a ``ReaderSettings`` field: ``cnn`` is short for ``{engine: cnn}``, and error locations
+    name the keys as written (``reader.timeout_s``, not pydantic's ``reader.tesseract.timeout_s``)."""
+    try:
+        return handler({"engine": value} if isinstance(value, str) else value)
+    except ValidationError as exc:
+        tags = {"cnn", "tesseract"}
+        errors: list[Any] = [{"type": e["type"], "loc": e["loc"][1:] if e["loc"][:1] and e["loc"][0] in tags
+                              else e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
+                             for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+class OcrSettings(Section):
+    reader: ReaderSettings = Field(default_factory=CnnReaderSettings,
+                                   description="Digit reader: {engine: cnn | tesseract, ...}; a meter profile's "
+                                               "reader overrides it, --engine overrides both.")
+
+    _reader = field_validator("reader", mode="wrap")(validate_reader)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        """``ocr.engine``/``model``/``threads``/``min_confidence`` (deprecated) move into ``ocr.reader``."""
+        if not isinstance(data, dict) or not READER_KEYS & data.keys():
+            return data
+        old = {k: v for k, v in data.items() if k in READER_KEYS}
+        if "reader" in data:
+            raise ValueError(f"ocr.{', ocr.'.join(sorted(old))} must move into ocr.reader (one reader section)")
+        log.warning("settings: ocr.%s: deprecated, write it under ocr.reader (e.g. ocr: {reader: {engine: %s}})",
+                    ", ocr.".join(sorted(old)), old.get("engine", "cnn"))
+        return {**{k: v for k, v in data.items() if k not in READER_KEYS}, "reader": {"engine": "cnn", **old}}
 
 
 class MeterSettings(Section):

@@ -1,13 +1,29 @@
-"""The digit-reader interface: a batch of digit crops in, a drum position and confidence per crop out."""
+"""The digit-reader interface: a batch of digit crops in, a drum position and confidence per crop out.
+
+:class:`CheckedReader` wraps any reader and refuses what no reader may return (a wrong count, NaN, a position
+outside 0-10, a confidence outside 0-1): that is :class:`ReaderFault`, a per-photo failure, never a reading.
+:class:`ReaderUnavailable` is the other kind: the reader cannot run at all (binary gone, model unloadable).
+"""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from smartmeter.errors import ExternalToolError, SmartMeterError
 from smartmeter.types import DigitValue
+
+
+class ReaderUnavailable(ExternalToolError):
+    """The digit reader cannot run at all (missing binary, unloadable model): a start-up error, exit 69."""
+
+
+class ReaderFault(SmartMeterError):
+    """The digit reader returned nonsense for some crops: the photos they belong to are unreadable."""
 
 
 class DigitReader(ABC):
@@ -27,3 +43,51 @@ class DigitReader(ABC):
 
     def read(self, crop: np.ndarray) -> DigitValue:
         return self.read_batch([crop])[0]
+
+    def probe(self) -> None:  # noqa: B027 - an optional hook: most readers have nothing to probe
+        """Raise :class:`ReaderUnavailable` when the reader can no longer run at all (asked after a failure, to
+        tell a bad crop from a broken installation). Readers without outside parts have nothing to check."""
+
+
+def check_value(v: object) -> str | None:
+    """Why ``v`` is not a digit value a reader may return; None when it is one."""
+    if not isinstance(v, DigitValue):
+        return f"{type(v).__name__} instead of a DigitValue"
+    value, conf = v.value, v.confidence
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not math.isfinite(value) or not 0.0 <= value < 10.0):
+        return f"drum position {value!r} (must be 0 <= x < 10 or None)"
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.0 <= conf <= 1.0:  # NaN fails too
+        return f"confidence {conf!r} (must be 0-1)"
+    return None
+
+
+class CheckedReader(DigitReader):
+    """``inner`` with its output checked: a wrong count or a bad value raises :class:`ReaderFault`."""
+
+    def __init__(self, inner: DigitReader) -> None:
+        self.inner = inner
+        self.name, self.version = inner.name, inner.version
+
+    def __getattr__(self, attr: str) -> Any:  # input size (height, width) and other reader details
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        got = self.inner.read_batch(crops)
+        try:
+            count = len(got)
+        except TypeError:
+            raise ReaderFault(f"reader {self.name} returned {type(got).__name__} instead of a list") from None
+        if count != len(crops):
+            raise ReaderFault(f"reader {self.name} returned {count} values for {len(crops)} crops")
+        values = list(got)
+        for i, v in enumerate(values):
+            why = check_value(v)
+            if why is not None:
+                raise ReaderFault(f"reader {self.name} returned a bad value for crop {i + 1} of {count}: {why}")
+        return values
+
+    def probe(self) -> None:
+        self.inner.probe()

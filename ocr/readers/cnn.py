@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from smartmeter.errors import ConfigError, ExternalToolError
+from smartmeter.errors import ConfigError
 from smartmeter.ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
-from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.readers.base import DigitReader, ReaderUnavailable
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS / "digits.onnx"  # trained on all meters
 HOLDOUT_MODEL = MODELS / "digits-holdout.onnx"  # never saw the held-out meters: honest accuracy on them
 CHUNK = 4096  # crops per onnxruntime call: bounds memory for huge batches
+
+
+class ModelError(ReaderUnavailable, ConfigError):
+    """The digit model is missing, corrupt or not loadable: the reader cannot start (exit 69)."""
 
 
 def load_metadata(model_path: Path) -> dict[str, Any]:
@@ -44,11 +48,11 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
         classes = int(meta["output"]["classes"])
         version = str(meta["version"])
     except FileNotFoundError as exc:
-        raise ConfigError(f"digit model metadata {meta_path} is missing") from exc
+        raise ModelError(f"digit model metadata {meta_path} is missing") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"digit model metadata {meta_path} is unreadable: {exc}") from exc
+        raise ModelError(f"digit model metadata {meta_path} is unreadable: {exc}") from exc
     if classes != CLASSES or not (8 <= height <= 256 and 8 <= width <= 256):
-        raise ConfigError(f"digit model metadata {meta_path}: unsupported shape {height}x{width}, {classes} classes")
+        raise ModelError(f"digit model metadata {meta_path}: unsupported shape {height}x{width}, {classes} classes")
     return {**meta, "version": version, "height": height, "width": width}
 
 
@@ -61,15 +65,15 @@ class CnnReader(DigitReader):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - the ocr extra is installed wherever OCR runs
-            raise ExternalToolError("onnxruntime is not installed", hint="pip install smartmeter[ocr]") from exc
+            raise ModelError("onnxruntime is not installed", hint="pip install smartmeter[ocr]") from exc
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not self.model_path.is_file():
-            raise ConfigError(f"digit model {self.model_path} is missing")
+            raise ModelError(f"digit model {self.model_path} is missing")
         meta = load_metadata(self.model_path)
         blob = self.model_path.read_bytes()
         expected = meta.get("sha256")
         if expected and hashlib.sha256(blob).hexdigest() != expected:
-            raise ConfigError(f"digit model {self.model_path} does not match the checksum in its metadata",
+            raise ModelError(f"digit model {self.model_path} does not match the checksum in its metadata",
                               hint="the file is corrupt or belongs to another model version")
         self.version = meta["version"]
         self.height, self.width = meta["height"], meta["width"]
@@ -81,10 +85,10 @@ class CnnReader(DigitReader):
         try:
             self._session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
-            raise ConfigError(f"digit model {self.model_path} cannot be loaded: {exc}") from exc
+            raise ModelError(f"digit model {self.model_path} cannot be loaded: {exc}") from exc
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, self.height, self.width]:
-            raise ConfigError(f"digit model {self.model_path} expects input {inputs[0].shape if inputs else None}, "
+            raise ModelError(f"digit model {self.model_path} expects input {inputs[0].shape if inputs else None}, "
                               f"metadata says 1x{self.height}x{self.width}")
         self._input, self._output = inputs[0].name, outputs[0].name
         log.debug("loaded digit model %s (%s), %d thread(s)", self.model_path, self.version, threads)

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from smartmeter.errors import ExternalToolError
 from smartmeter.ocr.image_io import to_grey
-from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.ocr.tesseract import Tesseract, find_tesseract, run_tesseract
+from smartmeter.ocr.readers.base import DigitReader, ReaderUnavailable
+from smartmeter.ocr.tesseract import Tesseract, check_tesseract, find_tesseract, run_tesseract
 from smartmeter.types import DigitValue
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,10 @@ def _drop_border_blobs(binary: np.ndarray) -> np.ndarray:
 
 
 class TesseractReader(DigitReader):
-    """Single-digit reads with the tesseract binary (``ExternalToolError`` at construction if it is missing)."""
+    """Single-digit reads with the tesseract binary (``ExternalToolError`` at construction if it is missing).
+
+    A crop that makes tesseract crash or run past ``timeout_s`` raises ``ExternalToolError``: the caller makes
+    that photo unreadable, after :meth:`probe` has checked the binary itself still runs."""
 
     name = "tesseract"
 
@@ -69,6 +73,12 @@ class TesseractReader(DigitReader):
         self.tool: Tesseract = find_tesseract(cmd)
         self.timeout_s = timeout_s
         self.version = f"tesseract-{self.tool.version_text}"
+
+    def probe(self) -> None:
+        try:
+            check_tesseract(self.tool.path)
+        except ExternalToolError as exc:
+            raise ReaderUnavailable(exc.message, hint=exc.hint) from exc
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
         return [self._read_one(crop) for crop in crops]
