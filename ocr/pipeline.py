@@ -192,7 +192,8 @@ class MeterReader:
             names = ", ".join(f"{_position_name(i, n)} ({v.confidence:.2f}{why(i)})" for i, v in low)
             return unreadable(f"confidence below {min_conf:g}: {names}", min(v.confidence for _, v in low))
         try:
-            assembly = assemble([v.value for v in digits], [v.value for v in pointers], self.profile.decimals)
+            assembly = assemble([v.value for v in digits], [v.value for v in pointers], self.profile.decimals,
+                                coupling=self.profile.coupling)
         except InputError as exc:  # a reader that returned values outside 0..10
             return unreadable(f"reader returned bad values: {exc}")
         if assembly.reading is None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartmeter.errors import ConfigError
+from smartmeter.ocr.assemble import CouplingName, RightmostCoupling
 from smartmeter.settings import ReaderSettings, validate_reader
 
 Box = tuple[int, int, int, int]
@@ -53,6 +54,24 @@ class Dials(BaseModel):
                                           "often alternate); empty: all clockwise.")
 
 
+class Coupling(BaseModel):
+    """How each position moves with its right neighbour at a transition (docs/transitions.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drum: CouplingName = Field("roll", description="A drum beside the drum to its right: roll (only while that "
+                                                   "one rolls 9->0: odometers), continuous (creeps along), either.")
+    last_drum: CouplingName = Field(
+        "either", description="The last drum beside the first pointer: either (creeps along on some meters, rolls "
+                              "late on others: two different readings that both fit give none), roll, continuous.")
+    pointer: CouplingName = Field("continuous", description="A pointer beside the pointer to its right (geared: "
+                                                            "continuous).")
+    rightmost: RightmostCoupling = Field(
+        "auto", description="The rightmost box: continuous (a pointer, or the counter's last drum: it creeps), "
+                            "roll (drums right of it are left out: it rests on whole digits); auto = roll for a "
+                            "drum when decimals is 0, else continuous.")
+
+
 class Profile(BaseModel):
     """One meter installation."""
 
@@ -73,6 +92,8 @@ class Profile(BaseModel):
                                 description="Dial (pointer) boxes [x, y, w, h] read after the digits: square, "
                                             "centred on the needle's axis, just around the dial's scale.")
     dials: Dials = Field(default_factory=Dials, description="Needle colour, zero and direction of the pointers.")
+    coupling: Coupling = Field(default_factory=Coupling,
+                               description="How digits and pointers move with each other at a transition.")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Digits below this confidence make the photo "
                                                                "unreadable. The reader configuration sets it; "
                                                                "written in the file, it overrides that (older "
