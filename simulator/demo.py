@@ -229,7 +229,7 @@ def step_report(d: Demo) -> None:
         d.echo("    " + line)
 
 
-DETECTED_AS = {"blackout": ("blackout",), "threshold_exceedance": ("power_high",), "stale_camera": ("stale_camera",),
+DETECTED_AS = {"blackout": ("blackout",), "threshold_exceedance": ("power_high",), "stale_camera": ("camera_stale",),
                "heater_left_on": ("long_load",)}  # power_high would be luck
 
 

@@ -124,6 +124,20 @@ class MeterSettings(Section):
                                            description="How far the register may seem to go back (last-digit "
                                                        "jitter) before a reading is rejected, kWh.")
     resolution_kwh: float = Field(0.1, gt=0, description="Smallest register step, kWh (e.g. 0.1 or 0.01).")
+    timezone: str = Field("UTC", description="IANA time zone of the household (e.g. Europe/Rome): days, hours, "
+                                             "weeks of the statistics and reports are local (DST days 23/25 h).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Rome)") from exc
+        return v
+
 
 
 class ValidationSettings(Section):
@@ -150,6 +164,10 @@ class WorkerSettings(Section):
     batch_size: int = Field(256, ge=1, description="Photos read per batch.")
     read_threads: int = Field(2, ge=1, description="Threads decoding, aligning and reading photos in parallel "
                                                    "(OpenCV and the CNN runtime release the GIL).")
+    analyse_every_s: float = Field(0.0, ge=0, description="Run the scheduled analysis (events, the blackout/"
+                                                          "superamento state) this often inside the worker, s; "
+                                                          "0 = off (run 'smartmeter analyse --every 5m' instead).")
+
 
 
 class CameraSettings(Section):
@@ -195,8 +213,10 @@ class MqttSettings(Section):
 
 
 class AnalysisSettings(Section):
-    power_threshold_w: float = Field(6000.0, gt=0, description="Alert when power stays above this, W.")
-    energy_threshold_kwh_day: float = Field(30.0, gt=0, description="Alert when a day's energy exceeds this, kWh.")
+    power_threshold_w: float = Field(3000.0, gt=0, description="Power at or above this is 'superamento' (the "
+                                                                "original system's 3 kW), W.")
+    energy_threshold_kwh_day: float = Field(12.0, gt=0, description="Alert when a local day's energy exceeds this "
+                                                                    "(the original LARI rule: 12 kWh), kWh.")
     blackout_min_s: float = Field(300.0, gt=0, description="Zero power at least this long counts as a blackout, s.")
     stale_camera_s: float = Field(1800.0, gt=0, description="No photo for this long marks the camera stale, s.")
     long_load_w: float = Field(1500.0, gt=0, description="A load this far above the base load, W, running ...")
@@ -204,6 +224,17 @@ class AnalysisSettings(Section):
                                                          "long load (e.g. a heater left on), s.")
     gap_s: float = Field(900.0, gt=0, description="Readings further apart than this leave a gap: power across it "
                                                   "is an average, never a spike, s.")
+    blackout_steps: float = Field(3.0, gt=0, description="Camera meters: no register step for this many times "
+                                                         "the step time at the base load, while photos keep "
+                                                         "arriving, is a blackout.")
+    unusual_mad: float = Field(5.0, gt=0, description="An hour this many robust deviations (MAD x 1.4826) above "
+                                                      "the median of the same hour of week is unusual.")
+    unusual_min_kwh: float = Field(0.5, ge=0, description="... and at least this much above that median, kWh.")
+    baseline_weeks: int = Field(8, ge=2, description="Past weeks the hour-of-week baseline is taken from.")
+    baseload_shift_w: float = Field(50.0, gt=0, description="The base load (a week's median of daily base loads) "
+                                                             "moving by more than this from the previous four "
+                                                             "weeks is a baseload shift, W.")
+
 
 
 class Settings(Section):

@@ -1,167 +1,186 @@
-"""Anomaly detection and statistics against constructed series with known events; the report and its CLI."""
+"""Local-time statistics from the rollups (DST days of 23 and 25 hours), and event detection against constructed
+series with known events."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from smartmeter.cli import cli
-from smartmeter.server.analysis import Event, analyse, load_duration
-from smartmeter.server.report import build_report, render_text
-from smartmeter.server.storage import open_database
-from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
+from smartmeter.server import events
+from smartmeter.server.analysis import statistics
+from smartmeter.server.detectors import Event
+from smartmeter.server.storage import Database, open_database, to_ms
+from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 
-T0 = datetime(2024, 6, 1, tzinfo=UTC)
-CFG = AnalysisSettings()  # blackout 300 s, power 6000 W, 30 kWh/day, stale camera 1800 s, gap 900 s
+T0 = datetime(2024, 6, 1, tzinfo=UTC)  # a Saturday
 M01 = MeterSettings(id="m", resolution_kwh=0.01)
+SETTINGS = Settings(meters=[M01])  # power threshold 3 kW, 12 kWh/day, blackout 300 s, stale camera 1800 s
 
 
-def minutes(power: Callable[[int], float], n: int, res: float = 0.01, sensor: bool = False,
-            holes: tuple[tuple[int, int], ...] = (), source: str = "csv:x.csv") -> list[Reading]:
+def minutes(power: Callable[[int], float], n: int, res: float = 0.01, sensor: bool = True,
+            holes: tuple[tuple[int, int], ...] = (), source: str = "csv:x.csv", start: datetime = T0,
+            meter: str = "m") -> list[Reading]:
     """One reading per minute (minute m held at power(m) W); readings in holes [a, b) minutes are missing."""
     out, energy = [], 500.0
     for m in range(n):
         if not any(a <= m < b for a, b in holes):
             shown = round(math.floor(energy / res + 1e-9) * res, 6)
-            out.append(Reading("m", T0 + timedelta(minutes=m), shown, source, 1.0, "",
+            out.append(Reading(meter, start + timedelta(minutes=m), shown, source, 1.0, "",
                                power(m) if sensor else None))
         energy += power(m) * 60 / 3.6e6
     return out
 
 
-def kinds(events: list[Event]) -> list[str]:
-    return [e.kind for e in events]
+@pytest.fixture
+def mem() -> Database:
+    return open_database("sqlite:///:memory:")
 
 
-def test_sensor_blackout_exact_bounds() -> None:
-    rs = minutes(lambda m: 0.0 if 100 <= m < 130 else 300.0, 240, sensor=True)
-    ev = analyse(rs, M01, CFG).events
-    assert kinds(ev) == ["blackout"]
-    assert ev[0].start == T0 + timedelta(minutes=100) and ev[0].end == T0 + timedelta(minutes=130)
-    assert ev[0].value == 1800 and "sensor" in ev[0].detail
+def found(db: Database, rs: list[Reading], settings: Settings = SETTINGS, now: datetime | None = None) -> list[Event]:
+    db.insert_readings(rs)
+    events.analyse_meter(db, settings, rs[0].meter_id, now=now or rs[-1].timestamp)
+    return events.stored_events(db, rs[0].meter_id)
 
 
-def test_short_zero_and_zero_sensor_with_moving_register_are_not_blackouts() -> None:
-    short = minutes(lambda m: 0.0 if 100 <= m < 104 else 300.0, 240, sensor=True)
-    assert analyse(short, M01, CFG).events == []
-    broken = [Reading(r.meter_id, r.timestamp, r.value_kwh, r.source, power_w=0.0 if 100 <= i < 160 else 300.0)
-              for i, r in enumerate(minutes(lambda m: 300.0, 240))]  # register keeps counting 300 W
-    assert analyse(broken, M01, CFG).events == []
+def kinds(evs: list[Event]) -> list[str]:
+    return [e.kind for e in evs]
 
 
-def test_hole_without_step_is_blackout_only_when_the_base_load_would_have_stepped() -> None:
-    # 200 W base load, 0.01 kWh steps every 3 min. A 2-hour hole with the register frozen: blackout.
-    frozen = minutes(lambda m: 0.0 if 60 <= m < 180 else 200.0, 300, holes=((61, 180),))
-    ev = analyse(frozen, M01, CFG).events
-    assert kinds(ev) == ["blackout"]
-    assert ev[0].start == T0 + timedelta(minutes=60) and ev[0].end == T0 + timedelta(minutes=180)
-    assert "base load" in ev[0].detail
-    # the same hole while the house kept consuming: the register stepped across it -> a gap, not a blackout
-    offline = minutes(lambda m: 200.0, 300, holes=((61, 180),))
-    ev = analyse(offline, M01, CFG).events
-    assert kinds(ev) == ["gap"] and "stepped" in ev[0].detail
-    # coarse register (0.1 kWh = 30 min at 200 W): a 20-minute hole without a step proves nothing
-    coarse = MeterSettings(id="m", resolution_kwh=0.1)
-    rs = minutes(lambda m: 200.0, 600, res=0.1, holes=((305, 325),))  # steps every 30 min: at 300 and 330
-    before, after = (next(r for r in rs if r.timestamp == T0 + timedelta(minutes=k)) for k in (304, 325))
-    assert before.value_kwh == after.value_kwh
-    ev = analyse(rs, coarse, CFG).events
-    assert kinds(ev) == ["gap"] and "too short to tell" in ev[0].detail
+def at(minute: int) -> int:
+    return to_ms(T0 + timedelta(minutes=minute))
 
 
-def test_power_high_from_sensor_and_from_register() -> None:
-    profile = lambda m: 7000.0 if 60 <= m < 80 else 400.0  # noqa: E731
-    ev = analyse(minutes(profile, 180, sensor=True), M01, CFG).events
-    assert kinds(ev) == ["power_high"]
-    assert ev[0].start == T0 + timedelta(minutes=60) and ev[0].end == T0 + timedelta(minutes=80)
-    assert ev[0].value == 7000.0 and "20 min" in ev[0].detail
-    ev = analyse(minutes(profile, 180), M01, CFG).events  # no sensor: derived between register steps
-    assert kinds(ev) == ["power_high"]
-    assert abs((ev[0].start - (T0 + timedelta(minutes=60))).total_seconds()) <= 120
-    assert abs((ev[0].end - (T0 + timedelta(minutes=80))).total_seconds()) <= 120
-    assert 6000 < ev[0].value < 9000
+def test_sensor_blackout_and_power_high_exact_bounds(mem: Database) -> None:
+    evs = found(mem, minutes(lambda m: 0.0 if 100 <= m < 130 else (3500.0 if 200 <= m < 220 else 300.0), 300))
+    assert kinds(evs) == ["blackout", "power_high"]
+    assert (evs[0].start_ms, evs[0].end_ms, evs[0].value) == (at(100), at(130), 1800)
+    assert (evs[1].start_ms, evs[1].end_ms, evs[1].value) == (at(200), at(220), 3500.0)
+    assert not any(e.is_open for e in evs)
 
 
-def test_energy_per_day_and_threshold() -> None:
-    rs = minutes(lambda m: 2000.0 if m < 1440 else 500.0, 2 * 1440 + 1)
-    a = analyse(rs, M01, CFG)
-    assert [d.day for d in a.stats.days] == [date(2024, 6, 1), date(2024, 6, 2)]  # 06-03 00:00 has no span
-    assert a.stats.days[0].energy_kwh == pytest.approx(48.0, abs=0.05)
-    assert a.stats.days[1].energy_kwh == pytest.approx(12.0, abs=0.05)
-    assert [d.coverage for d in a.stats.days] == [1.0, 1.0]
-    assert kinds(a.events) == ["energy_day"] and a.events[0].value == pytest.approx(48.0, abs=0.05)
-    assert a.stats.energy_kwh == pytest.approx(60.0, abs=0.02)
-    assert a.stats.mean_power_w == pytest.approx(1250.0, rel=0.01)
+def test_short_zero_and_zero_sensor_with_moving_register_are_not_blackouts(mem: Database) -> None:
+    assert found(mem, minutes(lambda m: 0.0 if 100 <= m < 104 else 300.0, 240)) == []
+    broken = [Reading("z", r.timestamp, r.value_kwh, r.source, power_w=0.0 if 100 <= i < 160 else 300.0)
+              for i, r in enumerate(minutes(lambda m: 300.0, 240))]  # the register keeps counting 300 W
+    assert found(mem, broken) == []
 
 
-def test_stale_camera_between_photos_and_until_now() -> None:
-    cam = minutes(lambda m: 300.0, 240, source="image:2024/06/01/x.jpg", holes=((100, 160),))
-    api = minutes(lambda m: 300.0, 240, source="api")
-    rs = cam + [r for r in api if T0 + timedelta(minutes=99) < r.timestamp < T0 + timedelta(minutes=160)]
-    ev = analyse(rs, M01, CFG, now=T0 + timedelta(minutes=250)).events
-    assert kinds(ev) == ["stale_camera"]
-    assert ev[0].start == T0 + timedelta(minutes=99) and ev[0].end == T0 + timedelta(minutes=160)
-    ev = analyse(cam, M01, CFG, now=T0 + timedelta(hours=6)).events
-    assert ev[-1].kind == "stale_camera" and ev[-1].end == T0 + timedelta(hours=6)
-    assert ev[-1].value == pytest.approx(2 * 3600 + 60)
-    assert analyse(api, M01, CFG, now=T0 + timedelta(days=3)).events == []  # no camera: never stale
+def test_camera_blackout_needs_photos_arriving_and_a_stale_camera_is_never_one(mem: Database) -> None:
+    # photos every minute, 300 W (a 0.01 kWh step every 2 min), the supply off 100-145: the register stops
+    cam = minutes(lambda m: 0.0 if 100 <= m < 145 else 300.0, 300, sensor=False, source="image:a.jpg")
+    evs = found(mem, cam)
+    assert kinds(evs) == ["blackout"] and "photos kept arriving" in evs[0].detail
+    assert abs(evs[0].start_ms - at(100)) <= 120_000 and abs(evs[0].end_ms - at(145)) <= 120_000
+    # the same consumption, but no photos 100-145: the camera was stale, not the supply
+    stale = minutes(lambda m: 300.0, 300, sensor=False, source="image:a.jpg", holes=((100, 145),), meter="s")
+    evs = found(mem, stale)
+    assert "blackout" not in kinds(evs) and "camera_stale" in kinds(evs)
+    e = next(e for e in evs if e.kind == "camera_stale")
+    assert (e.start_ms, e.end_ms) == (at(99), at(145))
 
 
-def test_statistics_load_duration_and_base_load() -> None:
-    rs = minutes(lambda m: 2000.0 if m % 4 == 0 else 200.0, 24 * 60, sensor=True)
-    s = analyse(rs, M01, CFG).stats
-    curve = dict(s.load_duration)
-    assert curve[10] == 2000.0 and curve[50] == 200.0 and curve[90] == 200.0
-    assert s.base_load_w == 200.0 and s.peak_reported_w == 2000.0 and s.power_source == "sensor"
-    assert s.mean_power_w == pytest.approx(650.0, rel=0.01)
-    assert load_duration([]) == [] and load_duration([(3.0, 5.0)]) == [(p, 5.0) for p in (1, 5, 10, 25, 50,
-                                                                                             75, 90, 99)]
-    empty = analyse([], M01, CFG)
-    assert empty.events == [] and empty.stats.readings == 0
+def test_open_events_close_when_the_condition_ends_and_the_dictionary(mem: Database) -> None:
+    profile = lambda m: 0.0 if m >= 100 else 300.0  # noqa: E731 - the supply goes off at minute 100 and stays off
+    rs = minutes(profile, 400)
+    mem.insert_readings(rs[:130])
+    state = events.analyse_meter(mem, SETTINGS, "m", now=T0 + timedelta(minutes=130))
+    assert state["blackout"] is True and state["superamento"] is False
+    evs = events.stored_events(mem, "m")
+    assert kinds(evs) == ["blackout"] and evs[0].is_open and evs[0].end_ms == at(129)
+    again = events.analyse_meter(mem, SETTINGS, "m", now=T0 + timedelta(minutes=130))  # a restart: same rows
+    assert events.stored_events(mem, "m") == evs and again["open_events"] == state["open_events"]
+    power = minutes(lambda m: 3500.0 if m >= 130 else profile(m), 400)
+    mem.insert_readings(power[130:150])
+    state = events.analyse_meter(mem, SETTINGS, "m", now=T0 + timedelta(minutes=150))
+    assert state == {**state, "blackout": False, "superamento": True}
+    evs = events.stored_events(mem, "m")
+    assert kinds(evs) == ["blackout", "power_high"]
+    assert (evs[0].start_ms, evs[0].end_ms, evs[0].is_open) == (at(100), at(130), False)
+    assert evs[1].is_open and evs[1].start_ms == at(130)
+    assert events.stored_state(mem, "m") == state
 
 
-def test_report_text_json_and_cli(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/r.db"
-    settings = Settings(database={"url": url}, meters=[M01])
-    rs = minutes(lambda m: 0.0 if 100 <= m < 130 else (7000.0 if 200 <= m < 220 else 300.0), 300, sensor=True)
-    with open_database(url) as db:
-        db.insert_readings(rs)
-        rep = build_report(db, settings, now=T0 + timedelta(minutes=300))
-    text = render_text(rep)
-    assert "Meter m: 300 readings" in text and "anomalies: 2" in text
-    assert "blackout" in text and "power_high" in text and "load duration (sensor)" in text
-    cfg = tmp_path / "s.yaml"
-    cfg.write_text(f"database:\n  url: {url}\nmeters:\n  - id: m\n    resolution_kwh: 0.01\n")
-    res = CliRunner().invoke(cli, ["-c", str(cfg), "report", "--format", "json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert [e["kind"] for e in data["meters"][0]["events"]] == ["blackout", "power_high"]
-    res = CliRunner().invoke(cli, ["-c", str(cfg), "report", "--meter", "nope"])
-    assert res.exit_code == 66 and "no such meter" in res.output
-    res = CliRunner().invoke(cli, ["-c", str(cfg), "report", "--since", "2024-06-01T03:00:00Z"])
-    assert res.exit_code == 0 and "anomalies: 1" in res.output
+def test_incremental_passes_store_what_one_full_pass_stores(tmp_path: object) -> None:
+    def profile(m: int) -> float:
+        if 300 <= m < 340 or 3000 <= m < 3030:
+            return 0.0
+        if 700 <= m < 720 or 2000 <= m < 2010:
+            return 3600.0
+        if 1000 <= m < 1200:
+            return 2300.0
+        return 250.0 + 150.0 * (m % 7 == 0)
+
+    rs = minutes(profile, 4 * 1440, holes=((1500, 1530),))
+    inc = open_database(f"sqlite:///{tmp_path}/inc.db")
+    for i in range(0, len(rs), 5):  # every five minutes, as `analyse --every 5m` would
+        inc.insert_readings(rs[i:i + 5])
+        events.analyse_meter(inc, SETTINGS, "m", now=rs[min(i + 4, len(rs) - 1)].timestamp)
+    full = open_database(f"sqlite:///{tmp_path}/full.db")
+    full.insert_readings(rs)
+    events.analyse_meter(full, SETTINGS, "m", now=rs[-1].timestamp, full=True)
+    a, b = events.stored_events(inc, "m"), events.stored_events(full, "m")
+    assert a == b
+    assert set(kinds(a)) >= {"blackout", "power_high", "long_load", "gap", "energy_day"}
+    # a correction far back re-opens that part only, and a re-analysis is the same again
+    before = kinds(a).count("power_high")
+    for db in (inc, full):
+        db.execute("UPDATE readings SET power_w = 4000.0, status = 'corrected' WHERE meter_id = 'm' AND ts_ms >= ? "
+                   "AND ts_ms < ?", (at(500), at(520)))
+    events.analyse_meter(inc, SETTINGS, "m", now=rs[-1].timestamp)
+    events.analyse_meter(full, SETTINGS, "m", now=rs[-1].timestamp, full=True)
+    assert events.stored_events(inc, "m") == events.stored_events(full, "m")
+    assert kinds(events.stored_events(inc, "m")).count("power_high") == before + 1
 
 
-@pytest.mark.parametrize("sensor", [True, False])
-def test_long_load_heater_left_on(sensor: bool) -> None:
-    # 200 W base; a 2 kW heater runs 03:00-06:00 (3 h): one long_load event with those bounds.
-    rs = minutes(lambda m: 2200.0 if 180 <= m < 360 else 200.0, 600, sensor=sensor)
-    ev = [e for e in analyse(rs, M01, CFG).events if e.kind == "long_load"]
-    assert len(ev) == 1
-    assert abs((ev[0].start - (T0 + timedelta(minutes=180))).total_seconds()) <= 300
-    assert abs((ev[0].end - (T0 + timedelta(minutes=360))).total_seconds()) <= 300
-    assert 1800 <= ev[0].value <= 2200
+def test_long_load_heater_left_on_from_sensor_and_from_register(mem: Database) -> None:
+    for sensor, meter in ((True, "a"), (False, "b")):
+        rs = minutes(lambda m: 2200.0 if 180 <= m < 360 else 200.0, 600, sensor=sensor, meter=meter)
+        ev = [e for e in found(mem, rs) if e.kind == "long_load"]
+        assert len(ev) == 1
+        assert abs(ev[0].start_ms - at(180)) <= 600_000 and abs(ev[0].end_ms - at(360)) <= 600_000
+        assert 1800 <= ev[0].value <= 2200
+    short = minutes(lambda m: 2200.0 if 180 <= m < 280 else 200.0, 600, meter="c")  # 100 min < 2 h
+    assert "long_load" not in kinds(found(mem, short))
 
 
-def test_long_load_needs_the_full_duration_and_no_break() -> None:
-    short = minutes(lambda m: 2200.0 if 180 <= m < 280 else 200.0, 600, sensor=True)  # 100 min < 2 h
-    assert "long_load" not in kinds(analyse(short, M01, CFG).events)
-    broken = minutes(lambda m: 2200.0 if 180 <= m < 360 and m != 250 else 200.0, 600, sensor=True)
-    assert "long_load" not in kinds(analyse(broken, M01, CFG).events)
+def test_energy_per_local_day_on_dst_days_and_the_threshold() -> None:
+    db = open_database("sqlite:///:memory:")
+    rome = MeterSettings(id="m", resolution_kwh=0.01, timezone="Europe/Rome")
+    settings = Settings(meters=[rome])
+    start = datetime(2024, 3, 29, 23, tzinfo=UTC)  # local midnight of Saturday 30 March (UTC+1)
+    rs = minutes(lambda m: 1000.0, 3 * 1440, start=start)  # 1 kW for three days: 24, 23 (DST) and 24 kWh
+    db.insert_readings(rs)
+    st = statistics(db, rome)
+    days = st.days
+    assert [d.date() for d in days.index] == [date(2024, 3, 30), date(2024, 3, 31), date(2024, 4, 1),
+                                               date(2024, 4, 2)]
+    assert days["length_h"].tolist() == [24, 23, 24, 24]
+    assert days["kwh"].iloc[:3].tolist() == pytest.approx([24.0, 23.0, 24.0], abs=0.02)
+    assert st.energy_kwh == pytest.approx(72.0 - 1 / 60, abs=0.02)
+    assert st.base_load_w == pytest.approx(1000.0, abs=1) and st.peak_sensor_w == 1000.0
+    assert st.night_kwh == pytest.approx(3 * 8, abs=0.1)  # 23:00-07:00 local, 8 h a night
+    assert st.profile["weekend"][12] == pytest.approx(1000.0, abs=1)
+    autumn = datetime(2024, 10, 26, 22, tzinfo=UTC)  # local midnight of Sunday 27 October (UTC+2)
+    db.insert_readings(minutes(lambda m: 1000.0, 1440 + 60, start=autumn, meter="n"))
+    st = statistics(db, rome.model_copy(update={"id": "n"}), autumn, autumn + timedelta(hours=25))
+    assert st.days["length_h"].tolist() == [25] and st.days["kwh"].tolist() == pytest.approx([25.0], abs=0.02)
+    assert st.previous["energy_kwh"] == 0.0  # nothing stored in the 25 h before
+    evs = found(db, rs[:1], settings, now=rs[-1].timestamp)
+    assert [round(e.value) for e in evs if e.kind == "energy_day"] == [24, 23, 24]
+
+
+def test_unusual_hours_against_the_hour_of_week_baseline(mem: Database) -> None:
+    # four weeks of the same day: 300 W, 1.3 kW between 19:00 and 20:00; in the last week 3 kW from 3:00 to 4:00
+    def profile(m: int) -> float:
+        hour, week = (m // 60) % 24, m // (7 * 1440)
+        if week == 3 and m // 1440 == 3 * 7 + 2 and hour == 3:
+            return 2900.0
+        return 1300.0 if hour == 19 else 300.0
+
+    evs = [e for e in found(mem, minutes(profile, 4 * 7 * 1440)) if e.kind == "unusual"]
+    assert len(evs) == 1
+    assert evs[0].start_ms == to_ms(T0 + timedelta(days=23, hours=3)) and evs[0].value == pytest.approx(2.6, 0.02)

@@ -1,0 +1,229 @@
+"""Scheduled analysis: stored events (table ``events``) and each meter's state (table ``analysis_state``).
+
+``analyse_meter(db, settings, meter_id, now=None, full=False) -> dict`` refreshes the meter's rollups, detects
+events from the point the last pass could have changed (the earliest hour whose readings changed, the last
+analysed reading less two hours, and the start of every event still open or ending after that) to the last
+reading, and replaces the stored events from there, in one transaction. Detection depends only on the readings, so
+re-running it — after a restart, a re-analysis or a full pass — stores the same rows (idempotent). An event whose
+condition still holds at the last reading is stored open (``is_open``) and closed by the pass that sees it end.
+
+The state returned and stored is the original system's dictionary ``{"blackout": bool, "superamento": bool}``
+(an open blackout / an open power_high event, threshold ``analysis.power_threshold_w``, default 3 kW) plus
+``camera_stale``, the last reading and the open events. ``analyse_all`` does every meter; ``smartmeter analyse
+--every 5m`` and the worker (``worker.analyse_every_s``) call it on a schedule.
+
+Kinds (see ``smartmeter.server.detectors`` for those found in raw readings): blackout, power_high, long_load,
+gap, camera_stale (photos further apart than ``stale_camera_s``, or none since the last one until now), and from the
+rollups: ``energy_day`` (a local day above ``energy_threshold_kwh_day``; open while the day lasts), ``unusual`` (an
+hour above the median of the same local hour of week over the past ``baseline_weeks`` by more than ``unusual_mad``
+robust deviations and ``unusual_min_kwh``), ``baseload_shift`` (the week's median base load differs from the
+four weeks before by more than ``baseload_shift_w``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smartmeter.server import rollups
+from smartmeter.server.analysis import daily, hourly, local_index
+from smartmeter.server.detectors import Event, candidate_hours, detect_raw, dur, windows
+from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
+from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = rollups.HOUR_MS
+DAY_MS = 24 * HOUR_MS
+MARGIN_MS = 2 * HOUR_MS
+BASE_DAYS = 28  # the base load an hour is judged against: the median daily base load of the 4 weeks up to it
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _base_by_hour(days: pd.DataFrame, hr: pd.DataFrame, tz: str) -> pd.Series:
+    if days.empty:
+        return pd.Series(np.nan, index=hr.index)
+    base = days["base_w"].rolling(BASE_DAYS, min_periods=1).median()
+    day_of = pd.DatetimeIndex(local_index(hr.index, tz).date)
+    return pd.Series(base.reindex(day_of).to_numpy(), index=hr.index).ffill()
+
+
+def _unusual(hr: pd.DataFrame, tz: str, cfg: AnalysisSettings, from_ms_: int) -> list[Event]:
+    loc = local_index(hr.index, tz)
+    how = np.asarray(loc.day_of_week * 24 + loc.hour)
+    kwh = hr["kwh"].where(hr["coverage"] >= 0.999).to_numpy()
+    k = cfg.baseline_weeks
+    flag = np.zeros(kwh.size, bool)
+    med_all = np.full(kwh.size, np.nan)
+    for key in np.unique(how):
+        idx = np.flatnonzero(how == key)
+        x = kwh[idx]
+        if x.size <= 3:
+            continue
+        past = np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(k, np.nan), x[:-1]]), k)
+        enough = np.sum(~np.isnan(past), axis=1) >= 3
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(past, axis=1)
+                mad = np.nanmedian(np.abs(past - med[:, None]), axis=1) * 1.4826
+        over = x - med
+        flag[idx] = enough & (over > np.maximum(cfg.unusual_mad * mad, cfg.unusual_min_kwh))
+        med_all[idx] = med
+    out: list[Event] = []
+    starts = hr.index.to_numpy()
+    d = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
+    for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+        a, b = int(starts[i]), int(starts[j - 1]) + HOUR_MS
+        if b < from_ms_:
+            continue
+        extra = float(np.nansum(kwh[i:j] - med_all[i:j]))
+        out.append(Event("unusual", a, b, extra, f"{extra:.2f} kWh above the usual for these hours of the week "
+                         f"over {dur(b - a)}"))
+    return out
+
+
+def _baseload_shifts(days: pd.DataFrame, tz: str, cfg: AnalysisSettings, from_ms_: int) -> list[Event]:
+    base = days["base_w"]
+    recent = base.rolling(7, min_periods=5).median()
+    before = base.shift(7).rolling(28, min_periods=14).median()
+    diff = (recent - before).to_numpy()
+    flag = np.abs(np.nan_to_num(diff)) > cfg.baseload_shift_w
+    out: list[Event] = []
+    starts = _day_ms(days.index, tz)
+    d = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
+    for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+        a, b = int(starts[max(int(i) - 6, 0)]), int(starts[j - 1] + DAY_MS)
+        if b < from_ms_:
+            continue
+        out.append(Event("baseload_shift", a, b, float(diff[i]), f"base load {before.iloc[i]:,.0f} W -> "
+                         f"{recent.iloc[i]:,.0f} W (week's median vs the four weeks before)"))
+    return out
+
+
+def _day_ms(days: pd.DatetimeIndex, tz: str) -> np.ndarray:
+    loc = days.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+    return np.asarray((loc - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1), np.int64)
+
+
+def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: int | None,
+           now: int) -> tuple[list[Event], int | None]:
+    """Events ending at or after ``from_ms_`` (None: all), and the meter's last reading (ms)."""
+    lo = None if from_ms_ is None else from_ms_ - from_ms_ % HOUR_MS - (cfg.baseline_weeks * 7 + 1) * DAY_MS
+    hours = rollups.load_hours(db, meter.id, lo)
+    if hours.empty:
+        return [], None
+    last_ms = int(hours["last_ms"].iloc[-1])
+    tz = meter.timezone
+    hr = hourly(hours)
+    days = daily(hr, tz)
+    base = _base_by_hour(days, hr, tz)
+    start = -(2**62) if from_ms_ is None else from_ms_
+    found: list[Event] = []
+    for a, b in windows(candidate_hours(hours, hr, base, meter, cfg)):
+        if b < start - HOUR_MS:
+            continue
+        raw = rollups.load_raw(db, meter.id, a, b)
+        bw = float(np.nan_to_num(base.asof(a - a % HOUR_MS) if len(base) else np.nan, nan=0.0))
+        found += detect_raw(raw, meter, cfg, bw, last=bool(len(raw)) and int(raw["ts_ms"].iloc[-1]) == last_ms)
+    cam = hours["last_cam_ms"].dropna()
+    if len(cam) and now - int(cam.iloc[-1]) >= cfg.stale_camera_s * 1000:
+        found.append(Event("camera_stale", int(cam.iloc[-1]), now, (now - int(cam.iloc[-1])) / 1000,
+                           f"no photo for {dur(now - int(cam.iloc[-1]))} (until now)", True))
+    day_ms = _day_ms(days.index, tz)
+    for (_, row), d0 in zip(days.iterrows(), day_ms, strict=True):
+        if row["kwh"] > cfg.energy_threshold_kwh_day:
+            d1 = int(d0 + row["length_h"] * HOUR_MS)
+            found.append(Event("energy_day", int(d0), d1, float(row["kwh"]), f"{row['kwh']:.1f} kWh in the day "
+                               f"(threshold {cfg.energy_threshold_kwh_day:g} kWh)", last_ms < d1))
+    found += _unusual(hr, tz, cfg, start)
+    found += _baseload_shifts(days, tz, cfg, start)
+    keep = {(e.kind, e.start_ms): e for e in sorted(found, key=lambda e: (e.start_ms, e.kind)) if e.end_ms >= start}
+    return sorted(keep.values(), key=lambda e: (e.start_ms, e.kind)), last_ms
+
+
+def _from(db: Database, meter_id: str) -> int | None:
+    """Where this pass must start so that every event it can change is re-detected whole (None: everything)."""
+    rows = db.query("SELECT state FROM analysis_state WHERE meter_id = ?", (meter_id,))
+    last = json.loads(rows[0][0]).get("last_reading_ms") if rows else None
+    if last is None:
+        return None
+    start = int(last) - MARGIN_MS
+    dirty = db.query("SELECT MIN(hour_ms) FROM rollup_dirty WHERE meter_id = ?", (meter_id,))[0][0]
+    if dirty is not None:
+        start = min(start, int(dirty))
+    for _ in range(4):  # events overlapping the start pull it back to their own start
+        (earliest,) = db.query("SELECT MIN(start_ms) FROM events WHERE meter_id = ? AND (end_ms >= ? OR is_open = 1)",
+                               (meter_id, start))[0]
+        if earliest is None or int(earliest) >= start:
+            break
+        start = int(earliest)
+    return start
+
+
+def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime | None = None,
+                  full: bool = False) -> dict[str, Any]:
+    """One pass for one meter: refresh rollups, detect, replace stored events from the pass start, store the state."""
+    meter = settings.meter(meter_id)
+    now_ = now_ms() if now is None else to_ms(now)
+    with db.transaction():
+        start = None if full else _from(db, meter_id)
+        rollups.refresh(db, meter_id)
+        found, last = detect(db, meter, settings.analysis, start, now_)
+        if start is None:
+            db.execute("DELETE FROM events WHERE meter_id = ?", (meter_id,))
+        else:
+            db.execute("DELETE FROM events WHERE meter_id = ? AND (end_ms >= ? OR is_open = 1)", (meter_id, start))
+        db.executemany("INSERT INTO events (meter_id, kind, start_ms, end_ms, is_open, value, detail, updated_ms) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, kind, start_ms) DO UPDATE SET "
+                       "end_ms = excluded.end_ms, is_open = excluded.is_open, value = excluded.value, "
+                       "detail = excluded.detail, updated_ms = excluded.updated_ms",
+                       [(meter_id, e.kind, e.start_ms, e.end_ms, int(e.is_open), e.value, e.detail, now_)
+                        for e in found])
+        opened = [e for e in found if e.is_open]
+        state = {"meter": meter_id, "blackout": any(e.kind == "blackout" for e in opened),
+                 "superamento": any(e.kind == "power_high" for e in opened),
+                 "camera_stale": any(e.kind == "camera_stale" for e in opened),
+                 "analysed": _iso(now_), "last_reading": _iso(last), "last_reading_ms": last,
+                 "open_events": [event_dict(e) for e in opened]}
+        db.execute("INSERT INTO analysis_state (meter_id, analysed_ms, state, updated_ms) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (meter_id) DO UPDATE SET analysed_ms = excluded.analysed_ms, state = excluded.state, "
+                   "updated_ms = excluded.updated_ms", (meter_id, now_, json.dumps(state), now_ms()))
+    return state
+
+
+def analyse_all(db: Database, settings: Settings, now: datetime | None = None,
+                meter_ids: list[str] | None = None, full: bool = False) -> list[dict[str, Any]]:
+    return [analyse_meter(db, settings, m, now, full) for m in (meter_ids or db.meters())]
+
+
+def event_dict(e: Event) -> dict[str, Any]:
+    d = asdict(e)
+    d.update(start=_iso(e.start_ms), end=_iso(e.end_ms), value=round(e.value, 3))
+    del d["start_ms"], d["end_ms"]
+    return d
+
+
+def stored_events(db: Database, meter_id: str, start_ms: int | None = None,
+                  end_ms: int | None = None) -> list[Event]:
+    """Stored events of a meter overlapping ``[start_ms, end_ms)``, in start order."""
+    rows = db.query("SELECT kind, start_ms, end_ms, value, detail, is_open FROM events WHERE meter_id = ? AND "
+                    "end_ms >= ? AND start_ms < ? ORDER BY start_ms, kind",
+                    (meter_id, -(2**62) if start_ms is None else start_ms, 2**62 if end_ms is None else end_ms))
+    return [Event(k, int(a), int(b), float(v), d, bool(o)) for k, a, b, v, d, o in rows]
+
+
+def stored_state(db: Database, meter_id: str) -> dict[str, Any] | None:
+    rows = db.query("SELECT state FROM analysis_state WHERE meter_id = ?", (meter_id,))
+    return json.loads(rows[0][0]) if rows else None
