@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartmeter.errors import ConfigError
+from smartmeter.validation_errors import describe
 from smartmeter.ocr.assemble import CouplingName, RightmostCoupling
 from smartmeter.settings import ReaderSettings, validate_reader
 
@@ -144,7 +145,9 @@ def load_profile(path: Path | str) -> Profile:
     """Load a profile YAML; ConfigError (exit 2) names the problem."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read profile {p}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -154,6 +157,4 @@ def load_profile(path: Path | str) -> Profile:
     try:
         return Profile.model_validate(data).resolve(p.parent)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"profile {p}: {key}: {err['msg']}") from exc
+        raise ConfigError("profile " + describe(exc, where=str(p), node=node)) from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,27 +14,32 @@ import click
 from smartmeter.errors import NotFoundError
 from smartmeter.raspi.camera import open_camera
 from smartmeter.raspi.daemon import CameraDaemon, CaptureLoop
+from smartmeter.raspi.schedule import make_schedule
 from smartmeter.raspi.spool import Spool
 from smartmeter.raspi.uploader import Uploader
-from smartmeter.settings import Settings
+from smartmeter.settings import CameraSettings, Settings
 from smartmeter.store import open_store
+
+
+def open_spool(cam: CameraSettings) -> Spool:
+    return Spool(cam.spool_dir, int(cam.spool_max_mb * 1e6), min_free_bytes=int(cam.spool_min_free_mb * 1e6))
 
 
 def build_daemon(settings: Settings) -> CameraDaemon:
     """Wire camera, spool, store and the two loops from the settings."""
     cam = settings.camera
-    spool = Spool(cam.spool_dir, int(cam.spool_max_mb * 1e6))
-    capture = CaptureLoop(open_camera(cam), spool, cam.meter_id, cam.interval_s)
-    uploader = Uploader(spool, open_store(settings.store), idle_s=cam.upload_idle_s,
-                        max_backoff_s=cam.upload_max_backoff_s)
-    return CameraDaemon(capture, uploader, cam.health_file)
+    spool = open_spool(cam)
+    schedule = make_schedule(cam.schedule, cam.interval_s)
+    store = open_store(settings.store)
+    capture = CaptureLoop(open_camera(cam), spool, cam.meter_id, schedule, max_failed=cam.max_failed_shots,
+                          capture_timeout_s=cam.capture_timeout_s, require_clock_sync=cam.require_clock_sync)
+    uploader = Uploader(spool, store, idle_s=cam.upload_idle_s, max_backoff_s=cam.upload_max_backoff_s)
+    return CameraDaemon(capture, uploader, cam.health_file, health_port=cam.health_port, health_host=cam.health_host)
 
 
 def upload_spool(settings: Settings) -> int:
     """Drain the spool into the image store once; returns how many photos were uploaded."""
-    cam = settings.camera
-    spool = Spool(cam.spool_dir, int(cam.spool_max_mb * 1e6))
-    return Uploader(spool, open_store(settings.store)).upload_once()
+    return Uploader(open_spool(settings.camera), open_store(settings.store)).upload_once()
 
 
 def read_health(path: Path) -> dict[str, object]:
@@ -40,6 +47,19 @@ def read_health(path: Path) -> dict[str, object]:
         data: dict[str, object] = json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise NotFoundError(f"no heartbeat at {path}: is the camera daemon running?") from exc
+    return data
+
+
+def fetch_health(cam: CameraSettings, timeout_s: float = 3.0) -> dict[str, object] | None:
+    """The running daemon's /health, or None when its endpoint is off or does not answer."""
+    if not cam.health_port:
+        return None
+    url = f"http://{cam.health_host}:{cam.health_port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a fixed local http URL
+            data: dict[str, object] = json.loads(resp.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
     return data
 
 
@@ -80,9 +100,13 @@ def upload_cmd(obj: object, once: bool) -> None:
 @camera_group.command("status")
 @click.pass_obj
 def status_cmd(obj: object) -> None:
-    """Show the daemon's last heartbeat: captures, uploads, spool depth."""
-    settings: Settings = obj.settings  # type: ignore[attr-defined]
-    health = read_health(settings.camera.health_file)
+    """Show the daemon's health: state, last capture and upload, spool, CPU temperature, free disk."""
+    cam: CameraSettings = obj.settings.camera  # type: ignore[attr-defined]
+    health = fetch_health(cam)
+    source = f"http://{cam.health_host}:{cam.health_port}/health"
+    if health is None:
+        health, source = read_health(cam.health_file), str(cam.health_file)
     age = time.time() - float(health.get("time", 0))  # type: ignore[arg-type]
     click.echo(json.dumps(health, indent=2))
-    click.echo(f"heartbeat {age:.0f}s ago" + (" (STALE)" if age > 3 * 10 + settings.camera.interval_s else ""))
+    stale = age > 3 * 10 + cam.interval_s
+    click.echo(f"from {source}, {age:.0f}s old" + (" (STALE: is the daemon running?)" if stale else ""))

@@ -52,7 +52,8 @@ class Uploader:
             try:
                 data = entry.path.read_bytes()
             except FileNotFoundError:
-                continue  # dropped by the cap meanwhile
+                self.spool.remove(entry)  # thinned meanwhile (or removed by hand): forget it
+                continue
             self.store.put(self.key_for(entry.name), data)  # raises unless the stored bytes' hash matches
             self.spool.remove(entry)
             done += 1

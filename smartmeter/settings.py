@@ -7,6 +7,7 @@ A bad file gives one ``ConfigError`` naming the key and the line (exit code 2).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
 
 from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import ConfigError
+from smartmeter.validation_errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,13 @@ class MeterSettings(Section):
                                            description="How far the register may seem to go back (last-digit "
                                                        "jitter) before a reading is rejected, kWh.")
     resolution_kwh: float = Field(0.1, gt=0, description="Smallest register step, kWh (e.g. 0.1 or 0.01).")
+    digits: int | None = Field(None, ge=1, le=12, description="Digits of the register before the decimal point: "
+                               "a reading must be below 10**digits kWh. None = from the profile (digits + "
+                               "pointers - decimals), else 8.")
+    min_kwh: float = Field(0.0, ge=0, description="Smallest plausible register value, kWh (e.g. what the meter "
+                                                  "showed when installed); a reading below it is rejected.")
+    max_kwh: float | None = Field(None, gt=0, description="Largest plausible register value, kWh; None = only the "
+                                                          "digit count limits it.")
     timezone: str = Field("UTC", description="IANA time zone of the household (e.g. Europe/Rome): days, hours, "
                                              "weeks of the statistics and reports are local (DST days 23/25 h).")
 
@@ -138,6 +147,13 @@ class MeterSettings(Section):
             raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Rome)") from exc
         return v
 
+
+
+class IngestSettings(Section):
+    earliest: datetime = Field(datetime(2000, 1, 1, tzinfo=UTC), description="Readings (CSV, API, MQTT, review, "
+                               "corrections) timed before this are rejected (ISO 8601; default 2000-01-01T00:00Z).")
+    future_slack_s: float = Field(300.0, ge=0, description="Readings timed more than this many seconds after the "
+                                                           "server clock are rejected, s.")
 
 
 class ValidationSettings(Section):
@@ -245,6 +261,7 @@ class Settings(Section):
     ocr: OcrSettings = Field(default_factory=OcrSettings, description="Reading digits.")
     meters: list[MeterSettings] = Field(default_factory=list, description="Known meters.")
     validation: ValidationSettings = Field(default_factory=ValidationSettings, description="Cross-frame checks.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Bounds on every reading stored.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings, description="Server worker loop.")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Raspberry Pi camera daemon.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and dashboard.")
@@ -258,25 +275,6 @@ class Settings(Section):
             if m.id == meter_id:
                 return m
         return MeterSettings(id=meter_id)
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """Follow a pydantic error location through the YAML node tree; return the 1-based line."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
 
 
 def parse_settings(text: str, source: str = "<settings>") -> Settings:
@@ -295,13 +293,7 @@ def parse_settings(text: str, source: str = "<settings>") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        key = ".".join(str(p) for p in loc) or "(root)"
-        line = _line_of(node, loc)
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        msg = err["msg"] if err["type"] != "extra_forbidden" else "unknown key"
-        raise ConfigError(f"{source}:{line}: {key}: {msg}{more}") from exc
+        raise ConfigError(describe(exc, where=source, node=node)) from exc
 
 
 def load_settings(path: Path | str | None) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import InputError
@@ -21,8 +21,62 @@ def parse_timestamp(text: str) -> datetime:
     """Parse ISO 8601 (``2014-12-12T00:32:00Z``, with or without offset, or a space) into UTC."""
     try:
         return utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-    except (ValueError, AttributeError) as exc:
-        raise InputError(f"not an ISO 8601 timestamp: {text!r}") from exc
+    except (ValueError, AttributeError, OverflowError) as exc:  # OverflowError: beyond year 1..9999 in UTC
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+        raise InputError(f"not an ISO 8601 timestamp: {shown}") from exc
+
+
+def format_timestamp(ts: datetime) -> str:
+    """ISO 8601 in UTC with a four-digit year: ``2014-12-12T00:32:00Z`` (``.123000`` added when not whole seconds).
+
+    ``strftime("%Y")`` writes year 1 as ``1``, which no ISO parser reads back; this never does.
+    """
+    t = utc(ts)
+    frac = f".{t.microsecond:06d}" if t.microsecond else ""
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}{frac}Z"
+
+
+def timestamp_problem(ts: datetime, earliest: datetime, now: datetime, future_slack_s: float) -> str | None:
+    """Why ``ts`` cannot be the time of a reading (before ``earliest``, or more than ``future_slack_s`` after
+    ``now``), or None when it can. The bounds are ``settings.ingest``."""
+    t = utc(ts)
+    if t < utc(earliest):
+        return (f"time {format_timestamp(t)} is before {format_timestamp(earliest)} (ingest.earliest): "
+                "a wrong clock or time zone?")
+    if (t - utc(now)).total_seconds() > future_slack_s:
+        return (f"time {format_timestamp(t)} is more than {future_slack_s:g} s ahead of the server clock "
+                f"({format_timestamp(now)}; ingest.future_slack_s)")
+    return None
+
+
+AMBIGUOUS = ("earlier", "later", "reject")
+NONEXISTENT = ("shift", "reject")
+
+
+def localize(ts: datetime, zone: tzinfo, ambiguous: str = "reject", nonexistent: str = "reject") -> datetime:
+    """A naive local time in ``zone`` → aware, with the two DST edge cases as explicit choices (ValueError says
+    which option decides). An aware ``ts`` is returned as it is.
+
+    - ambiguous (clocks go back: 02:30 happens twice): ``earlier`` (the first, summer time), ``later`` (the
+      second), ``reject``;
+    - non-existent (clocks jump forward: 02:30 never happens): ``shift`` (forward by the gap: 03:30), ``reject``.
+    """
+    if ts.tzinfo is not None:
+        return ts
+    first, second = ts.replace(tzinfo=zone, fold=0), ts.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    where = f"{ts.isoformat()} in {zone}"
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == ts:  # the wall time exists: twice
+        if ambiguous == "earlier":
+            return first
+        if ambiguous == "later":
+            return second
+        raise ValueError(f"local time {where} happens twice (clocks go back): choose with --ambiguous earlier|later")
+    if nonexistent == "shift":
+        return first.astimezone(UTC).astimezone(zone)  # fold 0 takes the offset before the gap: forward by it
+    raise ValueError(f"local time {where} does not exist (clocks jump forward): choose --nonexistent shift to "
+                     "move it forward by the gap")
 
 
 def photo_name(meter_id: str, ts: datetime, ext: str = "jpg") -> str:
