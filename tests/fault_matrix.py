@@ -37,6 +37,7 @@ FAULTS: list[tuple[str, str]] = [
     ("database down", "readings database (unreachable, failing)"),
     ("worker killed mid-batch", "server worker"),
     ("misread digit", "OCR"),
+    ("digit reader failure (timeout, crash, garbage output)", "OCR reader in the worker and reprocess"),
     ("bad first reading", "CSV import, API"),
     ("review typo", "review set"),
     ("hostile API/MQTT input", "HTTP API, MQTT ingest"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from smartmeter.errors import ExternalToolError
+from smartmeter.ocr.readers.base import ReaderUnavailable
 from smartmeter.ocr.readers.tesseract_reader import TesseractReader, prepare
 from smartmeter.ocr.tesseract import find_tesseract, parse_tsv, parse_version, run_tesseract
 
@@ -106,3 +107,15 @@ def test_reader_reads_clean_digits() -> None:
     got = reader.read_batch([rendered_digit(7), rendered_digit(2, dark_on_light=False), blank, empty])
     assert [g.value for g in got] == [7.0, 2.0, None, None]
     assert got[0].confidence > 0.5 and got[2].confidence == 0.0
+
+
+def test_probe_tells_a_binary_gone_from_a_bad_crop(tmp_path: Path) -> None:
+    tool = fake_tool(tmp_path, 'case "$1" in --version) echo "tesseract 5.0.0";; *) exit 1;; esac', "probed")
+    reader = TesseractReader(tool, timeout_s=0.5)
+    with pytest.raises(ExternalToolError, match="exit code 1"):
+        reader.read_batch([rendered_digit(3)])
+    reader.probe()  # the crop failed, the binary still runs
+    Path(tool).unlink()
+    with pytest.raises(ReaderUnavailable, match="tesseract not found") as err:
+        reader.probe()
+    assert err.value.exit_code == 69

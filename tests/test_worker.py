@@ -220,3 +220,53 @@ meters: [{{id: meter, profile: {PHOTOS / 'meter.yaml'}}}]
     assert res.exit_code == 0 and "photos" in res.output, res.output
     with open_database(settings.database.url) as db:
         assert ("review:" + key) in {r.source for r in db.readings("meter")}
+
+
+@pytest.mark.parametrize("ocr", ["{engine: tesseract, min_confidence: 0.99}",  # the keys install_server.md gave
+                                 "{reader: {engine: tesseract, min_confidence: 0.99}}"])
+def test_settings_reader_and_threshold_are_what_the_worker_reads_with(ocr: str, tmp_path: Path) -> None:
+    from test_worker_faults import unpinned_profile
+
+    settings = parse_settings(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {unpinned_profile(tmp_path)}}}]
+ocr: {ocr}
+worker: {{batch_size: 4, read_threads: 2}}
+""")
+    store = LocalStore(settings.store.local.root)
+    keys = put_series(store, 2)
+    with open_database(settings.database.url) as db:
+        Worker(settings, db, store).run_once()
+        photos = {k: (str(v), str(r)) for k, v, r in db.query("SELECT photo_key, reader_version, reason FROM photos")}
+        assert sorted(photos) == keys
+        for version, reason in photos.values():
+            assert version.startswith("tesseract:tesseract-"), version  # not the CNN
+            assert "confidence below 0.99" in reason, reason  # not the profile's default 0.5
+        assert db.readings("meter") == []  # tesseract cannot read these drums with 0.99 confidence
+
+
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="worker --once and reprocess exit "
+                   "69 when the configured tesseract is missing: no photo recorded, no cursor, the photos stay in the "
+                   "store")
+def test_cli_worker_and_reprocess_refuse_to_start_without_their_reader(tmp_path: Path) -> None:
+    from test_worker_faults import unpinned_profile
+
+    cfg = tmp_path / "smartmeter.yaml"
+    cfg.write_text(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {unpinned_profile(tmp_path)}}}]
+ocr: {{reader: {{engine: tesseract, command: {tmp_path / 'no-tesseract'}}}}}
+""")
+    keys = put_series(LocalStore(tmp_path / "images"), 2)
+    run = CliRunner().invoke
+    for args in (["worker", "--once", "-q"], ["reprocess", "-q"]):
+        res = run(cli, ["-c", str(cfg), *args])
+        assert res.exit_code == 69, res.output
+        assert "tesseract not found" in res.output and "apt-get install tesseract-ocr" in res.output
+    with open_database(f"sqlite:///{tmp_path / 'db.sqlite'}") as db:
+        assert not db.query("SELECT 1 FROM photos") and not db.query("SELECT 1 FROM worker_cursor")
+    assert all((tmp_path / "images" / k).is_file() for k in keys)
+    res = run(cli, ["-c", str(cfg), "reprocess", "-q", "--engine", "cnn"])  # the CLI's engine wins
+    assert res.exit_code == 0 and "0 photos" in res.output, res.output

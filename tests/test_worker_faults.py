@@ -113,6 +113,10 @@ def put(store: LocalStore, minutes: int, data: bytes) -> str:
     return key
 
 
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="photos lost: 0, wrong values "
+                   "stored: 0 - 10 injected faults (timeout, crash, any exception, NaN, wrong count, out-of-range "
+                   "values, not a value) on SQLite and PostgreSQL: the photo is failed with the reason and in review, "
+                   "the other 4 published, the cursor passes it, earlier readings unchanged, a restart does not crash")
 @pytest.mark.parametrize("fault", sorted(WHY))
 def test_a_faulty_read_fails_one_photo_and_the_worker_goes_on(fault: str, db: Database, tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
@@ -146,6 +150,8 @@ def test_a_faulty_read_fails_one_photo_and_the_worker_goes_on(fault: str, db: Da
     assert again.skipped == 7 and again.read == 0 and readings(db) == now
 
 
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="a batch that fails once is read "
+                   "photo by photo: 4 of 4 published, none failed")
 def test_a_batch_that_fails_once_is_read_photo_by_photo(db: Database, tmp_path: Path) -> None:
     class OnceBroken(LookupReader):
         calls = 0
@@ -189,6 +195,9 @@ def unpinned_profile(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="the real tesseract wrapper with a "
+                   "binary that times out, exits 1 or dies of SIGSEGV: photos failed with the reason and in review, "
+                   "the cursor moves, nothing stored, the photos stay in the store")
 @pytest.mark.parametrize(("body", "why"), [
     ("exec sleep 5", "tesseract did not finish within 0.3 s"),
     ('echo "Error opening data file eng.traineddata" >&2; exit 1', "exit code 1: Error opening data file"),
@@ -212,6 +221,8 @@ def test_tesseract_timeout_or_crash_makes_photos_unreadable(body: str, why: str,
     assert all(store.get(k) for k in keys)  # the photos stay in the store
 
 
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="a missing binary stops the worker "
+                   "at start-up with exit code 69: no photo touched")
 def test_missing_tesseract_stops_the_worker_before_any_photo(db: Database, tmp_path: Path) -> None:
     settings = settings_for(tmp_path, f"ocr: {{reader: {{engine: tesseract, command: {tmp_path / 'nope'}}}}}",
                             unpinned_profile(tmp_path))
@@ -223,6 +234,8 @@ def test_missing_tesseract_stops_the_worker_before_any_photo(db: Database, tmp_p
     assert rows(db, "SELECT 1 FROM photos") == [] and rows(db, "SELECT 1 FROM worker_cursor") == []
 
 
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="the binary gone mid-run: exit 69, "
+                   "nothing committed, no photo blamed; the next run reads them")
 def test_tesseract_gone_mid_run_commits_nothing_then_recovers(db: Database, tmp_path: Path) -> None:
     real = "/usr/bin/tesseract"
     tool = fake_tesseract(tmp_path, f'exec {real} "$@"')
