@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smartmeter.errors import ConfigError
-from smartmeter.validation_errors import describe
 from smartmeter.ocr.assemble import CouplingName, RightmostCoupling
 from smartmeter.settings import ReaderSettings, validate_reader
+from smartmeter.validation_errors import describe
 
 Box = tuple[int, int, int, int]
 

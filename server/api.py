@@ -28,7 +28,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from smartmeter import __version__
@@ -36,15 +38,18 @@ from smartmeter.errors import DatabaseError, InputError, NotFoundError, SmartMet
 from smartmeter.secrets import get_secret
 from smartmeter.server.payloads import (
     MAX_BYTES,
+    MeterIn,
     check_meter_id,
     decode_json,
     parse_readings,
     reading_to_json,
+    readings_body_schema,
     submit_readings,
 )
 from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import parse_timestamp
+from smartmeter.validation_errors import describe
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +113,18 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
         await run(lambda db: db.meter_exists("healthz"))  # a real query: DatabaseError → 503
         return {"status": "ok", "version": __version__}
 
-    @app.post("/api/meters", status_code=201)
+    @app.post("/api/meters", status_code=201, openapi_extra=_body_doc({"$ref": _REF + "MeterIn"}))
     async def register_meter(request: Request) -> JSONResponse:
         check_token(request)
         raw = await _read_body(request)
         data = decode_json(raw) if raw.strip() else {}
-        if not isinstance(data, dict) or set(data) - {"id", "name"}:
+        if not isinstance(data, dict):
             raise InputError('body must be an object with optional "id" and "name"')
-        meter_id, name = data.get("id"), data.get("name", "")
-        if meter_id is not None:
-            check_meter_id(meter_id)
-        if not isinstance(name, str) or len(name) > 200:
-            raise InputError("name: must be a string of at most 200 characters")
+        try:
+            meter = MeterIn.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(describe(exc, root="meter"), hint='optional "id" and "name"') from exc
+        meter_id, name = meter.id, meter.name
 
         def register(db: Database) -> tuple[str, bool]:
             with db.transaction():
@@ -136,13 +141,13 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
     async def list_meters() -> dict[str, Any]:
         return {"meters": await run(lambda db: db.meters())}
 
-    @app.post("/api/meters/{meter_id}/readings", status_code=201)
+    @app.post("/api/meters/{meter_id}/readings", status_code=201, openapi_extra=_body_doc(_READINGS_SCHEMA))
     async def post_readings(meter_id: str, request: Request) -> dict[str, Any]:
         check_token(request)
         check_meter_id(meter_id)
         readings = parse_readings(decode_json(await _read_body(request)), meter_id, "api")
         report = await run(lambda db: submit_readings(db, settings, meter_id, readings))
-        return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": len(report.rejected),
+        return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": report.rejected_count,
                 "rejections": [{**reading_to_json(r), "reason": why} for r, why in report.rejected]}
 
     @app.get("/api/meters/{meter_id}/readings")
@@ -161,7 +166,27 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
         rows = await run(fetch)
         return {"meter_id": meter_id, "count": len(rows), "readings": rows}
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request models: the routes read their bodies themselves (to bound the size
+        and the parse), so the models are declared here instead of as parameters."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            defs = schema.setdefault("components", {}).setdefault("schemas", {})
+            defs.update(_READINGS_DEFS)
+            defs["MeterIn"] = MeterIn.model_json_schema(ref_template=_REF + "{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+_REF = "#/components/schemas/"
+_READINGS_SCHEMA, _READINGS_DEFS = readings_body_schema(_REF + "{model}")
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 class _SharedDatabase:

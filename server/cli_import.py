@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from smartmeter.domain import check_meter_id
+from smartmeter.errors import ValidationRejected
 from smartmeter.server.csv_import import import_csv
-from smartmeter.server.report import build_report, render
 from smartmeter.server.storage import open_database
-from smartmeter.types import parse_timestamp
+from smartmeter.types import AMBIGUOUS, NONEXISTENT, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +22,39 @@ log = logging.getLogger(__name__)
               help="Meter id (default: the only configured meter, else camera.meter_id).")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed lines instead of rejecting the whole file.")
 @click.option("--timezone", default=None, help="IANA zone of naive timestamps (default UTC), e.g. Europe/Rome.")
+@click.option("--ambiguous", type=click.Choice(AMBIGUOUS), default="reject", show_default=True,
+              help="A local time that happens twice (DST ends): the earlier, the later, or a malformed line.")
+@click.option("--nonexistent", type=click.Choice(NONEXISTENT), default="reject", show_default=True,
+              help="A local time that never happens (DST starts): shift it forward by the gap, or a malformed line.")
+@click.option("--rejects", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write every row refused by validation to this CSV (with the reason).")
 @click.option("--chunk-size", default=20_000, show_default=True, type=click.IntRange(1), help="Rows per batch.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_obj
 def import_cmd(obj: object, file: Path, meter_id: str | None, skip_bad: bool, timezone: str | None,
-               chunk_size: int, quiet: bool) -> None:
-    """Import readings from FILE (timestamp,contatore,potenza; kWh register, kW power)."""
+               ambiguous: str, nonexistent: str, rejects: Path | None, chunk_size: int, quiet: bool) -> None:
+    """Import readings from FILE (timestamp,contatore,potenza; kWh register, kW power).
+
+    Exit status: 0 when every row was stored or already stored, 3 when validation refused some rows (the rest
+    is stored), 65 when the file is malformed (nothing is stored)."""
     settings = obj.settings  # type: ignore[attr-defined]
+    if meter_id is not None:
+        check_meter_id(meter_id)  # before any file or database is opened
     with open_database(settings.database.url) as db:
         result = import_csv(db, settings, file, meter_id, skip_bad=skip_bad, timezone=timezone,
-                            chunk_size=chunk_size, progress=not quiet)
+                            chunk_size=chunk_size, progress=not quiet, ambiguous=ambiguous,
+                            nonexistent=nonexistent, rejects=rejects)
     click.echo(result.summary())
     for line, msg in result.bad_lines:
         click.echo(f"  skipped line {line}: {msg}", err=True)
-    for reading, why in result.ingest.rejected[:20]:
-        click.echo(f"  rejected {reading.timestamp:%Y-%m-%dT%H:%M:%SZ} {reading.value_kwh:.3f} kWh: {why}", err=True)
-    if len(result.ingest.rejected) > 20:
-        click.echo(f"  ... and {len(result.ingest.rejected) - 20} more rejected", err=True)
+    report = result.ingest
+    for reading, why in report.rejected:
+        click.echo(f"  rejected {format_timestamp(reading.timestamp)} {reading.value_kwh:.6g} kWh: {why}", err=True)
+    if report.rejected_count > len(report.rejected):
+        where = f" (all in {rejects})" if rejects else " (--rejects FILE lists them all)"
+        click.echo(f"  ... and {report.rejected_count - len(report.rejected)} more rejected{where}", err=True)
+    if report.rejected_count:
+        raise click.exceptions.Exit(ValidationRejected.exit_code)
 
 
 @click.command("report")
@@ -48,6 +65,8 @@ def import_cmd(obj: object, file: Path, meter_id: str | None, skip_bad: bool, ti
 @click.pass_obj
 def report_cmd(obj: object, meter_ids: tuple[str, ...], fmt: str, since: str | None, until: str | None) -> None:
     """Print the power and anomaly summary of stored readings."""
+    from smartmeter.server.report import build_report, render  # pandas: only for this command
+
     settings = obj.settings  # type: ignore[attr-defined]
     start = parse_timestamp(since) if since else None
     end = parse_timestamp(until) if until else None

@@ -11,7 +11,7 @@ import click
 
 from smartmeter.ocr.readers.config import ENGINES
 from smartmeter.server.reprocess import reprocess
-from smartmeter.server.review import list_reviews, set_value
+from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
 from smartmeter.server.storage import open_database
 from smartmeter.server.worker import Worker
 from smartmeter.store import open_store
@@ -91,12 +91,35 @@ def review_list_cmd(obj: object, meter_id: str | None, include_resolved: bool, l
 @review_group.command("set")
 @click.argument("photo_key")
 @click.argument("value", type=float)
+@click.option("--why", default="value set by review", show_default=True, help="Why: kept in the audit trail.")
+@click.option("--by", "who", default=None, help="Who (default: $SMARTMETER_USER, else the login name).")
+@click.option("--yes", is_flag=True, help="Do not ask before withdrawing camera readings that disagree.")
 @click.pass_obj
-def review_set_cmd(obj: object, photo_key: str, value: float) -> None:
-    """Set the true register VALUE (kWh) shown on PHOTO_KEY; it becomes the new anchor."""
+def review_set_cmd(obj: object, photo_key: str, value: float, why: str, who: str | None, yes: bool) -> None:
+    """Set the true register VALUE (kWh) shown on PHOTO_KEY; it becomes the new anchor (undo: review undo)."""
     settings = obj.settings  # type: ignore[attr-defined]
     with open_database(settings.database.url) as db:
-        counts = set_value(db, settings, photo_key, value)
-    withdrawn = counts.get("withdraw", 0) + counts.get("correct", 0)
+        if not yes:
+            n = withdrawn(preview_value(db, settings, photo_key, value))
+            if n:
+                click.confirm(f"{value:g} kWh disagrees with {n} camera reading(s), which would be withdrawn. "
+                              "Continue?", abort=True, err=True)
+        counts = set_value(db, settings, photo_key, value, who=who, why=why)
+    n = withdrawn(counts)
     click.echo(f"{photo_key}: {value:g} kWh stored as review:{photo_key}"
-               + (f"; {withdrawn} disagreeing camera readings withdrawn" if withdrawn else ""))
+               + (f"; {n} disagreeing camera readings withdrawn" if n else "")
+               + (f"; {counts['publish']} held readings published" if counts.get("publish") else ""))
+
+
+@review_group.command("undo")
+@click.argument("photo_key")
+@click.option("--why", default="review undone", show_default=True, help="Why: kept in the audit trail.")
+@click.option("--by", "who", default=None, help="Who (default: $SMARTMETER_USER, else the login name).")
+@click.option("--force", is_flag=True, help="Restore even photos the worker judged again since the review.")
+@click.pass_obj
+def review_undo_cmd(obj: object, photo_key: str, why: str, who: str | None, force: bool) -> None:
+    """Put back what the last `review set` of PHOTO_KEY changed (its value and the readings it withdrew)."""
+    settings = obj.settings  # type: ignore[attr-defined]
+    with open_database(settings.database.url) as db:
+        n = undo(db, photo_key, who=who, why=why, force=force)
+    click.echo(f"{photo_key}: review undone; rows of {n} photo(s) restored")

@@ -3,8 +3,12 @@
 ``ingest_readings(db, settings, readings) -> IngestReport`` is the one entry point. Rules, per meter, with the
 readings sorted by time (input order does not matter):
 
-- the value must be a finite number >= 0, a reported power finite, >= 0 and <= ``max_power_w``; the time must
-  not be more than ``FUTURE_SLACK_S`` in the future;
+- the value must be a finite number within the meter's range: ``min_kwh`` <= value < ``10**digits`` (the
+  register's digits before the point: ``MeterSettings.digits``, else the profile's digit count, else
+  ``DEFAULT_DIGITS``) and <= ``max_kwh`` when set — so an absurd FIRST reading (``1e300``) is refused instead
+  of making every later real reading look "backwards"; a reported power finite, >= 0 and <= ``max_power_w``;
+- the time must not be before ``settings.ingest.earliest`` (default 2000-01-01) nor more than
+  ``settings.ingest.future_slack_s`` (default 300 s) ahead of the server clock;
 - the register never goes backwards by more than ``settings.meter(id).backwards_tolerance_kwh``;
 - the power implied by two consecutive readings never exceeds ``settings.meter(id).max_power_w``. The register is
   quantised, so the smallest energy consistent with a change of ``dv`` is ``dv - resolution_kwh``: that is what is
@@ -17,6 +21,9 @@ readings sorted by time (input order does not matter):
 
 Everything happens in one transaction: nothing stored before is modified, and either all accepted readings of the
 batch are stored or (on a database failure) none is.
+
+Rejections are counted; an :class:`IngestReport` keeps only the first ``keep`` of them (for the message) and hands
+every one to its ``on_reject`` callback, so an import of millions of refused rows stays flat in memory.
 """
 
 from __future__ import annotations
@@ -25,52 +32,103 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 
-from smartmeter.domain import step_violation
+from smartmeter.domain import check_meter_id, step_violation
+from smartmeter.errors import ConfigError
 from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings
-from smartmeter.types import Reading
+from smartmeter.types import Reading, format_timestamp, timestamp_problem
 
 log = logging.getLogger(__name__)
 
-FUTURE_SLACK_S = 300.0  # a reading more than 5 minutes ahead of the server clock is rejected
 SAME_VALUE_KWH = 1e-6
+DEFAULT_DIGITS = 8  # a meter of unknown digit count: below 100,000,000 kWh
+KEEP_REJECTED = 20
 
 
 @dataclass
 class IngestReport:
-    """Outcome of one ingest call: counts plus each rejected reading with its reason."""
+    """Outcome of ingest calls: counts, the first ``keep`` rejected readings with their reason, and
+    ``on_reject`` called for every rejection (stream them to a file; nothing else keeps them)."""
 
     accepted: int = 0
     duplicates: int = 0
+    rejected_count: int = 0
     rejected: list[tuple[Reading, str]] = field(default_factory=list)
+    keep: int = KEEP_REJECTED
+    on_reject: Callable[[Reading, str], None] | None = field(default=None, repr=False)
 
-    def merge(self, other: IngestReport) -> None:
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.rejected.extend(other.rejected)
+    def reject(self, reading: Reading, reason: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < self.keep:
+            self.rejected.append((reading, reason))
+        if self.on_reject is not None:
+            self.on_reject(reading, reason)
 
     def summary(self) -> str:
-        return f"{self.accepted} accepted, {self.duplicates} duplicates, {len(self.rejected)} rejected"
+        return f"{self.accepted} accepted, {self.duplicates} duplicates, {self.rejected_count} rejected"
 
 
-def _fmt(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+_fmt = format_timestamp
 
 
-def _own_checks(r: Reading, ms: MeterSettings, now_s: float) -> str | None:
-    if not math.isfinite(r.value_kwh) or r.value_kwh < 0:
-        return f"register value {r.value_kwh!r} is not a number >= 0"
+@lru_cache(maxsize=32)
+def _profile_digits(path: Path) -> int:
+    from smartmeter.ocr.profile import load_profile
+
+    p = load_profile(path)
+    return max(len(p.digits) + len(p.pointers) - p.decimals, 1)
+
+
+def register_digits(ms: MeterSettings) -> int:
+    """Digits before the point of the meter's register: configured, else its profile's, else DEFAULT_DIGITS."""
+    if ms.digits is not None:
+        return ms.digits
+    if ms.profile is not None:
+        try:
+            return _profile_digits(ms.profile)
+        except ConfigError as exc:
+            log.debug("meter %s: profile unreadable (%s); %d digits assumed", ms.id, exc, DEFAULT_DIGITS)
+    return DEFAULT_DIGITS
+
+
+def value_problem(value: float, ms: MeterSettings, digits: int | None = None) -> str | None:
+    """Why ``value`` cannot be a register value of this meter (range and digit count), or None."""
+    if not math.isfinite(value) or value < 0:
+        return f"register value {value!r} is not a number >= 0"
+    n = digits if digits is not None else register_digits(ms)
+    if value >= 10.0 ** n:
+        return (f"register value {value:.6g} kWh does not fit the meter's {n} digits (at most {10 ** n - 1:,} kWh;"
+                f" meters[{ms.id}].digits or the profile)")
+    if value < ms.min_kwh:
+        return f"register value {value:g} kWh is below the meter's min_kwh {ms.min_kwh:g} kWh"
+    if ms.max_kwh is not None and value > ms.max_kwh:
+        return f"register value {value:g} kWh is above the meter's max_kwh {ms.max_kwh:g} kWh"
+    return None
+
+
+def reading_problem(r: Reading, settings: Settings, now: datetime | None = None) -> str | None:
+    """Why ``r`` cannot be stored whatever else is stored (time bounds, range, power), or None."""
+    return _own_checks(r, settings.meter(r.meter_id), settings, now or datetime.now(UTC), None)
+
+
+def _own_checks(r: Reading, ms: MeterSettings, settings: Settings, now: datetime, digits: int | None) -> str | None:
+    why = timestamp_problem(r.timestamp, settings.ingest.earliest, now, settings.ingest.future_slack_s)
+    if why is not None:
+        return why
+    why = value_problem(r.value_kwh, ms, digits)
+    if why is not None:
+        return why
     if r.power_w is not None:
         if not math.isfinite(r.power_w) or r.power_w < 0:
             return f"reported power {r.power_w!r} is not a number >= 0"
         if r.power_w > ms.max_power_w:
             return f"reported power {r.power_w:.0f} W is above the meter maximum {ms.max_power_w:.0f} W"
-    if r.timestamp.timestamp() > now_s + FUTURE_SLACK_S:
-        return f"time {_fmt(r.timestamp)} is in the future"
     return None
 
 
@@ -90,10 +148,12 @@ def check_step(earlier: Reading, later: Reading, ms: MeterSettings) -> str | Non
             f" is above the maximum {ms.max_power_w:,.0f} W (+{dv:.3f} kWh in {dt:g} s)")
 
 
-def _ingest_meter(db: Database, ms: MeterSettings, batch: list[Reading], report: IngestReport,
-                  now_s: float) -> list[Reading]:
+def _ingest_meter(db: Database, settings: Settings, batch: list[Reading], report: IngestReport,
+                  now: datetime) -> list[Reading]:
     """Judge one meter's readings (sorted) against stored ones; returns those to store."""
     meter_id = batch[0].meter_id
+    ms = settings.meter(meter_id)
+    digits = register_digits(ms)
     first, last = batch[0].timestamp, batch[-1].timestamp
     prev = db.last_reading(meter_id, before=first)
     stored = db.readings(meter_id, start=first, end=last + timedelta(milliseconds=1))  # back-fills
@@ -112,7 +172,7 @@ def _ingest_meter(db: Database, ms: MeterSettings, batch: list[Reading], report:
             if prev is None or stored[i].timestamp >= prev.timestamp:
                 prev = stored[i]
             i += 1
-        reason = _own_checks(r, ms, now_s)
+        reason = _own_checks(r, ms, settings, now, digits)
         same_time = stored_at.get(ts, []) + ([accepted_at[ts]] if ts in accepted_at else [])
         if reason is None and same_time:
             if any(abs(s.value_kwh - r.value_kwh) <= SAME_VALUE_KWH for s in same_time):
@@ -130,7 +190,7 @@ def _ingest_meter(db: Database, ms: MeterSettings, batch: list[Reading], report:
                 if reason:
                     reason = "does not fit the stored reading after it: " + reason
         if reason is not None:
-            report.rejected.append((r, reason))
+            report.reject(r, reason)
             continue
         keep.append(r)
         accepted_at[ts] = r
@@ -139,23 +199,28 @@ def _ingest_meter(db: Database, ms: MeterSettings, batch: list[Reading], report:
 
 
 def ingest_readings(db: Database, settings: Settings, readings: Sequence[Reading],
-                    now: datetime | None = None) -> IngestReport:
-    """Validate ``readings`` (any order, any meters) and store the good ones in one transaction."""
-    report = IngestReport()
-    now_s = now.timestamp() if now is not None else time.time()
+                    now: datetime | None = None, report: IngestReport | None = None) -> IngestReport:
+    """Validate ``readings`` (any order, any meters) and store the good ones in one transaction.
+
+    Counts are added to ``report`` when given (an import passes one report for all its chunks)."""
+    report = report if report is not None else IngestReport()
+    now = now if now is not None else datetime.fromtimestamp(time.time(), UTC)
     by_meter: dict[str, list[Reading]] = defaultdict(list)
     for r in readings:
         by_meter[r.meter_id].append(r)
+    for meter_id in by_meter:
+        check_meter_id(meter_id)
+    rejected_before = len(report.rejected)
     with db.transaction():
         keep: list[Reading] = []
-        for meter_id, batch in by_meter.items():
+        for batch in by_meter.values():
             batch.sort(key=lambda r: (r.timestamp, r.source))
-            keep.extend(_ingest_meter(db, settings.meter(meter_id), batch, report, now_s))
+            keep.extend(_ingest_meter(db, settings, batch, report, now))
         inserted = db.insert_readings(keep)
         if inserted != len(keep):  # same (meter, time, source) stored concurrently: count as duplicates
             report.duplicates += len(keep) - inserted
         report.accepted += inserted
-    for r, why in report.rejected[:20]:
+    for r, why in report.rejected[rejected_before:]:
         log.info("rejected %s %s %.3f: %s", r.meter_id, _fmt(r.timestamp), r.value_kwh, why)
     log.debug("ingest: %s", report.summary())
     return report

@@ -1,8 +1,9 @@
 """MQTT ingest: meters without a camera publish readings; the server subscribes and stores them.
 
 Topic ``settings.mqtt.topic`` (default ``smartmeter/+/reading``) where the ``+`` level is the meter id; the payload
-is the JSON shape of ``server.payloads`` (one object or a list). Every message goes through the same parsing and
-validation as the HTTP API and the CSV import.
+is the JSON shape of ``server.payloads`` (one object or a list): the same pydantic request models as the HTTP API,
+so a hostile payload (huge numbers, deep nesting, unknown keys) is a clear error on the error topic, never an
+"internal error". Every message goes through the same validation as the HTTP API and the CSV import.
 
 What is guaranteed:
 
@@ -35,6 +36,7 @@ from smartmeter.secrets import get_secret
 from smartmeter.server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
 from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
+from smartmeter.types import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +223,12 @@ class MqttIngest:
             log.exception("unexpected failure on %s", topic)
             return self._reject(topic, meter_id, f"internal error: {type(exc).__name__}: {exc}")
         log.info("meter %s via MQTT: %d accepted, %d duplicates, %d rejected",
-                 meter_id, report.accepted, report.duplicates, len(report.rejected))
-        if report.rejected:
-            self._publish_error(meter_id, f"{len(report.rejected)} readings rejected by validation",
-                                [{"timestamp": r.timestamp.isoformat(), "reason": why} for r, why in report.rejected])
-        return Outcome(topic, meter_id, report.accepted, report.duplicates, len(report.rejected))
+                 meter_id, report.accepted, report.duplicates, report.rejected_count)
+        if report.rejected_count:
+            self._publish_error(meter_id, f"{report.rejected_count} readings rejected by validation",
+                                [{"timestamp": format_timestamp(r.timestamp), "reason": why}
+                                 for r, why in report.rejected])
+        return Outcome(topic, meter_id, report.accepted, report.duplicates, report.rejected_count)
 
     def _reject(self, topic: str, meter_id: str | None, reason: str, rejected: int = 0,
                 details: list[dict[str, Any]] | None = None) -> Outcome:

@@ -148,7 +148,6 @@ class MeterSettings(Section):
         return v
 
 
-
 class IngestSettings(Section):
     earliest: datetime = Field(datetime(2000, 1, 1, tzinfo=UTC), description="Readings (CSV, API, MQTT, review, "
                                "corrections) timed before this are rejected (ISO 8601; default 2000-01-01T00:00Z).")
@@ -185,25 +184,49 @@ class WorkerSettings(Section):
                                                           "0 = off (run 'smartmeter analyse --every 5m' instead).")
 
 
-
 class CameraSettings(Section):
-    backend: Literal["picamera2", "opencv", "sim"] = Field("picamera2", description="Camera: picamera2 | opencv | sim.")
+    backend: Literal["picamera2", "opencv", "replay", "sim"] = Field(
+        "picamera2", description="Camera: picamera2 (Pi camera) | opencv (USB webcam) | replay (a folder of photos) "
+                                 "| sim (simulated meter).")
     meter_id: str = Field("meter1", description="Meter id written into photo names.")
-    interval_s: float = Field(60.0, gt=0, description="Seconds between photos.")
+    interval_s: float = Field(60.0, gt=0, description="Seconds between photos, aligned to the clock (60 = on "
+                                                      "every minute); ignored when ``schedule`` is set.")
+    schedule: str | None = Field(None, description="Cron-like 'minute hour day month weekday' (e.g. '*/5 * * * *', "
+                                                   "'0 6-22 * * *'), UTC; None = every interval_s.")
+    require_clock_sync: bool = Field(True, description="Take no photo until the kernel says the clock is "
+                                                       "synchronised (a Pi has no real-time clock).")
+    max_failed_shots: int = Field(10, ge=1, description="This many failed shots in a row end the daemon with an "
+                                                        "error (systemd restarts it).")
+    capture_timeout_s: float = Field(120.0, gt=0, description="A shot running longer than this counts as hung: the "
+                                                              "systemd watchdog is no longer pinged.")
     spool_dir: Path = Field(Path("var/spool"), description="Photos wait here until uploaded.")
-    spool_max_mb: float = Field(500.0, gt=0, description="Oldest spooled photos are dropped past this size, MB.")
+    spool_max_mb: float = Field(500.0, gt=0, description="Past this size the oldest backlog is thinned (one photo "
+                                                         "an hour, then a day), MB.")
+    spool_min_free_mb: float = Field(50.0, ge=0, description="Disk space kept free on the spool's disk: below it "
+                                                             "the backlog is thinned as if over the cap, MB.")
     jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of saved photos.")
     device: int = Field(0, ge=0, description="OpenCV camera index (opencv backend).")
+    camera_num: int = Field(0, ge=0, description="Pi camera number (picamera2 backend).")
     flash_gpio: int | None = Field(None, description="GPIO pin of an LED lit during capture, if any.")
     width: int = Field(1640, ge=64, description="Photo width, pixels.")
     height: int = Field(1232, ge=64, description="Photo height, pixels.")
     exposure_us: int | None = Field(None, ge=1, description="Fixed exposure time (picamera2), microseconds; "
                                                             "None = automatic.")
+    analogue_gain: float | None = Field(None, ge=1, description="Fixed analogue gain with exposure_us (picamera2); "
+                                                                "None = chosen by the camera.")
     lens_position: float | None = Field(None, ge=0, description="Fixed focus (picamera2 LensPosition, dioptres); "
-                                                                "None = autofocus.")
+                                                                "None = autofocus on a camera that has it.")
+    autofocus: Literal["each-shot", "continuous"] = Field(
+        "each-shot", description="Autofocus without lens_position: an AF cycle before each shot, or continuous AF.")
+    settle_s: float = Field(1.0, ge=0, description="Seconds to let exposure settle after the camera starts.")
+    replay_dir: Path | None = Field(None, description="Replay backend: folder of .jpg photos shown in name order.")
+    replay_loop: bool = Field(False, description="Replay backend: start over at the end (else shots fail).")
     upload_idle_s: float = Field(5.0, gt=0, description="Uploader: seconds between spool checks when idle.")
     upload_max_backoff_s: float = Field(300.0, gt=0, description="Uploader: longest wait between retries, s.")
     health_file: Path = Field(Path("var/camera-health.json"), description="Heartbeat file written by the daemon.")
+    health_port: int | None = Field(8765, ge=0, le=65535, description="Local HTTP health endpoint port "
+                                                                      "(GET /health); None = off, 0 = any free.")
+    health_host: str = Field("127.0.0.1", description="Address the health endpoint listens on.")
     sim_start_kwh: float = Field(12345.6, ge=0, description="Sim backend: register value at start, kWh.")
     sim_power_w: float = Field(800.0, ge=0, description="Sim backend: constant power driving the register, W.")
 
@@ -250,7 +273,6 @@ class AnalysisSettings(Section):
     baseload_shift_w: float = Field(50.0, gt=0, description="The base load (a week's median of daily base loads) "
                                                              "moving by more than this from the previous four "
                                                              "weeks is a baseload shift, W.")
-
 
 
 class Settings(Section):

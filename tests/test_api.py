@@ -67,9 +67,9 @@ def test_register_and_list_meters(client: TestClient) -> None:
 
 @pytest.mark.parametrize(("body", "needle"), [
     (b"[1]", '"id" and "name"'),
-    (b'{"id": "x", "colour": "red"}', '"id" and "name"'),
+    (b'{"id": "x", "colour": "red"}', "meter.colour: unknown key"),
     (b'{"id": "../etc"}', "meter id"),
-    (b'{"id": 7}', "meter id"),
+    (b'{"id": 7}', "meter.id: must be a string, got 7"),
     (b'{"name": 3}', "name"),
     (b"{", "not valid JSON"),
 ])
@@ -110,7 +110,7 @@ def test_malformed_body_is_400_and_touches_nothing(client: TestClient, db_url: s
     bad[1]["contatore"] = "ten"
     r = client.post("/api/meters/meter1/readings", json=bad)
     assert r.status_code == 400
-    assert r.json() == {"error": 'readings[1].contatore: must be a number, got "ten"'}
+    assert r.json()["error"] == 'readings[1].contatore: must be a number, got "ten"'
     for body in (b"", b"not json", b'{"timestamp": "2014-12-12T10:05:00Z"}', b"\xff"):
         r = client.post("/api/meters/meter1/readings", content=body)
         assert r.status_code == 400 and r.json()["error"]
@@ -191,6 +191,8 @@ def test_api_token_guards_writes(db_url: str, monkeypatch: pytest.MonkeyPatch, t
         assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.fault("database down", proves="the API answers 503 (not 500) while the database is unreachable and "
+                   "heals without a restart")
 def test_database_failure_is_503_and_heals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMARTMETER_API_TOKEN", raising=False)
     blocker = tmp_path / "data"
@@ -276,3 +278,57 @@ def test_install_guide_settings_example_is_valid() -> None:
     assert settings.mqtt.enabled and settings.database.url.startswith("sqlite:////")
     sections = set(Settings.model_fields) - {"camera"}  # the camera section belongs to the Pi
     assert sections <= set(yaml.safe_load(example)), "the example must show every server section"
+
+
+HOSTILE = {
+    "400 zeros (OverflowError)": b'{"timestamp": "2014-12-12T10:00:00Z", "contatore": 1' + b"0" * 400 + b"}",
+    "5,001 digits (ValueError)": b'{"timestamp": "2014-12-12T10:00:00Z", "contatore": 1' + b"0" * 5000 + b"}",
+    "nested 5,000 deep (RecursionError)": b"[" * 5000 + b"]" * 5000,
+    "nested objects": b'{"a":' * 3000 + b"1" + b"}" * 3000,
+}
+
+
+@pytest.mark.fault("hostile API/MQTT input", proves="no 5xx, a short message, nothing stored before is touched")
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_bodies_are_400_with_a_short_message(client: TestClient, db_url: str, name: str) -> None:
+    client.post("/api/meters", json={"id": "meter1"})
+    client.post("/api/meters/meter1/readings", json=rows(0, [10.0]))
+    before = stored(db_url, "meter1")
+    r = client.post("/api/meters/meter1/readings", content=HOSTILE[name])
+    assert r.status_code == 400, r.text
+    assert 0 < len(r.json()["error"]) < 200
+    assert stored(db_url, "meter1") == before
+
+
+@pytest.mark.parametrize(("ts", "needle"), [
+    ("0001-01-01T00:00:00Z", "before 2000-01-01T00:00:00Z"),
+    ("1999-12-31T23:59:59Z", "before 2000-01-01T00:00:00Z"),
+    ("2999-01-01T00:00:00Z", "ahead of the server clock"),
+])
+def test_timestamps_out_of_bounds_are_refused(client: TestClient, db_url: str, ts: str, needle: str) -> None:
+    client.post("/api/meters", json={"id": "meter1"})
+    r = client.post("/api/meters/meter1/readings", json={"timestamp": ts, "contatore": 10.0})
+    assert r.status_code == 409 and needle in r.json()["error"]
+    assert r.json()["rejected"][0]["timestamp"].startswith(ts[:4])  # four-digit year, also for year 1
+    assert stored(db_url, "meter1") == []
+
+
+def test_absurd_first_reading_is_refused_and_later_real_ones_land(client: TestClient, db_url: str) -> None:
+    client.post("/api/meters", json={"id": "meter1"})
+    r = client.post("/api/meters/meter1/readings", json={"timestamp": "2014-12-12T10:00:00Z", "contatore": 1e300})
+    assert r.status_code == 409 and "does not fit the meter's 8 digits" in r.json()["error"]
+    r = client.post("/api/meters/meter1/readings", json=rows(1, [10.0, 10.01]))
+    assert r.status_code == 201 and r.json()["accepted"] == 2
+
+
+def test_openapi_shows_the_request_models(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/meters/{meter_id}/readings"]["post"]["requestBody"]["content"]["application/json"]
+    refs = json.dumps(body["schema"])
+    assert "#/components/schemas/ReadingIn" in refs
+    reading = schema["components"]["schemas"]["ReadingIn"]
+    assert set(reading["properties"]) == {"timestamp", "contatore", "potenza"}
+    assert reading["additionalProperties"] is False and reading["required"] == ["timestamp", "contatore"]
+    meter = schema["paths"]["/api/meters"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert meter == {"$ref": "#/components/schemas/MeterIn"}
+    assert "MeterIn" in schema["components"]["schemas"]

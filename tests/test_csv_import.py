@@ -128,3 +128,89 @@ def test_cli_import(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "skipped line 7" in res.output
     with open_database(f"sqlite:///{tmp_path}/cli.db") as db:
         assert db.count_readings("home") == 30 and db.count_readings("x") == 7
+
+
+def write(path: Path, *rows: str) -> Path:
+    path.write_text("timestamp,contatore,potenza\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+def cli_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path}/cli.db\nmeters:\n  - id: home\n    digits: 6\n")
+    return cfg
+
+
+@pytest.mark.fault("bad first reading", proves="a first reading of 1e300 is refused, the real readings after it "
+                   "are stored, and the import exits 3 (not 0)")
+def test_absurd_first_reading_is_refused_and_the_exit_code_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path / "first.csv", "2014-12-12T00:00:00Z,1e300,0.1", "2014-12-12T00:01:00Z,4321.0,0.1",
+                 "2014-12-12T00:02:00Z,4321.1,0.1", "2014-12-12T00:03:00Z,1234567,0.1")
+    res = CliRunner().invoke(cli, ["-c", str(cli_config(tmp_path)), "import", str(path), "-q"])
+    assert res.exit_code == 3, res.output
+    assert "2 accepted" in res.output and "2 rejected" in res.output
+    assert "does not fit the meter's 6 digits" in res.output
+    with open_database(f"sqlite:///{tmp_path}/cli.db") as db:
+        assert [r.value_kwh for r in db.readings("home")] == [4321.0, 4321.1]
+
+
+def test_bad_meter_id_is_a_clear_error_not_a_traceback(tmp_path: Path, db: Database) -> None:
+    res = CliRunner().invoke(cli, ["-c", str(cli_config(tmp_path)), "import", str(CSV / "sample.csv"),
+                                   "--meter", "bad id!"])
+    assert res.exit_code == 65
+    assert "meter id 'bad id!' is not 1-64 letters" in res.output and "Traceback" not in res.output
+    assert "pydantic" not in res.output
+    with pytest.raises(InputError, match="meter id"):
+        import_csv(db, SETTINGS, CSV / "sample.csv", "bad id!", progress=False)
+
+
+def test_timestamps_are_bounded(tmp_path: Path, db: Database) -> None:
+    path = write(tmp_path / "t.csv", "0001-01-01T00:00:00Z,10.0,", "1999-12-31T23:00:00Z,10.0,",
+                 "2014-12-12T00:00:00Z,10.0,", "2999-01-01T00:00:00Z,11.0,", "9999-12-31T23:59:59-01:00,12,")
+    with pytest.raises(InputError, match="line 6: timestamp '9999-12-31T23:59:59-01:00' is out of range"):
+        import_csv(db, SETTINGS, path, "m1", progress=False)
+    res = import_csv(db, SETTINGS, path, "m1", progress=False, skip_bad=True)
+    assert res.ingest.accepted == 1 and res.ingest.rejected_count == 3
+    reasons = [why for _, why in res.ingest.rejected]
+    assert "0001-01-01T00:00:00Z is before 2000-01-01T00:00:00Z" in reasons[0]
+    assert "ahead of the server clock" in reasons[2]
+
+
+DST_ROWS = ("2024-10-27 01:50:00,100.0,", "2024-10-27 02:10:00,100.1,", "2024-10-27 02:40:00,100.2,",
+            "2024-10-27 02:10:00,100.3,", "2024-10-27 03:10:00,100.4,")
+
+
+def test_ambiguous_local_time_is_an_explicit_choice(tmp_path: Path, db: Database) -> None:
+    path = write(tmp_path / "fall.csv", *DST_ROWS)
+    with pytest.raises(InputError) as err:
+        import_csv(db, SETTINGS, path, "m1", timezone="Europe/Rome", progress=False)
+    assert "line 3: local time 2024-10-27T02:10:00 in Europe/Rome happens twice" in str(err.value)
+    assert "--ambiguous earlier|later" in str(err.value) and db.count_readings() == 0
+    res = import_csv(db, SETTINGS, path, "m1", timezone="Europe/Rome", ambiguous="earlier", progress=False)
+    # both 02:10 rows map to the same (summer) instant: the second is a conflict, not silently merged
+    assert res.ingest.accepted == 4 and "conflicts" in res.ingest.rejected[0][1]
+    later = import_csv(db, SETTINGS, path, "m2", timezone="Europe/Rome", ambiguous="later", progress=False)
+    assert [r.timestamp.hour for r in db.readings("m2")][:2] == [23, 1]  # 01:50 CEST, then 02:10 CET
+    assert later.ingest.accepted >= 3
+
+
+def test_nonexistent_local_time_is_an_explicit_choice(tmp_path: Path, db: Database) -> None:
+    path = write(tmp_path / "spring.csv", "2024-03-31 01:50:00,100.0,", "2024-03-31 02:30:00,100.1,",
+                 "2024-03-31 03:40:00,100.2,")
+    with pytest.raises(InputError, match=r"line 3: local time 2024-03-31T02:30:00 in Europe/Rome does not exist.*"
+                                         r"--nonexistent shift"):
+        import_csv(db, SETTINGS, path, "m1", timezone="Europe/Rome", progress=False)
+    import_csv(db, SETTINGS, path, "m1", timezone="Europe/Rome", nonexistent="shift", progress=False)
+    assert [r.timestamp for r in db.readings("m1")][1] == datetime(2024, 3, 31, 1, 30, tzinfo=UTC)  # 03:30 CEST
+
+
+def test_rejected_rows_are_counted_kept_few_and_streamed(tmp_path: Path, db: Database) -> None:
+    rows = [f"2014-12-12T{h:02d}:{m:02d}:00Z,{9000 - h * 60 - m},0.1" for h in range(10) for m in range(60)]
+    path = write(tmp_path / "backwards.csv", *rows)
+    rejects = tmp_path / "rejects.csv"
+    res = import_csv(db, SETTINGS, path, "m1", progress=False, chunk_size=50, rejects=rejects)
+    assert res.ingest.accepted == 1 and res.ingest.rejected_count == 599
+    assert len(res.ingest.rejected) == 20  # only the first few are kept in memory
+    lines = rejects.read_text().splitlines()
+    assert lines[0] == "timestamp,contatore,potenza,reason" and len(lines) == 600
+    assert lines[1].startswith("2014-12-12T00:01:00Z,8999.0,0.1,register goes backwards")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from smartmeter.errors import DatabaseError
-from smartmeter.server.ingest import ingest_readings
+from smartmeter.server.ingest import IngestReport, ingest_readings, register_digits
 from smartmeter.server.storage import Database
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
@@ -59,6 +60,8 @@ def test_compared_with_last_stored_reading(db: Database) -> None:
     assert rep.accepted == 1
 
 
+@pytest.mark.fault("duplicate delivery", proves="a reading delivered twice (CSV, MQTT) is stored once; a different "
+                   "value at the same time is refused")
 def test_duplicates_and_conflicts(db: Database) -> None:
     first = ingest_readings(db, SETTINGS, [r(0, 100.0, "csv:a.csv"), r(1, 100.01, "csv:a.csv")])
     assert first.accepted == 2
@@ -99,6 +102,7 @@ def test_unknown_meter_uses_defaults_and_meters_are_independent(db: Database) ->
     assert db.meter_exists("other")
 
 
+@pytest.mark.fault("database down", proves="a failing database stores nothing of the batch and keeps what was stored")
 def test_database_failure_stores_nothing(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     ingest_readings(db, SETTINGS, [r(0, 100.0)])
     calls = {"n": 0}
@@ -114,3 +118,33 @@ def test_database_failure_stores_nothing(db: Database, monkeypatch: pytest.Monke
         ingest_readings(db, SETTINGS, [r(1, 100.01), r(2, 100.02)])
     monkeypatch.undo()
     assert calls["n"] == 1 and [x.value_kwh for x in db.readings("m1")] == [100.0]
+
+
+@pytest.mark.fault("bad first reading", proves="an absurd first reading is refused, so the real ones after it land")
+def test_first_reading_must_fit_the_meters_digits_and_range(db: Database) -> None:
+    rep = ingest_readings(db, SETTINGS, [r(0, 1e300), r(1, 100.0), r(2, 100.01)])
+    assert rep.accepted == 2 and rep.rejected_count == 1
+    assert "does not fit the meter's 8 digits" in rep.rejected[0][1] and "1e+300" in rep.rejected[0][1]
+    ranged = Settings(meters=[MeterSettings(id="m1", digits=5, min_kwh=50.0, max_kwh=90_000.0)])
+    rep = ingest_readings(db, ranged, [r(10, 123_456.0), r(11, 10.0), r(12, 95_000.0), r(13, 100.02)])
+    assert rep.accepted == 1 and [why.split(" kWh")[0] for _, why in rep.rejected] == [
+        "register value 123456", "register value 10", "register value 95000"]
+    assert "below the meter's min_kwh 50" in rep.rejected[1][1]
+    assert "above the meter's max_kwh 90000" in rep.rejected[2][1]
+
+
+def test_digits_come_from_the_profile(db: Database, resources: Path) -> None:
+    profile = next((resources / "photos").glob("*.yaml"))
+    meter = MeterSettings(id="m1", profile=profile)
+    digits = register_digits(meter)
+    assert 3 <= digits <= 8
+    rep = ingest_readings(db, Settings(meters=[meter]), [r(0, 10.0 ** digits), r(1, 10.0 ** digits - 1)])
+    assert rep.accepted == 1 and f"meter's {digits} digits" in rep.rejected[0][1]
+
+
+def test_rejections_are_counted_and_streamed_not_kept(db: Database) -> None:
+    seen: list[str] = []
+    report = IngestReport(keep=3, on_reject=lambda reading, why: seen.append(why))
+    ingest_readings(db, SETTINGS, [r(0, 100.0)] + [r(i, 50.0 - i / 100) for i in range(1, 101)], report=report)
+    assert report.rejected_count == 100 and len(report.rejected) == 3 and len(seen) == 100
+    assert report.summary() == "1 accepted, 0 duplicates, 100 rejected"

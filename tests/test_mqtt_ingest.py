@@ -197,6 +197,30 @@ def test_readings_land_and_bad_messages_are_rejected(broker: Broker, subscriber:
         client.close()
 
 
+@pytest.mark.fault("hostile API/MQTT input", proves="every payload gets a clear error on the error topic, never "
+                   "'internal error'; nothing stored before is touched; the loop goes on")
+def test_hostile_payloads_get_a_clear_error(broker: Broker, subscriber: Subscriber, db_url: str) -> None:
+    client = Client(broker.port)
+    try:
+        client.publish("smartmeter/meter1/reading", rows(0, [10.0]))
+        assert subscriber.next().accepted == 1
+        before = stored(db_url)
+        hostile = [b'{"timestamp": "2014-12-12T10:01:00Z", "contatore": 1' + b"0" * 400 + b"}",
+                   b'{"timestamp": "2014-12-12T10:01:00Z", "contatore": 1' + b"0" * 5000 + b"}",
+                   b"[" * 5000 + b"]" * 5000,
+                   b'{"timestamp": "0001-01-01T00:00:00Z", "contatore": 10.5}']
+        for payload in hostile:
+            client.publish("smartmeter/meter1/reading", payload)
+            out = subscriber.next()
+            assert out.error and "internal error" not in out.error and len(out.error) < 300, out.error
+            assert "internal error" not in client.received.get(timeout=5)[1]["error"]
+        assert stored(db_url) == before
+        client.publish("smartmeter/meter1/reading", rows(1, [10.01]))
+        assert subscriber.next().accepted == 1
+    finally:
+        client.close()
+
+
 def test_subscriber_reconnects_after_broker_restart(broker: Broker, subscriber: Subscriber, db_url: str) -> None:
     client = Client(broker.port, subscribe=None)
     client.publish("smartmeter/meter1/reading", rows(0, [10.0]))
@@ -245,6 +269,7 @@ def test_messages_sent_while_subscriber_is_down_are_delivered(broker: Broker, db
     assert [v for _, v, _, _ in stored(db_url)] == [10.0, 10.01]
 
 
+@pytest.mark.fault("database down", proves="readings lost: 0 (an MQTT message is kept until the database stores it)")
 def test_database_outage_keeps_the_message_until_stored(broker: Broker, tmp_path: Path) -> None:
     blocker = tmp_path / "data"
     blocker.write_text("a file where the database folder should be")

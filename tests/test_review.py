@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from smartmeter.errors import InputError, NotFoundError
-from smartmeter.server.review import list_reviews, set_value
+from smartmeter.cli import cli
+from smartmeter.errors import InputError, NotFoundError, ValidationRejected
+from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
 from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import _Item, judge
 from smartmeter.settings import Settings
-from smartmeter.types import DigitValue, ImageRef, OcrResult, photo_name
+from smartmeter.types import DigitValue, ImageRef, OcrResult, Reading, photo_name
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 SETTINGS = Settings()
@@ -109,3 +111,80 @@ def test_review_errors(db: Database) -> None:
     with pytest.raises(InputError):
         set_value(db, SETTINGS, item(0, 0)[0].ref.key, float("nan"))
     assert current(db) == [("image:" + item(0, 0)[0].ref.key, 100.0)]
+
+
+def state(db: Database) -> tuple[list[tuple[str, float]], list[tuple[str, str]], list[tuple[str, str]]]:
+    photos = db.query("SELECT photo_key, status FROM photos ORDER BY photo_key")
+    queue = db.query("SELECT photo_key, state FROM review_queue ORDER BY photo_key")
+    return current(db), photos, queue  # type: ignore[return-value]
+
+
+def camera_then_unreadable(db: Database) -> str:
+    batch(db, item(0, 100.0), item(1, 100.1), item(2, 100.2), item(3, None))
+    return item(3, 0)[0].ref.key
+
+
+@pytest.mark.fault("review typo", proves="a value the meter cannot show is refused and nothing changes")
+def test_review_typo_that_does_not_fit_the_digits_is_refused(db: Database) -> None:
+    key = camera_then_unreadable(db)
+    before = state(db)
+    with pytest.raises(ValidationRejected, match="does not fit the meter's 5 digits"):
+        set_value(db, SETTINGS, key, 99999999)  # the camera read 5 drums before the point on these photos
+    assert state(db) == before
+
+
+@pytest.mark.fault("review typo", proves="the right value set after a typo brings back every camera reading the "
+                   "typo withdrew; undo restores the state before the review exactly")
+def test_right_value_after_a_typo_brings_the_withdrawn_readings_back(db: Database) -> None:
+    key = camera_then_unreadable(db)
+    before = state(db)
+    assert withdrawn(preview_value(db, SETTINGS, key, 1000.3)) == 3
+    assert state(db) == before  # a preview changes nothing
+    counts = set_value(db, SETTINGS, key, 1000.3)  # typo: fits the digits, disagrees with every camera reading
+    assert withdrawn(counts) == 3 and current(db) == [("review:" + key, 1000.3)]
+    counts = set_value(db, SETTINGS, key, 100.3)  # the right value: the first review is undone first
+    assert withdrawn(counts) == 0
+    assert [v for _, v in current(db)] == [100.0, 100.1, 100.2, 100.3]
+    assert undo(db, key) == 1  # the right value withdrew nothing: only its own photo's rows to put back
+    assert state(db) == before
+    with pytest.raises(NotFoundError, match="no review value in force"):
+        undo(db, key)
+    ops = db.query("SELECT op FROM reading_changes ORDER BY created_ms, op")
+    assert sorted(o for (o,) in ops) == ["review", "review", "undo", "undo"]
+
+
+def test_review_value_is_checked_against_trusted_readings(db: Database) -> None:
+    key = camera_then_unreadable(db)
+    db.insert_readings([Reading("m1", T0 + timedelta(minutes=25), 100.25, "csv:manual.csv")])
+    with pytest.raises(ValidationRejected, match=r"goes backwards.*trusted reading from csv:manual.csv"):
+        set_value(db, SETTINGS, key, 90.0)
+    with pytest.raises(ValidationRejected, match="implied power"):
+        set_value(db, SETTINGS, key, 180.0)
+    assert set_value(db, SETTINGS, key, 100.3) == {}
+
+
+def test_undo_is_refused_when_the_worker_judged_the_photos_again(db: Database) -> None:
+    key = camera_then_unreadable(db)
+    set_value(db, SETTINGS, key, 1000.3)
+    withdrawn_key = item(1, 0)[0].ref.key
+    db.execute("UPDATE photos SET status = 'rejected', updated_ms = updated_ms + 1 WHERE photo_key = ?",
+               (withdrawn_key,))
+    with pytest.raises(ValidationRejected, match="cannot be undone safely"):
+        undo(db, key)
+    assert undo(db, key, force=True) == 4
+
+
+def test_cli_review_set_asks_before_withdrawing_and_undo(db: Database, tmp_path: Path) -> None:
+    key = camera_then_unreadable(db)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"database:\n  url: sqlite:///{tmp_path / 'db.sqlite'}\n")
+    before = state(db)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["-c", str(cfg), "review", "set", key, "1000.3"], input="n\n")
+    assert res.exit_code == 1 and "withdrawn. Continue?" in res.output and state(db) == before
+    res = runner.invoke(cli, ["-c", str(cfg), "review", "set", key, "99999999"])
+    assert res.exit_code == 3 and "refused" in res.output and state(db) == before
+    res = runner.invoke(cli, ["-c", str(cfg), "review", "set", key, "1000.3", "--yes", "--by", "ann"])
+    assert res.exit_code == 0 and "3 disagreeing camera readings withdrawn" in res.output
+    res = runner.invoke(cli, ["-c", str(cfg), "review", "undo", key])
+    assert res.exit_code == 0 and "restored" in res.output and state(db) == before
