@@ -33,10 +33,12 @@ SIZE = 96  # px: crops are resized to SIZE x SIZE
 RED_MIN = 28.0  # R - max(G, B) of a needle pixel, at least ...
 RED_SHARE = 0.4  # ... and this share of the dial's 99th-percentile redness; pixels joined to those need only
 RED_WEAK = 0.2  # this share (a thin or blurred needle, a needle in glare)
+RED_SATURATION = 0.2  # (R - max(G, B)) / R of a needle pixel, at least (half that for the joined ones)
 DARK_RADIUS = 0.45  # dark needles: only this inner part of the dial (the scale's digits sit outside)
 HUB_RADIUS = 0.2  # the needle's parts must reach this close to the centre
 ALIGNED_REACH = 0.4  # ... or, lying along a line through the centre, at least this close
 MIN_TIP = 0.3  # the tip must reach this far (share of the radius) from the centre
+SPLIT_MAX = 14.0  # degrees between the needle's axis and the direction to its tip: no trust at all
 RAYS = 360
 
 
@@ -55,18 +57,21 @@ class DialReading:
     reason: str | None = None  # why value is None, or what lowered the confidence
 
 
+_YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+_RADIUS = np.hypot(_XX - (SIZE - 1) / 2, _YY - (SIZE - 1) / 2) / (SIZE / 2)  # share of the half box
+
+
 def needle_mask(crop: np.ndarray, needle: str) -> np.ndarray:
     """The needle-coloured pixels of a SIZE x SIZE BGR crop inside the inscribed disc (uint8 0/1)."""
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    c = (SIZE - 1) / 2
-    rr = np.hypot(xx - c, yy - c) / (SIZE / 2)
+    rr = _RADIUS
     if needle == "red":
         f = crop.astype(np.float32)
         redness = f[..., 2] - np.maximum(f[..., 0], f[..., 1])
         inside = rr < 0.95
         top = float(np.percentile(redness[inside], 99))
-        strong = (redness > max(RED_MIN, RED_SHARE * top)) & inside
-        weak = ((redness > max(RED_MIN / 2, RED_WEAK * top)) & inside).astype(np.uint8)
+        share = redness / np.maximum(f[..., 2], 1.0)  # a tinted face is a little red, but not much of its red
+        strong = (redness > max(RED_MIN, RED_SHARE * top)) & (share > RED_SATURATION) & inside
+        weak = ((redness > max(RED_MIN / 2, RED_WEAK * top)) & (share > RED_SATURATION / 2) & inside).astype(np.uint8)
         n, labels = cv2.connectedComponents(weak, connectivity=8)  # hysteresis: weak pixels joined to strong ones
         mask = np.isin(labels, np.unique(labels[strong])) & (labels > 0) if n > 1 else strong
     else:
@@ -153,8 +158,11 @@ def read_dial(crop: np.ndarray, spec: DialSpec) -> DialReading:
         return DialReading(None, 0.0, reason="the needle found is too short to point anywhere")
     far = proj >= proj.max() - 0.1 * SIZE / 2  # the tip: from the needle's centroid to its farthest pixels
     tx, ty = float(xs[far].mean() - xs.mean()), float(ys[far].mean() - ys.mean())
+    split = 0.0  # the tip's direction against the needle's axis: a bent or merged needle
     if math.hypot(tx, ty) > 0.15 * SIZE / 2:
-        axis_deg = math.degrees(math.atan2(tx, -ty)) % 360
+        tip_deg = math.degrees(math.atan2(tx, -ty)) % 360
+        split = abs(((tip_deg - axis_deg + 180) % 360) - 180)
+        axis_deg = tip_deg
     disagree = abs(((axis_deg - coarse + 180) % 360) - 180)
     angle = axis_deg if disagree <= 25 else float(coarse)
     checks = {
@@ -162,6 +170,7 @@ def read_dial(crop: np.ndarray, spec: DialSpec) -> DialReading:
         "tip and tail alike": float(np.clip((tip - tail) / (0.35 * tip), 0, 1)),
         "needle axis off the brightest ray": float(np.clip((30 - disagree) / 15, 0, 1)),
         "a second needle-like ray": float(np.clip((1 - rival / peak) / 0.5, 0, 1)),
+        "the tip points away from the needle's axis": float(np.clip((SPLIT_MAX - split) / (SPLIT_MAX / 2), 0, 1)),
     }
     worst = min(checks, key=lambda k: checks[k])
     confidence = checks[worst]
