@@ -4,11 +4,10 @@ server.reprocess and server.review."""
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import click
 
+from smartmeter.lifecycle import stop_on_signals
 from smartmeter.ocr.readers.config import ENGINES
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
@@ -32,17 +31,8 @@ def worker_cmd(obj: object, once: bool, quiet: bool) -> None:
         if once:
             click.echo(worker.run_once().summary())
             return
-
-        def _stop(signum: int, frame: FrameType | None) -> None:
-            log.info("worker: signal %d, stopping after the current page", signum)
-            worker.stop()
-
-        old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_on_signals(worker.stop_event, "stopping after the current page"):
             worker.run()
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
 
 
 @click.command("reprocess")

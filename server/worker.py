@@ -8,6 +8,9 @@ transaction together with the new cursor, so a crash or restart never stores hal
 Capture time comes from the photo name ``YYYYmmddTHHMMSSZ_<meter>.jpg``. A name without a time (``<meter>/x.jpg``
 or ``x_<meter>.jpg``) falls back to the EXIF DateTimeOriginal (with OffsetTimeOriginal when present, else UTC).
 A photo that cannot be fetched, decoded, dated or read is recorded as ``failed`` with the reason; the worker goes on.
+One the digit reader fails on (a tesseract timeout or crash, any exception, an answer ``CheckedReader`` refuses)
+also waits in the review queue: the photo itself may be fine. A reader that cannot run at all (``ReaderUnavailable``,
+exit 69) stops the worker: at start-up before any photo is touched, mid-run with nothing of the page committed.
 """
 
 from __future__ import annotations
@@ -128,6 +131,9 @@ class Readers:
                     log.warning("meter %s: %s", m.id, exc)
         for config in configs or [resolve_reader(self.settings.ocr, None, self.engine)]:
             self._engine(config)
+        for config in configs:
+            if config != self.settings.ocr.reader and self.engine is None:
+                log.info("a meter profile overrides the settings' ocr.reader: %s", config)
 
     def read(self, meter_id: str, data: Sequence[bytes], names: Sequence[str]) -> list[OcrResult | ReadFailure]:
         """Read photos of one meter, split across the reading threads; results in input order. A photo the

@@ -212,7 +212,7 @@ meters: [{{id: meter, profile: {PHOTOS / 'meter.yaml'}}}]
     res = run(cli, ["-c", str(cfg), "review", "set", "no-such.jpg", "1"])
     assert res.exit_code == 66
     key = photo_name("meter", T0 + timedelta(minutes=10))
-    res = run(cli, ["-c", str(cfg), "review", "set", key, "48127.4"])
+    res = run(cli, ["-c", str(cfg), "review", "set", "--yes", key, "48127.4"])
     assert res.exit_code == 0, res.output
     res = run(cli, ["-c", str(cfg), "review", "set", "--", key, "-3"])
     assert res.exit_code == 65
@@ -270,3 +270,36 @@ ocr: {{reader: {{engine: tesseract, command: {tmp_path / 'no-tesseract'}}}}}
     assert all((tmp_path / "images" / k).is_file() for k in keys)
     res = run(cli, ["-c", str(cfg), "reprocess", "-q", "--engine", "cnn"])  # the CLI's engine wins
     assert res.exit_code == 0 and "0 photos" in res.output, res.output
+
+
+def test_cli_worker_stops_on_sigterm_after_its_page(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "smartmeter.yaml"
+    cfg.write_text(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {PHOTOS / 'meter.yaml'}}}]
+worker: {{poll_interval_s: 0.2}}
+""")
+    put_series(LocalStore(tmp_path / "images"), 2)
+    proc = subprocess.Popen([sys.executable, "-c", "from smartmeter.cli import cli; cli()", "-c", str(cfg), "worker"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (tmp_path / "db.sqlite").exists():
+                with open_database(f"sqlite:///{tmp_path / 'db.sqlite'}") as db:
+                    if len(db.readings("meter")) == 2:
+                        break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out.decode()
+    with open_database(f"sqlite:///{tmp_path / 'db.sqlite'}") as db:
+        assert len(db.readings("meter")) == 2
