@@ -129,3 +129,57 @@ def test_recovers_truncated_register_from_noisy_drums(case: tuple[int, int, floa
         assert got == truncated, observed
     else:  # the last drum is within noise of arriving: the next unit is an honest reading too
         assert got in (truncated, (truncated + 1) % 10 ** n), observed
+
+
+def render_mixed(total: float, n_drums: int, n_pointers: int, last_drum: str) -> list[float]:
+    """Exact positions of a counter showing ``total`` units of its last position: pointers geared continuously,
+    drums rolling only while their right neighbour goes 9 -> 0, the last drum rolling or creeping with the first
+    pointer (``last_drum``)."""
+    n = n_drums + n_pointers
+    positions = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        place = 10.0 ** (n - 1 - i)
+        if i >= n_drums or i == n - 1 or (i == n_drums - 1 and last_drum == "continuous"):
+            positions[i] = (total / place) % 10.0
+        else:
+            digit = math.floor(total / place) % 10
+            positions[i] = digit + min(max(positions[i + 1] - 9.0, 0.0), 1.0)
+    return positions
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 10 ** 8 - 1), st.floats(0.0, 0.999),
+       st.sampled_from(["roll", "continuous"]), st.data())
+def test_mixed_counters_read_right_or_not_at_all(n_drums: int, n_pointers: int, count: int, frac: float,
+                                                  last_drum: str, data: st.DataObject) -> None:
+    # drums read within 0.1, pointers within 0.3 (the rightmost one within 0.04: its own fraction is the reading)
+    n = n_drums + n_pointers
+    count %= 10 ** n
+    exact = render_mixed(count + frac, n_drums, n_pointers, last_drum)
+    noise = [data.draw(st.floats(-0.1, 0.1) if i < n_drums else st.floats(-0.3, 0.3)) for i in range(n - 1)]
+    noise.append(data.draw(st.floats(-0.04, 0.04)))
+    observed = [(p + e) % 10.0 for p, e in zip(exact, noise, strict=True)]
+    observed = [0.0 if math.isclose(x, 10.0) else x for x in observed]
+    result = assemble(observed[:n_drums], observed[n_drums:])
+    if result.reading is not None:
+        got = int(result.reading.replace(".", ""))
+        assert got in (count, (count + 1) % 10 ** n) if frac >= 0.9 else got == count, (observed, exact)
+    # told how the last drum moves, exact positions always read
+    stated = Coupling(last_drum=last_drum)  # type: ignore[arg-type]
+    exact = [0.0 if math.isclose(x, 10.0) else x for x in exact]
+    assert assemble(exact[:n_drums], exact[n_drums:], coupling=stated).reading is not None, exact
+
+
+@pytest.mark.parametrize(("resting", "expected"), [(None, None), (True, "1835"), (False, "1834")])
+def test_a_last_drum_with_its_decimals_left_out_is_decided_by_its_appearance(resting: bool | None,
+                                                                             expected: str | None) -> None:
+    result = assemble([1.0, 8.0, 3.0, 4.9], last_resting=resting)
+    assert result.reading == expected
+    if expected is None:
+        assert result.candidates == ["1835", "1834"]
+        assert result.error == ("1835 or 1834: both plausible (digit 4 at 4.9 reads 5 or 4): the meter's history "
+                                "or the profile's coupling must decide")
+    assert assemble([1.0, 8.0, 3.0, 4.9], coupling=CREEPING).reading == "1834"  # a creeping last drum: the 4
+    assert assemble([1.0, 8.0, 3.0, 4.7]).reading == "1834"  # mid-roll: no resting drum reads 0.3 low
+    assert assemble([1.0, 8.0, 3.0, 5.1]).reading == "1835"  # a resting 5 read high
+    assert assemble([1.0, 8.0, 3.0, 4.9], decimals=1).reading == "183.4"  # a decimal drum creeps
