@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("smartmeter.cli_config:config", "Check and show settings."),
     "ocr": ("smartmeter.ocr.cli:ocr_group", "Batch OCR tools: read digit crops, assemble readings."),
     "read": ("smartmeter.ocr.cli:read_cmd", "Read the register from meter photos."),
+    "profile": ("smartmeter.ocr.cli_profile:profile_group", "Write and check meter profiles (new PHOTO, check ...)."),
     "worker": ("smartmeter.server.cli_worker:worker_cmd", "Pull photos from the image store, read, validate, store."),
     "import": ("smartmeter.server.cli_import:import_cmd", "Import readings from a CSV (timestamp,contatore,potenza)."),
     "reprocess": ("smartmeter.server.cli_worker:reprocess_cmd", "Re-read archived photos with the current reader."),
