@@ -49,6 +49,7 @@ from smartmeter.ocr.locate_geometry import (
 from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, verify
 from smartmeter.ocr.profile import Profile, Transform
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.reading import reading_confidence
 from smartmeter.types import DigitValue, OcrResult
 
 log = logging.getLogger(__name__)
@@ -315,5 +316,5 @@ def _assemble(values: list[DigitValue], profile: Profile, unstable: list[int] | 
     a = assemble(raw, decimals=profile.decimals)
     if a.reading is None:
         return OcrResult(reading=None, value=None, confidence=0.0, digits=values, error=a.error)
-    confidence = min(a.confidence, min(v.confidence for v in values))
-    return OcrResult(reading=a.reading, value=a.value, confidence=round(confidence, 4), digits=values)
+    return OcrResult(reading=a.reading, value=a.value, confidence=reading_confidence(values, a.confidence),
+                     digits=values)

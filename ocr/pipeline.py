@@ -18,7 +18,7 @@ other give ``OcrResult(reading=None, error=...)`` — never a guess. Per-photo p
 reader (e.g. missing tesseract) does.
 
 Overall confidence = lowest digit confidence x the assembler's consistency (1.0 when every drum sits where its
-neighbour says it should).
+neighbour says it should): ``smartmeter.ocr.reading``, the rule auto-locate uses too, says why.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from smartmeter.ocr.dial import DialReading, DialSpec, read_dial
 from smartmeter.ocr.image_io import decode_image, load_image, to_grey
 from smartmeter.ocr.profile import Profile
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.reading import reading_confidence
 from smartmeter.ocr.reference import WORK_PX, load_reference
 from smartmeter.ocr.transforms import is_identity, transform_matrix, transformed_size
 from smartmeter.ocr.warp import crop_boxes, outside_error
@@ -198,7 +199,7 @@ class MeterReader:
             return unreadable(f"reader returned bad values: {exc}")
         if assembly.reading is None:
             return unreadable(assembly.error)
-        confidence = min(v.confidence for v in values) * assembly.confidence
+        confidence = reading_confidence(values, assembly.confidence)
         if confidence < min_conf:
             return unreadable(f"drums barely fit each other (confidence {confidence:.2f} < {min_conf:g})", confidence)
         return OcrResult(assembly.reading, assembly.value, round(confidence, 4), digits, pointers, None, self.version)
