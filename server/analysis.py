@@ -68,7 +68,7 @@ def daily(hr: pd.DataFrame, timezone: str) -> pd.DataFrame:
     if hr.empty:
         return pd.DataFrame({c: np.zeros(0) for c in ("kwh", "hours", "coverage", "base_w", "peak_w")})
     loc = local_index(hr.index, timezone)
-    day = pd.DatetimeIndex(loc.date)
+    day = loc.tz_localize(None).normalize()
     full = hr["coverage"].to_numpy() >= 0.999
     g = hr.assign(day=day, full_w=np.where(full, hr["power_w"], np.nan)).groupby("day")
     out = pd.DataFrame({"kwh": g["kwh"].sum(), "hours": g["coverage"].sum(),
@@ -136,10 +136,11 @@ def _profile(hr: pd.DataFrame, timezone: str) -> dict[str, list[float | None]]:
 
 
 def statistics(db: Database, meter: MeterSettings, start: datetime | None = None, end: datetime | None = None,
-               refresh: bool = True) -> Statistics:
-    """Statistics of ``meter`` over ``[start, end)`` (UTC instants; open = all) from its rollups."""
+               refresh: bool = True, high_w: float = rollups.DEFAULT_HIGH_W) -> Statistics:
+    """Statistics of ``meter`` over ``[start, end)`` (UTC instants; open = all) from its rollups (refreshed first
+    with the power threshold ``high_w`` unless ``refresh`` is False)."""
     if refresh:
-        rollups.refresh(db, meter.id)
+        rollups.refresh(db, meter.id, high_w)
     tz = meter.timezone
     start_ms = None if start is None else to_ms(start)
     end_ms = None if end is None else to_ms(end)

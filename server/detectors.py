@@ -1,23 +1,22 @@
-"""Event detectors on raw readings, run only inside the windows the hourly rollups point at.
-
-``candidate_hours(hours, hr, base_w, meter, cfg)`` marks the UTC hours where an event may lie (from
-``rollup_hour`` alone); ``windows(...)`` grows them by an hour on each side and joins them, so every event lies whole
-inside one window; ``detect_raw(raw, ...)`` finds, in one window's readings (``rollups.raw_frame``):
+"""Event detectors on the hourly rollups (``smartmeter.server.rollups``): no raw reading is read, except the few
+hours of register-only meters heavy enough to hide a superamento.
 
 - ``blackout`` (value: s): (a) sensor power below ``ZERO_W`` from the first zero sample to the first sample with
   power again, at least ``blackout_min_s``, while the register moved by less than one step; (b) camera meters (no
-  sensor power): no register step for longer than ``blackout_steps`` times the step time at the base load (and at
-  least ``blackout_min_s``) WHILE PHOTOS KEEP ARRIVING (no gap between photos of ``stale_camera_s`` inside): from the
-  last step to the next one. A span without photos is ``camera_stale``, never a blackout.
-- ``power_high`` (value: peak W): sensor samples at or above ``power_threshold_w`` (each holds until the next,
-  at most ``gap_s``), else the mean power between register steps; adjacent ones merge. Like the original system's
-  ``superamento``, there is no minimum duration.
-- ``long_load`` (value: mean W above the base load): power at least ``long_load_w`` above the base load without a
-  break for ``long_load_s`` — a heater left on.
-- ``gap`` (value: s): readings further apart than ``gap_s``; ``camera_stale`` (value: s): photos further apart
-  than ``stale_camera_s`` (the one up to "now" is added by ``smartmeter.server.events``).
+  sensor power): no register rise for longer than ``blackout_steps`` times the step time at the base load (and at
+  least ``blackout_min_s``) WHILE PHOTOS KEEP ARRIVING (no gap of ``stale_camera_s`` between photos): from the last
+  rise to the next. A span without photos is ``camera_stale``, never a blackout.
+- ``power_high`` (value: peak W): sensor samples at or above ``power_threshold_w`` (no minimum duration, as the
+  original system's ``superamento``), from the first such sample to the first sample below; runs in the same or
+  adjacent hours join. Register-only meters: the mean power between register steps, from the raw readings of
+  hours whose mean power is at least half the threshold.
+- ``long_load`` (value: mean W above the base load): hourly mean power at least ``long_load_w`` above the base
+  load for ``long_load_s`` or more (a heater left on); the edges are placed inside the first and last hour by their
+  share of the extra energy.
+- ``gap`` (value: s): readings further apart than ``gap_s``; ``camera_stale`` (value: s): photos further apart than
+  ``stale_camera_s``. Inside an hour only its longest gap is seen (the rollups keep one per hour).
 
-An event whose condition still holds at the window's last reading, when that is the meter's last reading, is open.
+An event whose condition still holds at the meter's last reading is open.
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from smartmeter.server.rollups import HOUR_MS, ZERO_W
+from smartmeter.server.rollups import HOUR_MS, load_raw
+from smartmeter.server.storage import Database
 from smartmeter.settings import AnalysisSettings, MeterSettings
 
 log = logging.getLogger(__name__)
-
-LONG_STEP_MS = 600_000  # long loads from register steps: mean power over at least 10 minutes
 
 
 @dataclass(frozen=True)
@@ -51,171 +49,173 @@ def dur(ms: float) -> str:
     return f"{s / 3600:.1f} h" if s >= 5400 else f"{s / 60:.0f} min"
 
 
-def step_limit_ms(meter: MeterSettings, cfg: AnalysisSettings, base_w: float | np.ndarray) -> np.ndarray:
+def step_limit_ms(meter: MeterSettings, cfg: AnalysisSettings, base_w: float) -> float:
     """How long the register may stay still at the base load before that means a blackout, ms."""
-    base = np.maximum(np.asarray(base_w, np.float64), 1.0)
-    steps = cfg.blackout_steps * meter.resolution_kwh * 3.6e9 / base
-    return np.maximum(np.nan_to_num(steps, nan=np.inf), cfg.blackout_min_s * 1000)
+    if not np.isfinite(base_w) or base_w <= 1.0:
+        return float("inf")  # no base load known: a still register proves nothing
+    return max(cfg.blackout_steps * meter.resolution_kwh * 3.6e9 / base_w, cfg.blackout_min_s * 1000)
 
 
-def candidate_hours(hours: pd.DataFrame, hr: pd.DataFrame, base_w: pd.Series, meter: MeterSettings,
-                    cfg: AnalysisSettings) -> np.ndarray:
-    """Hour starts (ms) whose rollups say an event may lie there."""
-    if hours.empty:
-        return np.zeros(0, np.int64)
-    h = hours
-    prev_last = h["last_ms"].shift(1)
-    cross_gap = (h["first_ms"] - prev_last).fillna(0)
-    sensor = h["n_power"] > 0
-    kwh = hr["kwh"].reindex(h.index)
-    base = base_w.reindex(h.index)
-    limit = step_limit_ms(meter, cfg, base.to_numpy())
-    flat_cross = (h["tail_flat_ms"].shift(1).fillna(0) + cross_gap + h["lead_flat_ms"]).to_numpy()
-    camera = (h["n_camera"] > 0) & ~sensor
-    prev_cam = h["last_cam_ms"].ffill().shift(1)
-    cam_cross = (h["first_cam_ms"] - prev_cam).fillna(0)
-    power_w = hr["power_w"].reindex(h.index)
-    cand = ((h["n_zero"] > 0)
-            | (h["max_power_w"].fillna(0) >= cfg.power_threshold_w)
-            | (~sensor & (kwh * 1000 >= cfg.power_threshold_w / 6))
-            | (camera & ((h["n_rises"] == 0) | (h["max_flat_ms"] >= limit) | (flat_cross >= limit)))
-            | (h["max_gap_ms"] > cfg.gap_s * 1000) | (cross_gap > cfg.gap_s * 1000)
-            | (h["max_cam_gap_ms"] >= cfg.stale_camera_s * 1000) | (cam_cross >= cfg.stale_camera_s * 1000)
-            | (power_w >= base.fillna(0) + cfg.long_load_w))
-    idx = h.index.to_numpy()[cand.to_numpy()]
-    # a gap that starts in one hour ends in the next stored one: both sides are candidates
-    after = (cross_gap > cfg.gap_s * 1000) | (cam_cross >= cfg.stale_camera_s * 1000)
-    before = h.index.to_numpy()[np.flatnonzero(after.to_numpy()) - 1].clip(min=h.index[0])
-    return np.unique(np.concatenate([idx, before]))
+class Hours:
+    """The rollup columns as arrays, in stored (time) order, for the detectors' loops."""
+
+    def __init__(self, hours: pd.DataFrame) -> None:
+        self.size = len(hours)
+        self.hour = hours.index.to_numpy()
+        data = hours.to_numpy(np.float64)
+        for k, c in enumerate(hours.columns):
+            setattr(self, c, data[:, k])
+        self.runmax = np.maximum.accumulate(self.max_kwh) if self.size else np.zeros(0)
+
+    def __getattr__(self, name: str) -> np.ndarray:  # columns set in __init__ (for the type checker)
+        raise AttributeError(name)
 
 
-def windows(cands: np.ndarray, pad_hours: int = 1) -> list[tuple[int, int]]:
-    """Candidate hours -> disjoint [start, end) windows, each grown by ``pad_hours`` on both sides."""
-    if not cands.size:
-        return []
-    lo, hi = cands - pad_hours * HOUR_MS, cands + (pad_hours + 1) * HOUR_MS
-    out: list[tuple[int, int]] = []
-    for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
+def runs(h: Hours, name: str, gap_ms: float) -> list[tuple[int, int, int, int, bool]]:
+    """Runs of the sensor condition ``name`` (high | zero): (start ms, end ms, first hour i, last hour i, open)."""
+    n_c = h.n_high if name == "high" else h.n_zero
+    first, end, at_start = (getattr(h, f"first_{name}_ms"), getattr(h, f"end_{name}_ms"),
+                            getattr(h, f"{name}_at_start"))
+    out: list[tuple[int, int, int, int, bool]] = []
+    cur: list[int] | None = None  # [start, first i, last i]
+
+    def close(cur: list[int]) -> None:
+        i = cur[2]
+        if not np.isnan(end[i]):
+            out.append((cur[0], int(end[i]), cur[1], i, False))
+        elif i + 1 < h.size and h.first_ms[i + 1] - h.last_ms[i] <= gap_ms:
+            out.append((cur[0], int(h.first_ms[i + 1]), cur[1], i, False))
         else:
-            out.append((a, b))
-    return out
+            out.append((cur[0], int(h.last_ms[i]), cur[1], i, i == h.size - 1))
 
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[(i, j)] index ranges (inclusive i, exclusive j) where ``mask`` is True."""
-    if not mask.any():
-        return []
-    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
-
-
-def _sensor_events(ts: np.ndarray, kwh: np.ndarray, pw: np.ndarray, meter: MeterSettings, cfg: AnalysisSettings,
-                   base_w: float, last: bool) -> list[Event]:
-    out: list[Event] = []
-    n = ts.size
-    nxt = np.append(ts[1:], ts[-1])  # each sample holds until the next one
-    for i, j in _runs(pw < ZERO_W):
-        end = int(ts[j]) if j < n else int(ts[-1])
-        secs = (end - ts[i]) / 1000
-        moved = (kwh[j] if j < n else kwh[-1]) - kwh[i]
-        if secs >= cfg.blackout_min_s and moved < meter.resolution_kwh:
-            out.append(Event("blackout", int(ts[i]), end, secs, f"sensor reported no power for {dur(end - ts[i])}",
-                             last and j >= n))
-    held = (nxt - ts) <= cfg.gap_s * 1000
-    for kind, mask, level in (("power_high", pw >= cfg.power_threshold_w, cfg.power_threshold_w),
-                              ("long_load", pw >= base_w + cfg.long_load_w, base_w + cfg.long_load_w)):
-        for i, j in _runs(mask & (held | (np.arange(n) == n - 1))):
-            end = int(nxt[j - 1]) if j < n else int(ts[-1])
-            span = end - int(ts[i])
-            if kind == "power_high" and span > 0:
-                peak = float(pw[i:j].max())
-                out.append(Event(kind, int(ts[i]), end, peak, f"peak {peak:,.0f} W at or above "
-                                 f"{level:,.0f} W for {dur(span)}", last and j >= n))
-            elif kind == "long_load" and span >= cfg.long_load_s * 1000:
-                w = np.diff(np.append(ts[i:j], end)) / 1000
-                mean = float((pw[i:j] * w).sum() / max(w.sum(), 1e-9) - base_w)
-                out.append(Event(kind, int(ts[i]), end, mean, f"{mean:,.0f} W above the base load for {dur(span)}",
-                                 last and j >= n))
-    return out
-
-
-def _thin(ts: np.ndarray, steps: np.ndarray, min_ms: int) -> np.ndarray:
-    """Step indices at least ``min_ms`` apart (the first kept): power between them is not one step's quantisation."""
-    kept = [int(steps[0])]
-    for i in steps[1:].tolist():
-        if ts[i] - ts[kept[-1]] >= min_ms:
-            kept.append(int(i))
-    return np.asarray(kept)
-
-
-def _register_events(ts: np.ndarray, kwh: np.ndarray, cam: np.ndarray, meter: MeterSettings,
-                     cfg: AnalysisSettings, base_w: float, last: bool) -> list[Event]:
-    """Events from register steps alone (no sensor power)."""
-    out: list[Event] = []
-    level = np.maximum.accumulate(kwh)
-    half = meter.resolution_kwh / 2
-    # step points: the first reading, then each reading where the running max reached a new step
-    steps = [0]
-    for rise in (np.flatnonzero(np.diff(level) > 0) + 1).tolist():
-        if level[rise] - level[steps[-1]] >= half:
-            steps.append(rise)
-    st = np.asarray(steps)
-    limit = float(step_limit_ms(meter, cfg, base_w))
-    cam_ts = ts[cam]
-    bounds = [*zip(st[:-1].tolist(), st[1:].tolist(), strict=True), (int(st[-1]), ts.size - 1)]
-    for k, (a, b) in enumerate(bounds):
-        t0, t1 = int(ts[a]), int(ts[b])
-        if t1 - t0 < limit:
+    for i in np.flatnonzero(n_c > 0).tolist():
+        if (cur is not None and cur[2] == i - 1 and np.isnan(end[i - 1]) and at_start[i]
+                and h.first_ms[i] - h.last_ms[i - 1] <= gap_ms):
+            cur[2] = i
             continue
-        inside = cam_ts[(cam_ts >= t0) & (cam_ts <= t1)]
-        if inside.size < 2 or np.diff(inside).max() >= cfg.stale_camera_s * 1000:
-            continue  # no photos across it: the camera was stale, which says nothing about the supply
-        open_ = last and k == len(bounds) - 1
-        out.append(Event("blackout", t0, t1, (t1 - t0) / 1000, f"photos kept arriving but the register did not "
-                         f"step for {dur(t1 - t0)} (at the base load ~{base_w:,.0f} W a step takes "
-                         f"{dur(limit / cfg.blackout_steps)})", open_))
-    if st.size >= 2:
-        for kind, lev in (("power_high", cfg.power_threshold_w), ("long_load", base_w + cfg.long_load_w)):
-            kept = st if kind == "power_high" else _thin(ts, st, LONG_STEP_MS)
-            t, v = ts[kept], level[kept]
-            pw = (np.diff(v) * 3.6e9) / np.maximum(np.diff(t), 1)
-            for i, j in _runs(pw >= lev):
-                span = int(t[j] - t[i])
-                peak = float(pw[i:j].max())
-                if kind == "power_high":
-                    out.append(Event(kind, int(t[i]), int(t[j]), peak, f"peak {peak:,.0f} W (between register "
-                                     f"steps) at or above {lev:,.0f} W for {dur(span)}"))
-                elif span >= cfg.long_load_s * 1000:
-                    mean = float(np.diff(v[i:j + 1]).sum() * 3.6e9 / span - base_w)
-                    out.append(Event(kind, int(t[i]), int(t[j]), mean, f"{mean:,.0f} W above the base load for "
-                                     f"{dur(span)}"))
+        if cur is not None:
+            close(cur)
+        cur = [int(first[i]), i, i]
+    if cur is not None:
+        close(cur)
     return out
 
 
-def detect_raw(raw: pd.DataFrame, meter: MeterSettings, cfg: AnalysisSettings, base_w: float,
-               last: bool) -> list[Event]:
-    """Events inside one window's readings; ``last``: the window ends at the meter's last reading."""
-    if len(raw) < 2:
-        return []
-    ts = raw["ts_ms"].to_numpy()
-    kwh = raw["value_kwh"].to_numpy()
-    pw = raw["power_w"].to_numpy()
-    cam = raw["camera"].to_numpy()
-    has = ~np.isnan(pw)
+def sensor_events(h: Hours, meter: MeterSettings, cfg: AnalysisSettings) -> list[Event]:
     out: list[Event] = []
-    if has.any():
-        out += _sensor_events(ts[has], kwh[has], pw[has], meter, cfg, base_w, last)
-    if (~has).sum() >= 2:
-        out += _register_events(ts[~has], kwh[~has], cam[~has], meter, cfg, base_w, last)
-    gaps = np.diff(ts)
-    for i in np.flatnonzero(gaps > cfg.gap_s * 1000).tolist():
-        out.append(Event("gap", int(ts[i]), int(ts[i + 1]), gaps[i] / 1000, f"no readings for {dur(gaps[i])}"))
-    cts = ts[cam]
-    if cts.size >= 2:
-        cg = np.diff(cts)
-        for i in np.flatnonzero(cg >= cfg.stale_camera_s * 1000).tolist():
-            out.append(Event("camera_stale", int(cts[i]), int(cts[i + 1]), cg[i] / 1000,
-                             f"no photo for {dur(cg[i])}"))
+    gap_ms = cfg.gap_s * 1000
+    for a, b, i, j, open_ in runs(h, "zero", gap_ms):
+        end_kwh = h.zero_end_kwh[j] if not np.isnan(h.zero_end_kwh[j]) else (
+            h.first_kwh[j + 1] if j + 1 < h.size and b == h.first_ms[j + 1] else h.last_kwh[j])
+        moved = end_kwh - h.zero_first_kwh[i]
+        if b - a >= cfg.blackout_min_s * 1000 and moved < meter.resolution_kwh:
+            out.append(Event("blackout", a, b, (b - a) / 1000, f"sensor reported no power for {dur(b - a)}", open_))
+    for a, b, i, j, open_ in runs(h, "high", gap_ms):
+        peak = float(np.nanmax(h.max_power_w[i:j + 1]))
+        out.append(Event("power_high", a, b, peak, f"peak {peak:,.0f} W at or above {cfg.power_threshold_w:,.0f} W "
+                         f"for {dur(b - a)}", open_))
     return out
+
+
+def camera_blackouts(h: Hours, meter: MeterSettings, cfg: AnalysisSettings, base: np.ndarray) -> list[Event]:
+    """Still register while photos keep arriving, on hours with photos and no sensor power."""
+    out: list[Event] = []
+    cam = (h.n_camera > 0) & (h.n_power == 0)
+    if not cam.any():
+        return out
+    stale = cfg.stale_camera_s * 1000
+    prev_cam = pd.Series(h.last_cam_ms).ffill().shift(1).to_numpy()
+    bad = ~cam | (h.max_cam_gap_ms >= stale) | (np.nan_to_num(h.first_cam_ms - prev_cam) >= stale)
+    bad_sum = np.concatenate(([0], np.cumsum(bad)))
+
+    def emit(a: float, b: float, i: int, j: int, open_: bool) -> None:
+        limit = step_limit_ms(meter, cfg, float(base[i]))
+        if b - a < limit or bad_sum[j + 1] - bad_sum[i + 1] > 0 or bad[i] and i == j:
+            return
+        out.append(Event("blackout", int(a), int(b), (b - a) / 1000, f"photos kept arriving but the register did "
+                         f"not step for {dur(b - a)} (at the base load ~{base[i]:,.0f} W a step takes "
+                         f"{dur(limit / cfg.blackout_steps)})", open_))
+
+    start, si = h.first_ms[0], 0
+    for i in range(h.size):
+        if i and h.first_kwh[i] > h.runmax[i - 1] + 1e-9:  # a rise at the hour's first reading
+            emit(start, h.first_ms[i], si, i, False)
+            start, si = h.first_ms[i], i
+        if h.n_rises[i] > 0:
+            emit(start, h.first_ms[i] + h.lead_flat_ms[i], si, i, False)
+            inner_end = h.max_flat_end_ms[i]
+            if h.max_flat_ms[i] > max(h.lead_flat_ms[i], h.tail_flat_ms[i]):
+                emit(inner_end - h.max_flat_ms[i], inner_end, i, i, False)
+            start, si = h.last_ms[i] - h.tail_flat_ms[i], i
+    emit(start, h.last_ms[-1], si, h.size - 1, True)
+    return out
+
+
+def gap_events(h: Hours, cfg: AnalysisSettings) -> list[Event]:
+    out: list[Event] = []
+    for kind, lim, longest, end, first, last, what in (
+            ("gap", cfg.gap_s * 1000, h.max_gap_ms, h.max_gap_end_ms, h.first_ms, h.last_ms, "readings"),
+            ("camera_stale", cfg.stale_camera_s * 1000 - 1, h.max_cam_gap_ms, h.max_cam_gap_end_ms, h.first_cam_ms,
+             h.last_cam_ms, "photo")):
+        prev = pd.Series(last).ffill().shift(1).to_numpy()
+        cross = first - prev
+        for i in np.flatnonzero(np.nan_to_num(cross) > lim).tolist():
+            out.append(Event(kind, int(prev[i]), int(first[i]), cross[i] / 1000, f"no {what} for {dur(cross[i])}"))
+        for i in np.flatnonzero(longest > lim).tolist():
+            out.append(Event(kind, int(end[i] - longest[i]), int(end[i]), longest[i] / 1000,
+                             f"no {what} for {dur(longest[i])}"))
+    return out
+
+
+def long_loads(hr: pd.DataFrame, base: np.ndarray, cfg: AnalysisSettings, last_ms: int) -> list[Event]:
+    """Runs of hours whose mean power stays ``long_load_w`` above the base load."""
+    p = hr["power_w"].to_numpy()
+    level = np.nan_to_num(base) + cfg.long_load_w
+    on = np.nan_to_num(p - level, nan=-1.0) >= 0
+    d = np.diff(np.concatenate(([0], on.astype(np.int8), [0])))
+    out: list[Event] = []
+    t = hr.index.to_numpy()
+    for i, j in zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True):
+        extra = float(np.mean(p[i:j] - np.nan_to_num(base[i:j])))
+        before = 0.0 if i == 0 else float(np.clip((p[i - 1] - base[i - 1]) / extra, 0, 1))
+        after = 0.0 if j >= len(p) else float(np.clip((p[j] - base[j]) / extra, 0, 1))
+        a, b = int(t[i] - before * HOUR_MS), int(t[j - 1] + HOUR_MS + after * HOUR_MS)
+        b = min(b, last_ms)
+        if b - a >= cfg.long_load_s * 1000:
+            out.append(Event("long_load", a, b, extra, f"{extra:,.0f} W above the base load for {dur(b - a)}",
+                             j >= len(p)))
+    return out
+
+
+def register_power_high(db: Database, meter: MeterSettings, cfg: AnalysisSettings, hr: pd.DataFrame,
+                        h: Hours, start_ms: int) -> list[Event]:
+    """Register-only hours heavy enough to hide a superamento: the mean power between register steps."""
+    heavy = (h.n_power == 0) & (np.nan_to_num(hr["power_w"].reindex(h.hour).to_numpy()) >= cfg.power_threshold_w / 2)
+    out: list[Event] = []
+    for i in np.flatnonzero(heavy & (h.hour >= start_ms - HOUR_MS)).tolist():
+        raw = load_raw(db, meter.id, int(h.hour[i]) - HOUR_MS, int(h.hour[i]) + 2 * HOUR_MS)
+        ts, kwh = raw["ts_ms"].to_numpy(), np.maximum.accumulate(raw["value_kwh"].to_numpy())
+        steps = [0]
+        for k in range(1, ts.size):
+            if kwh[k] - kwh[steps[-1]] >= meter.resolution_kwh / 2:
+                steps.append(k)
+        if len(steps) < 2:
+            continue
+        st = np.asarray(steps)
+        pw = np.diff(kwh[st]) * 3.6e9 / np.maximum(np.diff(ts[st]), 1)
+        for k in np.flatnonzero(pw >= cfg.power_threshold_w).tolist():
+            a, b = int(ts[st[k]]), int(ts[st[k + 1]])
+            if h.hour[i] <= a < h.hour[i] + HOUR_MS:
+                out.append(Event("power_high", a, b, float(pw[k]), f"{pw[k]:,.0f} W between register steps, at or "
+                                 f"above {cfg.power_threshold_w:,.0f} W for {dur(b - a)}"))
+    merged: list[Event] = []
+    for e in sorted(out, key=lambda e: e.start_ms):
+        if merged and merged[-1].end_ms >= e.start_ms:
+            m = merged[-1]
+            peak = max(m.value, e.value)
+            merged[-1] = Event(m.kind, m.start_ms, max(m.end_ms, e.end_ms), peak, f"{peak:,.0f} W between register "
+                               f"steps, at or above {cfg.power_threshold_w:,.0f} W for "
+                               f"{dur(max(m.end_ms, e.end_ms) - m.start_ms)}")
+        else:
+            merged.append(e)
+    return merged

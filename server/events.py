@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmeter.server import detectors as det
 from smartmeter.server import rollups
 from smartmeter.server.analysis import daily, hourly, local_index
-from smartmeter.server.detectors import Event, candidate_hours, detect_raw, dur, windows
+from smartmeter.server.detectors import Event, dur
 from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
 
@@ -53,42 +54,40 @@ def _base_by_hour(days: pd.DataFrame, hr: pd.DataFrame, tz: str) -> pd.Series:
     if days.empty:
         return pd.Series(np.nan, index=hr.index)
     base = days["base_w"].rolling(BASE_DAYS, min_periods=1).median()
-    day_of = pd.DatetimeIndex(local_index(hr.index, tz).date)
+    day_of = local_index(hr.index, tz).tz_localize(None).normalize()
     return pd.Series(base.reindex(day_of).to_numpy(), index=hr.index).ffill()
 
 
-def _unusual(hr: pd.DataFrame, tz: str, cfg: AnalysisSettings, from_ms_: int) -> list[Event]:
-    loc = local_index(hr.index, tz)
-    how = np.asarray(loc.day_of_week * 24 + loc.hour)
-    kwh = hr["kwh"].where(hr["coverage"] >= 0.999).to_numpy()
-    k = cfg.baseline_weeks
-    flag = np.zeros(kwh.size, bool)
-    med_all = np.full(kwh.size, np.nan)
-    for key in np.unique(how):
-        idx = np.flatnonzero(how == key)
-        x = kwh[idx]
-        if x.size <= 3:
-            continue
-        past = np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(k, np.nan), x[:-1]]), k)
-        enough = np.sum(~np.isnan(past), axis=1) >= 3
-        with np.errstate(all="ignore"):
-            import warnings
+def nanmedian_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of each row ignoring NaN, and the count of values (median NaN where none); fast for many short rows."""
+    cnt = np.sum(~np.isnan(x), axis=1)
+    srt = np.sort(x, axis=1)  # NaN sort last
+    lo = np.take_along_axis(srt, np.maximum((cnt - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(srt, np.maximum(cnt // 2, 0).clip(max=x.shape[1] - 1)[:, None], axis=1)[:, 0]
+    med = np.where(cnt > 0, (lo + np.where(cnt % 2 == 1, lo, hi)) / 2, np.nan)
+    return med, cnt
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(past, axis=1)
-                mad = np.nanmedian(np.abs(past - med[:, None]), axis=1) * 1.4826
-        over = x - med
-        flag[idx] = enough & (over > np.maximum(cfg.unusual_mad * mad, cfg.unusual_min_kwh))
-        med_all[idx] = med
+
+def _unusual(hr: pd.DataFrame, tz: str, cfg: AnalysisSettings, from_ms_: int) -> list[Event]:
+    """Hours far above the same hour of the previous ``baseline_weeks`` weeks (168 h apart: across a DST change
+    the baseline is an hour off for a week)."""
+    kwh = hr["kwh"].where(hr["coverage"] >= 0.999).to_numpy()
+    k, week = cfg.baseline_weeks, 168
+    past = np.full((kwh.size, k), np.nan)
+    for j in range(1, k + 1):
+        past[j * week:, j - 1] = kwh[:-j * week] if kwh.size > j * week else past[j * week:, j - 1]
+    med, cnt = nanmedian_rows(past)
+    mad = nanmedian_rows(np.abs(past - med[:, None]))[0] * 1.4826
+    with np.errstate(invalid="ignore"):
+        flag = (cnt >= 3) & (kwh - med > np.maximum(cfg.unusual_mad * np.nan_to_num(mad), cfg.unusual_min_kwh))
     out: list[Event] = []
     starts = hr.index.to_numpy()
     d = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
-    for i, j in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+    for i, j in zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True):
         a, b = int(starts[i]), int(starts[j - 1]) + HOUR_MS
         if b < from_ms_:
             continue
-        extra = float(np.nansum(kwh[i:j] - med_all[i:j]))
+        extra = float(np.nansum(kwh[i:j] - med[i:j]))
         out.append(Event("unusual", a, b, extra, f"{extra:.2f} kWh above the usual for these hours of the week "
                          f"over {dur(b - a)}"))
     return out
@@ -130,23 +129,22 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
     days = daily(hr, tz)
     base = _base_by_hour(days, hr, tz)
     start = -(2**62) if from_ms_ is None else from_ms_
-    found: list[Event] = []
-    for a, b in windows(candidate_hours(hours, hr, base, meter, cfg)):
-        if b < start - HOUR_MS:
-            continue
-        raw = rollups.load_raw(db, meter.id, a, b)
-        bw = float(np.nan_to_num(base.asof(a - a % HOUR_MS) if len(base) else np.nan, nan=0.0))
-        found += detect_raw(raw, meter, cfg, bw, last=bool(len(raw)) and int(raw["ts_ms"].iloc[-1]) == last_ms)
+    h = det.Hours(hours)
+    base_h = base.reindex(hours.index).to_numpy()
+    found = det.sensor_events(h, meter, cfg) + det.camera_blackouts(h, meter, cfg, base_h) + det.gap_events(h, cfg)
+    found += det.long_loads(hr, base.to_numpy(), cfg, last_ms)
+    found += det.register_power_high(db, meter, cfg, hr, h, start)
     cam = hours["last_cam_ms"].dropna()
     if len(cam) and now - int(cam.iloc[-1]) >= cfg.stale_camera_s * 1000:
         found.append(Event("camera_stale", int(cam.iloc[-1]), now, (now - int(cam.iloc[-1])) / 1000,
                            f"no photo for {dur(now - int(cam.iloc[-1]))} (until now)", True))
     day_ms = _day_ms(days.index, tz)
-    for (_, row), d0 in zip(days.iterrows(), day_ms, strict=True):
-        if row["kwh"] > cfg.energy_threshold_kwh_day:
-            d1 = int(d0 + row["length_h"] * HOUR_MS)
-            found.append(Event("energy_day", int(d0), d1, float(row["kwh"]), f"{row['kwh']:.1f} kWh in the day "
-                               f"(threshold {cfg.energy_threshold_kwh_day:g} kWh)", last_ms < d1))
+    over = np.flatnonzero(days["kwh"].to_numpy() > cfg.energy_threshold_kwh_day)
+    for i in over.tolist():
+        kwh, d0 = float(days["kwh"].iloc[i]), int(day_ms[i])
+        d1 = int(d0 + days["length_h"].iloc[i] * HOUR_MS)
+        found.append(Event("energy_day", d0, d1, kwh, f"{kwh:.1f} kWh in the day (threshold "
+                           f"{cfg.energy_threshold_kwh_day:g} kWh)", last_ms < d1))
     found += _unusual(hr, tz, cfg, start)
     found += _baseload_shifts(days, tz, cfg, start)
     keep = {(e.kind, e.start_ms): e for e in sorted(found, key=lambda e: (e.start_ms, e.kind)) if e.end_ms >= start}
@@ -179,7 +177,7 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
     now_ = now_ms() if now is None else to_ms(now)
     with db.transaction():
         start = None if full else _from(db, meter_id)
-        rollups.refresh(db, meter_id)
+        rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)
         found, last = detect(db, meter, settings.analysis, start, now_)
         if start is None:
             db.execute("DELETE FROM events WHERE meter_id = ?", (meter_id,))

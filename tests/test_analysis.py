@@ -116,9 +116,9 @@ def test_incremental_passes_store_what_one_full_pass_stores(tmp_path: object) ->
 
     rs = minutes(profile, 4 * 1440, holes=((1500, 1530),))
     inc = open_database(f"sqlite:///{tmp_path}/inc.db")
-    for i in range(0, len(rs), 5):  # every five minutes, as `analyse --every 5m` would
-        inc.insert_readings(rs[i:i + 5])
-        events.analyse_meter(inc, SETTINGS, "m", now=rs[min(i + 4, len(rs) - 1)].timestamp)
+    for i in range(0, len(rs), 20):  # every twenty minutes, as `analyse --every 20m` would
+        inc.insert_readings(rs[i:i + 20])
+        events.analyse_meter(inc, SETTINGS, "m", now=rs[min(i + 19, len(rs) - 1)].timestamp)
     full = open_database(f"sqlite:///{tmp_path}/full.db")
     full.insert_readings(rs)
     events.analyse_meter(full, SETTINGS, "m", now=rs[-1].timestamp, full=True)

@@ -57,6 +57,28 @@ def test_hour_columns_from_known_readings(db: Database) -> None:
     assert h0.tail_flat_ms == h0.last_ms - to_ms(T0 + timedelta(minutes=3, seconds=30)) == h0.max_flat_ms
     # no rise from 01:10 (the first zero minute) to 01:21 (the first reading after power came back)
     assert h1.max_flat_ms == 11 * 60_000 and h2.lead_flat_ms == 60_000 and h2.max_flat_ms == 60_000
+    assert h1.max_flat_end_ms == to_ms(T0 + timedelta(minutes=81))
+    # the zero run 01:10-01:20: first zero sample, the first sample with power after it, the register at both
+    assert (h1.n_zero, h1.first_zero_ms, h1.end_zero_ms) == (10, to_ms(T0 + timedelta(minutes=70)),
+                                                             to_ms(T0 + timedelta(minutes=80)))
+    assert h1.zero_at_start == 0 and h1.zero_end_kwh == h1.zero_first_kwh
+    assert h0.n_high == 0 and np.isnan(h0.first_high_ms) and h0.high_w == 3000.0
+
+
+def test_high_power_runs_and_a_new_threshold_recomputes(db: Database) -> None:
+    rs = minute_readings(180, watts=500.0)
+    rs = [Reading(r.meter_id, r.timestamp, r.value_kwh, r.source, 1.0, "", 3500.0 if 50 <= i < 70 or i == 100
+                  else r.power_w) for i, r in enumerate(rs)]
+    db.insert_readings(rs)
+    h0, h1, _ = (assert_same(db).iloc[i] for i in range(3))
+    assert (h0.n_high, h0.first_high_ms, h0.high_at_start) == (10, to_ms(T0 + timedelta(minutes=50)), 0)
+    assert np.isnan(h0.end_high_ms)  # the run goes on into the next hour ...
+    assert (h1.high_at_start, h1.n_high, h1.end_high_ms) == (1, 11, to_ms(T0 + timedelta(minutes=101)))
+    rollups.refresh(db, "m", high_w=600.0)
+    stored = rollups.load_hours(db, "m")
+    assert stored["high_w"].tolist() == [600.0] * 3 and stored["n_high"].tolist() == [10, 11, 0]
+    pd.testing.assert_frame_equal(stored, rollups.full_recompute(db, "m", 600.0).astype(np.float64),
+                                  check_dtype=False)
 
 
 def test_same_timestamp_keeps_the_most_confident(db: Database) -> None:
@@ -106,7 +128,7 @@ def test_migration_marks_readings_stored_before_it(tmp_path: object) -> None:
         db.insert_readings(minute_readings(90))
         db.execute("DELETE FROM rollup_dirty")  # as if the readings predate migration 004
         db.execute("DELETE FROM schema_version WHERE version = 4")
-        for t in ("rollup_hour", "rollup_dirty", "events", "analysis_state"):
+        for t in ("rollup_hour", "rollup_dirty", "rollup_meter", "events", "analysis_state"):
             db.execute(f"DROP TABLE {t}")
         for op in ("insert", "update", "delete"):
             db.execute(f"DROP TRIGGER readings_rollup_{op}")

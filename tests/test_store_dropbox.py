@@ -9,6 +9,7 @@ from pathlib import Path
 import certifi
 import pytest
 from fake_dropbox import FakeDropbox
+from store_doubles import dropbox_store
 
 from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
 from smartmeter.hashing import content_hash
@@ -38,11 +39,7 @@ def sleeps() -> Sleeps:
 
 
 def make_store(fake: FakeDropbox, sleeps: Sleeps, **kw: object) -> DropboxStore:
-    args: dict[str, object] = dict(app_key=fake.app_key, refresh_token=fake.refresh_token, root="/smartmeter",
-                                   api_host=fake.api_host, content_host=fake.api_host, ca_certs=fake.ca_file,
-                                   max_retries=3, backoff_s=0.01, timeout_s=5, sleep=sleeps)
-    args.update(kw)
-    return DropboxStore(**args)  # type: ignore[arg-type]
+    return dropbox_store(fake, sleeps, **kw)
 
 
 @pytest.fixture

@@ -5,32 +5,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from store_doubles import FlakyStore
 
-from smartmeter.errors import StoreError
 from smartmeter.raspi.spool import Spool
 from smartmeter.raspi.uploader import Uploader
 from smartmeter.store.local import LocalStore
-from smartmeter.types import ImageRef
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class FlakyStore(LocalStore):
-    """The real local store with an outage switch and a mid-upload hook."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.down = False
-        self.calls = 0
-        self.on_put: object = None
-
-    def put(self, key: str, data: bytes) -> ImageRef:
-        self.calls += 1
-        if callable(self.on_put):
-            self.on_put()
-        if self.down:
-            raise StoreError("store unreachable")
-        return super().put(key, data)
 
 
 def fill(spool: Spool, n: int) -> None:
@@ -84,11 +65,11 @@ def test_stop_mid_upload_no_loss_no_duplicate(tmp_path: Path) -> None:
     fill(spool, 5)
     stop = threading.Event()
     up = Uploader(spool, store, stop=stop)
-    store.on_put = lambda: stop.set() if store.calls == 2 else None  # SIGTERM arrives during the 2nd upload
+    store.before = lambda op, key: stop.set() if store.calls["put"] == 2 else None  # SIGTERM in the 2nd upload
     assert up.upload_once() == 2
     assert len(spool.entries()) == 3 and len(store.list_new().refs) == 2
     stop.clear()
-    store.on_put = None
+    store.before = None
     assert up.upload_once() == 3
     refs = store.list_new().refs
     assert len(refs) == 5 and len({r.key for r in refs}) == 5
@@ -98,5 +79,5 @@ def test_photo_dropped_by_cap_during_upload_is_skipped(tmp_path: Path) -> None:
     spool, store = Spool(tmp_path / "spool", 10**6), FlakyStore(tmp_path / "store")
     fill(spool, 2)
     first = spool.entries()[1]
-    store.on_put = lambda: first.path.unlink(missing_ok=True)
+    store.before = lambda op, key: first.path.unlink(missing_ok=True)
     assert Uploader(spool, store).upload_once() == 1

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from store_doubles import FlakyStore
 
 from smartmeter.cli import cli
 from smartmeter.errors import InputError, StoreError
@@ -134,28 +135,17 @@ def test_exif_time_fallback(tmp_path: Path, env: tuple[Settings, Database, Local
     assert r.timestamp == datetime(2025, 5, 1, 8, 30, tzinfo=UTC) and r.value_kwh == 48127.3
 
 
-class FlakyStore(LocalStore):
-    """A store whose downloads fail while ``broken`` is set (fault injection)."""
-
-    broken = True
-
-    def get(self, key: str) -> bytes:
-        if self.broken:
-            raise StoreError("injected: connection reset")
-        return super().get(key)
-
-
 @pytest.mark.fault("Dropbox 5xx", proves="the image store failing mid-page commits nothing (no cursor, no photo "
                    "rows); the next poll reads the whole page")
 def test_store_failure_commits_nothing_and_next_poll_recovers(env: tuple[Settings, Database, LocalStore]) -> None:
     settings, db, _ = env
-    store = FlakyStore(settings.store.local.root)
+    store = FlakyStore(settings.store.local.root, down=True, ops={"get"})  # downloads fail
     put_series(store, 3)
     worker = Worker(settings, db, store)
     with pytest.raises(StoreError):
         worker.run_once()
     assert worker.cursor() is None and not db.query("SELECT 1 FROM photos")
-    store.broken = False
+    store.down = False
     assert worker.run_once().actions.get("publish") == 3
 
 

@@ -1,11 +1,17 @@
 -- 004: stored hourly rollups of the readings, kept up to date by triggers, and stored analysis events
 -- (SQLite; 004_rollups_events.postgresql.sql is the same for PostgreSQL). Times are epoch milliseconds, UTC.
 -- rollup_hour: one row per meter and UTC hour that holds current readings (accepted | corrected), one reading per
---   timestamp (the most confident). Every column depends on that hour's readings only, so recomputing the hours a
+--   timestamp (the most confident); n readings, and in data the columns below as little-endian float64 (NaN for
+--   none), in the order of server/rollups.py COLUMNS: packed, 10 years (87,600 rows) load in a tenth of a second. Every column depends on that hour's readings only, so recomputing the hours a
 --   change touched gives exactly what a full recomputation gives (server/rollups.py).
 --   n_rises counts readings where the register's running maximum (within the hour) rose; lead_flat_ms is the time
 --   from the hour's first reading to the first rise (to its last reading when none), tail_flat_ms from the last
---   rise to the last reading, max_flat_ms the longest time between rises inside the hour (blackout candidates).
+--   rise to the last reading, max_flat_ms the longest time between rises inside the hour (blackout candidates),
+--   max_flat_end_ms where it ends; max_gap_end_ms / max_cam_gap_end_ms: the reading / photo ending the longest gap.
+--   Runs of sensor samples at or above high_w (the power threshold) and below 1 W (no power): count, first sample,
+--   the first sample after the last one in the hour (NULL: the hour ends inside the run), whether the hour starts
+--   inside it, the register at the first zero sample and after the last one. Several runs in one hour read as one.
+-- rollup_meter: the power threshold each meter's rollups were computed with (a new one recomputes them).
 -- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
 --   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
 -- events: analysis events with start/end; is_open = 1 while the condition still holds at the last reading.
@@ -15,26 +21,13 @@ CREATE TABLE rollup_hour (
     meter_id        TEXT NOT NULL,
     hour_ms         BIGINT NOT NULL,
     n               INTEGER NOT NULL,
-    n_camera        INTEGER NOT NULL,
-    first_ms        BIGINT NOT NULL,
-    first_kwh       DOUBLE PRECISION NOT NULL,
-    last_ms         BIGINT NOT NULL,
-    last_kwh        DOUBLE PRECISION NOT NULL,
-    max_kwh         DOUBLE PRECISION NOT NULL,
-    max_gap_ms      BIGINT NOT NULL,
-    n_power         INTEGER NOT NULL,
-    sum_power_w     DOUBLE PRECISION NOT NULL,
-    min_power_w     DOUBLE PRECISION,
-    max_power_w     DOUBLE PRECISION,
-    n_zero          INTEGER NOT NULL,
-    first_cam_ms    BIGINT,
-    last_cam_ms     BIGINT,
-    max_cam_gap_ms  BIGINT NOT NULL,
-    n_rises         INTEGER NOT NULL,
-    lead_flat_ms    BIGINT NOT NULL,
-    tail_flat_ms    BIGINT NOT NULL,
-    max_flat_ms     BIGINT NOT NULL,
+    data            BLOB NOT NULL,
     PRIMARY KEY (meter_id, hour_ms)
+);
+
+CREATE TABLE rollup_meter (
+    meter_id        TEXT PRIMARY KEY,
+    high_w          DOUBLE PRECISION NOT NULL
 );
 
 CREATE TABLE rollup_dirty (

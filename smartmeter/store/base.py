@@ -18,7 +18,19 @@ class ListResult:
 
 
 class ImageStore(ABC):
-    """Put, list-new-since-cursor, get and delete photos. Keys are '/'-separated paths under the root."""
+    """Put, list-new-since-cursor, get and delete photos. Keys are '/'-separated paths under the root.
+
+    The contract every backend keeps (``tests/test_store_contract.py`` runs it on each):
+
+    - ``put`` stores atomically, overwrites, and returns the ref of what was stored (key without leading '/',
+      size, content hash); a key with '..', '.', an empty part, '\\' or NUL is refused (InputError).
+    - ``get`` / ``delete`` of a missing key raise NotFoundError.
+    - ``list_new`` lists photos only (.jpg, .jpeg, .png in any case; no hidden files), in subfolders too. Each page
+      is in key order (photo names begin with the capture time); pages follow the order the store received the
+      photos. Following the cursors lists every photo once, then each photo put (or overwritten) after the cursor
+      once more, also one with an older name (late delivery); deleted photos are not listed. A cursor of
+      another store is refused (InputError); an empty cursor means "from the beginning".
+    """
 
     name: str = "store"
 
@@ -28,7 +40,8 @@ class ImageStore(ABC):
 
     @abstractmethod
     def list_new(self, cursor: str | None = None, limit: int = 1000) -> ListResult:
-        """Photos added since ``cursor`` (None = from the beginning), oldest first."""
+        """Photos added since ``cursor`` (None = from the beginning): one page of at most about ``limit``,
+        in key order (see the class docstring)."""
 
     @abstractmethod
     def get(self, key: str) -> bytes:

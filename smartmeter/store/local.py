@@ -2,7 +2,8 @@
 
 Atomic puts: write to a hidden temp file in the same folder, fsync, verify the content hash, rename.
 The cursor is the (modification time, key) of the last photo listed, so photos that arrive late with
-old names (out-of-order delivery) are still listed; the worker is idempotent on top of that.
+old names (out-of-order delivery) are still listed; the worker is idempotent on top of that. Pages are cut in
+that (arrival) order and each page is returned in key order, as the ``ImageStore`` contract says.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class LocalStore(ImageStore):
             refs.append(ImageRef(key=key, size=st.st_size, content_hash=digest,
                                  modified=datetime.fromtimestamp(mtime_ns / 1e9, UTC)))
         last = (page[-1][0], page[-1][1]) if page else after
+        refs.sort(key=lambda r: r.key)
         return ListResult(refs=refs, cursor=json.dumps({"t": last[0], "k": last[1]}), has_more=more)
 
     def get(self, key: str) -> bytes:

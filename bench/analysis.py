@@ -1,0 +1,237 @@
+"""Benchmark: statistics and the anomaly pass over years of 1-minute readings, side by side with a plain pandas
+resample of the same rows and with the previous code; precision and recall on the simulator's injected events.
+
+1. Data: a simulated household (simulator/household.py, day-worker, 1 s resolution, sampled every minute) for
+   ``--years`` years (10: 5.26 M readings), stored in SQLite with the rollup triggers on.
+2. Ours: rollups built once (``rollups.refresh``: time shown), then the full statistics + anomaly pass
+   (``events.analyse_meter(full=True)`` and ``analysis.statistics``) on the stored rollups; then an incremental
+   pass after 5 minutes of new readings. Time and peak memory (tracemalloc: Python, numpy and pandas allocations).
+3. Peer: a plain pandas pass over the same rows — read them (``pd.read_sql``), resample to hours and local days —
+   which gives daily energy but no events.
+4. Old code (``git show OLD:server/analysis.py`` and ``power.py``, the list-of-Reading analysis) on ``--old-years``.
+5. Scoring: ``--score-weeks`` simulated weeks (seeds 1..N) with one event of each kind injected
+   (simulator/events.py), stored twice: as a sensor meter (CSV: register + power) and as a camera meter (register
+   only, photos every minute, none while the camera is stale). Per injected kind: recall = injected events
+   overlapped by a detected event of the matching kind; precision = detected events of that kind that overlap an
+   injected one (a household's own 3 kW kettle is a true superamento, but counts against precision here).
+
+Usage: ``python bench/analysis.py [--years 10] [--old-years 1] [--score-weeks 12] [--skip-old]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from smartmeter.server import analysis, events, rollups  # noqa: E402
+from smartmeter.server.storage import Database, open_database  # noqa: E402
+from smartmeter.settings import MeterSettings, Settings  # noqa: E402
+from smartmeter.simulator.dataset import sample  # noqa: E402
+from smartmeter.simulator.events import plan_events  # noqa: E402
+from smartmeter.simulator.household import generate  # noqa: E402
+
+OLD = "3ff359b"  # the commit before the rollups
+START = datetime(2015, 1, 1, tzinfo=UTC)
+TZ = "Europe/Rome"
+MATCH = {"blackout": "blackout", "threshold_exceedance": "power_high", "heater_left_on": "long_load",
+         "stale_camera": "camera_stale"}
+INSERT = ("INSERT INTO readings (meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version, status, "
+          "created_ms) VALUES (?, ?, ?, ?, ?, 1.0, '', 'accepted', 0)")
+
+
+def measure(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(seconds, peak MB allocated, result)."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = fn()
+    secs = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return secs, peak, out
+
+
+def household_rows(days: float, seed: int, start: datetime, events_: list[Any] | None = None,
+                   start_kwh: float = 1000.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ts_ms, register kWh rounded to 1 Wh, power W) every minute."""
+    hh = generate("day-worker", days, start, seed, components=False, start_kwh=start_kwh, events=events_ or ())
+    idx, reg, kw = sample(hh, 60)
+    return (int(start.timestamp() * 1000) + idx * 1000), np.round(reg, 3), kw * 1000.0
+
+
+def fill(db: Database, years: float) -> int:
+    n, kwh, t = 0, 1000.0, START
+    chunk = 365.0
+    left = years * 365.0
+    db.register_meter("house")
+    while left > 0:
+        d = min(chunk, left)
+        ts, reg, pw = household_rows(d, 1 + n, t, start_kwh=kwh)
+        rows = [("house", int(a), float(b), float(c), "csv:bench") for a, b, c in zip(ts, reg, pw, strict=True)]
+        db.executemany(INSERT, rows)
+        n += len(rows)
+        kwh, t, left = float(reg[-1]), t + timedelta(days=d), left - d
+    return n
+
+
+def peer(url: str) -> Any:
+    import sqlite3
+
+    with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        df = pd.read_sql("SELECT ts_ms, value_kwh, power_w FROM readings WHERE meter_id = 'house' ORDER BY ts_ms",
+                         conn)
+    s = pd.Series(df["value_kwh"].to_numpy(), index=pd.to_datetime(df["ts_ms"], unit="ms", utc=True))
+    hourly = s.resample("1h").last().ffill().diff()
+    return hourly.tz_convert(TZ).resample("1D").sum()
+
+
+def load_old() -> Any:
+    tmp = Path(tempfile.mkdtemp(prefix="old-analysis-"))
+    for name in ("analysis", "power"):
+        src = subprocess.run(["git", "show", f"{OLD}:server/{name}.py"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+        (tmp / f"old_{name}.py").write_text(src.replace("smartmeter.server.power", "old_power"))
+    sys.path.insert(0, str(tmp))
+    spec = importlib.util.spec_from_file_location("old_analysis", tmp / "old_analysis.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def score(weeks: int) -> dict[str, list[int]]:
+    """kind -> [injected, recalled, detected, true detected], both meter kinds together."""
+    tally: dict[str, list[int]] = {k: [0, 0, 0, 0] for k in MATCH}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_database(f"sqlite:///{tmp}/score.db")
+        meters = []
+        for w in range(weeks):
+            start = START + timedelta(days=7 * w)
+            evs = plan_events(start, 7 * 86400, seed=w + 1, power_threshold_w=3000.0)
+            ts, reg, pw = household_rows(7.0, w + 1, start, evs)
+            stale = next(e for e in evs if e.kind == "stale_camera")
+            a, b = stale.start.timestamp() * 1000, stale.end.timestamp() * 1000
+            for kind in ("csv", "cam"):
+                mid = f"{kind}{w}"
+                db.register_meter(mid)
+                if kind == "csv":
+                    rows = [(mid, int(t), float(r), float(p), "csv:s") for t, r, p in zip(ts, reg, pw, strict=True)]
+                else:
+                    rows = [(mid, int(t), float(r), None, f"image:{mid}/{i}.jpg")
+                            for i, (t, r) in enumerate(zip(ts, np.floor(reg * 10) / 10, strict=True))
+                            if not a <= t < b]
+                db.executemany(INSERT, rows)
+                meters.append((mid, kind, evs))
+        settings = Settings(meters=[MeterSettings(id=m, resolution_kwh=0.001 if k == "csv" else 0.1, timezone=TZ)
+                                    for m, k, _ in meters])
+        for mid, kind, evs in meters:
+            end = max(e.end for e in evs) + timedelta(days=1)
+            events.analyse_meter(db, settings, mid, now=min(end, START + timedelta(days=7 * weeks)))
+            found = events.stored_events(db, mid)
+            for inj_kind, det_kind in MATCH.items():
+                if kind == "csv" and inj_kind == "stale_camera":
+                    continue
+                inj = [(int(e.start.timestamp() * 1000), int(e.end.timestamp() * 1000)) for e in evs
+                       if e.kind == inj_kind]
+                det = [(e.start_ms, e.end_ms) for e in found if e.kind == det_kind]
+                t = tally[inj_kind]
+                t[0] += len(inj)
+                t[1] += sum(any(overlaps(i, d) for d in det) for i in inj)
+                t[2] += len(det)
+                t[3] += sum(any(overlaps(i, d) for i in inj) for d in det)
+        db.close()
+    return tally
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--years", type=float, default=10.0)
+    ap.add_argument("--old-years", type=float, default=1.0)
+    ap.add_argument("--score-weeks", type=int, default=12)
+    ap.add_argument("--skip-old", action="store_true")
+    args = ap.parse_args()
+    settings = Settings(meters=[MeterSettings(id="house", resolution_kwh=0.001, timezone=TZ)])
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        db = open_database(url)
+        t = time.perf_counter()
+        n = fill(db, args.years)
+        print(f"data: {n:,} readings ({args.years:g} years, 1 per minute), stored in {time.perf_counter() - t:.0f} s")
+        t_build, m_build, hours = measure(lambda: rollups.refresh(db, "house"))
+        print(f"rollups built once: {hours:,} hours in {t_build:.1f} s (peak {m_build:.0f} MB); later passes "
+              "only recompute the hours that changed")
+        now = datetime.fromtimestamp(db.query("SELECT MAX(ts_ms) FROM readings")[0][0] / 1000, UTC)
+
+        def ours() -> Any:
+            state = events.analyse_meter(db, settings, "house", now=now, full=True)
+            return state, analysis.statistics(db, settings.meter("house"))
+
+        t_ours, m_ours, (state, st) = measure(ours)
+        n_ev = db.query("SELECT kind, COUNT(*) FROM events GROUP BY kind ORDER BY kind")
+        last = db.query("SELECT ts_ms, value_kwh FROM readings ORDER BY ts_ms DESC LIMIT 1")[0]
+        new = [("house", last[0] + 60_000 * (i + 1), last[1] + 0.005 * (i + 1), 300.0, "csv:bench")
+               for i in range(5)]
+        db.executemany(INSERT, new)  # five more minutes of readings
+        t_inc, m_inc, _ = measure(lambda: events.analyse_meter(db, settings, "house", now=now + timedelta(minutes=5)))
+        t_peer, m_peer, days = measure(lambda: peer(url))
+        print(f"\n{'pass over ' + format(n, ',') + ' readings':<44} {'time':>9} {'peak memory':>12}")
+        print(f"{'ours: statistics + anomaly pass (rollups)':<44} {t_ours:>8.2f}s {m_ours:>9.0f} MB   "
+              f"targets <= 2 s, <= 1 GB")
+        print(f"{'ours: incremental, after 5 new minutes':<44} {1000 * t_inc:>7.1f}ms {m_inc:>9.1f} MB   "
+              f"target <= 50 ms")
+        print(f"{'plain pandas: read rows + resample to days':<44} {t_peer:>8.2f}s {m_peer:>9.0f} MB   "
+              "(no events)")
+        ours_days = st.days["kwh"]
+        common = ours_days.index.intersection(days.index.tz_localize(None).normalize())
+        diff = (ours_days.loc[common] - days.tz_localize(None).loc[common]).abs()
+        print(f"daily energy, ours vs pandas: {len(common)} days, max difference {diff.max():.4f} kWh, "
+              f"total {st.energy_kwh:,.1f} kWh; events stored: {dict(n_ev)}; state {state['blackout']=}, "
+              f"{state['superamento']=}")
+        if not args.skip_old:
+            old = load_old()
+            end = datetime.fromtimestamp(START.timestamp() + args.old_years * 365 * 86400, UTC)
+
+            def previous() -> Any:
+                from smartmeter.settings import AnalysisSettings
+
+                return old.analyse(db.readings("house", START, end), settings.meter("house"), AnalysisSettings(), end)
+
+            t_old, m_old, res = measure(previous)
+            n_old = res.stats.readings
+            t_o1, m_o1, _ = measure(lambda: (events.analyse_meter(db, settings, "house", now=now, full=True),
+                                             analysis.statistics(db, settings.meter("house"), START, end)))
+            print(f"\nprevious code ({OLD}) on {args.old_years:g} year ({n_old:,} readings): {t_old:.1f} s, peak "
+                  f"{m_old:.0f} MB; ours on the same year (statistics) + the whole {args.years:g}-year anomaly "
+                  f"pass: {t_o1:.2f} s, {m_o1:.0f} MB")
+        db.close()
+    if args.score_weeks:
+        tally = score(args.score_weeks)
+        print(f"\nscored on {args.score_weeks} simulated weeks (each a sensor meter and a camera meter):")
+        print(f"{'injected kind':<22} {'detected as':<13} {'injected':>8} {'recall':>7} {'detected':>8} "
+              f"{'precision':>9}")
+        for k, (inj, rec, det, tp) in tally.items():
+            r = f"{rec / inj:.2f}" if inj else "-"
+            p = f"{tp / det:.2f}" if det else "-"
+            print(f"{k:<22} {MATCH[k]:<13} {inj:>8} {r:>7} {det:>8} {p:>9}")
+
+
+if __name__ == "__main__":
+    main()
