@@ -160,3 +160,21 @@ def test_a_written_profile_pins_no_reader_unless_it_chose_one() -> None:
     again = Profile.model_validate(yaml.safe_load(chosen.to_yaml()))
     assert again.reader == chosen.reader and yaml.safe_load(chosen.to_yaml())["reader"] == {
         "engine": "tesseract", "timeout_s": 3.0}
+
+
+def test_smartmeter_read_follows_the_same_precedence(tmp_path: Path) -> None:
+    import json
+
+    from test_worker_faults import PHOTOS, unpinned_profile
+
+    cfg = tmp_path / "smartmeter.yaml"
+    cfg.write_text("ocr: {reader: {engine: cnn, min_confidence: 0.9999}}\n")
+    photo = str(PHOTOS / "upright.jpg")
+    run = CliRunner().invoke
+    res = run(cli, ["-c", str(cfg), "read", photo, "--profile", str(unpinned_profile(tmp_path))])
+    assert res.exit_code == 3 and "confidence below 0.9999" in json.loads(res.stdout)["error"], res.output
+    res = run(cli, ["-c", str(cfg), "read", photo, "--profile", str(PHOTOS / "meter.yaml")])  # says 0.5 itself
+    assert res.exit_code == 0 and json.loads(res.stdout)["reading"] == "0048127.3", res.output
+    unpinned = str(unpinned_profile(tmp_path))
+    res = run(cli, ["-c", str(cfg), "read", photo, "--profile", unpinned, "--engine", "tesseract"])
+    assert res.exit_code == 3 and "confidence below 0.5" in json.loads(res.stdout)["error"]  # tesseract's defaults
