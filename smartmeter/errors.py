@@ -74,13 +74,6 @@ class NotFoundError(SmartMeterError):
     http_status = 404
 
 
-class ConflictError(SmartMeterError):
-    """The request conflicts with what is stored (e.g. a register that goes backwards)."""
-
-    exit_code = 65
-    http_status = 409
-
-
 class StoreError(SmartMeterError):
     """The image store (local folder or Dropbox) failed."""
 
