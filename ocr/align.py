@@ -36,6 +36,13 @@ drums can match the wrong drum), but when none is trusted and one said "moved to
 (``MovedTooFar``). If nothing is trusted, ``AlignmentError`` says why for every method: a doubtful alignment
 would read the wrong pixels, and a wrong reading is worse than none.
 
+A photo much larger than the reference (at least ``INSIDE_LARGER`` times on both sides after the transform: a full
+camera frame against a reference cropped to the meter) is looked at where the reference is found inside it
+(``reference.find_inside``: normalised cross-correlation over scales and small turns, at 480 px): at once when
+its shape differs from the reference's, else when the whole photo does not align; the search above then runs on
+that part of the photo. Found again at every full search (about 150 ms for a 1920 x 1080 frame); tracked photos
+reuse it.
+
 The result is a homography from photo pixels (as decoded) to reference pixels (full resolution). Reference
 features are computed once per reference image and cached.
 """
@@ -52,7 +59,7 @@ from smartmeter.errors import AlignmentError, MovedTooFar
 from smartmeter.ocr.image_io import to_grey
 from smartmeter.ocr.phase import PhaseReference, correct, dft_window, phase_windows, spectrum
 from smartmeter.ocr.profile import Alignment, Box, Transform
-from smartmeter.ocr.reference import ReferenceFeatures, orb_detector
+from smartmeter.ocr.reference import SEARCH_PX, ReferenceFeatures, find_inside, orb_detector
 from smartmeter.ocr.transforms import apply_transform, is_exact, transform_matrix, transformed_size
 from smartmeter.ocr.warp import check_not_degenerate, scale_matrix
 
@@ -75,6 +82,8 @@ PHASE_MAX_RESIDUAL_PX = 2.0  # the halves' last correction at the work scale mus
 TRACK_MIN_RESPONSE = 0.3  # tracking: both end windows must match at least this well at the last position ...
 TRACK_MAX_RESIDUAL_PX = 1.0  # ... and need less than this correction (fine-scale pixels), else the full search
 MIN_TEMPLATE_SCORE = 0.5
+INSIDE_LARGER = 1.25  # a photo at least this much larger than the reference (both sides, after the transform) may
+# show it as a part: it is looked for inside (different aspect: at once; same aspect: when the whole does not align)
 MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
 
 
@@ -117,6 +126,9 @@ class Aligner:
                                    ((1, "mirrored left-right"), (0, "upside down"), (-1, "turned by 180 degrees"))]
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self._last: tuple[tuple[int, ...], Transform, AlignResult] | None = None  # for tracking (one assignment)
+        # photo size + transform -> where the reference sits in such photos (photo -> reference px), for photos
+        # that show much more than the reference (a full camera frame against a cropped reference)
+        self._inside: dict[tuple[tuple[int, ...], float, str], np.ndarray] = {}
 
     def align(self, image: np.ndarray, transform: Transform | None = None) -> AlignResult:
         """Homography photo -> reference, or AlignmentError. ``image`` is the photo as decoded (BGR or grey, any
@@ -167,7 +179,52 @@ class Aligner:
         return AlignResult(homography, "tracked", shift, score=min(responses))
 
     def _search(self, grey: np.ndarray, transform: Transform) -> AlignResult:
-        """Full alignment: phase correlation, else ORB, else template (see the module docstring)."""
+        """Full alignment (see the module docstring). A photo much larger than the reference, of another shape or
+        one that does not align as a whole, is looked at where the reference is found inside it (found again at
+        every full search: a camera that moves within the larger frame)."""
+        key = _key(grey, transform)
+        first: AlignmentError | None = None
+        larger = self._larger(grey, transform)
+        if key not in self._inside and not (larger and self._other_shape(grey, transform)):
+            try:
+                return self._search_once(grey, transform)
+            except MovedTooFar:
+                raise  # a camera that moved too far stays refused
+            except AlignmentError as exc:
+                if not larger:
+                    raise
+                first = exc
+        try:
+            self._inside[key] = self._find_inside(grey, transform)
+            return self._search_once(grey, transform)
+        except AlignmentError as exc:
+            self._inside.pop(key, None)
+            if first is None:
+                tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
+                raise AlignmentError(f"photo is {tw}x{th}, the reference {self.ref.size[0]}x{self.ref.size[1]}: "
+                                     f"{exc}") from exc
+            raise AlignmentError(f"{first}; looked for inside the larger photo: {exc}") from exc
+
+    def _other_shape(self, grey: np.ndarray, transform: Transform) -> bool:
+        tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
+        rw, rh = self.ref.size
+        return abs(tw / th - rw / rh) > 0.02
+
+    def _larger(self, grey: np.ndarray, transform: Transform) -> bool:
+        tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
+        return min(tw / self.ref.size[0], th / self.ref.size[1]) >= INSIDE_LARGER
+
+    def _find_inside(self, grey: np.ndarray, transform: Transform) -> np.ndarray:
+        h, w = grey.shape[:2]
+        tw, th = transformed_size(w, h, transform)
+        s = min(1.0, SEARCH_PX / max(tw, th))
+        size = (max(1, round(tw * s)), max(1, round(th * s)))
+        to_search = scale_matrix(size[0] / tw, size[1] / th) @ transform_matrix(w, h, transform)
+        inside, score = find_inside(grey, to_search, size, self.ref)
+        log.debug("reference found inside the %dx%d photo (score %.2f)", w, h, score)
+        return inside
+
+    def _search_once(self, grey: np.ndarray, transform: Transform) -> AlignResult:
         small, photo_to_work = self.work_image(grey, transform)
         reasons: list[str] = []
         too_far: MovedTooFar | None = None
@@ -205,7 +262,11 @@ class Aligner:
 
     def _work_geometry(self, grey: np.ndarray, transform: Transform) -> tuple[tuple[int, int], np.ndarray]:
         """Size the photo is first shrunk to, and the matrix photo pixels -> work pixels. Quarter turns and
-        flips shrink first, then permute pixels exactly; other angles shrink, then turn onto the work canvas."""
+        flips shrink first, then permute pixels exactly; other angles shrink, then turn onto the work canvas.
+        A photo the reference was found inside: the work image is that part of it."""
+        inside = self._inside.get(_key(grey, transform))
+        if inside is not None:
+            return self.work_size, np.asarray(self.ref_to_work @ inside)
         h, w = grey.shape[:2]
         tw, th = transformed_size(w, h, transform)
         ww, wh = self.work_size
@@ -221,8 +282,15 @@ class Aligner:
         h, w = grey.shape[:2]
         tw, th = transformed_size(w, h, transform)
         rw, rh = self.ref.size
-        if abs(tw / th - rw / rh) > 0.02:
-            raise AlignmentError(f"photo is {tw}x{th} but the reference is {rw}x{rh} (another camera or transform?)")
+        key = _key(grey, transform)
+        if key not in self._inside and self._other_shape(grey, transform):
+            if not self._larger(grey, transform):
+                raise AlignmentError(f"photo is {tw}x{th} but the reference is {rw}x{rh} (another camera or "
+                                     "transform?)")
+            self._inside[key] = self._find_inside(grey, transform)
+        if key in self._inside:
+            to_work = np.asarray(self.ref_to_work @ self._inside[key])
+            return _warp_to(grey, to_work, self.work_size), to_work
         size, to_work = self._work_geometry(grey, transform)
         small = grey if (w, h) == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         if is_exact(transform):
@@ -371,3 +439,18 @@ class Aligner:
             raise AlignmentError(f"the digit region matches in several places ({best:.2f} vs {runner_up:.2f})")
         h_work = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy], [0.0, 0.0, 1.0]])
         return h_work, AlignResult(np.eye(3), "template", 0.0, score=float(best))
+
+
+def _key(grey: np.ndarray, transform: Transform) -> tuple[tuple[int, ...], float, str]:
+    return grey.shape[:2], float(transform.rotate), transform.flip
+
+
+def _warp_to(grey: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``grey`` warped by an affine 3x3 ``matrix`` onto ``size``, shrunk by area first when it shrinks much."""
+    h, w = grey.shape[:2]
+    f = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    if f < 0.7:
+        small = (max(1, round(w * f)), max(1, round(h * f)))
+        shrink = scale_matrix(small[0] / w, small[1] / h)
+        grey, matrix = cv2.resize(grey, small, interpolation=cv2.INTER_AREA), matrix @ np.linalg.inv(shrink)
+    return cv2.warpAffine(grey, matrix[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

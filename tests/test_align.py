@@ -10,12 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ocr_doubles import LookupReader
 
 from smartmeter.errors import AlignmentError, MovedTooFar
 from smartmeter.ocr import align
 from smartmeter.ocr.align import Aligner
 from smartmeter.ocr.image_io import decode_image, load_image
-from smartmeter.ocr.profile import load_profile
+from smartmeter.ocr.pipeline import MeterReader
+from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.reference import load_reference
 from smartmeter.ocr.warp import check_not_degenerate, crop_boxes, scale_matrix
 
@@ -270,3 +272,33 @@ def test_reference_features_are_cached_per_file(tmp_path: Path) -> None:
     assert load_reference(ref) is first
     os.utime(ref, ns=(1, 1))  # a replaced reference is read again
     assert load_reference(ref) is not first
+
+
+def _profile_with(reference: Path, dx: int, dy: int) -> Profile:
+    return PROFILE.model_copy(update={"reference": reference, "digits": [(x - dx, y - dy, w, h)
+                                                                         for x, y, w, h in PROFILE.digits]})
+
+
+def test_a_full_frame_is_aligned_by_finding_a_cropped_reference_inside(tmp_path: Path) -> None:
+    # before: "photo is 640x480 but the reference is 440x180 (another camera or transform?)"
+    crop = load_image(PHOTOS / "reference.jpg")[140:320, 90:530]
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)
+    meter = MeterReader(_profile_with(tmp_path / "crop.png", 90, 140), LookupReader())
+    for name, expected in [("upright.jpg", "0048127.3"), ("shifted.jpg", "0135790.2"),
+                           ("transition.jpg", "0002999.9")]:
+        result = meter.read(PHOTOS / name)
+        assert result.error is None and result.reading == expected, (name, result.error)
+    wall = meter.read(PHOTOS / "wall.jpg")
+    assert wall.reading is None and "not found inside the photo" in (wall.error or "")
+
+
+def test_a_much_larger_frame_of_another_shape_is_aligned(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8), (0, 0), 6)
+    meter_photo = cv2.resize(load_image(PHOTOS / "upright.jpg"), (960, 720), interpolation=cv2.INTER_AREA)
+    frame[200:920, 500:1460] = meter_photo  # the meter at 1.5 x, in a 16:9 camera frame
+    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    meter = MeterReader(PROFILE, LookupReader())
+    first, again = meter.read_many([jpeg.tobytes(), jpeg.tobytes()])
+    assert first.error is None and first.reading == "0048127.3", first.error
+    assert again.reading == "0048127.3"  # the place found is kept for photos of that size (tracked)
