@@ -17,12 +17,12 @@ Positions are resolved right to left; docs/transitions.md explains the rules for
   which creeps on some meters and rolls late on others): anything from a roll that starts at ``r = 9.2`` to
   creeping along. A digit ``d`` next to ``x`` is plausible when ``x - d`` lies within the tolerance of its kind
   of ``e`` (circular; drums 0.35, pointers 0.65: dial models are often 0.3-0.5 off): its residual.
-* **Choosing.** A pointer is first read by the mark it has visibly passed: a candidate on the other side of a
-  mark costs ``3 x`` its distance from that mark on top of its residual. The cheapest plausible candidate wins;
-  when a second one costs little more (drums 0.15, pointers 0.25), both are followed to the end, and if the
-  readings differ the photo gets none: ``error`` names both and ``candidates`` lists them (likelier first). A
-  position with no plausible digit gives no reading either, and the error names it. A wrong reading is worse
-  than none.
+* **Choosing.** A pointer leans to the mark it has visibly passed: a candidate on the other side of a mark
+  costs half its distance from that mark on top of its residual (more would read needles 0.5 off wrong). The
+  cheapest plausible candidate wins; when a second one costs little more (drums 0.15, pointers 0.25), both are
+  followed to the end, and if the readings differ the photo gets none: ``error`` names both and ``candidates``
+  lists them (likelier first). A position with no plausible digit gives no reading either, and the error names
+  it. A wrong reading is worse than none.
 
 The most significant drum may wrap (``9.9, 9.95`` reads ``00``): the digits are reported as they are.
 """
@@ -48,7 +48,7 @@ RESTING_BAND = 0.85  # a roll-only last drum from x.85 on may be a resting x+1 r
 MAX_RESIDUAL = 0.35  # drums: a CNN reads a drum within 0.1-0.2
 POINTER_TOLERANCE = 0.65  # pointers: dial models are often 0.3-0.5 off
 POINTER_NOISE = 0.5  # pointer residuals up to here are ordinary and keep confidence 1
-CROSSING_COST = 3.0  # pointers: per unit of distance from the raw value to a mark the candidate puts it across
+CROSSING_COST = 0.5  # pointers: per unit of distance from the raw value to a mark the candidate puts it across
 AMBIGUOUS_MARGIN = {"drum": 0.15, "pointer": 0.25}  # a runner-up costing less than this more is plausible too
 _EPS = 1e-9  # float noise at a limit must not flip a decision
 _MAX_BRANCHES = 8
