@@ -2,6 +2,7 @@
 
 * ``ocr digits DIR --output preds.csv``: every image under DIR is one digit crop -> ``path,value,confidence``.
 * ``ocr assemble --batch cases.jsonl``: raw drum positions -> reading, one JSON line out per line in.
+* ``ocr train``: train the digit models (``smartmeter.ocr.train_cli``; needs the ``train`` extra).
 * ``read IMAGE... --profile meter.yaml``: whole photos -> reading, value, per-digit values, confidence, error.
 """
 
@@ -28,6 +29,8 @@ from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.readers.config import ENGINES as READER_ENGINES
 from smartmeter.ocr.readers.config import open_reader, resolve_reader, with_threshold
+from smartmeter.ocr.readers.isolate import read_isolated
+from smartmeter.ocr.train_cli import train_cmd
 from smartmeter.progress import Progress
 from smartmeter.types import DigitValue, OcrResult
 
@@ -119,6 +122,9 @@ def ocr_group() -> None:
     """Batch OCR tools: read digit crops, assemble readings."""
 
 
+ocr_group.add_command(train_cmd)
+
+
 @ocr_group.command("digits")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", "-o", "output", default="-", show_default=True, type=click.Path(path_type=Path),
@@ -160,8 +166,10 @@ def _read_photos(paths: list[Path], profile: Profile, reader: DigitReader,
                  debug_dir: Path | None) -> Iterator[tuple[str, OcrResult]]:
     meter = MeterReader(profile, reader, debug_dir=debug_dir)
     for start in range(0, len(paths), CHUNK):
-        chunk = paths[start:start + CHUNK]
-        yield from zip([str(p) for p in chunk], meter.read_many(chunk, [str(p) for p in chunk]), strict=True)
+        names = [str(p) for p in paths[start:start + CHUNK]]
+        got = read_isolated(meter, paths[start:start + CHUNK], names)  # a reader failure: that photo unreadable
+        yield from zip(names, [r if isinstance(r, OcrResult) else r.as_result(meter.version) for r in got],
+                       strict=True)
 
 
 def _read_auto(paths: list[Path], reader: DigitReader) -> Iterator[tuple[str, OcrResult, Profile | None]]:

@@ -26,11 +26,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
 from smartmeter.domain import is_meter_id
-from smartmeter.errors import ConfigError, InputError, NotFoundError, SmartMeterError, StoreError
+from smartmeter.errors import ConfigError, InputError, NotFoundError, StoreError
 from smartmeter.ocr.pipeline import MeterReader
 from smartmeter.ocr.profile import Profile, load_profile
 from smartmeter.ocr.readers import DigitReader, ReaderUnavailable, open_reader, resolve_reader, with_threshold
 from smartmeter.ocr.readers.config import build_reader
+from smartmeter.ocr.readers.isolate import ReadFailure, read_isolated
 from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
 from smartmeter.server import photos_repo, review_repo
@@ -100,13 +101,6 @@ class WorkerStats:
         return f"{self.listed} listed, {self.skipped} already done, {self.read} read, {self.failed} failed; {acts}"
 
 
-@dataclass(frozen=True)
-class ReadFailure:
-    """A photo the digit reader failed on (crash, timeout, nonsense): unreadable, and worth a person's look."""
-
-    reason: str
-
-
 class Readers:
     """One MeterReader per meter and per thread (readers keep OpenCV state). A meter's reader configuration is
     ``resolve_reader(settings.ocr, its profile, engine)``: ``engine`` (the CLI's) > profile > settings."""
@@ -146,33 +140,7 @@ class Readers:
         return [r for f in futures for r in f.result()]
 
     def _read_part(self, meter_id: str, data: list[bytes], names: list[str]) -> list[OcrResult | ReadFailure]:
-        meter = self.for_meter(meter_id)
-        try:
-            return list(meter.read_many(data, names))
-        except ReaderUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever a reader raises, only its photo may suffer
-            if len(data) == 1:
-                return [self._failure(meter, names[0], exc)]
-            log.warning("meter %s: reading %d photos together failed (%s); reading them one by one",
-                        meter_id, len(data), exc)
-        out: list[OcrResult | ReadFailure] = []
-        for one, name in zip(data, names, strict=True):
-            try:
-                out.append(meter.read_many([one], [name])[0])
-            except ReaderUnavailable:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as above
-                out.append(self._failure(meter, name, exc))
-        return out
-
-    @staticmethod
-    def _failure(meter: MeterReader, name: str, exc: Exception) -> ReadFailure:
-        meter.reader.probe()  # a broken installation is no photo's fault: ReaderUnavailable stops the page
-        what = str(exc) if isinstance(exc, SmartMeterError) else f"{type(exc).__name__}: {exc}"
-        reason = f"reader {meter.version} failed: {what}"
-        log.warning("%s: %s", name, reason)
-        return ReadFailure(reason)
+        return read_isolated(self.for_meter(meter_id), data, names)
 
     def for_meter(self, meter_id: str) -> MeterReader:
         meters: dict[str, MeterReader] = self._state()[0]

@@ -119,3 +119,26 @@ def test_probe_tells_a_binary_gone_from_a_bad_crop(tmp_path: Path) -> None:
     with pytest.raises(ReaderUnavailable, match="tesseract not found") as err:
         reader.probe()
     assert err.value.exit_code == 69
+
+
+def test_read_cli_makes_a_photo_tesseract_fails_on_unreadable_and_goes_on(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from test_worker_faults import PHOTOS, unpinned_profile
+
+    from smartmeter.cli import cli
+
+    version = 'case "$1" in --version) echo "tesseract 5.0.0"; exit 0;; esac\n'
+    tool = fake_tool(tmp_path, version + 'echo "Error opening data file eng.traineddata" >&2; exit 1', "crashing")
+    cfg = tmp_path / "smartmeter.yaml"
+    cfg.write_text(f"ocr: {{reader: {{engine: tesseract, command: {tool}}}}}\n")
+    photos = [str(PHOTOS / "upright.jpg"), str(PHOTOS / "shifted.jpg")]
+    res = CliRunner().invoke(cli, ["-c", str(cfg), "read", *photos, "--profile", str(unpinned_profile(tmp_path))])
+    assert res.exit_code == 3, res.output  # unreadable photos, not a dead run (was exit 69 with nothing printed)
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["path"] for r in rows] == photos
+    assert all(r["reading"] is None and "exit code 1: Error opening data file" in r["error"] for r in rows)
+    Path(tool).unlink()  # the binary itself gone: exit 69, as at start-up
+    res = CliRunner().invoke(cli, ["-c", str(cfg), "read", *photos, "--profile", str(unpinned_profile(tmp_path))])
+    assert res.exit_code == 69 and "not found" in res.output
