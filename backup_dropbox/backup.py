@@ -102,15 +102,21 @@ class Archive:
                                 self.manifest_path, n)
 
     def record(self, event: str, key: str, digest: str, size: int, source: str) -> None:
-        if (event, key, digest) in self.recorded:
+        self.record_many([(event, key, digest, size)], source)
+
+    def record_many(self, rows: Sequence[tuple[str, str, str, int]], source: str) -> None:
+        """Append (event, key, hash, size) rows not yet recorded, with one fsync for all of them."""
+        new = [r for r in rows if (r[0], r[1], r[2]) not in self.recorded]
+        if not new:
             return
-        row = {"event": event, "key": key, "content_hash": digest, "size": size, "source": source,
-               "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        text = "".join(json.dumps({"event": e, "key": k, "content_hash": h, "size": n, "source": source,
+                                   "at": at}) + "\n" for e, k, h, n in new)
         with self.manifest_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        self.recorded.add((event, key, digest))
+        self.recorded.update((e, k, h) for e, k, h, _ in new)
 
     def local_hash(self, key: str) -> str | None:
         path = self.dest / key
@@ -164,31 +170,37 @@ class _Run:
         self.store, self.archive, self.policy, self.dry_run, self.bar = store, archive, policy, dry_run, bar
         self.stats = BackupStats(dry_run=dry_run)
         self.waiting: list[list[str | None]] = []  # [key, hash, modified] archived, kept in the source: asked again
+        self._waiting_keys: set[str] = set()
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="backup") if jobs > 1 else None
 
-    def _try_copy(self, key: str, listed_hash: str | None) -> _Copied | None:
-        """Per-photo faults (corrupt, vanished) are recorded and the run goes on; store outages abort the run."""
+    def _try_copy(self, key: str, listed_hash: str | None) -> _Copied | str:
+        """Per-photo faults give "vanished" or "failed" and the run goes on; store outages abort the run.
+        Runs on the pool's threads: it touches only its own file, never the stats."""
         try:
             return _copy_one(self.store, self.archive, key, listed_hash, self.dry_run)
         except NotFoundError:
-            self.stats.vanished += 1
             log.warning("%s was listed but is gone from the source: nothing to archive", key)
+            return "vanished"
         except IntegrityError as exc:
-            self.stats.failed.append(key)
             log.error("%s not archived, will retry next run: %s", key, exc)
+            return "failed"
         except OSError as exc:  # the backup disk, not the photo: stop here, the next run resumes
             raise StoreError(f"cannot write {self.archive.dest / key}: {exc.strerror or exc}") from exc
-        return None
 
     def page(self, items: Sequence[tuple[str, str | None, ImageRef | None]], count: bool = True) -> None:
         """Archive ``(key, listed hash, ref)`` in order; then delete the archived ones the policy lets go.
         ``count=False``: photos archived on an earlier run and kept in the source, asked about again."""
-        def work(item: tuple[str, str | None, ImageRef | None]) -> _Copied | None:
+        def work(item: tuple[str, str | None, ImageRef | None]) -> _Copied | str:
             return self._try_copy(item[0], item[1])
 
         results = self.pool.map(work, items) if self.pool else map(work, items)
         done: list[tuple[_Copied, str | None, ImageRef | None]] = []
-        for (_, listed_hash, ref), got in zip(items, results, strict=True):  # stops at the first outage
+        for (key, listed_hash, ref), outcome in zip(items, results, strict=True):  # stops at the first outage
+            got = outcome if isinstance(outcome, _Copied) else None
+            if outcome == "vanished":
+                self.stats.vanished += 1
+            elif outcome == "failed":
+                self.stats.failed.append(key)
             if got is not None and count:
                 if got.copied:
                     self.stats.copied += 1
@@ -196,21 +208,33 @@ class _Run:
                 else:
                     self.stats.skipped += 1
             if got is not None:
-                if not self.dry_run:
-                    self.archive.record("archived", got.key, got.digest, got.size, self.store.name)
                 done.append((got, listed_hash, ref))
             self.bar.advance(nbytes=got.size if got and got.copied else 0)
+        if not self.dry_run:  # one fsync for the page's manifest lines (before any deletion)
+            self.archive.record_many([("archived", c.key, c.digest, c.size) for c, _, _ in done], self.store.name)
         if self.policy is not None:
             self._delete(done)
 
     def _delete(self, done: list[tuple[_Copied, str | None, ImageRef | None]]) -> None:
         assert self.policy is not None
         verdicts = self.policy.judge([(c.key, c.digest, ref.modified if ref else None) for c, _, ref in done])
+        deleted: list[tuple[str, str, str, int]] = []
+        try:
+            self._delete_judged(done, verdicts, deleted)
+        finally:  # what was deleted is recorded, also when the store fails half way
+            if deleted:
+                self.archive.record_many(deleted, self.store.name)
+
+    def _delete_judged(self, done: list[tuple[_Copied, str | None, ImageRef | None]],
+                       verdicts: dict[str, Verdict], deleted: list[tuple[str, str, str, int]]) -> None:
         for c, listed_hash, ref in done:
             verdict = verdicts[c.key]
             if listed_hash and listed_hash != c.digest:
                 verdict = Verdict(False, "kept: it changed at the source while being archived")
             if not verdict.delete:
+                if c.key in self._waiting_keys:  # listed again while it was waiting: said once
+                    continue
+                self._waiting_keys.add(c.key)
                 self.stats.kept.append((c.key, verdict.reason))
                 modified = ref.modified.isoformat() if ref is not None and ref.modified else None
                 self.waiting.append([c.key, c.digest, modified])
@@ -221,7 +245,7 @@ class _Run:
                     self.store.delete(c.key)
                 except NotFoundError:
                     log.info("%s already gone from the source", c.key)
-                self.archive.record("source_deleted", c.key, c.digest, c.size, self.store.name)
+                deleted.append(("source_deleted", c.key, c.digest, c.size))
             self.stats.deleted += 1
 
     def recheck(self, waiting: object) -> None:
