@@ -51,7 +51,7 @@ POINTER_NOISE = 0.5  # pointer residuals up to here are ordinary and keep confid
 CROSSING_COST = 0.5  # pointers: per unit of distance from the raw value to a mark the candidate puts it across
 AMBIGUOUS_MARGIN = {"drum": 0.15, "pointer": 0.25}  # a runner-up costing less than this more is plausible too
 _EPS = 1e-9  # float noise at a limit must not flip a decision
-_MAX_BRANCHES = 8
+_MAX_BRANCHES = 32  # readings followed at once (each ambiguous position doubles them)
 
 
 class Couplings(Protocol):
