@@ -146,17 +146,17 @@ class _Rows:
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC) if zone is UTC else localize(ts, zone, self.ambiguous,
                                                                               self.nonexistent)
-                ts = ts.astimezone(UTC)  # OverflowError past year 9999 or before year 1
                 kwh = self._number(row[i_kwh].strip(), "contatore")
                 kw_text = row[i_kw].strip() if i_kw is not None else ""
                 power = self._number(kw_text, "potenza") * 1000.0 if kw_text else None
+                reading = Reading(meter_id, ts, kwh, source, 1.0, "", power)  # OverflowError: beyond years 1-9999
             except OverflowError:
                 yield line, f"timestamp {row[i_ts].strip()[:40]!r} is out of range"
                 continue
             except ValueError as exc:
                 yield line, str(exc)
                 continue
-            yield Reading(meter_id, ts, kwh, source, 1.0, "", power)
+            yield reading
 
 
 def default_meter(settings: Settings) -> str:

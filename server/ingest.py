@@ -42,7 +42,7 @@ from smartmeter.domain import check_meter_id, step_violation
 from smartmeter.errors import ConfigError
 from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings
-from smartmeter.types import Reading, format_timestamp, timestamp_problem
+from smartmeter.types import Reading, format_timestamp, timestamp_problem, utc
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,19 @@ def reading_problem(r: Reading, settings: Settings, now: datetime | None = None)
     return _own_checks(r, settings.meter(r.meter_id), settings, now or datetime.now(UTC), None)
 
 
-def _own_checks(r: Reading, ms: MeterSettings, settings: Settings, now: datetime, digits: int | None) -> str | None:
-    why = timestamp_problem(r.timestamp, settings.ingest.earliest, now, settings.ingest.future_slack_s)
-    if why is not None:
-        return why
-    why = value_problem(r.value_kwh, ms, digits)
-    if why is not None:
-        return why
+def _own_checks(r: Reading, ms: MeterSettings, settings: Settings, now: datetime, digits: int | None,
+                bounds: tuple[datetime, datetime] | None = None, top: float | None = None) -> str | None:
+    """``bounds`` (earliest, latest time) and ``top`` (10**digits) precomputed: the common case costs two
+    comparisons each; the messages are built only for a reading that fails."""
+    if bounds is None or not bounds[0] <= r.timestamp <= bounds[1]:
+        why = timestamp_problem(r.timestamp, settings.ingest.earliest, now, settings.ingest.future_slack_s)
+        if why is not None:
+            return why
+    value = r.value_kwh
+    if top is None or not (ms.min_kwh <= value < top and (ms.max_kwh is None or value <= ms.max_kwh)):
+        why = value_problem(value, ms, digits)
+        if why is not None:
+            return why
     if r.power_w is not None:
         if not math.isfinite(r.power_w) or r.power_w < 0:
             return f"reported power {r.power_w!r} is not a number >= 0"
@@ -154,6 +160,8 @@ def _ingest_meter(db: Database, settings: Settings, batch: list[Reading], report
     meter_id = batch[0].meter_id
     ms = settings.meter(meter_id)
     digits = register_digits(ms)
+    top = 10.0 ** digits
+    bounds = (utc(settings.ingest.earliest), now + timedelta(seconds=settings.ingest.future_slack_s))
     first, last = batch[0].timestamp, batch[-1].timestamp
     prev = db.last_reading(meter_id, before=first)
     stored = db.readings(meter_id, start=first, end=last + timedelta(milliseconds=1))  # back-fills
@@ -172,7 +180,7 @@ def _ingest_meter(db: Database, settings: Settings, batch: list[Reading], report
             if prev is None or stored[i].timestamp >= prev.timestamp:
                 prev = stored[i]
             i += 1
-        reason = _own_checks(r, ms, settings, now, digits)
+        reason = _own_checks(r, ms, settings, now, digits, bounds, top)
         same_time = stored_at.get(ts, []) + ([accepted_at[ts]] if ts in accepted_at else [])
         if reason is None and same_time:
             if any(abs(s.value_kwh - r.value_kwh) <= SAME_VALUE_KWH for s in same_time):
@@ -204,7 +212,7 @@ def ingest_readings(db: Database, settings: Settings, readings: Sequence[Reading
 
     Counts are added to ``report`` when given (an import passes one report for all its chunks)."""
     report = report if report is not None else IngestReport()
-    now = now if now is not None else datetime.fromtimestamp(time.time(), UTC)
+    now = utc(now) if now is not None else datetime.fromtimestamp(time.time(), UTC)
     by_meter: dict[str, list[Reading]] = defaultdict(list)
     for r in readings:
         by_meter[r.meter_id].append(r)

@@ -141,7 +141,7 @@ def step_import(d: Demo) -> None:
         raise StepSkipped(f"server.csv_import is not available ({exc})") from exc
     with d.db() as db:
         res = import_csv(db, d.settings, d.csv_path, CSV_METER, progress=False)
-    rej = len(res.ingest.rejected)
+    rej = res.ingest.rejected_count
     d.echo(f"  {res.rows} rows -> meter {CSV_METER}: {res.ingest.accepted} accepted, {res.ingest.duplicates} "
            f"duplicates, {rej} rejected ({res.rate:,.0f} rows/s)")
 
