@@ -55,7 +55,7 @@ train: setup
 	if [ -n "$$need" ]; then echo "installing Debian packages: $$need"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need; fi
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m smartmeter.ocr.train --data ../shared/data/digits --threads 1
+	$(VENV)/bin/smartmeter ocr train --data ../shared/data/digits --threads 1
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,10 @@
 """Train the digit models and export them to ONNX (the only module that imports torch: ``pip install .[train]``).
 
-    python -m smartmeter.ocr.train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
+    smartmeter ocr train --data ../shared/data/digits --threads 1      # both shipped models, into ocr/models/
+    python -m smartmeter.ocr.train ...                                 # the same command
+
+The run's choices are one :class:`~smartmeter.ocr.train_cli.TrainOptions` (the command's options are made from
+it, ``smartmeter ocr train --help`` lists them); ``run(options)`` trains, exports and writes the metadata.
 
 The defaults are the shipped recipe: augmentation recipe 1, synthetic rolling drums (``--roll 0.3``) and digits
 rendered from drum fonts (``--fonts 0.5``, ``smartmeter.ocr.digit_fonts``; the font packages come from ``make train``).
@@ -16,7 +20,6 @@ against circular Gaussian soft labels. Metadata (version, meters, seed, epochs, 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -31,9 +34,10 @@ import torch
 from torch import nn
 
 from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
-from smartmeter.ocr.digit_fonts import FONT_DIR, DigitFont, find_fonts, render_pool
+from smartmeter.ocr.digit_fonts import DigitFont, find_fonts, render_pool
 from smartmeter.ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
 from smartmeter.ocr.digit_rolls import build_roll_pools, synth_rolls
+from smartmeter.ocr.train_cli import TrainOptions, train_cmd
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +80,25 @@ def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
     return report
 
 
-def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: int, batch: int = 128,
-          lr: float = 3e-3, sigma: float = 1.0, glare: float = 0.0, frame: float = 0.0, hshift: float = 0.07,
-          vscale: float = 0.0, recipe: int = 2, roll: float = 0.0,
-          widths: tuple[int, int, int] = (16, 32, 64), fonts: float = 0.0, font_dir: Path = FONT_DIR,
-          font_pool: int = 20000, lines: float = 0.0, ema: float = 0.0, lcd_fonts: bool = True,
-          segment_drums: bool = False, teacher: list[Path] | None = None, distill: float = 0.5,
-          distill_temp: float = 2.0, balance: float = 0.0, roll_static: float = 0.0) -> nn.Module:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = build_model(widths)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    targets_all = soft_targets(train_set.labels, sigma)
-    pools = build_roll_pools(train_set, roll_static) if roll > 0 else {}
-    roll_rng = np.random.default_rng(seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
-    faces = font_faces(font_dir, lcd_fonts, segment_drums) if fonts > 0 else []
-    font_crops, font_labels = render_pool(faces, font_pool, seed + 2) if faces else ([], None)
-    n_fonts = int(round(fonts * len(train_set))) if font_crops else 0
+def train(train_set: DigitSet, val_set: DigitSet | None, o: TrainOptions) -> nn.Module:
+    """A model trained on ``train_set`` with the recipe ``o`` (``val_set`` is reported on every 5 epochs)."""
+    epochs, batch, roll, ema = o.epochs, o.batch, o.roll, o.ema
+    torch.manual_seed(o.seed)
+    rng = np.random.default_rng(o.seed)
+    model = build_model(o.widths)
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=1e-4)
+    targets_all = soft_targets(train_set.labels, o.sigma)
+    pools = build_roll_pools(train_set, o.roll_static) if roll > 0 else {}
+    roll_rng = np.random.default_rng(o.seed + 1)  # its own stream: roll=0 replays the recipe draw for draw
+    faces = font_faces(o.font_dir, o.lcd_fonts, o.segment_drums) if o.fonts > 0 else []
+    font_crops, font_labels = render_pool(faces, o.font_pool, o.seed + 2) if faces else ([], None)
+    n_fonts = int(round(o.fonts * len(train_set))) if font_crops else 0
     steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=0.15)
     averaged = copy.deepcopy(model) if ema > 0 else None
-    teach = Teacher(teacher, distill_temp) if teacher else None
-    draw = meter_weights(train_set.meters, balance) if balance > 0 else None
-    draw_rng = np.random.default_rng(seed + 3)
+    teach = Teacher(list(o.teacher), o.distill_temp) if o.teacher else None
+    draw = meter_weights(train_set.meters, o.balance) if o.balance > 0 else None
+    draw_rng = np.random.default_rng(o.seed + 3)
     for epoch in range(epochs):
         t0 = time.monotonic()
         crops, labels = train_set.crops, train_set.labels
@@ -112,12 +112,12 @@ def train(train_set: DigitSet, val_set: DigitSet | None, *, epochs: int, seed: i
             pick = roll_rng.choice(len(font_crops), size=n_fonts, replace=False)
             crops = [*crops, *(font_crops[j] for j in pick)]
             labels = np.concatenate([labels, font_labels[pick]])
-        targets = soft_targets(labels, sigma) if pools or n_fonts else targets_all
-        planes, _ = augment_batch(crops, labels, rng, glare=glare, frame=frame,
-                                  hshift=hshift, vscale=vscale, recipe=recipe, lines=lines)
+        targets = soft_targets(labels, o.sigma) if pools or n_fonts else targets_all
+        planes, _ = augment_batch(crops, labels, rng, glare=o.glare, frame=o.frame,
+                                  hshift=o.hshift, vscale=o.vscale, recipe=o.recipe, lines=o.lines)
         if teach is not None:  # the teacher's view of the same augmented crops, mixed into the targets
             taught = teach.probabilities(planes)
-            targets = ((1.0 - distill) * targets + distill * taught).astype(np.float32)
+            targets = ((1.0 - o.distill) * targets + o.distill * taught).astype(np.float32)
         order = rng.permutation(len(labels))
         model.train()
         total = 0.0
@@ -205,11 +205,6 @@ def export_onnx(model: nn.Module, out: Path) -> None:
                       opset_version=17, dynamo=False)
 
 
-def widths(text: str) -> tuple[int, int, int]:
-    a, b, c = (int(v) for v in text.split(","))
-    return a, b, c
-
-
 HOLDOUT_NAME = "digits-holdout.onnx"  # trained without HELD_OUT_METERS: honest accuracy on them
 PRODUCTION_NAME = "digits.onnx"  # trained on every meter: the reader's default
 
@@ -224,67 +219,24 @@ def unseen_estimate(holdout_model: Path) -> dict[str, object] | None:
             "held_out_meters": meta.get("held_out_meters"), "accuracy_held_out": meta.get("accuracy_held_out")}
 
 
+def run(o: TrainOptions) -> None:
+    """Train the model(s) ``o.meters`` names, each written to ``o.out_dir`` with its metadata."""
+    torch.set_num_threads(o.threads)
+    data = load_digits(o.data, limit_per_meter=o.limit_per_meter, seed=o.seed)
+    for variant in (["holdout", "all"] if o.meters == "both" else [o.meters]):
+        out = o.out_dir / (HOLDOUT_NAME if variant == "holdout" else PRODUCTION_NAME)
+        if o.tag:
+            out = out.with_name(f"{out.stem}-{o.tag}{out.suffix}")
+        train_variant(o, data, variant, out)
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/digits"))
-    ap.add_argument("--meters", choices=("holdout", "all", "both"), default="both",
-                    help="holdout: train without HELD_OUT_METERS and report on them (digits-holdout.onnx); "
-                         "all: train on every meter (the production model, digits.onnx); both: holdout, then all")
-    ap.add_argument("--out-dir", type=Path, default=Path("ocr/models"))
-    ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument("--limit-per-meter", type=int, default=None, help="subsample each meter (quick experiments)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--glare", type=float, default=0.2, help="share of training crops given a bright reflection")
-    ap.add_argument("--frame", type=float, default=0.35,
-                    help="share given a frame edge or a neighbour-drum slice (0 = the old plain bar on 30 %%)")
-    ap.add_argument("--hshift", type=float, default=0.15,
-                    help="pad of each side up to this share of the width (cuts at most MAX_SIDE_CUT)")
-    ap.add_argument("--vscale", type=float, default=0.0, help="centred vertical cut/pad, share of the height")
-    ap.add_argument("--recipe", type=int, choices=(1, 2), default=1,
-                    help="augmentation: 1 = the shipped models' recipe (ignores --frame/--hshift/--vscale); "
-                         "2 = side cut/pad, frame edges, tint, tilted glare (docs/model.md: not better yet)")
-    ap.add_argument("--roll", type=float, default=0.3,
-                    help="share of crops of rolling meters replaced each epoch by a synthetic half-rolled drum made "
-                         "from two whole-digit crops of the same meter (ocr.digit_rolls)")
-    ap.add_argument("--fonts", type=float, default=0.5,
-                    help="rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts)")
-    ap.add_argument("--roll-static", type=float, default=0.0,
-                    help="also roll the digits of meters that never roll (LCDs) at this drum pitch, a share of the "
-                         "crop height (0 = off): segment-style digits in transit")
-    ap.add_argument("--font-dir", type=Path, default=FONT_DIR)
-    ap.add_argument("--lcd-fonts", action="store_true",
-                    help="render seven-segment digits too (off: they made the model read LCD ones as sevens)")
-    ap.add_argument("--segment-drums", action="store_true",
-                    help="render seven-segment faces as rolling drum digits too (drum counters with segment-like "
-                         "digits)")
-    ap.add_argument("--teacher", type=Path, action="append", default=None,
-                    help="a trained model (.onnx) to distil from (knowledge distillation); repeat for an ensemble")
-    ap.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
-    ap.add_argument("--distill-temp", type=float, default=2.0, help="temperature softening the teacher's logits")
-    ap.add_argument("--balance", type=float, default=0.0,
-                    help="draw the real crops of a meter with n crops in proportion to n ** (1 - balance) each "
-                         "epoch (0 = as they are, 1 = every meter equally)")
-    ap.add_argument("--ema", type=float, default=0.0,
-                    help="keep an exponential moving average of the weights with this decay per step (0 = off) "
-                         "and export it")
-    ap.add_argument("--lines", type=float, default=0.0,
-                    help="share of crops crossed by a thin sharp line (reflection edge, scratch)")
-    ap.add_argument("--widths", default="16,32,64", help="channels of the three conv stages")
-    ap.add_argument("--tag", default="", help="suffix for the output file names (experiments)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    data = load_digits(args.data, limit_per_meter=args.limit_per_meter, seed=args.seed)
-    for variant in (["holdout", "all"] if args.meters == "both" else [args.meters]):
-        out = args.out_dir / (HOLDOUT_NAME if variant == "holdout" else PRODUCTION_NAME)
-        if args.tag:
-            out = out.with_name(f"{out.stem}-{args.tag}{out.suffix}")
-        train_variant(args, data, variant, out)
+    """``python -m smartmeter.ocr.train``: the ``smartmeter ocr train`` command."""
+    train_cmd.main(args=argv, prog_name="python -m smartmeter.ocr.train")
 
 
-def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: Path) -> None:
-    """Train one model (``holdout`` or ``all`` meters) with the recipe in ``args``; write ``out`` and its json."""
+def train_variant(o: TrainOptions, data: DigitSet, variant: str, out: Path) -> None:
+    """Train one model (``holdout`` or ``all`` meters) with the recipe ``o``; write ``out`` and its json."""
     started = time.monotonic()
     held = np.isin(data.meters, HELD_OUT_METERS)
     if variant == "all":
@@ -294,12 +246,7 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         train_set, val_set = data.select(~held), data.select(held)
         log.info("training on %d crops of %d meters, holding out %d crops of %s", len(train_set),
                  len(set(train_set.meters.tolist())), len(val_set), ", ".join(HELD_OUT_METERS))
-    model = train(train_set, val_set, epochs=args.epochs, seed=args.seed, glare=args.glare, frame=args.frame,
-                  hshift=args.hshift, vscale=args.vscale, recipe=args.recipe, roll=args.roll,
-                  widths=widths(args.widths), fonts=args.fonts, font_dir=args.font_dir, lines=args.lines,
-                  ema=args.ema, lcd_fonts=args.lcd_fonts, segment_drums=args.segment_drums,
-                  teacher=args.teacher, distill=args.distill, distill_temp=args.distill_temp,
-                  balance=args.balance, roll_static=args.roll_static)
+    model = train(train_set, val_set, o)
     export_onnx(model, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     meta: dict[str, object] = {
@@ -312,19 +259,19 @@ def train_variant(args: argparse.Namespace, data: DigitSet, variant: str, out: P
         "held_out_meters": [] if val_set is None else list(HELD_OUT_METERS),
         "trained_on_crops": len(train_set),
         "nan_labels": "excluded from training and evaluation",
-        "seed": args.seed,
-        "epochs": args.epochs,
-        "widths": list(widths(args.widths)),
-        "ema": args.ema,
-        "augment": {"recipe": args.recipe, "roll": args.roll, "fonts": args.fonts,
-                    "lcd_fonts": args.lcd_fonts, "segment_drums": args.segment_drums,
-                    "teacher": [p.name for p in args.teacher or []],
-                    "distill": args.distill if args.teacher else 0.0, "distill_temp": args.distill_temp,
-                    "lines": args.lines, "balance": args.balance, "roll_static": args.roll_static,
-                    "glare": args.glare,
-                    "frame": args.frame, "hshift": args.hshift, "vscale": args.vscale},
-        "threads": args.threads,
-        "limit_per_meter": args.limit_per_meter,
+        "seed": o.seed,
+        "epochs": o.epochs,
+        "widths": list(o.widths),
+        "ema": o.ema,
+        "augment": {"recipe": o.recipe, "roll": o.roll, "fonts": o.fonts,
+                    "lcd_fonts": o.lcd_fonts, "segment_drums": o.segment_drums,
+                    "teacher": [p.name for p in o.teacher],
+                    "distill": o.distill if o.teacher else 0.0, "distill_temp": o.distill_temp,
+                    "lines": o.lines, "balance": o.balance, "roll_static": o.roll_static,
+                    "glare": o.glare,
+                    "frame": o.frame, "hshift": o.hshift, "vscale": o.vscale},
+        "threads": o.threads,
+        "limit_per_meter": o.limit_per_meter,
         "torch": torch.__version__,
         "train_seconds": round(time.monotonic() - started),
     }
