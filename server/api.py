@@ -10,6 +10,9 @@
   counts; 400 malformed (nothing stored), 404 unknown meter, 409 when validation rejected every reading.
 - ``GET  /api/meters/{id}/readings?start=&end=`` — stored readings, ISO 8601 bounds (start inclusive, end
   exclusive).
+- ``GET  /api/meters/{id}/state`` — the last scheduled analysis (``smartmeter analyse``): the original
+  dictionary ``{"blackout": false, "superamento": false}`` plus ``camera_stale``, the last reading, the open events.
+- ``GET  /api/meters/{id}/events?start=&end=`` — stored events (blackout, power_high, ...) overlapping the bounds.
 
 Errors are ``{"error": message}`` with the status our exception carries (one handler). When the secret
 ``api_token`` is set (``SMARTMETER_API_TOKEN`` or ``SMARTMETER_API_TOKEN_FILE``) every write needs
@@ -165,6 +168,38 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
 
         rows = await run(fetch)
         return {"meter_id": meter_id, "count": len(rows), "readings": rows}
+
+    @app.get("/api/meters/{meter_id}/state")
+    async def get_state(meter_id: str) -> dict[str, Any]:
+        """The last scheduled analysis: {"blackout": bool, "superamento": bool, ...} (analysed now if never)."""
+        check_meter_id(meter_id)
+
+        def fetch(db: Database) -> dict[str, Any]:
+            from smartmeter.server.events import analyse_meter, stored_state
+
+            if not db.meter_exists(meter_id):
+                raise NotFoundError(f"unknown meter {meter_id!r}")
+            return stored_state(db, meter_id) or analyse_meter(db, settings, meter_id)
+
+        return await run(fetch)
+
+    @app.get("/api/meters/{meter_id}/events")
+    async def get_events(meter_id: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+        """Stored events overlapping [start, end) (ISO 8601 bounds, both optional)."""
+        check_meter_id(meter_id)
+        t0, t1 = _bound("start", start), _bound("end", end)
+
+        def fetch(db: Database) -> list[dict[str, Any]]:
+            from smartmeter.server.events import event_dict, stored_events
+            from smartmeter.server.storage import to_ms
+
+            if not db.meter_exists(meter_id):
+                raise NotFoundError(f"unknown meter {meter_id!r}")
+            return [event_dict(e) for e in stored_events(db, meter_id, None if t0 is None else to_ms(t0),
+                                                          None if t1 is None else to_ms(t1))]
+
+        rows = await run(fetch)
+        return {"meter_id": meter_id, "count": len(rows), "events": rows}
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema plus the request models: the routes read their bodies themselves (to bound the size

@@ -167,8 +167,9 @@ def gap_events(h: Hours, cfg: AnalysisSettings) -> list[Event]:
     return out
 
 
-def long_loads(hr: pd.DataFrame, base: np.ndarray, cfg: AnalysisSettings, last_ms: int) -> list[Event]:
-    """Runs of hours whose mean power stays ``long_load_w`` above the base load."""
+def long_loads(hr: pd.DataFrame, base: np.ndarray, cfg: AnalysisSettings, last_ms: int,
+               start_ms: int = -(2**62)) -> list[Event]:
+    """Runs of hours whose mean power stays ``long_load_w`` above the base load (those ending after ``start_ms``)."""
     p = hr["power_w"].to_numpy()
     level = np.nan_to_num(base) + cfg.long_load_w
     on = np.nan_to_num(p - level, nan=-1.0) >= 0
@@ -176,6 +177,8 @@ def long_loads(hr: pd.DataFrame, base: np.ndarray, cfg: AnalysisSettings, last_m
     out: list[Event] = []
     t = hr.index.to_numpy()
     for i, j in zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True):
+        if t[j - 1] + 2 * HOUR_MS < start_ms or (j - i + 2) * HOUR_MS < cfg.long_load_s * 1000:
+            continue
         extra = float(np.mean(p[i:j] - np.nan_to_num(base[i:j])))
         before = 0.0 if i == 0 else float(np.clip((p[i - 1] - base[i - 1]) / extra, 0, 1))
         after = 0.0 if j >= len(p) else float(np.clip((p[j] - base[j]) / extra, 0, 1))

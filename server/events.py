@@ -132,7 +132,7 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
     h = det.Hours(hours)
     base_h = base.reindex(hours.index).to_numpy()
     found = det.sensor_events(h, meter, cfg) + det.camera_blackouts(h, meter, cfg, base_h) + det.gap_events(h, cfg)
-    found += det.long_loads(hr, base.to_numpy(), cfg, last_ms)
+    found += det.long_loads(hr, base.to_numpy(), cfg, last_ms, start)
     found += det.register_power_high(db, meter, cfg, hr, h, start)
     cam = hours["last_cam_ms"].dropna()
     if len(cam) and now - int(cam.iloc[-1]) >= cfg.stale_camera_s * 1000:
@@ -225,3 +225,32 @@ def stored_events(db: Database, meter_id: str, start_ms: int | None = None,
 def stored_state(db: Database, meter_id: str) -> dict[str, Any] | None:
     rows = db.query("SELECT state FROM analysis_state WHERE meter_id = ?", (meter_id,))
     return json.loads(rows[0][0]) if rows else None
+
+
+class Scheduled:
+    """The analysis inside a long-running loop (the worker): :meth:`maybe_run` analyses every meter when
+    ``every_s`` has passed since the last run (0 = never). A failure is logged and retried at the next run."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.next_at = 0.0
+
+    def maybe_run(self, db: Database, settings: Settings) -> list[dict[str, Any]] | None:
+        import time
+
+        from smartmeter.errors import SmartMeterError
+
+        now = time.monotonic()
+        if self.every_s <= 0 or now < self.next_at:
+            return None
+        self.next_at = now + self.every_s
+        try:
+            states = analyse_all(db, settings)
+        except SmartMeterError as exc:
+            log.warning("scheduled analysis failed (retried in %.0f s): %s", self.every_s, exc)
+            return None
+        for s in states:
+            if s["blackout"] or s["superamento"] or s["camera_stale"]:
+                log.info("analysis %s: blackout %s, superamento %s, camera stale %s", s["meter"], s["blackout"],
+                         s["superamento"], s["camera_stale"])
+        return states

@@ -65,113 +65,147 @@ def load_raw(db: Database, meter_id: str, start_ms: int | None = None, end_ms: i
     return raw_frame(db.query(RAW_SQL, (meter_id, lo, hi)))
 
 
-def _gaps(ts: np.ndarray, hour: np.ndarray) -> np.ndarray:
-    """Gap before each reading inside its hour (0 for the hour's first reading)."""
-    gap = np.zeros(ts.shape[0], np.int64)
-    if ts.shape[0] > 1:
-        gap[1:] = np.where(hour[1:] == hour[:-1], np.diff(ts), 0)
-    return gap
+class _Seg:
+    """Contiguous groups (hours) of a time-ordered array: reductions per group with numpy's ``reduceat``."""
+
+    def __init__(self, hour: np.ndarray) -> None:
+        self.size = hour.size
+        self.starts = np.flatnonzero(np.concatenate(([True], hour[1:] != hour[:-1]))) if hour.size else \
+            np.zeros(0, np.int64)
+        self.ends = np.append(self.starts[1:], hour.size)
+        self.keys = hour[self.starts]
+        self.group = np.repeat(np.arange(self.starts.size), self.ends - self.starts)
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, self.starts) if self.size else np.zeros(0)
+
+    def max(self, x: np.ndarray, empty: float = np.nan) -> np.ndarray:
+        if not self.size:
+            return np.zeros(0)
+        v = np.maximum.reduceat(np.where(np.isnan(x), -np.inf, x), self.starts)
+        return np.where(np.isneginf(v), empty, v)
+
+    def min(self, x: np.ndarray) -> np.ndarray:
+        return -self.max(-x)
+
+    def within(self, x: np.ndarray) -> np.ndarray:
+        """Difference to the previous element of the same group (0 for each group's first)."""
+        d = np.zeros(self.size, np.float64)
+        if self.size > 1:
+            d[1:] = np.diff(x)
+        d[self.starts] = 0
+        return d
+
+    def spread(self, per_group: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Values per group of this segmentation -> per key of another (NaN where absent)."""
+        out = np.full(keys.size, np.nan)
+        pos = np.searchsorted(keys, self.keys)
+        out[pos] = per_group
+        return out
 
 
-def compute_hours(raw: pd.DataFrame, high_w: float = DEFAULT_HIGH_W) -> pd.DataFrame:
-    """Hourly rollups (index ``hour_ms``, columns :data:`COLUMNS`) of a frame from :func:`raw_frame`; ``high_w`` is
-    the power threshold whose samples the ``*_high`` columns describe."""
-    if raw.empty:
-        return pd.DataFrame(columns=list(COLUMNS), index=pd.Index([], name="hour_ms", dtype=np.int64))
-    ts = raw["ts_ms"].to_numpy()
-    hour = ts - ts % HOUR_MS
-    power = raw["power_w"].to_numpy()
-    cam = raw["camera"].to_numpy()
-    df = pd.DataFrame({"hour_ms": hour, "ts": ts, "kwh": raw["value_kwh"].to_numpy(), "power": power,
-                       "zero": (power < ZERO_W), "cam": cam.astype(np.int64), "gap": _gaps(ts, hour),
-                       "cam_ts": np.where(cam, ts.astype(np.float64), np.nan)})
-    g = df.groupby("hour_ms", sort=True)
-    out = pd.DataFrame({
-        "n": g.size(), "n_camera": g["cam"].sum(), "first_ms": g["ts"].first(), "first_kwh": g["kwh"].first(),
-        "last_ms": g["ts"].last(), "last_kwh": g["kwh"].last(), "max_kwh": g["kwh"].max(),
-        "n_power": g["power"].count(), "sum_power_w": g["power"].sum(),
-        "min_power_w": g["power"].min(), "max_power_w": g["power"].max(), "n_zero": g["zero"].sum(),
-        "first_cam_ms": g["cam_ts"].min(), "last_cam_ms": g["cam_ts"].max()})
-    out["max_gap_ms"], out["max_gap_end_ms"] = _longest(ts, hour, out.index)
-    out["max_cam_gap_ms"], out["max_cam_gap_end_ms"] = _longest(ts[cam], hour[cam], out.index)
-    out[["n_rises", "lead_flat_ms", "tail_flat_ms", "max_flat_ms", "max_flat_end_ms"]] = _flats(df, out)
-    kwh = raw["value_kwh"].to_numpy()
-    sensor = ~np.isnan(power)
-    sts, shour, spow, skwh = ts[sensor], hour[sensor], power[sensor], kwh[sensor]
-    out["high_w"] = float(high_w)
-    for name, mask in (("high", spow >= high_w), ("zero", spow < ZERO_W)):
-        runs = _run_summary(sts, shour, skwh, mask, out.index)
-        out[f"first_{name}_ms"], out[f"end_{name}_ms"] = runs["first_ms"], runs["end_ms"]
-        out[f"{name}_at_start"] = runs["at_start"]
-        if name == "high":
-            out["n_high"] = runs["n"]
-        else:
-            out["zero_first_kwh"], out["zero_end_kwh"] = runs["first_kwh"], runs["end_kwh"]
-    out.index.name = "hour_ms"
-    return out[list(COLUMNS)]
-
-
-def _longest(ts: np.ndarray, hour: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """Per hour: the longest gap between consecutive readings inside it, and the reading that ends it."""
-    if not ts.size:
-        return np.zeros(len(index), np.int64), np.full(len(index), np.nan)
-    gap = _gaps(ts, hour)
-    g = pd.DataFrame({"h": hour, "gap": gap, "ts": ts}).sort_values(["h", "gap", "ts"], kind="stable")
-    top = g.groupby("h").last()  # the longest, the latest of equal ones
-    longest = top["gap"].reindex(index, fill_value=0).to_numpy()
-    end = top["ts"].where(top["gap"] > 0).reindex(index).to_numpy(np.float64)
-    return longest, end
+def _longest(ts: np.ndarray, hour: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per hour (``keys``): the longest gap between consecutive readings inside it, and the reading ending it."""
+    seg = _Seg(hour)
+    if not seg.size:
+        return np.zeros(keys.size), np.full(keys.size, np.nan)
+    gap = seg.within(ts.astype(np.float64))
+    longest = seg.max(gap)
+    idx = np.where((gap == longest[seg.group]) & (gap > 0), np.arange(seg.size), -1)
+    last = np.maximum.reduceat(idx, seg.starts)
+    end = np.where(last >= 0, ts[np.maximum(last, 0)], np.nan)
+    return np.nan_to_num(seg.spread(longest, keys), nan=0.0), seg.spread(end, keys)
 
 
 def _run_summary(ts: np.ndarray, hour: np.ndarray, kwh: np.ndarray, mask: np.ndarray,
-                 index: pd.Index) -> pd.DataFrame:
+                 keys: np.ndarray) -> dict[str, np.ndarray]:
     """Per hour, the samples where ``mask`` holds: count, first time, the first sample after the last one (NaN when
     the hour ends inside the condition), whether the hour starts inside it, the register at both ends."""
-    out = pd.DataFrame({"n": 0, "first_ms": np.nan, "end_ms": np.nan, "at_start": 0, "first_kwh": np.nan,
-                        "end_kwh": np.nan}, index=index)
-    idx = np.flatnonzero(mask)
-    if not idx.size:
-        return out
-    g = pd.Series(idx).groupby(hour[idx])
-    first, last = g.min(), g.max()
-    nxt = (last + 1).to_numpy()
-    inside = nxt < ts.size
-    inside[inside] &= hour[nxt[inside]] == last.index.to_numpy()[inside]
-    safe = np.minimum(nxt, ts.size - 1)
-    starts = np.searchsorted(hour, first.index.to_numpy())  # each hour's first sample
-    out.loc[first.index, "n"] = g.size().to_numpy()
-    out.loc[first.index, "first_ms"] = ts[first.to_numpy()]
-    out.loc[first.index, "first_kwh"] = kwh[first.to_numpy()]
-    out.loc[first.index, "end_ms"] = np.where(inside, ts[safe], np.nan)
-    out.loc[first.index, "end_kwh"] = np.where(inside, kwh[safe], np.nan)
-    out.loc[first.index, "at_start"] = mask[starts].astype(np.int64)
-    return out
+    seg = _Seg(hour)
+    nan = np.full(keys.size, np.nan)
+    if not seg.size or not mask.any():
+        return {"n": np.zeros(keys.size), "first_ms": nan, "end_ms": nan, "at_start": np.zeros(keys.size),
+                "first_kwh": nan, "end_kwh": nan}
+    idx = np.arange(seg.size)
+    n = seg.sum(mask.astype(np.int64))
+    first = np.minimum.reduceat(np.where(mask, idx, seg.size), seg.starts)
+    last = np.maximum.reduceat(np.where(mask, idx, -1), seg.starts)
+    has = n > 0
+    nxt = last + 1
+    inside = has & (nxt < seg.ends)
+    safe_first, safe_next = np.minimum(first, seg.size - 1), np.minimum(nxt, seg.size - 1)
+    return {"n": np.nan_to_num(seg.spread(n, keys)),
+            "first_ms": seg.spread(np.where(has, ts[safe_first], np.nan), keys),
+            "end_ms": seg.spread(np.where(inside, ts[safe_next], np.nan), keys),
+            "at_start": np.nan_to_num(seg.spread(mask[seg.starts].astype(np.float64), keys)),
+            "first_kwh": seg.spread(np.where(has, kwh[safe_first], np.nan), keys),
+            "end_kwh": seg.spread(np.where(inside, kwh[safe_next], np.nan), keys)}
 
 
-def _flats(df: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
-    """Per hour: rises of the running maximum of the register, and the flat spans before, after and between them."""
-    prev_max = df.groupby("hour_ms", sort=False)["kwh"].cummax().groupby(df["hour_ms"]).shift(1)
-    rise = (df["kwh"] > prev_max + 1e-9).to_numpy()
-    ts, hour = df["ts"].to_numpy(), df["hour_ms"].to_numpy()
-    first = out["first_ms"].reindex(hour).to_numpy()
-    rises = pd.DataFrame({"hour_ms": hour[rise], "ts": ts[rise]})
-    rises["since"] = np.where(rises["hour_ms"] == rises["hour_ms"].shift(1), rises["ts"] - rises["ts"].shift(1),
-                              rises["ts"] - first[rise])
-    g = rises.groupby("hour_ms")
-    n = g.size().reindex(out.index, fill_value=0).to_numpy()
-    first_rise = g["ts"].min().reindex(out.index).to_numpy()
-    last_rise = g["ts"].max().reindex(out.index).to_numpy()
-    top = rises.sort_values(["hour_ms", "since", "ts"], kind="stable").groupby("hour_ms").last()
-    inner = top["since"].reindex(out.index).to_numpy()
-    inner_end = top["ts"].reindex(out.index).to_numpy()
-    f, la = out["first_ms"].to_numpy(), out["last_ms"].to_numpy()
-    lead = np.where(n > 0, first_rise - f, la - f)
-    tail = np.where(n > 0, la - last_rise, la - f)
-    inner = np.nan_to_num(inner, nan=0.0)
+def _flats(seg: _Seg, ts: np.ndarray, kwh: np.ndarray, first: np.ndarray, last: np.ndarray) -> list[np.ndarray]:
+    """Per hour: rises of the register's running maximum (within the hour) and the flat spans before, after and
+    between them, and where the longest ends."""
+    rank = np.unique(kwh, return_inverse=True)[1].astype(np.int64)
+    key = seg.group * (int(rank.max()) + 2) + rank
+    runmax = np.maximum.accumulate(key)
+    rise = np.zeros(seg.size, bool)
+    rise[1:] = key[1:] > runmax[:-1]
+    rise[seg.starts] = False
+    rts = np.where(rise, ts, np.nan).astype(np.float64)
+    n = seg.sum(rise.astype(np.int64)).astype(np.float64)
+    first_rise = seg.min(rts)
+    last_rise = seg.max(rts)
+    # time since the previous rise (or the hour's first reading) at each rise
+    prev = pd.Series(rts).groupby(seg.group).ffill().shift(1).to_numpy(copy=True)
+    prev[seg.starts] = np.nan
+    since = np.where(rise, ts - np.where(np.isnan(prev), first[seg.group], prev), np.nan)
+    inner = np.nan_to_num(seg.max(since), nan=0.0)
+    idx = np.where(rise & (since == inner[seg.group]), np.arange(seg.size), -1)
+    inner_end = ts[np.maximum(np.maximum.reduceat(idx, seg.starts), 0)].astype(np.float64)
+    lead = np.where(n > 0, first_rise - first, last - first)
+    tail = np.where(n > 0, last - last_rise, last - first)
     longest = np.fmax(inner, np.fmax(lead, tail))
-    # where the longest flat span ends: the rise closing it, or the hour's last reading for the tail
-    end = np.where(longest == tail, la, np.where(longest == inner, np.nan_to_num(inner_end, nan=0.0), first_rise))
-    return np.column_stack([n, lead, tail, longest, np.nan_to_num(end, nan=la)]).astype(np.int64)
+    end = np.where(longest == tail, last, np.where(longest == inner, inner_end, first_rise))
+    return [n, lead, tail, longest, end]
+
+
+def compute_hours(raw: pd.DataFrame, high_w: float = DEFAULT_HIGH_W) -> pd.DataFrame:
+    """Hourly rollups (index ``hour_ms``, columns :data:`COLUMNS`, float64) of a frame from :func:`raw_frame`;
+    ``high_w`` is the power threshold whose samples the ``*_high`` columns describe."""
+    if raw.empty:
+        return pd.DataFrame({c: np.zeros(0) for c in COLUMNS}, index=pd.Index([], name="hour_ms", dtype=np.int64))
+    ts = raw["ts_ms"].to_numpy().astype(np.int64)
+    tsf = ts.astype(np.float64)
+    hour = ts - ts % HOUR_MS
+    kwh = raw["value_kwh"].to_numpy(np.float64)
+    power = raw["power_w"].to_numpy(np.float64)
+    cam = raw["camera"].to_numpy().astype(bool)
+    seg = _Seg(hour)
+    keys = seg.keys
+    sensor = ~np.isnan(power)
+    c: dict[str, np.ndarray] = {
+        "n": (seg.ends - seg.starts).astype(np.float64), "n_camera": seg.sum(cam.astype(np.int64)),
+        "first_ms": tsf[seg.starts], "first_kwh": kwh[seg.starts], "last_ms": tsf[seg.ends - 1],
+        "last_kwh": kwh[seg.ends - 1], "max_kwh": seg.max(kwh), "n_power": seg.sum(sensor.astype(np.int64)),
+        "sum_power_w": seg.sum(np.nan_to_num(power)), "min_power_w": seg.min(power), "max_power_w": seg.max(power),
+        "n_zero": seg.sum((power < ZERO_W).astype(np.int64)),
+        "first_cam_ms": seg.min(np.where(cam, tsf, np.nan)), "last_cam_ms": seg.max(np.where(cam, tsf, np.nan))}
+    c["max_gap_ms"], c["max_gap_end_ms"] = _longest(ts, hour, keys)
+    c["max_cam_gap_ms"], c["max_cam_gap_end_ms"] = _longest(ts[cam], hour[cam], keys)
+    c["n_rises"], c["lead_flat_ms"], c["tail_flat_ms"], c["max_flat_ms"], c["max_flat_end_ms"] = _flats(
+        seg, tsf, kwh, c["first_ms"], c["last_ms"])
+    c["high_w"] = np.full(keys.size, float(high_w))
+    sts, shour, spow, skwh = tsf[sensor], hour[sensor], power[sensor], kwh[sensor]
+    for name, mask in (("high", spow >= high_w), ("zero", spow < ZERO_W)):
+        runs = _run_summary(sts, shour, skwh, mask, keys)
+        c[f"first_{name}_ms"], c[f"end_{name}_ms"], c[f"{name}_at_start"] = (runs["first_ms"], runs["end_ms"],
+                                                                              runs["at_start"])
+        if name == "high":
+            c["n_high"] = runs["n"]
+        else:
+            c["zero_first_kwh"], c["zero_end_kwh"] = runs["first_kwh"], runs["end_kwh"]
+    return pd.DataFrame({k: np.asarray(c[k], np.float64) for k in COLUMNS},
+                        index=pd.Index(keys.astype(np.int64), name="hour_ms"))
 
 
 def _runs(hours: np.ndarray) -> list[tuple[int, int]]:

@@ -246,6 +246,9 @@ class Worker:
         return photos_repo.load_cursor(self.db, self.store_id)
 
     def run(self) -> None:
+        from smartmeter.server.events import Scheduled  # pandas: only when the loop runs
+
+        analysis = Scheduled(self.settings.worker.analyse_every_s)  # events and the blackout/superamento state
         while not self.stop_event.is_set():
             try:
                 stats = self.run_once()
@@ -255,6 +258,7 @@ class Worker:
             else:
                 if stats.listed:
                     log.info("worker: %s", stats.summary())
+            analysis.maybe_run(self.db, self.settings)
             self.stop_event.wait(self.settings.worker.poll_interval_s)
 
     def run_once(self) -> WorkerStats:
