@@ -102,7 +102,7 @@ def _locate_digits(image: np.ndarray) -> list[Box] | None:
 
 @profile_group.command("new")
 @click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--rotate", type=float, default=0.0, show_default=True,
+@click.option("--rotate", type=float, default=0.0, show_default=True, metavar="DEG",
               help="Turn the photo by DEG degrees COUNTER-clockwise (negative: clockwise). Other tools count "
                    "clockwise-positive: their 90 is our -90.")
 @click.option("--mirror", is_flag=True, help="Mirror the photo left-right after turning (a meter seen in a mirror).")
@@ -153,6 +153,8 @@ def box_problems(profile: Profile, result: OcrResult) -> list[tuple[str, Box, Di
         for other_name, (ox, oy, ow, oh) in boxes[:k]:
             if x < ox + ow and ox < x + w and y < oy + oh and oy < y + h:
                 problems.append(f"overlaps {other_name}")
+        if result.error and f"box {list(box)} falls outside" in result.error:
+            problems.append(result.error.split(f"box {list(box)} ", 1)[1].split(" (reference")[0])
         if value is not None and value.value is None:
             problems.append("unreadable")
         elif value is not None and value.confidence < profile.min_confidence:
@@ -199,8 +201,8 @@ def check_cmd(ctx: click.Context, profile_path: Path, photos: tuple[Path, ...], 
                    f"  (confidence {result.confidence:.2f})" + (f"  {result.error}" if result.error else ""))
         rows = box_problems(profile, result)
         for name, box, value, problems in rows:
-            seen = "" if value is None else ("?" if value.value is None else
-                                             f"{value.value:.2f} ({value.confidence:.2f})")
+            seen = "not read" if value is None else ("?" if value.value is None else
+                                                     f"{value.value:.2f} ({value.confidence:.2f})")
             click.echo(f"  {name:<10} {list(box)!s:<22} {seen:<14} {'; '.join(problems) or 'ok'}")
         together = row_problems(result)
         for problem in together:

@@ -116,6 +116,8 @@ def test_check_names_the_side_a_box_falls_off(tmp_path: Path) -> None:
     assert code == 3
     assert re.search(r"box \[620, 202, 38, 58\] falls outside the 640x480 photo after alignment: 1\d px past its "
                      r"right edge", out), out
+    assert re.search(r"digit 8 +\[620, 202, 38, 58\] +not read +falls outside the 640x480 photo after alignment: "
+                     r"1\d px past its right edge", out), out
 
 
 def test_the_wrong_rotation_sign_is_pointed_out(tmp_path: Path) -> None:
