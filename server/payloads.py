@@ -24,7 +24,8 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from smartmeter.domain import METER_ID_CHARS, check_meter_id
+from smartmeter import domain
+from smartmeter.domain import METER_ID_CHARS, METER_ID_RULE
 from smartmeter.errors import InputError, NotFoundError, ValidationRejected
 from smartmeter.server.ingest import IngestReport, ingest_readings
 from smartmeter.server.storage import Database
@@ -40,6 +41,15 @@ __all__ = ["MAX_BYTES", "MAX_READINGS", "MeterIn", "ReadingIn", "ReadingsRejecte
 FIELDS = ("timestamp", "contatore", "potenza")
 MAX_READINGS = 10_000  # one body; a meter catching up after an outage sends a day of minutes (1440) at most
 MAX_BYTES = 2_000_000  # about 25 bytes per reading above MAX_READINGS, with room for whitespace
+
+
+def check_meter_id(meter_id: object) -> str:
+    """``smartmeter.domain.check_meter_id`` with the bad id cut short in the message (a URL path or an MQTT topic
+    level can be thousands of characters)."""
+    try:
+        return domain.check_meter_id(meter_id)
+    except InputError:
+        raise InputError(f"meter id {short(meter_id)} is not {METER_ID_RULE}") from None
 
 
 class _Body(BaseModel):

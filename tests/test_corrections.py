@@ -98,3 +98,35 @@ def test_cli_readings_delete_correct_history(tmp_path: Path) -> None:
     res = runner.invoke(cli, [*base, "history", "--meter", "m1"])
     lines = res.output.splitlines()
     assert len(lines) == 2 and "\tdelete\t" in lines[0] and "\tcorrect\t" in lines[1] and "ann" in lines[1]
+
+
+def test_review_typo_then_right_value_then_undo_on_both_databases(db: Database) -> None:
+    """review_ops snapshots and restores whole rows: the same on SQLite and PostgreSQL."""
+    from smartmeter.server.review import set_value, undo, withdrawn
+    from smartmeter.server.worker import _Item, judge
+    from smartmeter.types import DigitValue, ImageRef, OcrResult, photo_name
+
+    def item(i: int, value: float | None) -> tuple[_Item, OcrResult]:
+        ts = T0 + timedelta(minutes=10 * i)
+        text = f"{value or 0:07.1f}"
+        digits = [DigitValue(float(c), 0.95) for c in text.replace(".", "")]
+        res = OcrResult(text if value is not None else None, value, 0.95 if value is not None else 0.0, digits,
+                        reader_version="test:1", error=None if value is not None else "unreadable")
+        return _Item(ImageRef(photo_name("cam", ts), 1, f"hash-{i}"), "cam", ts, "name", b""), res
+
+    with db.transaction():
+        judge(db, Settings(), [item(0, 100.0), item(1, 100.1), item(2, 100.2), item(3, None)])
+    key = item(3, None)[0].ref.key
+
+    def snap() -> tuple[object, ...]:
+        return (db.query("SELECT source, value_kwh, status FROM readings ORDER BY source"),
+                db.query("SELECT photo_key, status, published_kwh FROM photos ORDER BY photo_key"),
+                db.query("SELECT photo_key, state, resolved_value FROM review_queue ORDER BY photo_key"))
+
+    before = snap()
+    assert withdrawn(set_value(db, Settings(), key, 1000.3, who="ann")) == 3
+    assert [r.value_kwh for r in db.readings("cam")] == [1000.3]
+    assert withdrawn(set_value(db, Settings(), key, 100.3, who="ann")) == 0
+    assert [r.value_kwh for r in db.readings("cam")] == [100.0, 100.1, 100.2, 100.3]
+    undo(db, key, who="ann")
+    assert snap() == before

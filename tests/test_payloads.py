@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,23 @@ def test_reading_to_json_round_trips() -> None:
 def test_timestamp_with_other_offset_is_normalised() -> None:
     [r] = parse_readings({"timestamp": "2014-12-12T02:32:00+02:00", "contatore": 3}, "m", "api")
     assert r.timestamp == datetime(2014, 12, 12, 0, 32, tzinfo=UTC)
+
+
+def test_long_meter_ids_are_cut_in_the_message() -> None:
+    with pytest.raises(InputError) as exc:
+        check_meter_id("y" * 60_000)
+    assert len(str(exc.value)) < 120 and "yyy..." in str(exc.value)
+
+
+def test_one_formatter_names_field_value_and_line_for_profiles_too(tmp_path: Path) -> None:
+    from smartmeter.errors import ConfigError
+    from smartmeter.ocr.profile import load_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_text("kind: drum\ndigits: [[0, 0, 10, 10]]\ndecimals: -1\nmin_confidence: 0.5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_profile(path)
+    assert f"{path}:3: decimals: must be >= 0, got -1" in str(exc.value)
+    path.write_text("kind: drum\ndigits: [[0, 0, 10, 10]]\ncolour: " + "z" * 500 + "\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:3: colour: unknown key$"):
+        load_profile(path)
