@@ -254,3 +254,21 @@ def test_tesseract_gone_mid_run_commits_nothing_then_recovers(db: Database, tmp_
     tool.chmod(0o755)
     assert worker.run_once().listed == 1
     assert str(rows(db, "SELECT reader_version FROM photos")[0][0]).endswith("tesseract-5.3.0")
+
+
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="an unloadable digit model stops "
+                   "the worker at start-up with exit code 69: no photo touched")
+def test_unloadable_model_stops_the_worker_before_any_photo(db: Database, tmp_path: Path) -> None:
+    from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
+
+    model = tmp_path / "digits.onnx"
+    model.write_bytes(b"not an onnx model")
+    meta = DEFAULT_MODEL.with_suffix(".json").read_text().replace('"sha256"', '"sha256-unchecked"')
+    model.with_suffix(".json").write_text(meta)
+    settings = settings_for(tmp_path, f"ocr: {{reader: {{engine: cnn, model: {model}}}}}", unpinned_profile(tmp_path))
+    store = LocalStore(settings.store.local.root)
+    put(store, 0, photo(0))
+    with pytest.raises(ReaderUnavailable, match="cannot be loaded") as err:
+        Worker(settings, db, store)
+    assert err.value.exit_code == 69
+    assert rows(db, "SELECT 1 FROM photos") == [] and rows(db, "SELECT 1 FROM worker_cursor") == []
