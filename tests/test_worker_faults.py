@@ -221,14 +221,28 @@ def test_tesseract_timeout_or_crash_makes_photos_unreadable(body: str, why: str,
     assert all(store.get(k) for k in keys)  # the photos stay in the store
 
 
-@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="a missing binary stops the worker "
-                   "at start-up with exit code 69: no photo touched")
-def test_missing_tesseract_stops_the_worker_before_any_photo(db: Database, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, f"ocr: {{reader: {{engine: tesseract, command: {tmp_path / 'nope'}}}}}",
-                            unpinned_profile(tmp_path))
+def broken_reader(tmp_path: Path, kind: str) -> str:
+    """ocr settings of a reader that cannot start: tesseract not installed, or a digit model onnxruntime refuses."""
+    if kind == "tesseract":
+        return f"ocr: {{reader: {{engine: tesseract, command: {tmp_path / 'nope'}}}}}"
+    from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
+
+    model = tmp_path / "digits.onnx"
+    model.write_bytes(b"not an onnx model")
+    meta = DEFAULT_MODEL.with_suffix(".json").read_text().replace('"sha256"', '"sha256-unchecked"')
+    model.with_suffix(".json").write_text(meta)
+    return f"ocr: {{reader: {{engine: cnn, model: {model}}}}}"
+
+
+@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="a missing tesseract or an "
+                   "unloadable digit model stops the worker at start-up with exit code 69: no photo touched")
+@pytest.mark.parametrize(("kind", "why"), [("tesseract", "tesseract not found"), ("model", "cannot be loaded")])
+def test_a_reader_that_cannot_start_stops_the_worker_before_any_photo(kind: str, why: str, db: Database,
+                                                                     tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, broken_reader(tmp_path, kind), unpinned_profile(tmp_path))
     store = LocalStore(settings.store.local.root)
     put(store, 0, photo(0))
-    with pytest.raises(ReaderUnavailable, match="tesseract not found") as err:
+    with pytest.raises(ReaderUnavailable, match=why) as err:
         Worker(settings, db, store)
     assert err.value.exit_code == 69
     assert rows(db, "SELECT 1 FROM photos") == [] and rows(db, "SELECT 1 FROM worker_cursor") == []
@@ -255,20 +269,3 @@ def test_tesseract_gone_mid_run_commits_nothing_then_recovers(db: Database, tmp_
     assert worker.run_once().listed == 1
     assert str(rows(db, "SELECT reader_version FROM photos")[0][0]).endswith("tesseract-5.3.0")
 
-
-@pytest.mark.fault("digit reader failure (timeout, crash, garbage output)", proves="an unloadable digit model stops "
-                   "the worker at start-up with exit code 69: no photo touched")
-def test_unloadable_model_stops_the_worker_before_any_photo(db: Database, tmp_path: Path) -> None:
-    from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
-
-    model = tmp_path / "digits.onnx"
-    model.write_bytes(b"not an onnx model")
-    meta = DEFAULT_MODEL.with_suffix(".json").read_text().replace('"sha256"', '"sha256-unchecked"')
-    model.with_suffix(".json").write_text(meta)
-    settings = settings_for(tmp_path, f"ocr: {{reader: {{engine: cnn, model: {model}}}}}", unpinned_profile(tmp_path))
-    store = LocalStore(settings.store.local.root)
-    put(store, 0, photo(0))
-    with pytest.raises(ReaderUnavailable, match="cannot be loaded") as err:
-        Worker(settings, db, store)
-    assert err.value.exit_code == 69
-    assert rows(db, "SELECT 1 FROM photos") == [] and rows(db, "SELECT 1 FROM worker_cursor") == []
