@@ -14,7 +14,7 @@ from smartmeter.server.review import list_reviews, preview_value, set_value, und
 from smartmeter.server.storage import open_database
 from smartmeter.server.worker import Worker
 from smartmeter.store import open_store
-from smartmeter.types import parse_timestamp
+from smartmeter.types import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def review_list_cmd(obj: object, meter_id: str | None, include_resolved: bool, l
     with open_database(settings.database.url) as db:
         items = list_reviews(db, meter_id, include_resolved, limit)
     for it in items:
-        ts = f"{it.ts:%Y-%m-%dT%H:%M:%SZ}" if it.ts else "-"
+        ts = format_timestamp(it.ts) if it.ts else "-"
         read = "-" if it.value_read is None else f"{it.value_read:g}"
         state = "" if it.state == "open" else f" [{it.state}]"
         click.echo(f"{it.key}\t{it.meter_id or '-'}\t{ts}\t{read}\t{it.reason}{state}")

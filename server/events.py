@@ -37,6 +37,7 @@ from smartmeter.server.analysis import daily, hourly, local_index
 from smartmeter.server.detectors import Event, dur
 from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
+from smartmeter.types import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ BASE_DAYS = 28  # the base load an hour is judged against: the median daily base
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ms is None else format_timestamp(from_ms(ms))  # four-digit years, also before 1000
 
 
 def _base_by_hour(days: pd.DataFrame, hr: pd.DataFrame, tz: str) -> pd.Series:

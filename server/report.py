@@ -20,6 +20,7 @@ from smartmeter.server.analysis import Statistics, statistics
 from smartmeter.server.events import analyse_meter, event_dict, stored_events
 from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import Settings
+from smartmeter.types import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ TEXT_EVENTS = 50
 
 
 def _iso(ts: datetime | None) -> str | None:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else None
+    return format_timestamp(ts) if ts is not None else None  # four-digit years, also before 1000
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
