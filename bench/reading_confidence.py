@@ -19,15 +19,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "resources" / "autolocate"))
 
 import cv2  # noqa: E402
+from evaluate import acceptable  # noqa: E402  (what counts as a right auto-located reading)
 
 from smartmeter.ocr import autolocate, pipeline  # noqa: E402
 from smartmeter.ocr.pipeline import MeterReader, make_reader  # noqa: E402
@@ -48,16 +49,6 @@ def minimum(values: Iterable[DigitValue], consistency: float = 1.0) -> float:
 
 RULES: dict[str, Rule] = {"minimum": minimum, "product": reading_confidence}
 Results = dict[str, tuple[OcrResult, set[str]]]
-
-
-def acceptable(labels: list[float]) -> set[str]:
-    """Digit strings that count as right: a drum in transition may read as either neighbour."""
-    alts = [""]
-    for lab in labels:
-        low = math.floor(lab) % 10
-        opts = {str(low)} if lab == int(lab) else {str(low), str((low + 1) % 10)}
-        alts = [a + o for a in alts for o in opts]
-    return set(alts)
 
 
 def profiled(rule: Rule) -> Results:

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from smartmeter.domain import check_meter_id, current_sql
+from smartmeter.domain import check_meter_id
 from smartmeter.errors import InputError, NotFoundError, ValidationRejected
+from smartmeter.server import readings_repo
 from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.server.ingest import check_step, reading_problem
+from smartmeter.server.readings_repo import rows_at
 from smartmeter.settings import Settings
 from smartmeter.types import Reading, format_timestamp
 
-ROW_COLUMNS = ("meter_id", "ts_ms", "value_kwh", "power_w", "source", "confidence", "reader_version", "status",
-               "created_ms")
 OWNED = {"image:": "a camera reading: change it with `smartmeter review set PHOTO_KEY VALUE`",
          "review:": "a review value: change it with `smartmeter review set` again or `smartmeter review undo`"}
 
@@ -57,19 +57,6 @@ def default_who() -> str:
         return os.environ.get("SMARTMETER_USER") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def rows_at(db: Database, meter_id: str, ts_ms: int, source: str | None = None,
-            current_only: bool = True) -> list[dict[str, Any]]:
-    """Whole reading rows of a meter at one time (optionally one source) as dicts."""
-    sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM readings WHERE meter_id = ? AND ts_ms = ?"
-    params: list[Any] = [meter_id, ts_ms]
-    if source is not None:
-        sql += " AND source = ?"
-        params.append(source)
-    if current_only:
-        sql += f" AND {current_sql()}"
-    return [dict(zip(ROW_COLUMNS, r, strict=True)) for r in db.query(sql + " ORDER BY source", params)]
 
 
 def record_change(db: Database, op_id: str, op: str, row: dict[str, Any], new_value: float | None, who: str,
@@ -120,8 +107,7 @@ def delete_reading(db: Database, meter_id: str, ts: datetime, source: str | None
     why, who = _require_why(why), who or default_who()
     with db.transaction():
         row = _target(db, meter_id, ts, source)
-        db.execute("DELETE FROM readings WHERE meter_id = ? AND ts_ms = ? AND source = ?",
-                   (row["meter_id"], row["ts_ms"], row["source"]))
+        readings_repo.delete(db, row["meter_id"], from_ms(row["ts_ms"]), row["source"])
         record_change(db, uuid.uuid4().hex, "delete", row, None, who, why)
     return Reading(meter_id, from_ms(row["ts_ms"]), row["value_kwh"], row["source"], row["confidence"],
                    row["reader_version"], row["power_w"])
@@ -139,26 +125,13 @@ def correct_reading(db: Database, settings: Settings, meter_id: str, ts: datetim
         problem = reading_problem(new, settings, now)
         ms = settings.meter(meter_id)
         if problem is None:
-            before = _neighbour(db, meter_id, row["ts_ms"], earlier=True)
-            after = _neighbour(db, meter_id, row["ts_ms"], earlier=False)
+            before = readings_repo.last_reading(db, meter_id, before=new.timestamp)
+            after = readings_repo.first_reading_after(db, meter_id, new.timestamp)
             problem = (check_step(before, new, ms) if before is not None else None) or \
                 (check_step(new, after, ms) if after is not None else None)
         if problem is not None:
             raise ValidationRejected(f"{format_timestamp(new.timestamp)} = {value:g} kWh refused: {problem}",
                                      hint="correct or delete the neighbouring reading first if it is the wrong one")
-        db.execute("UPDATE readings SET value_kwh = ?, status = 'corrected' WHERE meter_id = ? AND ts_ms = ?"
-                   " AND source = ?", (value, meter_id, row["ts_ms"], row["source"]))
+        readings_repo.correct(db, meter_id, new.timestamp, row["source"], value)
         record_change(db, uuid.uuid4().hex, "correct", row, value, who, why)
     return float(row["value_kwh"]), value
-
-
-def _neighbour(db: Database, meter_id: str, ts_ms: int, earlier: bool) -> Reading | None:
-    """The nearest current reading strictly before (or after) ``ts_ms``."""
-    op, order = ("<", "DESC") if earlier else (">", "ASC")
-    rows = db.query(f"SELECT meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version FROM readings"
-                    f" WHERE meter_id = ? AND ts_ms {op} ? AND {current_sql()} ORDER BY ts_ms {order},"
-                    f" confidence DESC LIMIT 1", (meter_id, ts_ms))
-    if not rows:
-        return None
-    m, t, v, p, s, c, rv = rows[0]
-    return Reading(m, from_ms(t), v, s, c, rv, p)

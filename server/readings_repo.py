@@ -4,7 +4,8 @@ Readings are keyed by (meter_id, ts_ms, source). Only ``smartmeter.domain.CURREN
 corrected) are returned by the queries here; superseded rows stay for the audit trail. The camera worker writes
 its readings with source ``image:<photo key>``, a person's review with ``review:<photo key>``.
 
-Functions take the :class:`~smartmeter.server.database.Database` first and run inside the caller's transaction
+``smartmeter.server.corrections`` (a person deletes or corrects a reading) uses these too. Functions take the
+:class:`~smartmeter.server.database.Database` first and run inside the caller's transaction
 when there is one (``insert_readings`` opens its own, nested when called inside one). No validation here: use
 ``smartmeter.server.ingest.ingest_readings`` for that.
 """
@@ -21,6 +22,8 @@ from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.types import Reading
 
 READING_COLUMNS = "meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version"
+ROW_COLUMNS = ("meter_id", "ts_ms", "value_kwh", "power_w", "source", "confidence", "reader_version", "status",
+               "created_ms")  # a whole row, as the audit trail keeps it
 CURRENT = current_sql("status")
 
 
@@ -145,6 +148,24 @@ def correct(db: Database, meter_id: str, ts: datetime, source: str, value: float
     """Replace the value of a stored reading (status ``corrected``)."""
     db.execute("UPDATE readings SET value_kwh = ?, status = 'corrected' WHERE meter_id = ? AND ts_ms = ?"
                " AND source = ?", (value, meter_id, to_ms(ts), source))
+
+
+def delete(db: Database, meter_id: str, ts: datetime, source: str) -> None:
+    """Remove one reading row (a person's correction; the caller keeps the row in the audit trail)."""
+    db.execute("DELETE FROM readings WHERE meter_id = ? AND ts_ms = ? AND source = ?", (meter_id, to_ms(ts), source))
+
+
+def rows_at(db: Database, meter_id: str, ts_ms: int, source: str | None = None,
+            current_only: bool = True) -> list[dict[str, Any]]:
+    """Whole reading rows (``ROW_COLUMNS``) of a meter at one time (optionally one source) as dicts."""
+    sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM readings WHERE meter_id = ? AND ts_ms = ?"
+    params: list[Any] = [meter_id, ts_ms]
+    if source is not None:
+        sql += " AND source = ?"
+        params.append(source)
+    if current_only:
+        sql += f" AND {CURRENT}"
+    return [dict(zip(ROW_COLUMNS, r, strict=True)) for r in db.query(sql + " ORDER BY source", params)]
 
 
 def supersede(db: Database, meter_id: str, ts: datetime, source: str) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartmeter.server.database import Database, now_ms
+from smartmeter.server.readings_repo import ROW_COLUMNS
 
-READING_COLUMNS = ("meter_id", "ts_ms", "value_kwh", "power_w", "source", "confidence", "reader_version", "status",
-                   "created_ms")
+READING_COLUMNS = ROW_COLUMNS  # a whole reading row
 PHOTO_COLUMNS = ("status", "reason", "published_kwh", "updated_ms")
 QUEUE_COLUMNS = ("photo_key", "meter_id", "ts_ms", "value_read", "reason", "state", "resolved_value", "created_ms",
                  "resolved_ms")

@@ -46,3 +46,15 @@ class LookupReader(DigitReader):
             best = int(np.argmax(sims))
             out.append(DigitValue(self.labels[best], float(np.clip((sims[best] - 0.5) / 0.3, 0.0, 1.0))))
         return out
+
+
+class FixedReader(DigitReader):
+    """Returns the given values for every photo (cycling), to exercise the quality and confidence rules."""
+
+    name = "fixed"
+
+    def __init__(self, values: list[DigitValue]) -> None:
+        self.values = values
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return [self.values[i % len(self.values)] for i in range(len(crops))]

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ocr_doubles import LookupReader
+from ocr_doubles import FixedReader, LookupReader
 
 from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.ocr.image_io import load_image
@@ -25,18 +25,6 @@ with open(PHOTOS / "photos.csv", newline="") as _f:
     CASES = list(csv.DictReader(_f))
 GOOD = [c for c in CASES if c["expected"]]
 BAD = [c for c in CASES if not c["expected"]]
-
-
-class FixedReader(DigitReader):
-    """Returns the given values for every photo (cycling), to exercise the quality rule."""
-
-    name = "fixed"
-
-    def __init__(self, values: list[DigitValue]) -> None:
-        self.values = values
-
-    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
-        return [self.values[i % len(self.values)] for i in range(len(crops))]
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +248,25 @@ def test_pointer_photos_are_decoded_in_colour(tmp_path: Path) -> None:
 def test_dial_directions_must_match_the_pointers() -> None:
     with pytest.raises(ValueError, match="dials.directions has 1 entries for 2 pointers"):
         Profile(digits=[(0, 0, 5, 5)], pointers=[(0, 0, 9, 9), (9, 0, 9, 9)], dials=Dials(directions=["clockwise"]))
+
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "photos" / "volkszaehler-vzlogger"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared real photos are not here")
+@pytest.mark.parametrize("crop", [False, True], ids=["whole-reference", "cropped-reference"])
+def test_a_real_water_meter_with_dials_reads_its_asserted_value(tmp_path: Path, crop: bool) -> None:
+    # vzlogger's tests assert img2.png: drums 00435, pointers 0.3767 (GPL: read from shared/, never copied into
+    # the repository). The profile as a user writes it: img.png as the reference (cropped to the meter face:
+    # the full 1280x960 frames are then aligned by finding it inside them), the 5 drums, the 4 red dials.
+    x0, y0 = (400, 300) if crop else (0, 0)
+    reference = cv2.imread(str(SHARED / "img.png"))[y0:, x0:][:340 if crop else None, :380 if crop else None]
+    cv2.imwrite(str(tmp_path / "reference.png"), reference)
+    digits = [(473, 354, 25, 35), (511, 355, 25, 35), (548, 356, 25, 35), (586, 357, 25, 35), (623, 358, 25, 35)]
+    pointers = [(655, 411, 77, 77), (625, 501, 77, 77), (538, 535, 77, 77), (450, 497, 77, 77)]
+    profile = Profile(reference=tmp_path / "reference.png", unit="m3", decimals=4,
+                      digits=[(x - x0, y - y0, w, h) for x, y, w, h in digits],
+                      pointers=[(x - x0, y - y0, w, h) for x, y, w, h in pointers])
+    result = MeterReader(profile, make_reader("cnn")).read(SHARED / "img2.png")
+    assert result.error is None and result.reading == "00435.3767", result
+    assert [round(p.value or -1) for p in result.pointers] == [4, 8, 7, 8]  # needles at 3.5, 7.8, 6.7, 7.6

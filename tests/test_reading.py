@@ -5,30 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
+from ocr_doubles import FixedReader
 
 from smartmeter.ocr import autolocate
 from smartmeter.ocr.assemble import assemble
 from smartmeter.ocr.pipeline import MeterReader
 from smartmeter.ocr.profile import Profile, load_profile
-from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.reading import least_sure, reading_confidence
 from smartmeter.types import DigitValue
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 # drum 6 at 2.3 while drum 7 shows 7: a carry residual of 0.3, the assembly's consistency is 0.5
 ROW = [0.0, 0.0, 4.0, 8.0, 1.0, 2.3, 7.0, 3.0]
-
-
-class Fixed(DigitReader):
-    name = "fixed"
-
-    def __init__(self, values: list[DigitValue]) -> None:
-        self.values = values
-
-    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
-        return [self.values[i % len(self.values)] for i in range(len(crops))]
 
 
 def digits(confidences: Sequence[float], values: Sequence[float] = ROW) -> list[DigitValue]:
@@ -54,7 +43,7 @@ def test_both_read_paths_give_the_same_confidence_for_the_same_digits() -> None:
     """Before, auto-locate took min(consistency, least sure digit) = 0.5 here and a profiled meter 0.95 x 0.5."""
     values = digits([0.95] * 8)
     profile = load_profile(PHOTOS / "meter.yaml").model_copy(update={"reference": None, "min_confidence": 0.3})
-    profiled = MeterReader(profile, Fixed(values)).read(PHOTOS / "upright.jpg")
+    profiled = MeterReader(profile, FixedReader(values)).read(PHOTOS / "upright.jpg")
     located = autolocate._assemble(values, Profile(kind="drum", digits=profile.digits, decimals=1))
     assert profiled.reading == located.reading == "0048127.3"
     assert profiled.confidence == located.confidence == pytest.approx(0.95 * 0.5, abs=1e-4)
@@ -63,6 +52,6 @@ def test_both_read_paths_give_the_same_confidence_for_the_same_digits() -> None:
 def test_a_consistent_row_is_as_sure_as_its_least_sure_digit_on_both_paths() -> None:
     values = digits([0.99, 0.97, 0.99, 0.93, 0.99, 0.99, 0.98, 0.99], [0, 0, 4, 8, 1, 2, 7, 3])
     profile = load_profile(PHOTOS / "meter.yaml").model_copy(update={"reference": None})
-    profiled = MeterReader(profile, Fixed(values)).read(PHOTOS / "upright.jpg")
+    profiled = MeterReader(profile, FixedReader(values)).read(PHOTOS / "upright.jpg")
     located = autolocate._assemble(values, Profile(kind="drum", digits=profile.digits, decimals=1))
     assert profiled.confidence == located.confidence == 0.93
