@@ -105,6 +105,8 @@ class Statistics:
     day_kwh: float = 0.0
     hours_seen: int = 0
     hours_spanned: int = 0
+    photos: int = 0  # readings from photos
+    hours_with_photos: int = 0
     hours: pd.DataFrame = field(default_factory=pd.DataFrame)  # hourly() rows of the period
     days: pd.DataFrame = field(default_factory=pd.DataFrame)  # daily() rows
     weeks: pd.Series = field(default_factory=pd.Series)  # kWh per ISO week (label: its Monday)
@@ -179,6 +181,8 @@ def summarise(meter_id: str, tz: str, hr: pd.DataFrame, hours: pd.DataFrame) -> 
     st.day_kwh = st.energy_kwh - st.night_kwh
     st.hours_seen = int(hr["seen"].sum())
     st.hours_spanned = int(len(hr))
+    st.photos = int(hours["n_camera"].sum())
+    st.hours_with_photos = int((hours["n_camera"] > 0).sum())
     d = st.days["kwh"]
     st.weeks = d.groupby(d.index - pd.to_timedelta(d.index.day_of_week, unit="D")).sum()
     st.months = d.groupby(d.index.to_period("M")).sum()

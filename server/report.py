@@ -18,6 +18,7 @@ from typing import Any
 from smartmeter.errors import NotFoundError
 from smartmeter.server.analysis import Statistics, statistics
 from smartmeter.server.events import analyse_meter, event_dict, stored_events
+from smartmeter.server.notebook_data import load_photos, photo_outcomes, review_queue
 from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import Settings
 from smartmeter.types import format_timestamp
@@ -43,7 +44,6 @@ def stats_dict(s: Statistics) -> dict[str, Any]:
         "energy_kwh": round(s.energy_kwh, 3), "mean_power_w": _r(s.mean_power_w), "base_load_w": _r(s.base_load_w),
         "peak_sensor_w": _r(s.peak_sensor_w), "peak_hour_w": _r(s.peak_hour_w),
         "night_kwh": round(s.night_kwh, 3), "day_kwh": round(s.day_kwh, 3),
-        "capture": {"hours_spanned": s.hours_spanned, "hours_with_readings": s.hours_seen},
         "days": [{"day": d.date().isoformat(), "energy_kwh": round(float(r.kwh), 3), "hours": round(float(r.length_h)),
                   "coverage": round(float(r.coverage), 3), "base_w": _r(r.base_w)} for d, r in days.iterrows()]
         if len(days) else [],
@@ -54,6 +54,23 @@ def stats_dict(s: Statistics) -> dict[str, Any]:
         "load_duration": [{"percent_of_time": p, "power_w": round(w, 1)} for p, w in s.load_duration],
         "previous_period": {k: (_iso(v) if isinstance(v, datetime) else _r(v, 3)) for k, v in s.previous.items()},
     }
+
+
+def capture_health(db: Database, settings: Settings, meter_id: str, st: Statistics, start: datetime | None,
+                   end: datetime | None) -> dict[str, Any]:
+    """Hours with readings; for camera meters photos expected (``camera.interval_s``) vs stored as readings, and what
+    became of the photos the worker saw (unreadable share, review queue)."""
+    out: dict[str, Any] = {"hours_spanned": st.hours_spanned, "hours_with_readings": st.hours_seen}
+    photos = load_photos(db, meter_id, start, end)
+    if not st.photos and not len(photos):
+        return out
+    expected = st.hours_spanned * 3600 / settings.camera.interval_s
+    outcomes = photo_outcomes(photos) if len(photos) else {}
+    out.update(photos_expected=round(expected), photo_readings=st.photos, hours_with_photos=st.hours_with_photos,
+               photos_seen=len(photos), outcomes=outcomes,
+               unreadable_share=round(outcomes.get("unreadable", 0) / len(photos), 3) if len(photos) else None,
+               review_queue=review_queue(db, meter_id))
+    return out
 
 
 def build_report(db: Database, settings: Settings, meter_ids: list[str] | None = None,
@@ -72,6 +89,7 @@ def build_report(db: Database, settings: Settings, meter_ids: list[str] | None =
         st = statistics(db, settings.meter(m), start, end, refresh=False)
         d = stats_dict(st)
         evs = stored_events(db, m, None if start is None else to_ms(start), None if end is None else to_ms(end))
+        d["capture"] = capture_health(db, settings, m, st, start, end)
         d["events"] = [event_dict(e) for e in evs]
         d["state"] = {k: state[k] for k in ("blackout", "superamento", "camera_stale")}
         meters.append(d)
@@ -108,6 +126,12 @@ def render_text(report: dict[str, Any], md: bool = False) -> str:
             lines.append(f"{b}previous period {prev['start']} .. {prev['end']}: {prev['energy_kwh']:.3f} kWh")
         cap = m["capture"]
         lines.append(f"{b}hours with readings: {cap['hours_with_readings']} of {cap['hours_spanned']}")
+        if "photos_expected" in cap:
+            share = cap["unreadable_share"]
+            lines.append(f"{b}photos: {cap['photo_readings']} readings from photos of ~{cap['photos_expected']} "
+                         f"expected ({cap['hours_with_photos']} hours with photos); worker saw {cap['photos_seen']}, "
+                         f"unreadable {'n/a' if share is None else f'{100 * share:.0f} %'}, review queue "
+                         f"{cap['review_queue'] if cap['review_queue'] is not None else 'n/a'}")
         days = m["days"][-TEXT_DAYS:]
         if days:
             more = f", the last {len(days)} of {len(m['days'])}" if len(m["days"]) > len(days) else ""

@@ -1,7 +1,8 @@
 """Demo data for the notebooks, only when a meter has no readings at all (never into a real database).
 
 - ``ensure_household_data``: a simulated household (``smartmeter.simulator.household`` with its injected events:
-  blackout, heater left on, threshold exceedance) written as a dataset CSV and imported with ``smartmeter.server.csv_import``;
+  blackout, heater left on, threshold exceedance) written as a dataset CSV and imported with
+  ``smartmeter.server.csv_import`` (``with_household_data``: the same for a consumption notebook session);
 - ``simulate_camera``: photos of the simulated meter read by the real OCR and judged by the real validator.
 """
 
@@ -44,6 +45,16 @@ def ensure_household_data(db: Database, settings: Settings, meter_id: str, *, da
         result = import_csv(db, settings, path, meter_id, progress=False)
     log.info("demo data for %s: %s", meter_id, result.summary())
     return result
+
+
+def with_household_data(session: Any, days: float = 7.0, resolution_kwh: float | None = None) -> Any:
+    """The consumption notebook's demo step: :func:`ensure_household_data` for ``session``'s meter (a
+    ``server.notebook_consumption.Session``), printing what it did; the demo data's register step is 1 Wh."""
+    imported = ensure_household_data(session.db, session.settings, session.meter.id, days=days)
+    if imported is None:
+        return session
+    print("the meter had no readings: imported a simulated household:", imported.summary())
+    return session.with_resolution(0.001) if resolution_kwh is None else session
 
 
 def simulate_camera(db: Database, settings: Settings, meter_id: str, folder: Path, *, hours: float = 24.0,

@@ -80,9 +80,9 @@ def test_consumption_report_on_an_empty_database_imports_a_week_then_reports(tmp
     nb = run_notebook("consumption_report", tmp_path, database_url=url, meter_id="house")
     text, htm, pngs = outputs(nb)
     assert "imported a simulated household" in text
-    days = table_rows(htm, "daily-energy")
-    assert [d[0] for d in days] == [(T0 + timedelta(days=i)).date().isoformat() for i in range(7)]
-    assert all(float(d[1]) > 1.0 for d in days)
+    days = table_rows(htm, "daily-energy")  # local days (Europe/Rome, UTC+1): the week ends at 01:00 on day 8
+    assert [d[0] for d in days] == [(T0 + timedelta(days=i)).date().isoformat() for i in range(8)]
+    assert all(float(d[1]) > 1.0 for d in days[:7]) and days[0][2] == "96 %" and days[7][2] == "4 %"
     assert pngs == 3  # daily bars, hour profile, load-duration curve
     kinds = [r[0] for r in table_rows(htm, "anomalies")]
     assert "blackout" in kinds and "power_high" in kinds  # the injected blackout and threshold exceedance

@@ -148,3 +148,18 @@ def test_worker_loop_runs_the_scheduled_analysis(config: tuple[Path, str], tmp_p
         state = events.stored_state(db, "m")
         assert state is not None and state["superamento"] is False
         assert [e.kind for e in events.stored_events(db, "m")] == ["blackout", "power_high"]
+
+
+def test_report_capture_health_for_a_camera_meter(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    settings = Settings(database={"url": url}, meters=[MeterSettings(id="cam", resolution_kwh=0.1)],
+                        camera={"interval_s": 600})
+    with open_database(url) as db:  # a photo every 10 minutes for 6 hours, none 02:00-03:00
+        db.insert_readings([Reading("cam", T0 + timedelta(minutes=10 * i), 100 + 0.1 * (i // 3), f"image:{i}.jpg",
+                                    0.9) for i in range(36) if not 12 <= i < 18])
+        rep = build_report(db, settings, now=T0 + timedelta(hours=6))
+    cap = rep["meters"][0]["capture"]
+    assert (cap["photos_expected"], cap["photo_readings"], cap["hours_with_photos"]) == (36, 30, 5)
+    assert cap["photos_seen"] == 0 and cap["unreadable_share"] is None
+    assert "photos: 30 readings from photos of ~36 expected (5 hours with photos)" in render_text(rep)
+    assert [e["kind"] for e in rep["meters"][0]["events"]] == ["camera_stale", "gap"]
