@@ -35,8 +35,9 @@ def import_cmd(obj: object, file: Path, meter_id: str | None, skip_bad: bool, ti
                ambiguous: str, nonexistent: str, rejects: Path | None, chunk_size: int, quiet: bool) -> None:
     """Import readings from FILE (timestamp,contatore,potenza; kWh register, kW power).
 
-    Exit status: 0 when every row was stored or already stored, 3 when validation refused some rows (the rest
-    is stored), 65 when the file is malformed (nothing is stored)."""
+    Exit status: 0 when every row was stored or already stored (with --skip-bad: but the skipped malformed lines,
+    which are listed), 3 when validation refused some rows (the rest is stored), 65 when the file is malformed
+    (nothing is stored)."""
     settings = obj.settings  # type: ignore[attr-defined]
     if meter_id is not None:
         check_meter_id(meter_id)  # before any file or database is opened

@@ -3,15 +3,18 @@ survives between batches (the worker reloads the validator from the database eve
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smartmeter.cli import cli
-from smartmeter.errors import InputError, NotFoundError, ValidationRejected
+from smartmeter.errors import InputError, NotFoundError, SmartMeterError, ValidationRejected
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
 from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import _Item, judge
@@ -188,3 +191,21 @@ def test_cli_review_set_asks_before_withdrawing_and_undo(db: Database, tmp_path:
     assert res.exit_code == 0 and "3 disagreeing camera readings withdrawn" in res.output
     res = runner.invoke(cli, ["-c", str(cfg), "review", "undo", key])
     assert res.exit_code == 0 and "restored" in res.output and state(db) == before
+
+
+@settings(max_examples=int(os.environ.get("SMARTMETER_FUZZ_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(value=st.one_of(st.floats(), st.floats(min_value=0, max_value=2000), st.just(99999999.0)))
+def test_fuzz_review_values_refused_or_undoable(db: Database, value: float) -> None:
+    """Any value: refused with nothing changed, or stored and undone back to exactly the state before."""
+    if not db.query("SELECT 1 FROM photos"):
+        camera_then_unreadable(db)
+    key = item(3, 0)[0].ref.key
+    before = state(db)
+    try:
+        set_value(db, SETTINGS, key, value)
+    except SmartMeterError as exc:
+        assert exc.exit_code in (3, 65) and state(db) == before
+        return
+    undo(db, key)
+    assert state(db) == before
