@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ocr_doubles import LookupReader
+from ocr_doubles import FixedReader, LookupReader
 
 from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.ocr.image_io import load_image
@@ -25,18 +25,6 @@ with open(PHOTOS / "photos.csv", newline="") as _f:
     CASES = list(csv.DictReader(_f))
 GOOD = [c for c in CASES if c["expected"]]
 BAD = [c for c in CASES if not c["expected"]]
-
-
-class FixedReader(DigitReader):
-    """Returns the given values for every photo (cycling), to exercise the quality rule."""
-
-    name = "fixed"
-
-    def __init__(self, values: list[DigitValue]) -> None:
-        self.values = values
-
-    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
-        return [self.values[i % len(self.values)] for i in range(len(crops))]
 
 
 @pytest.fixture(scope="module")
