@@ -20,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from smartmeter.errors import ConfigError, DatabaseError, InputError
-from smartmeter.server.storage import Database, open_database
+from smartmeter.server import photos_repo
+from smartmeter.server.database import Database, open_database
 from smartmeter.types import ImageRef, parse_photo_name
 
 log = logging.getLogger(__name__)
-
-CHUNK = 500  # keys per database query
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class KeepPolicy:
         else:
             try:
                 db = open_database(database_url, migrate=False)
-                db.query("SELECT photo_key, content_hash FROM photos WHERE photo_key = ?", ("",))
+                photos_repo.known(db, [""], "photo_key")  # the worker's table is there and answers
             except (DatabaseError, ConfigError) as exc:
                 problem = str(exc)
                 if db is not None:
@@ -73,13 +72,8 @@ class KeepPolicy:
         """key -> content hash the worker recorded; None when the database cannot be asked (any more)."""
         if self.db is None:
             return None
-        out: dict[str, str] = {}
         try:
-            for i in range(0, len(keys), CHUNK):
-                chunk = list(keys[i:i + CHUNK])
-                marks = ",".join("?" * len(chunk))
-                out.update((str(k), str(h)) for k, h in self.db.query(
-                    f"SELECT photo_key, content_hash FROM photos WHERE photo_key IN ({marks})", chunk))
+            out = photos_repo.known(self.db, keys, "photo_key")
         except DatabaseError as exc:
             self.db_problem = str(exc)
             log.warning("backup: the readings database stopped answering (%s): photos of the last %g days stay in "

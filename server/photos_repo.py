@@ -91,6 +91,14 @@ def review_target(db: Database, key: str) -> tuple[str | None, int | None, str, 
     return meter_id, ts_ms, str(status), published, str(version)
 
 
+def reading_near(db: Database, meter_id: str, key: str) -> str | None:
+    """The text read on photo ``key``, else on the meter's photo read nearest to it in time (None: none read)."""
+    rows = db.query("SELECT reading FROM photos WHERE meter_id = ? AND reading IS NOT NULL ORDER BY"
+                    " CASE WHEN photo_key = ? THEN 0 ELSE 1 END, ABS(ts_ms - (SELECT ts_ms FROM photos WHERE"
+                    " photo_key = ?)) LIMIT 1", (meter_id, key, key))
+    return str(rows[0][0]) if rows and rows[0][0] else None
+
+
 def known(db: Database, values: Sequence[str], column: Literal["photo_key", "content_hash"],
           value: Literal["photo_key", "content_hash"] = "content_hash") -> dict[str, str]:
     """``{column value: value column}`` for the stored photos whose ``column`` is one of ``values``."""

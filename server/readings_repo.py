@@ -109,6 +109,22 @@ def readings(db: Database, meter_id: str, start: datetime | None = None, end: da
     return [row_reading(r) for r in db.query(sql, params)]
 
 
+def raw_rows(db: Database, meter_id: str, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
+    """(ts_ms, value, power, confidence, source) of the current readings with ``lo_ms <= ts < hi_ms``, unordered
+    (every source at a time: ``server.rollups`` picks one)."""
+    return db.query("SELECT ts_ms, value_kwh, power_w, confidence, source FROM readings WHERE meter_id = ? AND "
+                    f"{CURRENT} AND ts_ms >= ? AND ts_ms < ?", (meter_id, lo_ms, hi_ms))
+
+
+def nearest_trusted(db: Database, meter_id: str, ts: datetime, earlier: bool, not_source: str) -> Reading | None:
+    """The nearest current reading strictly before (``earlier``) or after ``ts`` that no camera made (source not
+    ``image:``) and whose source is not ``not_source``: what a person's review value must fit."""
+    op, order = ("<", "DESC") if earlier else (">", "ASC")
+    return _one(db, f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND ts_ms {op} ? AND {CURRENT}"
+                    rf" AND source NOT LIKE 'image:%' AND source <> ? ORDER BY ts_ms {order} LIMIT 1",
+                (meter_id, to_ms(ts), not_source))
+
+
 def count_readings(db: Database, meter_id: str | None = None) -> int:
     """All stored rows (superseded too), of one meter or of all."""
     if meter_id is None:

@@ -19,7 +19,6 @@ import logging
 import math
 from datetime import datetime
 
-from smartmeter.domain import current_sql
 from smartmeter.errors import InputError, NotFoundError, ValidationRejected
 from smartmeter.server import camera_book as book
 from smartmeter.server import photos_repo, readings_repo, review_ops, review_repo
@@ -70,10 +69,7 @@ def _digits(db: Database, settings: Settings, meter_id: str, key: str) -> int:
     if ms.digits is not None or ms.profile is not None:
         return register_digits(ms)
     # the drums the camera saw: on this photo, else on the meter's photo read nearest in time
-    rows = db.query("SELECT reading FROM photos WHERE meter_id = ? AND reading IS NOT NULL ORDER BY"
-                    " CASE WHEN photo_key = ? THEN 0 ELSE 1 END, ABS(ts_ms - (SELECT ts_ms FROM photos WHERE"
-                    " photo_key = ?)) LIMIT 1", (meter_id, key, key))
-    text = str(rows[0][0]) if rows and rows[0][0] else ""
+    text = photos_repo.reading_near(db, meter_id, key) or ""
     whole = text.split(".")[0].strip()
     return len(whole) if whole.isdigit() else register_digits(ms)
 
@@ -87,13 +83,10 @@ def _check(db: Database, settings: Settings, key: str, meter_id: str, ts: dateti
     problem = problem or value_problem(value, ms, _digits(db, settings, meter_id, key))
     own = f"review:{key}"
     r = Reading(meter_id, ts, value, own)
-    for op, order in (("<", "DESC"), (">", "ASC")):
-        rows = db.query(f"SELECT ts_ms, value_kwh, source FROM readings WHERE meter_id = ? AND ts_ms {op} ? AND"
-                        f" {current_sql()} AND source NOT LIKE 'image:%' AND source <> ? ORDER BY ts_ms {order}"
-                        " LIMIT 1", (meter_id, to_ms(ts), own))
-        if problem is None and rows:
-            other = Reading(meter_id, from_ms(rows[0][0]), rows[0][1], rows[0][2])
-            why = check_step(other, r, ms) if op == "<" else check_step(r, other, ms)
+    for earlier in (True, False):
+        other = readings_repo.nearest_trusted(db, meter_id, ts, earlier, own)
+        if problem is None and other is not None:
+            why = check_step(other, r, ms) if earlier else check_step(r, other, ms)
             problem = f"{why} (trusted reading from {other.source})" if why else None
     if problem is not None:
         raise ValidationRejected(f"review value {value:g} kWh for {key} refused: {problem}",

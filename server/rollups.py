@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smartmeter.server.storage import Database
+from smartmeter.server import readings_repo
+from smartmeter.server.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ COLUMNS = ("n", "n_camera", "first_ms", "first_kwh", "last_ms", "last_kwh", "max
            "max_cam_gap_end_ms", "high_w", "n_high", "first_high_ms", "end_high_ms", "high_at_start",
            "first_zero_ms", "end_zero_ms", "zero_at_start", "zero_first_kwh", "zero_end_kwh")
 RUN_COLUMNS = ("n", "first_ms", "end_ms", "at_start", "first_kwh", "end_kwh")
-RAW_SQL = ("SELECT ts_ms, value_kwh, power_w, confidence, source FROM readings WHERE meter_id = ? AND status IN "
-           "('accepted', 'corrected') AND ts_ms >= ? AND ts_ms < ?")
 
 
 def raw_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
@@ -62,7 +61,7 @@ def load_raw(db: Database, meter_id: str, start_ms: int | None = None, end_ms: i
     """Current readings of one meter with ``start_ms <= ts < end_ms`` as a frame (see :func:`raw_frame`)."""
     lo = -(2**62) if start_ms is None else start_ms
     hi = 2**62 if end_ms is None else end_ms
-    return raw_frame(db.query(RAW_SQL, (meter_id, lo, hi)))
+    return raw_frame(readings_repo.raw_rows(db, meter_id, lo, hi))
 
 
 class _Seg:

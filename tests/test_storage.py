@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import threading
@@ -213,3 +214,26 @@ def test_postgres_migrations_ingest_and_errors(pg_server: str, monkeypatch: pyte
         open_database(pg_server.replace("smartmeter@", "smartmeter:secret@") + "/postgres")
     with pytest.raises(DatabaseError, match="cannot connect"):
         open_database("postgresql://smartmeter@127.0.0.1:1/none?connect_timeout=2")
+
+
+TABLES = ("meters", "readings", "corrections", "photos", "worker_cursor", "review_queue")
+REPOSITORIES = {"server/readings_repo.py", "server/photos_repo.py", "server/review_repo.py"}
+# whole-row snapshots of every row a review touched, in the three tables at once, and their restore
+SNAPSHOTS = {"server/review_ops.py"}
+
+
+def test_table_sql_lives_in_the_repositories() -> None:
+    """SQL on the readings database's tables is written in its repository module only (issue 11: it was spread
+    over five modules, and each copy was a place for a rule to drift)."""
+    root = Path(__file__).resolve().parent.parent
+    sql = re.compile(rf"\b(?:FROM|INTO|UPDATE|JOIN)\s+(?:{'|'.join(TABLES)})\b")
+    found = []
+    for folder in ("server", "simulator", "backup_dropbox", "raspi", "ocr", "smartmeter"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink() or rel in REPOSITORIES | SNAPSHOTS or rel.startswith("smartmeter/") and \
+                    rel.split("/")[1] in ("ocr", "server", "raspi", "simulator", "backup_dropbox"):
+                continue
+            found += [f"{rel}:{n}" for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                      if sql.search(line)]
+    assert found == []
