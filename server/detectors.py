@@ -101,16 +101,21 @@ def runs(h: Hours, name: str, gap_ms: float) -> list[tuple[int, int, int, int, b
     return out
 
 
-def sensor_events(h: Hours, meter: MeterSettings, cfg: AnalysisSettings) -> list[Event]:
+def sensor_events(h: Hours, meter: MeterSettings, cfg: AnalysisSettings, start_ms: int = -(2**62)) -> list[Event]:
+    """Blackouts and superamenti from the sensor-sample runs ending at or after ``start_ms``."""
     out: list[Event] = []
     gap_ms = cfg.gap_s * 1000
     for a, b, i, j, open_ in runs(h, "zero", gap_ms):
+        if b < start_ms:
+            continue
         end_kwh = h.zero_end_kwh[j] if not np.isnan(h.zero_end_kwh[j]) else (
             h.first_kwh[j + 1] if j + 1 < h.size and b == h.first_ms[j + 1] else h.last_kwh[j])
         moved = end_kwh - h.zero_first_kwh[i]
         if b - a >= cfg.blackout_min_s * 1000 and moved < meter.resolution_kwh:
             out.append(Event("blackout", a, b, (b - a) / 1000, f"sensor reported no power for {dur(b - a)}", open_))
     for a, b, i, j, open_ in runs(h, "high", gap_ms):
+        if b < start_ms:
+            continue
         peak = float(np.nanmax(h.max_power_w[i:j + 1]))
         out.append(Event("power_high", a, b, peak, f"peak {peak:,.0f} W at or above {cfg.power_threshold_w:,.0f} W "
                          f"for {dur(b - a)}", open_))

@@ -132,7 +132,8 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
     start = -(2**62) if from_ms_ is None else from_ms_
     h = det.Hours(hours)
     base_h = base.reindex(hours.index).to_numpy()
-    found = det.sensor_events(h, meter, cfg) + det.camera_blackouts(h, meter, cfg, base_h) + det.gap_events(h, cfg)
+    found = det.sensor_events(h, meter, cfg, start) + det.camera_blackouts(h, meter, cfg, base_h)
+    found += det.gap_events(h, cfg)
     found += det.long_loads(hr, base.to_numpy(), cfg, last_ms, start)
     found += det.register_power_high(db, meter, cfg, hr, h, start)
     cam = hours["last_cam_ms"].dropna()

@@ -47,14 +47,17 @@ def raw_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
         return pd.DataFrame({"ts_ms": np.zeros(0, np.int64), "value_kwh": np.zeros(0), "power_w": np.zeros(0),
                              "confidence": np.zeros(0), "camera": np.zeros(0, bool)})
     ts, kwh, power, conf, source = zip(*rows, strict=True)
-    df = pd.DataFrame({"ts_ms": np.fromiter(ts, np.int64, len(ts)), "value_kwh": np.asarray(kwh, np.float64),
-                       "power_w": np.asarray([np.nan if p is None else p for p in power], np.float64),
-                       "confidence": np.asarray(conf, np.float64),
-                       "camera": np.fromiter((s.startswith("image:") for s in source), bool, len(source)),
-                       "source": np.asarray(source, dtype=object)})
-    df = df.sort_values(["ts_ms", "confidence", "source"], ascending=[True, False, True], kind="stable")
-    df = df.drop_duplicates("ts_ms", keep="first").drop(columns="source")
-    return df.reset_index(drop=True)
+    t = np.fromiter(ts, np.int64, len(ts))
+    c = np.asarray(conf, np.float64)
+    src = np.asarray(source, dtype=object)
+    order = np.lexsort((src, -c, t))  # time, then the most confident, then the first source in name order
+    t = t[order]
+    keep = np.concatenate(([True], t[1:] != t[:-1]))
+    pick = order[keep]
+    p = np.asarray([np.nan if v is None else v for v in power], np.float64)
+    return pd.DataFrame({"ts_ms": t[keep], "value_kwh": np.asarray(kwh, np.float64)[pick], "power_w": p[pick],
+                         "confidence": c[pick],
+                         "camera": np.fromiter((s.startswith("image:") for s in src[pick]), bool, int(keep.sum()))})
 
 
 def load_raw(db: Database, meter_id: str, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:

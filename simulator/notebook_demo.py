@@ -57,6 +57,21 @@ def with_household_data(session: Any, days: float = 7.0, resolution_kwh: float |
     return session.with_resolution(0.001) if resolution_kwh is None else session
 
 
+def with_camera_demo(cap: Any, meter_id: str, folder: Path, hours: float = 24.0, interval_s: float = 600.0,
+                     given_interval: float | None = None) -> list[str]:
+    """The capture notebook's demo step: without any camera meter (and nothing but demo data) photograph a simulated
+    meter and let the worker read it (:func:`simulate_camera`); then load every meter's records into ``cap`` (a
+    ``server.notebook_capture.Capture``). Returns the lines to print."""
+    lines: list[str] = []
+    if cap.needs_demo():
+        stats = simulate_camera(cap.db, cap.settings, meter_id, folder, hours=hours, interval_s=interval_s)
+        lines.append(f"no camera meter in the database: simulated {meter_id} ({folder}); worker: {stats.summary()}")
+        cap.meters = [meter_id]
+        if not given_interval:
+            cap.expected_s = interval_s  # the simulated meter's own interval
+    return lines + cap.load()
+
+
 def simulate_camera(db: Database, settings: Settings, meter_id: str, folder: Path, *, hours: float = 24.0,
                     interval_s: float = 600.0, stale: tuple[float, float] | None = (9.0, 11.5), seed: int = 1,
                     start: datetime | None = None) -> Any:
