@@ -1,14 +1,14 @@
 """Photo + meter profile -> reading with confidence.
 
-``MeterReader(profile, reader).read(photo)`` runs: decode (grey; colour too when the profile has pointers or a
-debug folder is set) -> align to the profile's reference (the profile's rotate/flip folded in) -> cut the digit
-and pointer boxes (one small warp per box or row of boxes: the photo itself is never rotated or warped) -> read
-the digit crops with the digit reader and the pointer crops with the dial reader (``dial.py``: the needle's
-angle, in colour) -> assemble -> confidence. ``read_many`` does the same for many photos with the digit crops of
-all of them in one ``read_batch`` call (chunked).
+``MeterReader(profile, reader).read(photo)`` runs: decode (grey; colour too when the profile has pointers) -> align
+to the profile's reference (the profile's rotate/flip folded in) -> cut the digit and pointer boxes (one small warp
+per box or row of boxes: the photo itself is never rotated or warped) -> read the digit crops with the digit
+reader and the pointer crops with the dial reader (``dial.py``: the needle's angle, in colour) -> assemble ->
+confidence. ``read_many`` does the same for many photos with the digit crops of all of them in one
+``read_batch`` call (chunked).
 
-Speed: JPEGs are decoded straight to grey (in colour only for pointers and debug images), and at 1/2, 1/4 or
-1/8 size when every box would still be at least the digit reader's input size (``reader.width x reader.height``,
+Speed: JPEGs are decoded straight to grey (in colour only for pointers; debug images decode again), and at 1/2,
+1/4 or 1/8 size when every box would still be at least the digit reader's input size (``reader.width x reader.height``,
 when the reader declares one) and every pointer box at least ``MIN_DIAL_PX`` — the crops are then cut at that
 scale, never enlarged.
 
@@ -23,6 +23,7 @@ neighbour says it should): ``smartmeter.ocr.reading``, the rule auto-locate uses
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -63,11 +64,13 @@ def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> Dig
 class _Prepared:
     name: str
     image: np.ndarray | None = None  # grey, as decoded
-    colour: np.ndarray | None = None  # BGR, as decoded (profiles with pointers, debug images)
+    colour: np.ndarray | None = None  # BGR, as decoded (profiles with pointers)
     homography: np.ndarray | None = None  # decoded photo -> reference frame (None: boxes cut directly)
     alignment: AlignResult | None = None
     crops: list[np.ndarray] | None = None  # the digit boxes
     dial_crops: list[np.ndarray] | None = None  # the pointer boxes (colour when decoded in colour)
+    source: PhotoInput | None = None  # for a colour debug image of a photo read in grey
+    reduced: int = 1
     error: str | None = None
 
 
@@ -81,7 +84,7 @@ class MeterReader:
         self.boxes = [*profile.digits, *profile.pointers]
         directions = profile.dials.directions or ["clockwise"] * len(profile.pointers)
         self.dial_specs = [DialSpec(d, profile.dials.zero_degrees, profile.dials.needle) for d in directions]
-        self.colour = bool(profile.pointers) or debug_dir is not None
+        self.colour = bool(profile.pointers)  # digits are read from the same grey with or without a debug folder
         self.aligner: Aligner | None = None
         if profile.reference is not None and profile.alignment.method != "none":
             try:
@@ -170,7 +173,8 @@ class MeterReader:
         if alignment is not None:
             log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
                       alignment.inliers)
-        return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops)
+        source = image if self.debug_dir is not None and colour is None else None
+        return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops, source, reduced)
 
     def _result(self, digits: list[DigitValue], dials: list[DialReading]) -> OcrResult:
         n = len(digits)
@@ -208,6 +212,10 @@ class MeterReader:
         """The photo in the reference frame with boxes, per-digit values and the reading."""
         assert p.image is not None and self.debug_dir is not None
         image = p.colour if p.colour is not None else p.image  # colour: red drums and needles vanish in grey
+        if p.colour is None and p.source is not None:
+            with contextlib.suppress(ImageError):  # it decoded a moment ago
+                bgr = _decode(p.source, p.name, p.reduced, True)[1]
+                image = bgr if bgr is not None else image
         if p.homography is not None:
             if self.aligner is not None:
                 size = self.aligner.ref.size

@@ -146,6 +146,12 @@ def test_debug_image(tmp_path: Path, lookup: LookupReader) -> None:
     assert files == ["shifted.jpg.debug.png"]  # nothing to draw for a photo that could not be decoded
     image = load_image(tmp_path / "debug" / files[0])
     assert image.shape == (480, 640, 3)  # in the reference frame
+    red = (image[..., 2].astype(int) - image[..., 1].astype(int)) > 80
+    assert red.sum() > 500  # in colour (the meter's red triangle and red drum): red vanishes in grey
+    # a debug folder changes nothing in the reading: the digits are read from the same grey decode
+    plain = MeterReader(load_profile(PHOTOS / "meter.yaml"), lookup).read(PHOTOS / "shifted.jpg")
+    with_debug = meter.read(PHOTOS / "shifted.jpg")
+    assert with_debug.digits == plain.digits and with_debug.reading == plain.reading
     reference = load_image(PHOTOS / "reference.jpg")
     x, y, w, h = meter.profile.digits[0]
     # aligned: the window's dark background sits where the reference has it
