@@ -310,8 +310,8 @@ def backup_json(cfg: Path, dest: Path, *args: str) -> dict[str, object]:
                    proves="photos lost: 0 (unprocessed photos stay in Dropbox and the worker reads them)")
 def test_delete_after_keeps_photos_the_worker_has_not_processed(
         tmp_path: Path, fake: FakeDropbox, dbx: DropboxStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reproduction of issue 12: 10 photos in Dropbox, the worker has read none; the backup used to delete
-    all 10 and the worker then listed 0."""
+    """The reproduction of issue 12 (there with 10 photos): photos in Dropbox the worker has not read yet; the
+    backup used to delete them all and the worker then listed 0."""
     from smartmeter.server.worker import Worker
     from smartmeter.settings import load_settings
 
