@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +52,9 @@ def fetch_health(cam: CameraSettings, timeout_s: float = 3.0) -> dict[str, objec
     """The running daemon's /health, or None when its endpoint is off or does not answer."""
     if not cam.health_port:
         return None
+    import urllib.error
+    import urllib.request
+
     url = f"http://{cam.health_host}:{cam.health_port}/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a fixed local http URL
