@@ -60,17 +60,22 @@ TRUTH_HEADER = ["timestamp", "register_kwh", "reading", "positions", "shift", "b
 
 
 @functools.lru_cache(maxsize=4)
-def load_crops(style: str) -> tuple[list[np.ndarray], ...]:
+def load_crops(style: str, root: Path = ASSETS) -> tuple[list[np.ndarray], ...]:
     """Crops of one source meter resized to the drum size, per tenth position 0..99 (missing ones borrowed
-    from the next tenth above within the same digit, else below)."""
-    index = ASSETS / "index.csv"
+    from the next tenth above within the same digit, else below).
+
+    ``root`` holds ``index.csv`` (the shipped assets) or ``labels.csv`` (the full digit data set,
+    ``path,label,meter``), so any labelled meter can be rendered, e.g. one the digit model never saw."""
+    index = root / "index.csv" if (root / "index.csv").is_file() else root / "labels.csv"
     pools: list[list[np.ndarray]] = [[] for _ in range(100)]
     try:
         with index.open(newline="") as fh:
             for row in csv.DictReader(fh):
-                if row["meter"] != style:
+                if row["meter"].strip() != style:
                     continue
-                img = cv2.imread(str(ASSETS / row["path"]), cv2.IMREAD_COLOR)
+                if row["label"].strip().lower() == "nan":
+                    continue
+                img = cv2.imread(str(root / row["path"]), cv2.IMREAD_COLOR)
                 if img is None:
                     raise ConfigError(f"cannot decode digit crop {row['path']}")
                 q = int(round(float(row["label"]) * 10)) % 100
@@ -112,8 +117,8 @@ class MeterRenderer:
 
     def __init__(self, seed: int = 1, *, meter_id: str = "sim1", style: str | None = None, integer_digits: int = 6,
                  decimals: int = 1, size: tuple[int, int] = (320, 240), jpeg_quality: int = 85,
-                 effects: bool = True) -> None:
-        if style is not None and style not in STYLES:
+                 effects: bool = True, digits_root: Path | None = None) -> None:
+        if style is not None and style not in STYLES and digits_root is None:
             raise ConfigError(f"unknown meter style {style!r}; choose one of {', '.join(STYLES)}")
         if not 1 <= integer_digits + decimals <= 9:
             raise ConfigError("a simulated meter has 1 to 9 drums")
@@ -123,7 +128,7 @@ class MeterRenderer:
         self.w, self.h = size
         self.quality, self.effects = jpeg_quality, effects
         self.rng = np.random.default_rng(seed)
-        self.crops = load_crops(self.style)
+        self.crops = load_crops(self.style) if digits_root is None else load_crops(self.style, digits_root)
         self.serial = f"{int(self.rng.integers(10**9, 10**10))}"
         width = self.drums * DRUM_W + (self.drums - 1) * GAP
         if width + 60 > self.w or self.h < DRUM_H + 120:
