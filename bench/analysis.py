@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from smartmeter.server import analysis, events, rollups  # noqa: E402
-from smartmeter.server.storage import Database, open_database  # noqa: E402
+from smartmeter.server.database import Database, open_database  # noqa: E402
 from smartmeter.settings import MeterSettings, Settings  # noqa: E402
 from smartmeter.simulator.dataset import sample  # noqa: E402
 from smartmeter.simulator.events import plan_events  # noqa: E402

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from smartmeter.server.csv_import import import_csv  # noqa: E402
-from smartmeter.server.storage import open_database  # noqa: E402
+from smartmeter.server.database import open_database  # noqa: E402
 from smartmeter.settings import Settings  # noqa: E402
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from smartmeter.server.database import open_database  # noqa: E402
 from smartmeter.server.frames import Rules  # noqa: E402
-from smartmeter.server.storage import open_database  # noqa: E402
 from smartmeter.server.worker import Worker  # noqa: E402
 from smartmeter.settings import parse_settings  # noqa: E402
 from smartmeter.simulator.validation_sim import FaultRates, run_validation, simulate_frames  # noqa: E402

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from smartmeter.server import rollups
-from smartmeter.server.storage import Database, to_ms
+from smartmeter.server.database import Database, to_ms
 from smartmeter.settings import MeterSettings
 
 log = logging.getLogger(__name__)

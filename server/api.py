@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from smartmeter import __version__
 from smartmeter.errors import DatabaseError, InputError, NotFoundError, SmartMeterError
 from smartmeter.secrets import get_secret
+from smartmeter.server.database import Database
 from smartmeter.server.payloads import (
     MAX_BYTES,
     MeterIn,
@@ -49,7 +50,6 @@ from smartmeter.server.payloads import (
     readings_body_schema,
     submit_readings,
 )
-from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import parse_timestamp
 from smartmeter.validation_errors import describe
@@ -190,8 +190,8 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
         t0, t1 = _bound("start", start), _bound("end", end)
 
         def fetch(db: Database) -> list[dict[str, Any]]:
+            from smartmeter.server.database import to_ms
             from smartmeter.server.events import event_dict, stored_events
-            from smartmeter.server.storage import to_ms
 
             if not db.meter_exists(meter_id):
                 raise NotFoundError(f"unknown meter {meter_id!r}")

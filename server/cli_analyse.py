@@ -12,7 +12,7 @@ import click
 
 from smartmeter.errors import InputError
 from smartmeter.lifecycle import stop_on_signals
-from smartmeter.server.storage import open_database
+from smartmeter.server.database import open_database
 from smartmeter.types import parse_timestamp
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import click
 from smartmeter.domain import check_meter_id
 from smartmeter.errors import ValidationRejected
 from smartmeter.server.csv_import import import_csv
-from smartmeter.server.storage import open_database
+from smartmeter.server.database import open_database
 from smartmeter.types import AMBIGUOUS, NONEXISTENT, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)

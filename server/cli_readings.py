@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from smartmeter.server.corrections import correct_reading, delete_reading, history
-from smartmeter.server.storage import open_database
+from smartmeter.server.database import open_database
 from smartmeter.types import format_timestamp, parse_timestamp
 
 

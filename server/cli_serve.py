@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from smartmeter.errors import ConfigError
 from smartmeter.server.api import create_app
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.mqtt_ingest import MqttIngest
-from smartmeter.server.storage import Database, open_database
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import click
 
 from smartmeter.lifecycle import stop_on_signals
 from smartmeter.ocr.readers.config import ENGINES
+from smartmeter.server.database import open_database
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
-from smartmeter.server.storage import open_database
 from smartmeter.server.worker import Worker
 from smartmeter.store import open_store
 from smartmeter.types import format_timestamp, parse_timestamp

@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from smartmeter.domain import check_meter_id
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.progress import Progress
+from smartmeter.server.database import Database
 from smartmeter.server.ingest import IngestReport, ingest_readings
-from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import AMBIGUOUS, NONEXISTENT, Reading, format_timestamp, localize
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from smartmeter.server.database import Database
 from smartmeter.server.rollups import HOUR_MS, load_raw
-from smartmeter.server.storage import Database
 from smartmeter.settings import AnalysisSettings, MeterSettings
 
 log = logging.getLogger(__name__)

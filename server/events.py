@@ -34,8 +34,8 @@ import pandas as pd
 from smartmeter.server import detectors as det
 from smartmeter.server import rollups
 from smartmeter.server.analysis import daily, hourly, local_index
+from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.server.detectors import Event, dur
-from smartmeter.server.storage import Database, from_ms, now_ms, to_ms
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
 from smartmeter.types import format_timestamp
 

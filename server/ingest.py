@@ -40,7 +40,7 @@ from pathlib import Path
 
 from smartmeter.domain import check_meter_id, step_violation
 from smartmeter.errors import ConfigError
-from smartmeter.server.storage import Database, to_ms
+from smartmeter.server.database import Database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading, format_timestamp, timestamp_problem, utc
 

@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from smartmeter.errors import ConfigError, DatabaseError, SmartMeterError
 from smartmeter.secrets import get_secret
+from smartmeter.server.database import Database
 from smartmeter.server.payloads import ReadingsRejected, check_meter_id, parse_body, submit_readings
-from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import format_timestamp
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.notebook_data import (
     PhotoArrays,
     SeriesArrays,
@@ -31,7 +32,6 @@ from smartmeter.server.notebook_data import (
     review_queue,
     to_arrays,
 )
-from smartmeter.server.storage import Database, open_database
 from smartmeter.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import numpy as np
 
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.server.analysis import Statistics, local_index, statistics
+from smartmeter.server.database import Database, open_database, to_ms
 from smartmeter.server.detectors import Event
 from smartmeter.server.events import analyse_meter, stored_events
 from smartmeter.server.notebook_data import figure_png, html_table, invoice, notebook_settings
-from smartmeter.server.storage import Database, open_database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import parse_timestamp
 

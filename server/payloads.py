@@ -27,8 +27,8 @@ from pydantic_core import PydanticCustomError
 from smartmeter import domain
 from smartmeter.domain import METER_ID_CHARS, METER_ID_RULE
 from smartmeter.errors import InputError, NotFoundError, ValidationRejected
+from smartmeter.server.database import Database
 from smartmeter.server.ingest import IngestReport, ingest_readings
-from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import Reading, format_timestamp, parse_timestamp
 from smartmeter.validation_errors import describe, short

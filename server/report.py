@@ -17,9 +17,9 @@ from typing import Any
 
 from smartmeter.errors import NotFoundError
 from smartmeter.server.analysis import Statistics, statistics
+from smartmeter.server.database import Database, to_ms
 from smartmeter.server.events import analyse_meter, event_dict, stored_events
 from smartmeter.server.notebook_data import load_photos, photo_outcomes, review_queue
-from smartmeter.server.storage import Database, to_ms
 from smartmeter.settings import Settings
 from smartmeter.types import format_timestamp
 

@@ -19,8 +19,8 @@ import pandas as pd
 
 from smartmeter.errors import InputError
 from smartmeter.server.analysis import local_index
+from smartmeter.server.database import Database
 from smartmeter.server.report import render_text
-from smartmeter.server.storage import Database
 from smartmeter.settings import Settings
 from smartmeter.types import parse_timestamp
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from smartmeter.server.csv_import import ImportResult, import_csv
+from smartmeter.server.database import Database
 from smartmeter.server.notebook_data import DEMO_CAMERA, real_readings
-from smartmeter.server.storage import Database
 from smartmeter.settings import MeterSettings, Settings
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from smartmeter.server.storage import Database, open_database
+from smartmeter.server.database import Database, open_database
 
 RESOURCES = Path(__file__).parent / "resources"
 

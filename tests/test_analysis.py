@@ -11,8 +11,8 @@ import pytest
 
 from smartmeter.server import events
 from smartmeter.server.analysis import statistics
+from smartmeter.server.database import Database, open_database, to_ms
 from smartmeter.server.detectors import Event
-from smartmeter.server.storage import Database, open_database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

@@ -19,8 +19,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from smartmeter.server.api import create_app
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.payloads import MAX_BYTES
-from smartmeter.server.storage import Database, open_database
 from smartmeter.settings import Settings, parse_settings
 
 

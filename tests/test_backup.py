@@ -23,7 +23,7 @@ from smartmeter.cli import cli
 from smartmeter.errors import ConfigError, StoreError
 from smartmeter.hashing import content_hash
 from smartmeter.server import camera_book as book
-from smartmeter.server.storage import open_database
+from smartmeter.server.database import open_database
 from smartmeter.store.base import ImageStore
 from smartmeter.store.dropbox_store import DropboxStore
 from smartmeter.store.local import LocalStore

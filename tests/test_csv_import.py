@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from smartmeter.cli import cli
 from smartmeter.errors import InputError, NotFoundError
 from smartmeter.server.csv_import import import_csv
-from smartmeter.server.storage import Database, open_database
+from smartmeter.server.database import Database, open_database
 from smartmeter.settings import Settings
 
 CSV = Path(__file__).parent / "resources" / "csv"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from smartmeter.errors import DatabaseError
+from smartmeter.server.database import Database
 from smartmeter.server.ingest import IngestReport, ingest_readings, register_digits
-from smartmeter.server.storage import Database
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

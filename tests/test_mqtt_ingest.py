@@ -21,8 +21,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from smartmeter.errors import ConfigError
+from smartmeter.server.database import open_database
 from smartmeter.server.mqtt_ingest import MqttIngest, Outcome, error_topic, meter_level
-from smartmeter.server.storage import open_database
 from smartmeter.settings import MqttSettings, Settings
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

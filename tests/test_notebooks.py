@@ -17,7 +17,7 @@ import pytest
 
 from smartmeter.errors import InputError
 from smartmeter.server import notebook_data as nd
-from smartmeter.server.storage import Database, open_database
+from smartmeter.server.database import Database, open_database
 from smartmeter.settings import Settings
 from smartmeter.simulator import notebook_demo
 from smartmeter.types import Reading

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from smartmeter.cli import cli
 from smartmeter.server import events
 from smartmeter.server.cli_analyse import parse_every
+from smartmeter.server.database import open_database
 from smartmeter.server.report import build_report, render_text
-from smartmeter.server.storage import open_database
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from smartmeter.cli import cli
 from smartmeter.errors import InputError, NotFoundError, SmartMeterError, ValidationRejected
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
-from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import _Item, judge
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, ImageRef, OcrResult, Reading, photo_name

@@ -12,8 +12,8 @@ import pytest
 
 from smartmeter.server import camera_book as book
 from smartmeter.server import rollups
+from smartmeter.server.database import Database, open_database, to_ms
 from smartmeter.server.ingest import ingest_readings
-from smartmeter.server.storage import Database, open_database, to_ms
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import Reading
 

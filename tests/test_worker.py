@@ -17,8 +17,8 @@ from store_doubles import FlakyStore
 
 from smartmeter.cli import cli
 from smartmeter.errors import InputError, StoreError
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.reprocess import reprocess
-from smartmeter.server.storage import Database, open_database
 from smartmeter.server.worker import Worker, exif_time, photo_meter_and_time
 from smartmeter.settings import Settings, parse_settings
 from smartmeter.store.local import LocalStore

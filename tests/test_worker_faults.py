@@ -22,7 +22,7 @@ from ocr_doubles import LookupReader
 
 from smartmeter.errors import ExternalToolError
 from smartmeter.ocr.readers.base import DigitReader, ReaderUnavailable
-from smartmeter.server.storage import Database
+from smartmeter.server.database import Database
 from smartmeter.server.worker import Readers, Worker
 from smartmeter.settings import ReaderSettings, Settings, parse_settings
 from smartmeter.store.local import LocalStore

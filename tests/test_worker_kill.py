@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smartmeter.server.storage import open_database
+from smartmeter.server.database import open_database
 from smartmeter.server.worker import Worker
 from smartmeter.settings import load_settings
 from smartmeter.store.local import LocalStore
