@@ -237,3 +237,62 @@ def test_table_sql_lives_in_the_repositories() -> None:
             found += [f"{rel}:{n}" for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                       if sql.search(line)]
     assert found == []
+
+
+def test_repositories_on_both_backends(db: Database) -> None:
+    """The repository queries the camera worker, the review and corrections use, on SQLite and PostgreSQL."""
+    from smartmeter.server import photos_repo, readings_repo, review_repo
+    from smartmeter.server.photos_repo import PhotoRow
+    from smartmeter.types import DigitValue
+
+    t = [T0 + timedelta(minutes=i) for i in range(4)]
+    db.insert_readings([Reading("m1", t[0], 100.0, "csv:simulated-a.csv"), Reading("m1", t[3], 100.3, "api")])
+    readings_repo.store_reading(db, "m1", t[1], 100.1, "image:a_b.jpg", 0.9, "cnn-1")
+    readings_repo.store_reading(db, "m1", t[2], 100.2, "review:c.jpg", 1.0, "review")
+    assert readings_repo.current_value(db, "m1", t[1], "image:a_b.jpg") == (100.1, "cnn-1")
+    readings_repo.correct(db, "m1", t[1], "image:a_b.jpg", 100.15)
+    assert readings_repo.rows_at(db, "m1", to_ms(t[1]))[0]["status"] == "corrected"
+    earlier = readings_repo.nearest_trusted(db, "m1", t[2], True, "review:c.jpg")
+    later = readings_repo.nearest_trusted(db, "m1", t[1], False, "review:c.jpg")
+    assert earlier is not None and earlier.source.startswith("csv:")  # the camera's reading is not trusted
+    assert later is not None and later.source == "api"
+    assert sorted(r[4] for r in readings_repo.raw_rows(db, "m1", to_ms(t[0]), to_ms(t[3]))) == \
+        ["csv:simulated-a.csv", "image:a_b.jpg", "review:c.jpg"]
+    assert readings_repo.count_other_than(db, "csv:simulated-", ["cam"]) == 3
+    assert readings_repo.meters_with_source(db, "image:") == {"m1"} and not readings_repo.meters_with_source(db, "x_")
+    rows = readings_repo.anchor_rows(db, "m1", t[2], 1)
+    assert [r[2] for r in rows] == ["image:a_b.jpg", "review:c.jpg", "api"]
+    readings_repo.supersede(db, "m1", t[1], "image:a_b.jpg")
+    readings_repo.delete(db, "m1", t[3], "api")
+    assert [r.source for r in db.readings("m1")] == ["csv:simulated-a.csv", "review:c.jpg"]
+    assert readings_repo.rows_at(db, "m1", to_ms(t[1]), current_only=False)[0]["status"] == "superseded"
+    readings_repo.audit(db, "m1", t[1], "a_b.jpg", "validation", 100.1, None, "withdrawn", ["x", "y"])
+    assert db.query("SELECT kind, evidence FROM corrections") == [("validation", "x,y")]
+
+    photos_repo.record(db, PhotoRow("a_b.jpg", "h1", "m1", t[1], "name", "held", 100.1, "00100.1",
+                                    [DigitValue(1.0, 0.9), DigitValue(None, 0.0)], 100.12, 0.9, "cnn-1"))
+    photos_repo.record(db, PhotoRow("dup.jpg", "h1", None, None, "name", "duplicate", reason="same content"))
+    [(key, ts, value, conf, digits, version, status)] = photos_repo.pending(db, "m1")
+    assert (key, ts, value, conf, version, status) == ("a_b.jpg", t[1], 100.1, 0.9, "cnn-1", "held")
+    assert digits == [DigitValue(1.0, 0.9), DigitValue(None, 0.0)]
+    assert photos_repo.known(db, ["a_b.jpg", "nope"], "photo_key") == {"a_b.jpg": "h1"}
+    assert photos_repo.reading_near(db, "m1", "a_b.jpg") == "00100.1"
+    assert [r[0] for r in photos_repo.to_reread(db, None, None)] == ["a_b.jpg"]
+    photos_repo.set_outcome(db, "a_b.jpg", "published", "ok", 100.1)
+    assert photos_repo.outcomes(db, "m1") == [("a_b.jpg", 100.1, 100.1, "published")]
+    assert photos_repo.review_target(db, "a_b.jpg") == ("m1", to_ms(t[1]), "published", 100.1, "cnn-1")
+    assert photos_repo.health_rows(db, "m1", t[1], t[2]) == [(to_ms(t[1]), "published", 0.9, 100.1)]
+    assert photos_repo.meters(db) == {"m1"}
+    assert photos_repo.load_cursor(db, "local:/x") is None
+    photos_repo.save_cursor(db, "local:/x", "c1")
+    photos_repo.save_cursor(db, "local:/x", "c2")
+    assert photos_repo.load_cursor(db, "local:/x") == "c2"
+
+    review_repo.open_item(db, "a_b.jpg", "m1", t[1], 100.1, "suspect")
+    assert review_repo.count_open(db) == 1 == review_repo.count_open(db, "m1")
+    review_repo.resolve(db, "a_b.jpg", 100.2)
+    [item] = review_repo.items(db, include_resolved=True)
+    assert (item.key, item.ts, item.state) == ("a_b.jpg", t[1], "resolved") and review_repo.items(db) == []
+    review_repo.open_item(db, "a_b.jpg", "m1", t[1], 100.1, "again")
+    review_repo.drop_open(db, "a_b.jpg")
+    assert review_repo.count_open(db) == 0
