@@ -2,7 +2,8 @@
 hours of register-only meters heavy enough to hide a superamento.
 
 - ``blackout`` (value: s): (a) sensor power below ``ZERO_W`` from the first zero sample to the first sample with
-  power again, at least ``blackout_min_s``, while the register moved by less than one step; (b) camera meters (no
+  power again, at least ``blackout_min_s``, while the register moved by less than one step between the first and
+  the last zero sample; (b) camera meters (no
   sensor power): no register rise for longer than ``blackout_steps`` times the step time at the base load (and at
   least ``blackout_min_s``) WHILE PHOTOS KEEP ARRIVING (no gap of ``stale_camera_s`` between photos): from the last
   rise to the next. A span without photos is ``camera_stale``, never a blackout.
@@ -108,9 +109,7 @@ def sensor_events(h: Hours, meter: MeterSettings, cfg: AnalysisSettings, start_m
     for a, b, i, j, open_ in runs(h, "zero", gap_ms):
         if b < start_ms:
             continue
-        end_kwh = h.zero_end_kwh[j] if not np.isnan(h.zero_end_kwh[j]) else (
-            h.first_kwh[j + 1] if j + 1 < h.size and b == h.first_ms[j + 1] else h.last_kwh[j])
-        moved = end_kwh - h.zero_first_kwh[i]
+        moved = h.zero_last_kwh[j] - h.zero_first_kwh[i]  # between the first and the last zero sample
         if b - a >= cfg.blackout_min_s * 1000 and moved < meter.resolution_kwh:
             out.append(Event("blackout", a, b, (b - a) / 1000, f"sensor reported no power for {dur(b - a)}", open_))
     for a, b, i, j, open_ in runs(h, "high", gap_ms):

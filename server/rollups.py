@@ -36,8 +36,7 @@ COLUMNS = ("n", "n_camera", "first_ms", "first_kwh", "last_ms", "last_kwh", "max
            "sum_power_w", "min_power_w", "max_power_w", "n_zero", "first_cam_ms", "last_cam_ms", "max_cam_gap_ms",
            "n_rises", "lead_flat_ms", "tail_flat_ms", "max_flat_ms", "max_flat_end_ms", "max_gap_end_ms",
            "max_cam_gap_end_ms", "high_w", "n_high", "first_high_ms", "end_high_ms", "high_at_start",
-           "first_zero_ms", "end_zero_ms", "zero_at_start", "zero_first_kwh", "zero_end_kwh")
-RUN_COLUMNS = ("n", "first_ms", "end_ms", "at_start", "first_kwh", "end_kwh")
+           "first_zero_ms", "end_zero_ms", "zero_at_start", "zero_first_kwh", "zero_last_kwh")
 
 
 def raw_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
@@ -122,12 +121,13 @@ def _longest(ts: np.ndarray, hour: np.ndarray, keys: np.ndarray) -> tuple[np.nda
 def _run_summary(ts: np.ndarray, hour: np.ndarray, kwh: np.ndarray, mask: np.ndarray,
                  keys: np.ndarray) -> dict[str, np.ndarray]:
     """Per hour, the samples where ``mask`` holds: count, first time, the first sample after the last one (NaN when
-    the hour ends inside the condition), whether the hour starts inside it, the register at both ends."""
+    the hour ends inside the condition), whether the hour starts inside it, the register at its first and last
+    sample (the sample after a run may already hold energy of the minute it closes)."""
     seg = _Seg(hour)
     nan = np.full(keys.size, np.nan)
     if not seg.size or not mask.any():
         return {"n": np.zeros(keys.size), "first_ms": nan, "end_ms": nan, "at_start": np.zeros(keys.size),
-                "first_kwh": nan, "end_kwh": nan}
+                "first_kwh": nan, "last_kwh": nan}
     idx = np.arange(seg.size)
     n = seg.sum(mask.astype(np.int64))
     first = np.minimum.reduceat(np.where(mask, idx, seg.size), seg.starts)
@@ -141,7 +141,7 @@ def _run_summary(ts: np.ndarray, hour: np.ndarray, kwh: np.ndarray, mask: np.nda
             "end_ms": seg.spread(np.where(inside, ts[safe_next], np.nan), keys),
             "at_start": np.nan_to_num(seg.spread(mask[seg.starts].astype(np.float64), keys)),
             "first_kwh": seg.spread(np.where(has, kwh[safe_first], np.nan), keys),
-            "end_kwh": seg.spread(np.where(inside, kwh[safe_next], np.nan), keys)}
+            "last_kwh": seg.spread(np.where(has, kwh[np.maximum(last, 0)], np.nan), keys)}
 
 
 def _flats(seg: _Seg, ts: np.ndarray, kwh: np.ndarray, first: np.ndarray, last: np.ndarray) -> list[np.ndarray]:
@@ -205,7 +205,7 @@ def compute_hours(raw: pd.DataFrame, high_w: float = DEFAULT_HIGH_W) -> pd.DataF
         if name == "high":
             c["n_high"] = runs["n"]
         else:
-            c["zero_first_kwh"], c["zero_end_kwh"] = runs["first_kwh"], runs["end_kwh"]
+            c["zero_first_kwh"], c["zero_last_kwh"] = runs["first_kwh"], runs["last_kwh"]
     return pd.DataFrame({k: np.asarray(c[k], np.float64) for k in COLUMNS},
                         index=pd.Index(keys.astype(np.int64), name="hour_ms"))
 

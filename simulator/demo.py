@@ -296,6 +296,10 @@ def demo_cmd(out: Path, days: float, every: float, profile: str, seed: int) -> N
     skipped = [f"{k} ({v})" for k, v in status.items() if v != "ok"]
     click.echo(f"demo finished in {time.perf_counter() - t0:.1f} s; output in {out}"
                + (f"; skipped: {'; '.join(skipped)}" if skipped else ""))
+    env = f"SMARTMETER_NOTEBOOK_DATABASE={d.settings.database.url}"
+    click.echo("the notebooks on the demo's data (from the repo root; executed copies in /tmp):\n"
+               + "".join(f"  {env} .venv/bin/jupyter execute notebooks/{n}.ipynb --output=/tmp/demo-{n}\n"
+                         for n in ("consumption_report", "capture_health")), nl=False)
 
 
 def optional(module: str) -> Any:

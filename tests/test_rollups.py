@@ -61,7 +61,7 @@ def test_hour_columns_from_known_readings(db: Database) -> None:
     # the zero run 01:10-01:20: first zero sample, the first sample with power after it, the register at both
     assert (h1.n_zero, h1.first_zero_ms, h1.end_zero_ms) == (10, to_ms(T0 + timedelta(minutes=70)),
                                                              to_ms(T0 + timedelta(minutes=80)))
-    assert h1.zero_at_start == 0 and h1.zero_end_kwh == h1.zero_first_kwh
+    assert h1.zero_at_start == 0 and h1.zero_last_kwh == h1.zero_first_kwh
     assert h0.n_high == 0 and np.isnan(h0.first_high_ms) and h0.high_w == 3000.0
 
 

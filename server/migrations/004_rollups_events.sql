@@ -10,7 +10,7 @@
 --   max_flat_end_ms where it ends; max_gap_end_ms / max_cam_gap_end_ms: the reading / photo ending the longest gap.
 --   Runs of sensor samples at or above high_w (the power threshold) and below 1 W (no power): count, first sample,
 --   the first sample after the last one in the hour (NULL: the hour ends inside the run), whether the hour starts
---   inside it, the register at the first zero sample and after the last one. Several runs in one hour read as one.
+--   inside it, the register at the first and the last zero sample. Several runs in one hour read as one.
 -- rollup_meter: the power threshold each meter's rollups were computed with (a new one recomputes them).
 -- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
 --   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
