@@ -119,7 +119,7 @@ def result_row(path: str, result: OcrResult) -> dict[str, Any]:
 
 @click.group("ocr")
 def ocr_group() -> None:
-    """Batch OCR tools: read digit crops, assemble readings."""
+    """OCR tools: read digit crops, assemble readings, train the models."""
 
 
 ocr_group.add_command(train_cmd)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # name -> (module:attribute, one-line help shown by --help without importing the module)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "config": ("smartmeter.cli_config:config", "Check and show settings."),
-    "ocr": ("smartmeter.ocr.cli:ocr_group", "Batch OCR tools: read digit crops, assemble readings."),
+    "ocr": ("smartmeter.ocr.cli:ocr_group", "OCR tools: read digit crops, assemble readings, train the models."),
     "read": ("smartmeter.ocr.cli:read_cmd", "Read the register from meter photos."),
     "profile": ("smartmeter.ocr.cli_profile:profile_group", "Write and check meter profiles (new PHOTO, check ...)."),
     "worker": ("smartmeter.server.cli_worker:worker_cmd", "Pull photos from the image store, read, validate, store."),
