@@ -46,7 +46,9 @@ class KeepPolicy:
         """Ask the database at ``database_url`` when it answers; the age rule when it does not (never creates it)."""
         problem = ""
         db: Database | None = None
-        path = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else None
+        path = None  # the SQLite file, named as open_database reads the URL
+        if database_url.startswith("sqlite://"):
+            path = database_url[len("sqlite:///" if database_url.startswith("sqlite:///") else "sqlite://"):]
         if path is not None and (path in ("", ":memory:") or not os.path.exists(path)):
             problem = f"database {Path(path or ':memory:')} does not exist"
         else:

@@ -342,9 +342,11 @@ def test_delete_after_keeps_photos_the_worker_has_not_processed(
 
 @pytest.mark.fault("database down", proves="photos lost: 0 (backup --delete-after without the readings database "
                    "deletes only photos older than backup.keep_days)")
-@pytest.mark.parametrize("db_url", ["postgresql://smartmeter@127.0.0.1:9/nothing", "sqlite:///{tmp}/gone.sqlite"])
+@pytest.mark.parametrize("db_url", ["postgresql://smartmeter@127.0.0.1:9/nothing", "sqlite:///{tmp}/gone.sqlite",
+                                    "sqlite://gone.sqlite"])
 def test_database_unreachable_keeps_the_newest_days(tmp_path: Path, fake: FakeDropbox, dbx: DropboxStore,
                                                     monkeypatch: pytest.MonkeyPatch, db_url: str) -> None:
+    monkeypatch.chdir(tmp_path)  # sqlite://gone.sqlite is relative
     old, new = put_photos(dbx, 0, 3), put_photos(dbx, 3, 2)
     now = datetime.now(UTC)
     for i, key in enumerate(old):  # stored 30 days ago; the new ones were stored just now
