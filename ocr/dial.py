@@ -30,6 +30,10 @@ import cv2
 import numpy as np
 
 SIZE = 96  # px: crops are resized to SIZE x SIZE
+SMALL_SIDE = 48  # px: dial crops below this need a longer needle for full confidence
+FULL_TIP_SMALL = 0.62
+MIN_SIDE = 36  # px: smaller dial crops are refused (rendered red dials at 28 and 32 px: 14 and 5 of 400 read
+# confidently wrong, at 36 px 1)
 RED_MIN = 28.0  # R - max(G, B) of a needle pixel, at least ...
 RED_SHARE = 0.4  # ... and this share of the dial's 99th-percentile redness; pixels joined to those need only
 RED_WEAK = 0.2  # this share (a thin or blurred needle, a needle in glare)
@@ -37,7 +41,8 @@ RED_SATURATION = 0.2  # (R - max(G, B)) / R of a needle pixel, at least (half th
 DARK_RADIUS = 0.45  # dark needles: only this inner part of the dial (the scale's digits sit outside)
 HUB_RADIUS = 0.2  # the needle's parts must reach this close to the centre
 ALIGNED_REACH = 0.4  # ... or, lying along a line through the centre, at least this close
-MIN_TIP = 0.3  # the tip must reach this far (share of the radius) from the centre
+MIN_TIP = 0.36  # the tip must reach this far (share of the half box) from the centre, and FULL_TIP for full
+FULL_TIP = 0.48  # confidence (a needle is 0.6-0.8 of the dial; a counterweight alone, its thin needle lost, 0.3)
 SPLIT_MAX = 14.0  # degrees between the needle's axis and the direction to its tip: no trust at all
 RAYS = 360
 
@@ -129,6 +134,10 @@ def read_dial(crop: np.ndarray, spec: DialSpec) -> DialReading:
         if spec.needle == "red":
             return DialReading(None, 0.0, reason="a red needle needs a colour photo")
         crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+    side = min(crop.shape[:2])
+    if side < MIN_SIDE:
+        return DialReading(None, 0.0, reason=f"the dial is only {side} px: at least {MIN_SIDE} px are needed "
+                                             "(a closer camera or a higher resolution)")
     small = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
     part = _needle_part(needle_mask(small, spec.needle))
     if part is None:
@@ -164,9 +173,12 @@ def read_dial(crop: np.ndarray, spec: DialSpec) -> DialReading:
         split = abs(((tip_deg - axis_deg + 180) % 360) - 180)
         axis_deg = tip_deg
     disagree = abs(((axis_deg - coarse + 180) % 360) - 180)
+    # a small dial loses a thin needle first: what is left may be its counterweight, so it must reach farther
+    full_tip = FULL_TIP if side >= SMALL_SIDE else FULL_TIP_SMALL
     angle = axis_deg if disagree <= 25 else float(coarse)
     checks = {
         "needle not elongated": float(np.clip((elong - 1.15) / 0.35, 0, 1)),
+        "short needle": float(np.clip((tip / (SIZE / 2) - MIN_TIP) / (full_tip - MIN_TIP), 0, 1)),
         "tip and tail alike": float(np.clip((tip - tail) / (0.35 * tip), 0, 1)),
         "needle axis off the brightest ray": float(np.clip((30 - disagree) / 15, 0, 1)),
         "a second needle-like ray": float(np.clip((1 - rival / peak) / 0.5, 0, 1)),

@@ -104,6 +104,22 @@ def test_renders_once_read_wrong(seed: int) -> None:
     assert got.value is not None and off(got.value, truth.value) < 0.2, (truth, got)
 
 
+# Small renders (36 px) of a thin red needle with a counterweight, under glare or blur: the needle was lost and
+# its counterweight read as the needle, 4.6-4.9 off at confidence 0.57-1.0. Now refused (short needle).
+@pytest.mark.parametrize("seed", [52, 60, 77, 178])
+def test_a_counterweight_alone_is_not_read_as_the_needle(seed: int) -> None:
+    crop, truth = render_dial(np.random.default_rng(seed), size=36, needle="red")
+    got = read_dial(crop, DialSpec(truth.direction, truth.zero_degrees, truth.needle))
+    assert got.value is None or got.confidence < 0.5 or off(got.value, truth.value) <= 0.5, (truth, got)
+
+
+def test_a_dial_too_small_to_read_is_refused() -> None:
+    got = read_dial(cv2.resize(clean_dial(3.0), (30, 30), interpolation=cv2.INTER_AREA), DialSpec())
+    assert got.value is None and got.reason is not None and "only 30 px: at least 36 px" in got.reason
+    assert read_dial(cv2.resize(clean_dial(3.0), (40, 40), interpolation=cv2.INTER_AREA), DialSpec()).value \
+        == pytest.approx(3.0, abs=0.15)
+
+
 def test_rendered_dials_it_was_not_tuned_on() -> None:
     """200 renders (seeds 10000-10199; tuning used 0-599): needle shapes, colours, glare, blur, turned faces."""
     within = confident_wrong = refused = 0
