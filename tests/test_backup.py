@@ -361,6 +361,30 @@ def test_database_unreachable_keeps_the_newest_days(tmp_path: Path, fake: FakeDr
     assert not (tmp_path / "gone.sqlite").exists()  # asking never creates a database
 
 
+@pytest.mark.fault("database down", proves="photos lost: 0 (the database failing mid-backup: the rest of the run "
+                   "keeps every photo newer than backup.keep_days)")
+def test_database_failing_mid_run_falls_back_to_the_age_rule(tmp_path: Path, local: LocalStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(local)
+    policy = processed_by_worker(tmp_path, local)
+    real_list = local.list_new
+    pages: list[int] = []
+
+    def list_then_break_db(cursor: str | None = None, limit: int = 1000) -> object:
+        pages.append(1)
+        if len(pages) == 2:  # after the first page the readings database stops answering
+            other = open_database(f"sqlite:///{tmp_path / 'readings.sqlite'}", migrate=False)
+            other.execute("ALTER TABLE photos RENAME TO photos_gone")
+            other.close()
+        return real_list(cursor, limit)
+
+    monkeypatch.setattr(local, "list_new", list_then_break_db)
+    s = run_backup(local, tmp_path / "archive", delete_after=True, progress=False, page_size=2, policy=policy)
+    assert s.deleted == 2 and len(s.kept) == 3  # the first page was confirmed; the rest are too new to go
+    assert all("cannot be asked" in why and "photos" in why for _, why in s.kept)
+    assert sorted(r.key for r in real_list().refs) == sorted(k for k, _ in s.kept)
+
+
 def test_changed_content_after_the_worker_read_it_is_kept(tmp_path: Path, local: LocalStore) -> None:
     fill(local)
     policy = processed_by_worker(tmp_path, local)
