@@ -63,7 +63,7 @@ def make_reader(engine: str, model: Path | None = None, threads: int = 1) -> Dig
 @dataclass
 class _Prepared:
     name: str
-    image: np.ndarray | None = None  # grey, as decoded
+    image: np.ndarray | None = None  # grey, as decoded (kept for debug images only)
     colour: np.ndarray | None = None  # BGR, as decoded (profiles with pointers)
     homography: np.ndarray | None = None  # decoded photo -> reference frame (None: boxes cut directly)
     alignment: AlignResult | None = None
@@ -173,7 +173,9 @@ class MeterReader:
         if alignment is not None:
             log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
                       alignment.inliers)
-        source = image if self.debug_dir is not None and colour is None else None
+        if self.debug_dir is None:  # only the crops are kept: a batch of photos is not held in memory
+            return _Prepared(name, None, None, homography, alignment, crops, dial_crops)
+        source = image if colour is None else None
         return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops, source, reduced)
 
     def _result(self, digits: list[DigitValue], dials: list[DialReading]) -> OcrResult:

@@ -55,7 +55,7 @@ def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | Non
             problem = outside_error(box, box_corners(box), w, h, f"the {w}x{h} photo")
             if problem:
                 raise AlignmentError(problem)
-        return [image[y:y + bh, x:x + bw] for x, y, bw, bh in boxes]
+        return [image[y:y + bh, x:x + bw].copy() for x, y, bw, bh in boxes]  # copies: the photo can be freed
     inverse = np.linalg.inv(homography)
     a = homography[:2, :2] / homography[2, 2]
     to_ref = float(np.sqrt(abs(np.linalg.det(a))))  # photo pixels -> reference pixels, about

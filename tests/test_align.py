@@ -240,6 +240,7 @@ def test_crop_boxes_direct_and_warped() -> None:
     image = np.arange(100 * 100 * 3, dtype=np.uint32).reshape(100, 100, 3).astype(np.uint8)
     [direct] = crop_boxes(image, [(10, 20, 30, 40)])
     assert direct.shape == (40, 30, 3) and np.array_equal(direct, image[20:60, 10:40])
+    assert not np.shares_memory(direct, image)  # a batch of read photos is not kept alive by its crops
     shift = np.array([[1.0, 0, -5], [0, 1.0, -3], [0, 0, 1.0]])  # the photo content sits 5/3 px further
     [warped] = crop_boxes(image, [(10, 20, 30, 40)], shift)
     assert np.array_equal(warped, image[23:63, 15:45])
