@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "analyse": ("smartmeter.server.cli_analyse:analyse_cmd", "Detect and store events (blackout, superamento, ...)."),
     "simulate": ("smartmeter.simulator.cli:simulate_group", "Synthetic households and simulated meter photos."),
     "camera": ("smartmeter.raspi.cli:camera_group", "Raspberry Pi camera daemon and uploader."),
+    "pi": ("smartmeter.raspi.pi_cli:pi_group", "Prepare a Raspberry Pi OS card; deploy to a running Pi over SSH."),
     "backup": ("smartmeter.backup_dropbox.cli:backup_cmd", "Archive photos from the image store to a local folder."),
     "demo": ("smartmeter.simulator.demo:demo_cmd", "Run the whole loop on a simulated meter (embedded defaults)."),
 }
