@@ -213,6 +213,28 @@ def test_dropbox_dropped_connection_and_bad_hash(dbx: DropboxStore, fake: FakeDr
     assert archived_files(dest) == expected
 
 
+@pytest.mark.fault("Dropbox expired token", proves="photos lost: 0 (tokens expire in the middle of parallel "
+                   "downloads: each thread gets a fresh token, every photo is archived once)")
+def test_parallel_downloads_survive_expired_tokens(dbx: DropboxStore, fake: FakeDropbox, tmp_path: Path) -> None:
+    expected = {k: photo(i) for i, k in enumerate(KEYS)}
+    more = {f"m2/2025020{i + 1}T000000Z_m2.jpg": bytes([i + 50]) * 2000 for i in range(7)}
+    for k, data in {**expected, **more}.items():
+        dbx.put(k, data)
+    real_get = dbx.get
+    calls: list[str] = []
+
+    def get_expiring(key: str) -> bytes:
+        calls.append(key)
+        if len(calls) in (3, 8):
+            fake.expire_tokens()  # every access token dies while other downloads are in flight
+        return real_get(key)
+
+    dbx.get = get_expiring  # type: ignore[method-assign]
+    s = run_backup(dbx, tmp_path / "archive", progress=False, page_size=6, jobs=4)
+    assert (s.copied, s.failed) == (12, []) and fake.refreshes >= 2
+    assert archived_files(tmp_path / "archive") == {**expected, **more}
+
+
 def test_cli_backup(local: LocalStore, tmp_path: Path) -> None:
     fill(local)
     cfg = tmp_path / "smartmeter.yaml"
