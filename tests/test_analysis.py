@@ -54,8 +54,8 @@ def at(minute: int) -> int:
     return to_ms(T0 + timedelta(minutes=minute))
 
 
-def test_sensor_blackout_and_power_high_exact_bounds(mem: Database) -> None:
-    evs = found(mem, minutes(lambda m: 0.0 if 100 <= m < 130 else (3500.0 if 200 <= m < 220 else 300.0), 300))
+def test_sensor_blackout_and_power_high_exact_bounds(db: Database) -> None:  # SQLite and PostgreSQL
+    evs = found(db, minutes(lambda m: 0.0 if 100 <= m < 130 else (3500.0 if 200 <= m < 220 else 300.0), 300))
     assert kinds(evs) == ["blackout", "power_high"]
     assert (evs[0].start_ms, evs[0].end_ms, evs[0].value) == (at(100), at(130), 1800)
     assert (evs[1].start_ms, evs[1].end_ms, evs[1].value) == (at(200), at(220), 3500.0)
@@ -83,7 +83,8 @@ def test_camera_blackout_needs_photos_arriving_and_a_stale_camera_is_never_one(m
     assert (e.start_ms, e.end_ms) == (at(99), at(145))
 
 
-def test_open_events_close_when_the_condition_ends_and_the_dictionary(mem: Database) -> None:
+def test_open_events_close_when_the_condition_ends_and_the_dictionary(db: Database) -> None:
+    mem = db  # SQLite and PostgreSQL
     profile = lambda m: 0.0 if m >= 100 else 300.0  # noqa: E731 - the supply goes off at minute 100 and stays off
     rs = minutes(profile, 400)
     mem.insert_readings(rs[:130])
