@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from smartmeter.errors import ConfigError, InputError, SmartMeterError, UnreadableError
+from smartmeter.ocr.dial import DialReading
 from smartmeter.ocr.image_io import load_image
 from smartmeter.ocr.pipeline import MeterReader
 from smartmeter.ocr.profile import Box, Profile, Transform, load_profile
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DRUM_ASPECT = (0.45, 1.0)  # width / height of a box around one drum window
 SQUARE = (0.8, 1.25)  # width / height of a dial box
+OFF_CENTRE = 0.12  # a needle's axis this far from its box centre (share of the half box): centre the box
 OFF_WHOLE = 0.06  # drums reading this far off whole digits on average, all alike: the boxes are off the windows
 MAX_LOCATE_SKEW = 5.0  # degrees: the locator's boxes are taken when it de-skews the turned photo no more
 
@@ -133,8 +135,10 @@ def new_cmd(photo: Path, rotate: float, mirror: bool, out: Path, force: bool, lo
                f"then run: smartmeter profile check {target} PHOTO...")
 
 
-def box_problems(profile: Profile, result: OcrResult) -> list[tuple[str, Box, DigitValue | None, list[str]]]:
-    """Per box: its name, the box, its value and what looks wrong with it."""
+def box_problems(profile: Profile, result: OcrResult,
+                 dials: list[DialReading] | None = None) -> list[tuple[str, Box, DigitValue | None, list[str]]]:
+    """Per box: its name, the box, its value and what looks wrong with it (``dials``: the dial reader's full
+    readings of the pointers, which say how far off its box centre each needle turns)."""
     rows: list[tuple[str, Box, DigitValue | None, list[str]]] = []
     values = [*result.digits, *result.pointers]
     boxes = [(f"digit {i + 1}", b) for i, b in enumerate(profile.digits)]
@@ -150,6 +154,10 @@ def box_problems(profile: Profile, result: OcrResult) -> list[tuple[str, Box, Di
                             "per drum, tight to its window")
         if name.startswith("pointer") and not SQUARE[0] <= aspect <= SQUARE[1]:
             problems.append(f"{w}x{h} is not square: a dial box is square, centred on the needle's axis")
+        dial = dials[k - len(profile.digits)] if dials and k >= len(profile.digits) else None
+        if dial is not None and dial.off_centre is not None and dial.off_centre > OFF_CENTRE:
+            problems.append(f"the needle turns about {dial.off_centre * min(w, h) / 2:.0f} px off the box centre: "
+                            "centre the box on the needle's hub")
         for other_name, (ox, oy, ow, oh) in boxes[:k]:
             if x < ox + ow and ox < x + w and y < oy + oh and oy < y + h:
                 problems.append(f"overlaps {other_name}")
@@ -199,7 +207,13 @@ def check_cmd(ctx: click.Context, profile_path: Path, photos: tuple[Path, ...], 
     for path, result in zip(photos, meter.read_many(list(photos), [str(p) for p in photos]), strict=True):
         click.echo(f"{path}: {result.reading if result.reading is not None else 'UNREADABLE'}"
                    f"  (confidence {result.confidence:.2f})" + (f"  {result.error}" if result.error else ""))
-        rows = box_problems(profile, result)
+        dials = None
+        if profile.pointers and result.pointers:
+            try:
+                dials = meter.read_dials(path, str(path))
+            except SmartMeterError as exc:
+                log.info("%s: %s", path, exc)
+        rows = box_problems(profile, result, dials)
         for name, box, value, problems in rows:
             seen = "not read" if value is None else ("?" if value.value is None else
                                                      f"{value.value:.2f} ({value.confidence:.2f})")

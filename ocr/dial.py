@@ -60,6 +60,7 @@ class DialReading:
     confidence: float
     angle: float | None = None  # degrees clockwise from up
     reason: str | None = None  # why value is None, or what lowered the confidence
+    off_centre: float | None = None  # how far the needle's axis passes from the box centre, share of the half box
 
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -189,7 +190,10 @@ def read_dial(crop: np.ndarray, spec: DialSpec) -> DialReading:
     sign = 1 if spec.direction == "clockwise" else -1
     value = (((angle - spec.zero_degrees) * sign) % 360) / 36
     value = 0.0 if value >= 9.995 else value
-    return DialReading(round(value, 3), round(confidence, 3), round(angle, 2), worst if confidence < 1 else None)
+    a = math.radians(axis_deg)  # the needle's own line (through its centroid), whatever the box centre says
+    off_centre = float(abs((c - xs.mean()) * -math.cos(a) - (c - ys.mean()) * math.sin(a)) / (SIZE / 2))
+    return DialReading(round(value, 3), round(confidence, 3), round(angle, 2), worst if confidence < 1 else None,
+                       round(off_centre, 3))
 
 
 def read_dials(crops: list[np.ndarray], specs: list[DialSpec]) -> list[DialReading]:

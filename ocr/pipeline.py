@@ -144,6 +144,14 @@ class MeterReader:
                 self._write_debug(p, result, [*mine, *result.pointers])
         return results
 
+    def read_dials(self, image: PhotoInput, name: str = "photo") -> list[DialReading]:
+        """The dial reader's full readings of one photo's pointers (angle, reason, how far off the box centre the
+        needle's axis passes: for ``profile check``); AlignmentError or ImageError when the photo cannot be cut."""
+        p = self._prepare(image, name)
+        if p.dial_crops is None:
+            raise AlignmentError(p.error or f"{name}: cannot be read")
+        return [read_dial(c, spec) for c, spec in zip(p.dial_crops, self.dial_specs, strict=True)]
+
     def _prepare(self, image: PhotoInput, name: str) -> _Prepared:
         transform = self.profile.transform
         try:

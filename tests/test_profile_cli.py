@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from click.testing import CliRunner
@@ -128,3 +129,21 @@ def test_the_wrong_rotation_sign_is_pointed_out(tmp_path: Path) -> None:
     code, out = run("profile", "check", str(profile), str(PHOTOS / "rot90.jpg"), "--out", str(tmp_path / "d"))
     assert code == 3 and "0604821.3" not in out
     assert "all drums: the drums read" in out and "the transform is wrong" in out
+
+
+def test_check_says_when_a_dial_box_is_off_the_needle_hub(tmp_path: Path) -> None:
+    from test_dial import clean_dial
+
+    photo = np.full((120, 260, 3), 235, np.uint8)
+    photo[20:100, 60:140] = clean_dial(2.5)
+    photo[20:100, 160:240] = clean_dial(7.0)
+    cv2.imwrite(str(tmp_path / "dials.png"), photo)
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump({
+        "digits": [[5, 20, 30, 48]], "decimals": 2,
+        "pointers": [[60, 20, 80, 80], [150, 30, 80, 80]]}))  # the second 10 px left of and above its dial
+    code, out = run("profile", "check", str(tmp_path / "profile.yaml"), str(tmp_path / "dials.png"),
+                    "--out", str(tmp_path / "d"))
+    assert code == 3
+    assert re.search(r"pointer 1 +\[60, 20, 80, 80\] +2\.\d\d \(1\.00\) +ok", out), out
+    assert re.search(r"pointer 2 +\[150, 30, 80, 80\] +\d\.\d\d \(\d\.\d\d\) +the needle turns about \d+ px off the "
+                     r"box centre: centre the box on the needle's hub", out), out
