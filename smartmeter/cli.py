@@ -36,6 +36,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mqtt": ("smartmeter.server.cli_serve:mqtt_cmd", "Subscribe to meter readings over MQTT."),
     "report": ("smartmeter.server.cli_analyse:report_cmd", "Consumption, events and plots of stored readings."),
     "analyse": ("smartmeter.server.cli_analyse:analyse_cmd", "Detect and store events (blackout, superamento, ...)."),
+    "invoice": ("smartmeter.server.cli_invoice:invoice_cmd", "Invoice of a meter and billing period (text/json/pdf)."),
+    "alerts": ("smartmeter.server.cli_alerts:alerts_group", "Alerts by MQTT, webhook, e-mail; Home Assistant."),
     "simulate": ("smartmeter.simulator.cli:simulate_group", "Synthetic households and simulated meter photos."),
     "camera": ("smartmeter.raspi.cli:camera_group", "Raspberry Pi camera daemon and uploader."),
     "pi": ("smartmeter.raspi.pi_cli:pi_group", "Prepare a Raspberry Pi OS card; deploy to a running Pi over SSH."),

@@ -24,6 +24,7 @@ from pydantic import (
 
 from smartmeter.domain import METER_ID_CHARS
 from smartmeter.errors import ConfigError
+from smartmeter.settings_billing import AlertsSettings, BillingSettings, HomeAssistantSettings
 from smartmeter.validation_errors import describe
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,10 @@ class Settings(Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT ingest.")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Backup tool.")
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings, description="Anomaly thresholds.")
+    billing: BillingSettings = Field(default_factory=BillingSettings, description="Tariffs and invoices.")
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings, description="Alert rules and channels.")
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings,
+                                                 description="Home Assistant MQTT discovery.")
 
     def meter(self, meter_id: str) -> MeterSettings:
         """Settings of one meter; unknown meters get the defaults."""

@@ -1,0 +1,201 @@
+"""Invoices per meter and billing period from the stored (validated) readings, priced by ``smartmeter.server.tariffs``.
+
+``invoice_for(db, settings, meter_id, "2026-11")`` -> :class:`Invoice`: the lines, the boundary readings (period
+start, end and every tariff change inside) with how each was obtained, and for a period still running a projection.
+
+The register between two readings is linear in time (the readings' running maximum: a reading a step low never
+makes negative energy). A boundary is ``read`` when a reading sits on it, ``interpolated`` between the two readings
+around it (both named), ``first reading`` when the meter's readings start later (no energy before it is billed),
+``last reading`` when they end earlier. The projection of a running period extends the register from the last
+reading at the period's mean power so far and prices the whole period the same way.
+
+A period is ``YYYY-MM`` (a calendar month) or ``YYYY-MM-DD`` (one day), local to the meter's time zone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from smartmeter.errors import ConfigError, InputError, NotFoundError
+from smartmeter.server import tariffs as tf
+from smartmeter.server.database import Database
+from smartmeter.server.power import clean_series
+from smartmeter.settings import Settings
+from smartmeter.types import Reading, format_timestamp
+
+PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def period_bounds(period: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """``2026-11`` -> (local 2026-11-01 00:00, local 2026-12-01 00:00); ``2026-10-25`` -> that local day."""
+    m = PERIOD.match(period.strip())
+    if not m:
+        raise InputError(f"not a billing period: {period!r}", hint="use YYYY-MM or YYYY-MM-DD")
+    try:
+        y, mo = int(m[1]), int(m[2])
+        if m[3]:
+            d0 = date(y, mo, int(m[3]))
+            d1 = d0 + timedelta(days=1)
+        else:
+            d0 = date(y, mo, 1)
+            d1 = date(y + mo // 12, mo % 12 + 1, 1)
+    except ValueError as exc:
+        raise InputError(f"not a billing period: {period!r} ({exc})") from exc
+    return tf.local_midnight(d0, zone), tf.local_midnight(d1, zone)
+
+
+def previous_period(period: str) -> str:
+    m = PERIOD.match(period.strip())
+    if not m:
+        raise InputError(f"not a billing period: {period!r}")
+    if m[3]:
+        return (date(int(m[1]), int(m[2]), int(m[3])) - timedelta(days=1)).isoformat()
+    y, mo = int(m[1]), int(m[2])
+    return f"{y - (mo == 1)}-{12 if mo == 1 else mo - 1:02d}"
+
+
+@dataclass(frozen=True)
+class Boundary:
+    at: datetime
+    value_kwh: float
+    how: str  # read | interpolated | first reading | last reading | projected
+    used: tuple[tuple[datetime, float], ...]  # the readings it comes from
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": format_timestamp(self.at), "value_kwh": round(self.value_kwh, 4), "how": self.how,
+                "readings": [{"at": format_timestamp(t), "value_kwh": v} for t, v in self.used]}
+
+
+class Register:
+    """The register as a function of time: linear between readings (running maximum)."""
+
+    def __init__(self, readings: Sequence[Reading]) -> None:
+        series = clean_series(readings)
+        self.times = [r.timestamp for r in series]
+        self.values: list[float] = []
+        top = float("-inf")
+        for r in series:
+            top = max(top, r.value_kwh)
+            self.values.append(top)
+        self.rate_kwh_s: float | None = None  # projection beyond the last reading
+
+    def boundary(self, t: datetime) -> Boundary:
+        ts, vs = self.times, self.values
+        i = bisect.bisect_left(ts, t)
+        if i < len(ts) and ts[i] == t:
+            return Boundary(t, vs[i], "read", ((ts[i], vs[i]),))
+        if i == 0:
+            return Boundary(ts[0], vs[0], "first reading", ((ts[0], vs[0]),))
+        if i == len(ts):
+            if self.rate_kwh_s is not None:
+                v = vs[-1] + self.rate_kwh_s * (t - ts[-1]).total_seconds()
+                return Boundary(t, v, "projected", ((ts[-1], vs[-1]),))
+            return Boundary(ts[-1], vs[-1], "last reading", ((ts[-1], vs[-1]),))
+        f = (t - ts[i - 1]).total_seconds() / (ts[i] - ts[i - 1]).total_seconds()
+        return Boundary(t, vs[i - 1] + (vs[i] - vs[i - 1]) * f, "interpolated",
+                        ((ts[i - 1], vs[i - 1]), (ts[i], vs[i])))
+
+    def at(self, t: datetime) -> float:
+        return self.boundary(t).value_kwh
+
+
+@dataclass
+class Invoice:
+    meter_id: str
+    period: str
+    start: datetime
+    end: datetime
+    currency: str
+    lines: list[tf.Line]
+    boundaries: list[Boundary]
+    energy_kwh: float
+    readings: int
+    complete: bool  # readings reach the period's end
+    projected: Invoice | None = None
+    reference: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Decimal:
+        return tf.total(self.lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"meter": self.meter_id, "period": self.period, "start": format_timestamp(self.start),
+                "end": format_timestamp(self.end), "currency": self.currency, "reference": self.reference,
+                "energy_kwh": round(self.energy_kwh, 3), "readings": self.readings, "complete": self.complete,
+                "lines": [{"kind": ln.kind, "tariff": ln.tariff, "text": ln.text, "quantity": str(ln.quantity),
+                           "unit": ln.unit, "unit_price": str(ln.unit_price), "amount": str(ln.amount)}
+                          for ln in self.lines],
+                "total": str(self.total), "boundaries": [b.as_dict() for b in self.boundaries],
+                "projected_total": None if self.projected is None else str(self.projected.total)}
+
+
+def compute(settings: Settings, meter_id: str, period: str, readings: Sequence[Reading]) -> Invoice:
+    """The invoice of ``period`` from ``readings`` (those around the period included)."""
+    zone = ZoneInfo(settings.meter(meter_id).timezone)
+    start, end = period_bounds(period, zone)
+    tariffs = tf.tariffs_for(settings.billing, meter_id)
+    if not tariffs:
+        raise ConfigError("no tariff is configured", hint="add billing.tariffs to the settings (docs/billing.md)")
+    reg = Register(readings)
+    inside = sum(1 for t in reg.times if start <= t <= end)
+    if not reg.times or reg.times[-1] <= start or reg.times[0] >= end:
+        raise NotFoundError(f"meter {meter_id} has no readings in or around {period}")
+    inv = _priced(settings, meter_id, period, start, end, zone, tariffs, reg, inside)
+    if not inv.complete and reg.times[-1] > start:
+        first = reg.boundary(start)
+        span = (reg.times[-1] - first.at).total_seconds()
+        if span > 0:
+            reg.rate_kwh_s = (reg.values[-1] - first.value_kwh) / span
+            inv.projected = _priced(settings, meter_id, period, start, end, zone, tariffs, reg, inside)
+        reg.rate_kwh_s = None
+    return inv
+
+
+def _priced(settings: Settings, meter_id: str, period: str, start: datetime, end: datetime, zone: ZoneInfo,
+            tariffs: Sequence[Any], reg: Register, inside: int) -> Invoice:
+    cuts = [start] + [a for a, _, _ in tf.segments(tariffs, start, end, zone)[1:]] + [end]
+    bounds = [reg.boundary(t) for t in cuts]
+    energy = [(sl, reg.at(sl.end) - reg.at(sl.start)) for sl in tf.slices(tariffs, start, end, zone)]
+    lines = tf.price(settings.billing, start, end, zone, tariffs, energy)
+    kwh = bounds[-1].value_kwh - bounds[0].value_kwh
+    return Invoice(meter_id, period, start, end, settings.billing.currency, lines, bounds, kwh, inside,
+                   complete=bounds[-1].how in ("read", "interpolated"), reference=f"SM-{meter_id}-{period}")
+
+
+def invoice_for(db: Database, settings: Settings, meter_id: str, period: str) -> Invoice:
+    """The invoice of one meter and period from the database's current readings."""
+    if not db.meter_exists(meter_id):
+        raise NotFoundError(f"unknown meter {meter_id!r}")
+    zone = ZoneInfo(settings.meter(meter_id).timezone)
+    start, end = period_bounds(period, zone)
+    tick = timedelta(milliseconds=1)
+    rows = list(db.readings(meter_id, start, end + tick))
+    before, after = db.last_reading(meter_id, start), db.first_reading_after(meter_id, end)
+    rows += [r for r in (before, after) if r is not None]
+    return compute(settings, meter_id, period, rows)
+
+
+def render_text(inv: Invoice) -> str:
+    cur = inv.currency
+    out = [f"Invoice {inv.reference}  meter {inv.meter_id}  period {inv.period} "
+           f"({format_timestamp(inv.start)} .. {format_timestamp(inv.end)})", ""]
+    for ln in inv.lines:
+        out.append(f"  {ln.tariff[:18]:<18} {ln.text[:40]:<40} {ln.quantity:>12} {ln.unit:<5} x {ln.unit_price:>9}"
+                   f" = {ln.amount:>10} {cur}")
+    out += ["", f"  {'total':<60} {inv.total:>42} {cur}", "", f"  energy {inv.energy_kwh:.3f} kWh from "
+            f"{inv.readings} readings; boundary readings:"]
+    for b in inv.boundaries:
+        used = ", ".join(f"{v:.3f} kWh at {format_timestamp(t)}" for t, v in b.used)
+        out.append(f"    {format_timestamp(b.at)}  {b.value_kwh:.3f} kWh  {b.how} ({used})")
+    if not inv.complete:
+        out.append("  the period is not over (or its readings end early): "
+                   + (f"projected total {inv.projected.total} {cur}" if inv.projected else "no projection"))
+    return "\n".join(out) + "\n"
