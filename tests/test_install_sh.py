@@ -94,3 +94,31 @@ def test_install_sh_repairs_wrong_modes_and_keeps_edited_settings(tmp_path: Path
     assert again.returncode == 0 and "chmod 750 /etc/smartmeter" in again.stdout
     assert settings.read_text() == "camera:\n  meter_id: edited\n"  # never overwritten without --config
     assert stat.S_IMODE((root / "etc/smartmeter").stat().st_mode) == 0o750
+
+
+WHEELHOUSE = os.environ.get("SMARTMETER_WHEELHOUSE")
+
+
+def apt_numpy() -> bool:
+    return subprocess.run(["/usr/bin/python3", "-c", "import numpy"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not WHEELHOUSE or not apt_numpy(),
+                    reason="the venv step needs the [pi] wheels offline (SMARTMETER_WHEELHOUSE=DIR filled with `pip "
+                           "download -d DIR dropbox setuptools>=77 pydantic pyyaml click wheel`) and Debian's "
+                           "python3-numpy (apt-get install python3-numpy python3-pil)")
+def test_install_sh_venv_keeps_apt_numpy_and_installs_no_opencv(tmp_path: Path) -> None:
+    root = make_root(tmp_path, gpio=True)
+    env = dict(os.environ, SMARTMETER_INSTALL_ROOT=str(root), SUDO_USER="pi", SMARTMETER_PYTHON="/usr/bin/python3")
+    res = subprocess.run(["bash", str(SCRIPT), "--no-apt", "--pip-arg", "--no-index", "--pip-arg",
+                          f"--find-links={WHEELHOUSE}"], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    venv = root / "opt/smartmeter/.venv/bin"
+    probe = ("import importlib.util as u, numpy, smartmeter.raspi.daemon as d; "
+             "print(numpy.__file__); print(u.find_spec('cv2')); print(d.__file__)")
+    out = subprocess.run([str(venv / "python"), "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith("/usr/lib/python3/dist-packages/numpy/")  # apt's numpy, not a second one
+    assert out[1] == "None"  # no OpenCV on the Pi
+    assert "site-packages/smartmeter/raspi/daemon.py" in out[2]  # a real (non-editable) install
+    assert "numpy==" in (root / "opt/smartmeter/constraints.txt").read_text()
