@@ -36,12 +36,9 @@ drums can match the wrong drum), but when none is trusted and one said "moved to
 (``MovedTooFar``). If nothing is trusted, ``AlignmentError`` says why for every method: a doubtful alignment
 would read the wrong pixels, and a wrong reading is worse than none.
 
-A photo much larger than the reference (at least ``INSIDE_LARGER`` times on both sides after the transform: a full
-camera frame against a reference cropped to the meter) is looked at where the reference is found inside it
-(``reference.find_inside``: normalised cross-correlation over scales and small turns, at 480 px): at once when
-its shape differs from the reference's, else when the whole photo does not align; the search above then runs on
-that part of the photo. Found again at every full search (about 150 ms for a 1920 x 1080 frame); tracked photos
-reuse it.
+A photo much larger than the reference (``INSIDE_LARGER`` x on both sides: a full frame vs a cropped reference)
+is searched where the reference is found inside it (``align_template.find_inside``; at once when its shape
+differs, else when the whole does not align; again at every full search, ~150 ms at 1920 x 1080).
 
 The result is a homography from photo pixels (as decoded) to reference pixels (full resolution). Reference
 features are computed once per reference image and cached.
@@ -56,12 +53,13 @@ import cv2
 import numpy as np
 
 from smartmeter.errors import AlignmentError, MovedTooFar
+from smartmeter.ocr.align_template import find_inside_photo, match_region
 from smartmeter.ocr.image_io import to_grey
 from smartmeter.ocr.phase import PhaseReference, correct, dft_window, phase_windows, spectrum
 from smartmeter.ocr.profile import Alignment, Box, Transform
-from smartmeter.ocr.reference import SEARCH_PX, ReferenceFeatures, find_inside, orb_detector
+from smartmeter.ocr.reference import ReferenceFeatures, orb_detector
 from smartmeter.ocr.transforms import apply_transform, is_exact, transform_matrix, transformed_size
-from smartmeter.ocr.warp import check_not_degenerate, scale_matrix
+from smartmeter.ocr.warp import check_not_degenerate, scale_matrix, warp_shrunk
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +79,8 @@ FINE_ACCEPT_PX = 2.0  # ... to within this many fine-scale pixels (the correctio
 PHASE_MAX_RESIDUAL_PX = 2.0  # the halves' last correction at the work scale must be this small, else not trusted
 TRACK_MIN_RESPONSE = 0.3  # tracking: both end windows must match at least this well at the last position ...
 TRACK_MAX_RESIDUAL_PX = 1.0  # ... and need less than this correction (fine-scale pixels), else the full search
-MIN_TEMPLATE_SCORE = 0.5
 INSIDE_LARGER = 1.25  # a photo at least this much larger than the reference (both sides, after the transform) may
 # show it as a part: it is looked for inside (different aspect: at once; same aspect: when the whole does not align)
-MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
 
 
 @dataclass(frozen=True)
@@ -179,13 +175,11 @@ class Aligner:
         return AlignResult(homography, "tracked", shift, score=min(responses))
 
     def _search(self, grey: np.ndarray, transform: Transform) -> AlignResult:
-        """Full alignment (see the module docstring). A photo much larger than the reference, of another shape or
-        one that does not align as a whole, is looked at where the reference is found inside it (found again at
-        every full search: a camera that moves within the larger frame)."""
+        """Full alignment (see the module docstring), inside a much larger photo where the reference is found."""
         key = _key(grey, transform)
         first: AlignmentError | None = None
-        larger = self._larger(grey, transform)
-        if key not in self._inside and not (larger and self._other_shape(grey, transform)):
+        other_shape, larger = self._compare(grey, transform)
+        if key not in self._inside and not (larger and other_shape):
             try:
                 return self._search_once(grey, transform)
             except MovedTooFar:
@@ -195,7 +189,7 @@ class Aligner:
                     raise
                 first = exc
         try:
-            self._inside[key] = self._find_inside(grey, transform)
+            self._inside[key] = find_inside_photo(grey, transform, self.ref)[0]
             return self._search_once(grey, transform)
         except AlignmentError as exc:
             self._inside.pop(key, None)
@@ -205,24 +199,10 @@ class Aligner:
                                      f"{exc}") from exc
             raise AlignmentError(f"{first}; looked for inside the larger photo: {exc}") from exc
 
-    def _other_shape(self, grey: np.ndarray, transform: Transform) -> bool:
-        tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
-        rw, rh = self.ref.size
-        return abs(tw / th - rw / rh) > 0.02
-
-    def _larger(self, grey: np.ndarray, transform: Transform) -> bool:
-        tw, th = transformed_size(grey.shape[1], grey.shape[0], transform)
-        return min(tw / self.ref.size[0], th / self.ref.size[1]) >= INSIDE_LARGER
-
-    def _find_inside(self, grey: np.ndarray, transform: Transform) -> np.ndarray:
-        h, w = grey.shape[:2]
-        tw, th = transformed_size(w, h, transform)
-        s = min(1.0, SEARCH_PX / max(tw, th))
-        size = (max(1, round(tw * s)), max(1, round(th * s)))
-        to_search = scale_matrix(size[0] / tw, size[1] / th) @ transform_matrix(w, h, transform)
-        inside, score = find_inside(grey, to_search, size, self.ref)
-        log.debug("reference found inside the %dx%d photo (score %.2f)", w, h, score)
-        return inside
+    def _compare(self, grey: np.ndarray, transform: Transform) -> tuple[bool, bool]:
+        """Whether the turned photo has another shape than the reference, and whether it is much larger."""
+        (tw, th), (rw, rh) = transformed_size(grey.shape[1], grey.shape[0], transform), self.ref.size
+        return abs(tw / th - rw / rh) > 0.02, min(tw / rw, th / rh) >= INSIDE_LARGER
 
     def _search_once(self, grey: np.ndarray, transform: Transform) -> AlignResult:
         small, photo_to_work = self.work_image(grey, transform)
@@ -283,14 +263,15 @@ class Aligner:
         tw, th = transformed_size(w, h, transform)
         rw, rh = self.ref.size
         key = _key(grey, transform)
-        if key not in self._inside and self._other_shape(grey, transform):
-            if not self._larger(grey, transform):
+        other_shape, larger = self._compare(grey, transform)
+        if key not in self._inside and other_shape:
+            if not larger:
                 raise AlignmentError(f"photo is {tw}x{th} but the reference is {rw}x{rh} (another camera or "
                                      "transform?)")
-            self._inside[key] = self._find_inside(grey, transform)
+            self._inside[key] = find_inside_photo(grey, transform, self.ref)[0]
         if key in self._inside:
             to_work = np.asarray(self.ref_to_work @ self._inside[key])
-            return _warp_to(grey, to_work, self.work_size), to_work
+            return warp_shrunk(grey, to_work, self.work_size), to_work
         size, to_work = self._work_geometry(grey, transform)
         small = grey if (w, h) == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         if is_exact(transform):
@@ -406,51 +387,10 @@ class Aligner:
     def _template(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
         s = self.ref.scale
         x0, y0, x1, y1 = (round(v * s) for v in self.template_box)
-        template = self.ref.grey[y0:y1, x0:x1]
-        # search twice as far as allowed, so a camera that moved too far is seen (and refused) rather than
-        # matched to the best look-alike within the limit (a row of drums repeats itself every digit)
-        margin = int(np.ceil(2 * self.settings.max_shift_px * s)) + 1
-        sx0, sy0 = max(0, x0 - margin), max(0, y0 - margin)
-        sx1, sy1 = min(small.shape[1], x1 + margin), min(small.shape[0], y1 + margin)
-        window = small[sy0:sy1, sx0:sx1]
-        if template.size == 0 or window.shape[0] < template.shape[0] or window.shape[1] < template.shape[1]:
-            raise AlignmentError("the digit region does not fit in the photo")
-        scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (bx, by) = cv2.minMaxLoc(scores)
-        if not np.isfinite(best) or best < MIN_TEMPLATE_SCORE:
-            raise AlignmentError(f"the digit region was not found (best match {best:.2f} < {MIN_TEMPLATE_SCORE})")
-        for code, how in ((1, "mirrored left-right"), (0, "upside down")):
-            flipped = float(cv2.matchTemplate(window, cv2.flip(template, code), cv2.TM_CCOEFF_NORMED).max())
-            if flipped >= best - 0.02:
-                raise AlignmentError(f"the photo looks {how} against the reference ({flipped:.2f} vs {best:.2f}): "
-                                     "check the profile's transform")
-        dx, dy = (sx0 + bx) - x0, (sy0 + by) - y0  # photo position minus reference position, work pixels
-        # a peak on the border of the searched area (window or photo) may be a look-alike of a region further out
-        at_edge = (bx == 0 and dx < 0) or (bx == scores.shape[1] - 1 and dx > 0) \
-            or (by == 0 and dy < 0) or (by == scores.shape[0] - 1 and dy > 0)
-        if at_edge:
-            raise AlignmentError("the best match is at the edge of the searched area (the camera moved too far?)")
-        # the peak must stand out: the best score away from it (beyond a quarter template) must be clearly lower
-        th, tw = template.shape
-        masked = scores.copy()
-        masked[max(0, by - th // 4):by + th // 4 + 1, max(0, bx - tw // 4):bx + tw // 4 + 1] = -1.0
-        runner_up = float(masked.max()) if masked.size else -1.0
-        if best - runner_up < MIN_TEMPLATE_MARGIN:
-            raise AlignmentError(f"the digit region matches in several places ({best:.2f} vs {runner_up:.2f})")
-        h_work = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy], [0.0, 0.0, 1.0]])
-        return h_work, AlignResult(np.eye(3), "template", 0.0, score=float(best))
+        h_work, best = match_region(small, self.ref.grey, (x0, y0, x1, y1), self.settings.max_shift_px * s)
+        return h_work, AlignResult(np.eye(3), "template", 0.0, score=best)
 
 
 def _key(grey: np.ndarray, transform: Transform) -> tuple[tuple[int, ...], float, str]:
     return grey.shape[:2], float(transform.rotate), transform.flip
 
-
-def _warp_to(grey: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``grey`` warped by an affine 3x3 ``matrix`` onto ``size``, shrunk by area first when it shrinks much."""
-    h, w = grey.shape[:2]
-    f = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
-    if f < 0.7:
-        small = (max(1, round(w * f)), max(1, round(h * f)))
-        shrink = scale_matrix(small[0] / w, small[1] / h)
-        grey, matrix = cv2.resize(grey, small, interpolation=cv2.INTER_AREA), matrix @ np.linalg.inv(shrink)
-    return cv2.warpAffine(grey, matrix[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

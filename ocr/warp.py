@@ -98,3 +98,14 @@ def _warp(image: np.ndarray, homography: np.ndarray, box: Box, scale: float) -> 
     if is_affine(to_box):  # affine (every method but ORB): cheaper
         return cv2.warpAffine(image, to_box[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.warpPerspective(image, to_box, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warp_shrunk(grey: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``grey`` warped by an affine 3x3 ``matrix`` onto ``size``, shrunk by area first when it shrinks much."""
+    h, w = grey.shape[:2]
+    f = float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    if f < 0.7:
+        small = (max(1, round(w * f)), max(1, round(h * f)))
+        shrink = scale_matrix(small[0] / w, small[1] / h)
+        grey, matrix = cv2.resize(grey, small, interpolation=cv2.INTER_AREA), matrix @ np.linalg.inv(shrink)
+    return cv2.warpAffine(grey, matrix[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
