@@ -221,7 +221,10 @@ class CameraDaemon:
             threads = [threading.Thread(target=self.capture.run, name="capture", daemon=True),
                        threading.Thread(target=self.uploader.run, name="uploader", daemon=True)]
             if self.health_port is not None:
-                self.server = HealthServer(self.health, self.health_host, self.health_port).start()
+                try:
+                    self.server = HealthServer(self.health, self.health_host, self.health_port).start()
+                except OSError as exc:  # the port is taken: the heartbeat file still tells
+                    log.warning("health endpoint %s:%d off: %s", self.health_host, self.health_port, exc)
             for t in threads:
                 t.start()
             self.state = "capturing"

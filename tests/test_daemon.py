@@ -223,3 +223,17 @@ def test_status_reads_the_health_endpoint_then_the_file(tmp_path: Path) -> None:
     assert live.exit_code == 0 and "/health" in live.output and '"state": "capturing"' in live.output
     after = CliRunner().invoke(cli, ["-c", str(cfg), "camera", "status"])  # endpoint gone: the heartbeat file
     assert after.exit_code == 0 and "h.json" in after.output and '"state": "stopping"' in after.output
+
+
+def test_a_busy_health_port_does_not_stop_the_daemon(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    spool = Spool(tmp_path / "spool", 10**6)
+    daemon = CameraDaemon(CaptureLoop(FakeCamera(), spool, "m1", 3600), Uploader(spool, LocalStore(tmp_path / "s")),
+                          tmp_path / "h.json", health_port=busy.getsockname()[1], notifier=Notifier({}))
+    th = run_daemon(daemon, lambda: daemon.state == "capturing")
+    daemon.stop()
+    th.join(10)
+    busy.close()
+    assert not th.errors and daemon.server is None and "health endpoint" in caplog.text  # type: ignore[attr-defined]
