@@ -1,47 +1,50 @@
-"""The HTTP API: meters without a camera register and send readings; the dashboard grows from here.
+"""The HTTP API and dashboard of ``smartmeter serve``: one FastAPI app, OpenAPI documented at ``/docs``.
 
-``create_app(settings, db_factory)`` builds the app; ``smartmeter serve`` runs it with uvicorn. Endpoints:
+``create_app(settings, db_factory)`` builds it; ``smartmeter serve`` runs it with uvicorn. Here: health, meters,
+readings (ingest and paginated query), state and events. ``server.web.data``: latest reading, power series,
+period totals, statistics, capture health, latest photo, review queue. ``server.web.stream``: the SSE live
+stream and its statistics. ``server.web.pages``: dashboard, login/logout, ``/metrics``.
 
-- ``GET  /healthz`` — the database answers (200) or not (503).
+- ``GET  /healthz`` — the database answers (200) or not (503). Open to anyone (no data in it).
 - ``POST /api/meters`` — register a meter (body ``{"id": "...", "name": "..."}``, both optional; without an id
-  one is generated) → 201 ``{"id", "created": true}``; 200 with ``"created": false`` when it already existed.
-- ``GET  /api/meters`` — the registered meters.
+  the server assigns one) → 201 ``{"id", "created": true}``; 200 with ``"created": false`` when it existed.
+- ``GET  /api/meters`` — the meters the asker may see.
 - ``POST /api/meters/{id}/readings`` — one reading or a list in the ``smartmeter.server.payloads`` shape → 201 with the
   counts; 400 malformed (nothing stored), 404 unknown meter, 409 when validation rejected every reading.
-- ``GET  /api/meters/{id}/readings?start=&end=`` — stored readings, ISO 8601 bounds (start inclusive, end
-  exclusive).
+- ``GET  /api/meters/{id}/readings?start=&end=&limit=&cursor=`` — stored readings in time order, ISO 8601 bounds
+  (start inclusive, end exclusive), at most ``limit`` (``web.page_limit``) per page; ``next_cursor`` fetches the
+  next page (null on the last).
 - ``GET  /api/meters/{id}/state`` — the last scheduled analysis (``smartmeter analyse``): the original
   dictionary ``{"blackout": false, "superamento": false}`` plus ``camera_stale``, the last reading, the open events.
 - ``GET  /api/meters/{id}/events?start=&end=`` — stored events (blackout, power_high, ...) overlapping the bounds.
 
-Errors are ``{"error": message}`` with the status our exception carries (one handler). When the secret
-``api_token`` is set (``SMARTMETER_API_TOKEN`` or ``SMARTMETER_API_TOKEN_FILE``) every write needs
-``Authorization: Bearer <token>``. The app opens one database handle from ``db_factory`` on first use
-(``Database`` serialises its own access), reopens it after a database failure and closes it on shutdown.
+Errors are ``{"error": message}`` with the status our exception carries (one handler); a bad query parameter is
+422 naming it. Every write needs credentials and every read too unless the client is in an open network
+(``smartmeter.server.auth``). Requests take database handles from a pool (``server.web.context``).
 """
 
 from __future__ import annotations
 
-import hmac
+import base64
+import binascii
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from smartmeter import __version__
-from smartmeter.errors import DatabaseError, InputError, NotFoundError, SmartMeterError
+from smartmeter.errors import InputError, SmartMeterError
 from smartmeter.secrets import get_secret
-from smartmeter.server.database import Database
+from smartmeter.server import readings_repo
+from smartmeter.server.auth import Unauthorized
+from smartmeter.server.database import Database, to_ms
 from smartmeter.server.payloads import (
-    MAX_BYTES,
     MeterIn,
     check_meter_id,
     decode_json,
@@ -50,53 +53,29 @@ from smartmeter.server.payloads import (
     readings_body_schema,
     submit_readings,
 )
+from smartmeter.server.web.context import BadParameter, PayloadTooLarge, Web, known_meter, read_body, span
 from smartmeter.settings import Settings
-from smartmeter.types import parse_timestamp
 from smartmeter.validation_errors import describe
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-
-class Unauthorized(SmartMeterError):
-    """A write request without the API token, or with a wrong one."""
-
-    exit_code = 77  # EX_NOPERM
-    http_status = 401
-
-
-class PayloadTooLarge(InputError):
-    """The request body is larger than any sensible batch of readings."""
-
-    http_status = 413
+__all__ = ["PayloadTooLarge", "Unauthorized", "create_app"]
 
 
 def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAPI:
-    """The API app. ``db_factory()`` opens the database; the app closes it on shutdown."""
+    """The API app. ``db_factory()`` opens a database handle (the app keeps a pool and closes it on shutdown)."""
     secret = get_secret("api_token", required=False)
-    token = secret.get_secret_value().encode() if secret is not None else None
-    if token is None:
-        log.warning("no API token set (SMARTMETER_API_TOKEN): anyone who reaches the API can write readings")
-
-    handle = _SharedDatabase(db_factory)
-
-    async def run(work: Callable[[Database], T]) -> T:
-        return await run_in_threadpool(handle.use, work)
+    web = Web(settings, db_factory, secret.get_secret_value() if secret is not None else None)
+    if secret is None:
+        log.info("no API token set (SMARTMETER_API_TOKEN): machines cannot write; people log in")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        handle.close()
+        web.pool.close()
 
     app = FastAPI(title="SmartMeter", version=__version__, lifespan=lifespan)
-
-    def check_token(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            raise Unauthorized("missing or wrong API token", hint="send Authorization: Bearer <token>")
+    app.state.web = web
 
     @app.exception_handler(SmartMeterError)
     async def smartmeter_error(request: Request, exc: SmartMeterError) -> JSONResponse:
@@ -111,15 +90,23 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        await run(lambda db: db.meter_exists("healthz"))  # a real query: DatabaseError → 503
+        await web.run(lambda db: db.meter_exists("healthz"))  # a real query: DatabaseError → 503
         return {"status": "ok", "version": __version__}
 
     @app.post("/api/meters", status_code=201, openapi_extra=_body_doc({"$ref": _REF + "MeterIn"}))
     async def register_meter(request: Request) -> JSONResponse:
-        check_token(request)
-        raw = await _read_body(request)
+        """Register a meter; without an id the server assigns one (``m-<hex>``). Needs the token or a login
+        that may see every meter."""
+        p = await web.writer(request)
+        raw = await read_body(request)
         data = decode_json(raw) if raw.strip() else {}
         if not isinstance(data, dict):
             raise InputError('body must be an object with optional "id" and "name"')
@@ -128,78 +115,95 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
         except ValidationError as exc:
             raise InputError(describe(exc, root="meter"), hint='optional "id" and "name"') from exc
         meter_id, name = meter.id, meter.name
+        if p.meters is not None and (meter_id is None or meter_id not in p.meters):
+            p.check_meter(meter_id or "(new)")
 
         def register(db: Database) -> tuple[str, bool]:
             with db.transaction():
                 known = meter_id is not None and db.meter_exists(meter_id)
                 return db.register_meter(meter_id=meter_id, name=name), not known
 
-        new_id, created = await run(register)
+        new_id, created = await web.run(register)
         if created:
-            log.info("meter %s registered over HTTP", new_id)
+            log.info("meter %s registered over HTTP by %s", new_id, p.name)
         # registering again with the same id is harmless (a meter that restarts): 200 instead of 201
         return JSONResponse({"id": new_id, "created": created}, status_code=201 if created else 200)
 
     @app.get("/api/meters")
-    async def list_meters() -> dict[str, Any]:
-        return {"meters": await run(lambda db: db.meters())}
+    async def list_meters(request: Request) -> dict[str, Any]:
+        p = await web.reader(request)
+        return {"meters": p.visible(await web.run(lambda db: db.meters()))}
 
     @app.post("/api/meters/{meter_id}/readings", status_code=201, openapi_extra=_body_doc(_READINGS_SCHEMA))
     async def post_readings(meter_id: str, request: Request) -> dict[str, Any]:
-        check_token(request)
+        await web.writer(request, meter_id)
         check_meter_id(meter_id)
-        readings = parse_readings(decode_json(await _read_body(request)), meter_id, "api")
-        report = await run(lambda db: submit_readings(db, settings, meter_id, readings))
+        readings = parse_readings(decode_json(await read_body(request)), meter_id, "api")
+        report = await web.run(lambda db: submit_readings(db, settings, meter_id, readings))
         return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": report.rejected_count,
                 "rejections": [{**reading_to_json(r), "reason": why} for r, why in report.rejected]}
 
     @app.get("/api/meters/{meter_id}/readings")
-    async def get_readings(meter_id: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    async def get_readings(meter_id: str, request: Request, start: str | None = None, end: str | None = None,
+                           limit: int = Query(1000, ge=1, description="Readings per page (at most web.page_limit)"),
+                           cursor: str | None = Query(None, description="next_cursor of the previous page")
+                           ) -> dict[str, Any]:
+        """Stored readings in [start, end), one page at a time (``next_cursor`` null on the last page)."""
+        await web.reader(request, meter_id)
         check_meter_id(meter_id)
-        t0, t1 = _bound("start", start), _bound("end", end)
-        if t0 is not None and t1 is not None and t1 <= t0:
-            raise InputError(f"end {end!r} must be after start {start!r}")
+        t0, t1 = span(start, end)
+        if limit > settings.web.page_limit:
+            raise BadParameter(f"limit: {limit} is over the most one page holds ({settings.web.page_limit}); "
+                               "follow next_cursor for more")
+        after = _decode_cursor(cursor)
 
-        def fetch(db: Database) -> list[dict[str, Any]]:
-            if not db.meter_exists(meter_id):
-                raise NotFoundError(f"unknown meter {meter_id!r}")
-            return [{**reading_to_json(r), "source": r.source, "confidence": r.confidence}
-                    for r in db.readings(meter_id, t0, t1)]
+        def fetch(db: Database) -> list[Any]:
+            known_meter(db, meter_id)
+            return readings_repo.readings_page(db, meter_id, None if t0 is None else to_ms(t0),
+                                               None if t1 is None else to_ms(t1), after, limit)
 
-        rows = await run(fetch)
-        return {"meter_id": meter_id, "count": len(rows), "readings": rows}
+        page = await web.run(fetch)
+        rows = [{**reading_to_json(r), "source": r.source, "confidence": r.confidence} for r in page]
+        nxt = _encode_cursor(to_ms(page[-1].timestamp), page[-1].source) if len(page) == limit else None
+        return {"meter_id": meter_id, "count": len(rows), "readings": rows, "next_cursor": nxt}
 
     @app.get("/api/meters/{meter_id}/state")
-    async def get_state(meter_id: str) -> dict[str, Any]:
+    async def get_state(meter_id: str, request: Request) -> dict[str, Any]:
         """The last scheduled analysis: {"blackout": bool, "superamento": bool, ...} (analysed now if never)."""
-        check_meter_id(meter_id)
+        await web.reader(request, meter_id)
 
         def fetch(db: Database) -> dict[str, Any]:
             from smartmeter.server.events import analyse_meter, stored_state
 
-            if not db.meter_exists(meter_id):
-                raise NotFoundError(f"unknown meter {meter_id!r}")
+            known_meter(db, meter_id)
             return stored_state(db, meter_id) or analyse_meter(db, settings, meter_id)
 
-        return await run(fetch)
+        return await web.run(fetch)
 
     @app.get("/api/meters/{meter_id}/events")
-    async def get_events(meter_id: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+    async def get_events(meter_id: str, request: Request, start: str | None = None,
+                         end: str | None = None) -> dict[str, Any]:
         """Stored events overlapping [start, end) (ISO 8601 bounds, both optional)."""
-        check_meter_id(meter_id)
-        t0, t1 = _bound("start", start), _bound("end", end)
+        await web.reader(request, meter_id)
+        t0, t1 = span(start, end)
 
         def fetch(db: Database) -> list[dict[str, Any]]:
-            from smartmeter.server.database import to_ms
             from smartmeter.server.events import event_dict, stored_events
 
-            if not db.meter_exists(meter_id):
-                raise NotFoundError(f"unknown meter {meter_id!r}")
+            known_meter(db, meter_id)
             return [event_dict(e) for e in stored_events(db, meter_id, None if t0 is None else to_ms(t0),
                                                           None if t1 is None else to_ms(t1))]
 
-        rows = await run(fetch)
+        rows = await web.run(fetch)
         return {"meter_id": meter_id, "count": len(rows), "events": rows}
+
+    from smartmeter.server.web.data import add_data_routes
+    from smartmeter.server.web.pages import add_pages
+    from smartmeter.server.web.stream import add_stream_routes
+
+    add_data_routes(app, web)
+    add_stream_routes(app, web)
+    add_pages(app, web)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema plus the request models: the routes read their bodies themselves (to bound the size
@@ -224,61 +228,16 @@ def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-class _SharedDatabase:
-    """One database handle for the app, opened on first use; dropped after a DatabaseError, so the next
-    request reopens it (a PostgreSQL restart or a lost connection heals without restarting the server)."""
-
-    def __init__(self, factory: Callable[[], Database]) -> None:
-        self.factory = factory
-        self.db: Database | None = None
-        self.lock = threading.Lock()
-
-    def use(self, work: Callable[[Database], T]) -> T:
-        with self.lock:
-            if self.db is None:
-                self.db = self.factory()
-            db = self.db
-        try:
-            return work(db)
-        except DatabaseError:
-            self.drop(db)
-            raise
-
-    def drop(self, db: Database) -> None:
-        with self.lock:
-            if self.db is db:
-                self.db = None
-        try:
-            db.close()
-        except Exception as exc:  # a broken handle may fail to close; it is gone either way
-            log.debug("closing a failed database handle: %s", exc)
-
-    def close(self) -> None:
-        with self.lock:
-            db, self.db = self.db, None
-        if db is not None:
-            db.close()
+def _encode_cursor(ts_ms: int, source: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts_ms}:{source}".encode()).decode().rstrip("=")
 
 
-def _bound(name: str, text: str | None) -> datetime | None:
-    if text is None or not text.strip():
+def _decode_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if cursor is None or not cursor.strip():
         return None
     try:
-        return parse_timestamp(text)
-    except InputError as exc:
-        raise InputError(f"{name}: {exc.message}") from exc
-
-
-async def _read_body(request: Request) -> bytes:
-    """The request body, refusing to buffer more than MAX_BYTES."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BYTES:
-        raise PayloadTooLarge(f"body is {declared} bytes; at most {MAX_BYTES} are accepted")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BYTES:
-            raise PayloadTooLarge(f"body is over {MAX_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, _, source = text.partition(":")
+        return int(ts), source
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadParameter("cursor: not a next_cursor this API gave", hint="start again without a cursor") from None

@@ -1,4 +1,5 @@
-"""``smartmeter serve`` (the HTTP API with uvicorn) and ``smartmeter mqtt`` (the MQTT subscriber).
+"""``smartmeter serve`` (the HTTP API and dashboard with uvicorn), ``smartmeter mqtt`` (the MQTT subscriber) and
+``smartmeter user`` (dashboard logins).
 
 Both are thin wrappers: ``serve(settings)`` and ``run_mqtt(settings)`` do the work and can be called from Python.
 Both stop cleanly on SIGTERM (systemd) and Ctrl-C.
@@ -10,6 +11,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TextIO
 
 import click
 from fastapi import FastAPI
@@ -39,7 +41,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     database_factory(settings).close()  # fail fast (exit 74) instead of answering 503 forever
     host, port = host or settings.api.host, port or settings.api.port
-    log.info("serving the API on http://%s:%d", host, port)
+    log.info("serving the API and dashboard on http://%s:%d/", host, port)
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", access_log=False,
                 proxy_headers=True, forwarded_allow_ips="127.0.0.1")
 
@@ -74,7 +76,7 @@ def run_mqtt(settings: Settings, stop: threading.Event | None = None) -> MqttIng
               help="Port (default: api.port from the settings).")
 @click.pass_obj
 def serve_cmd(obj: object, host: str | None, port: int | None) -> None:
-    """Run the HTTP API (register meters, ingest readings, query them) until SIGTERM."""
+    """Run the HTTP API and the dashboard until SIGTERM (writes need SMARTMETER_API_TOKEN or a login)."""
     serve(obj.settings, host, port)  # type: ignore[attr-defined]
 
 
@@ -84,3 +86,51 @@ def mqtt_cmd(obj: object) -> None:
     """Subscribe to meter readings over MQTT and store them until SIGTERM."""
     ingest = run_mqtt(obj.settings)  # type: ignore[attr-defined]
     click.echo(f"mqtt ingest stopped after {ingest.connects} connection(s)", err=True)
+
+
+@click.group("user")
+def user_group() -> None:
+    """Logins for the dashboard (passwords kept as argon2 hashes in the readings database)."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--meter", "meters", multiple=True, help="A meter this user may see and change (repeat); "
+                                                       "none = every meter.")
+@click.option("--password-file", type=click.File("r"), default=None,
+              help="Read the password from this file ('-' = stdin) instead of asking.")
+@click.pass_obj
+def user_add(obj: object, name: str, meters: tuple[str, ...], password_file: TextIO | None) -> None:
+    """Create a login NAME, or replace its password and meters (its sessions end)."""
+    from smartmeter.server.auth import add_user
+
+    if password_file is not None:
+        password = password_file.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        add_user(db, name, password, meters or None)
+    click.echo(f"user {name} can log in ({', '.join(meters) if meters else 'every meter'})", err=True)
+
+
+@user_group.command("list")
+@click.pass_obj
+def user_list(obj: object) -> None:
+    """The logins and their meters."""
+    from smartmeter.server.auth import users
+
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        for name, meters in users(db):
+            click.echo(f"{name}\t{meters}")
+
+
+@user_group.command("remove")
+@click.argument("name")
+@click.pass_obj
+def user_remove(obj: object, name: str) -> None:
+    """Delete the login NAME and end its sessions."""
+    from smartmeter.server.auth import remove_user
+
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        remove_user(db, name)
+    click.echo(f"user {name} removed", err=True)

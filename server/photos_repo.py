@@ -150,6 +150,25 @@ def health_rows(db: Database, meter_id: str, start: datetime | None = None,
     return [(int(t), str(s), float(c), v) for t, s, c, v in db.query(sql + " ORDER BY ts_ms, photo_key", params)]
 
 
+def latest(db: Database, meter_id: str) -> dict[str, object] | None:
+    """The meter's most recent photo (by capture time): key, ts_ms, status, reading, value, per-digit
+    [value, confidence], confidence, reason."""
+    rows = db.query("SELECT photo_key, ts_ms, status, reading, value_kwh, digits, confidence, reason FROM photos "
+                    "WHERE meter_id = ? AND ts_ms IS NOT NULL ORDER BY ts_ms DESC, photo_key DESC LIMIT 1",
+                    (meter_id,))
+    if not rows:
+        return None
+    key, ts, status, reading, value, digits, confidence, reason = rows[0]
+    return {"key": key, "ts_ms": int(ts), "status": status, "reading": reading, "value_kwh": value,
+            "digits": json.loads(digits or "[]"), "confidence": float(confidence), "reason": reason}
+
+
+def status_counts(db: Database) -> dict[tuple[str, str], int]:
+    """Photos per (meter id, status); photos without a meter under ''."""
+    return {(str(m or ""), str(s)): int(n)
+            for m, s, n in db.query("SELECT meter_id, status, COUNT(*) FROM photos GROUP BY meter_id, status")}
+
+
 # ---- worker_cursor ------------------------------------------------------------------------------------------
 def store_id(store: ImageStore) -> str:
     """The key of a store's cursor: backend name and root (folder or Dropbox path)."""

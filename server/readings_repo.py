@@ -109,6 +109,28 @@ def readings(db: Database, meter_id: str, start: datetime | None = None, end: da
     return [row_reading(r) for r in db.query(sql, params)]
 
 
+def readings_page(db: Database, meter_id: str, start_ms: int | None, end_ms: int | None,
+                  after: tuple[int, str] | None, limit: int) -> list[Reading]:
+    """At most ``limit`` current readings with ``start_ms <= ts < end_ms`` in (time, source) order, strictly after
+    the key ``after`` (the last of the previous page): keyset pagination along the primary key."""
+    sql = f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND {CURRENT}"
+    params: list[Any] = [meter_id]
+    for cond, value in ((" AND ts_ms >= ?", start_ms), (" AND ts_ms < ?", end_ms)):
+        if value is not None:
+            sql += cond
+            params.append(value)
+    if after is not None:
+        sql += " AND (ts_ms > ? OR (ts_ms = ? AND source > ?))"
+        params += [after[0], after[0], after[1]]
+    return [row_reading(r) for r in db.query(sql + " ORDER BY ts_ms, source LIMIT ?", [*params, limit])]
+
+
+def counts_by_meter(db: Database) -> dict[str, int]:
+    """Current readings per meter."""
+    return {str(m): int(n) for m, n in db.query(f"SELECT meter_id, COUNT(*) FROM readings WHERE {CURRENT} "
+                                                "GROUP BY meter_id")}
+
+
 def raw_rows(db: Database, meter_id: str, lo_ms: int, hi_ms: int) -> list[tuple[Any, ...]]:
     """(ts_ms, value, power, confidence, source) of the current readings with ``lo_ms <= ts < hi_ms``, unordered
     (every source at a time: ``server.rollups`` picks one)."""

@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "readings": ("smartmeter.server.cli_readings:readings_group", "Delete or correct a stored reading (audited)."),
     "serve": ("smartmeter.server.cli_serve:serve_cmd", "Run the HTTP API (ingest, dashboard)."),
     "mqtt": ("smartmeter.server.cli_serve:mqtt_cmd", "Subscribe to meter readings over MQTT."),
+    "user": ("smartmeter.server.cli_serve:user_group", "Dashboard logins: add, list, remove."),
     "report": ("smartmeter.server.cli_analyse:report_cmd", "Consumption, events and plots of stored readings."),
     "analyse": ("smartmeter.server.cli_analyse:analyse_cmd", "Detect and store events (blackout, superamento, ...)."),
     "invoice": ("smartmeter.server.cli_invoice:invoice_cmd", "Invoice of a meter and billing period (text/json/pdf)."),

@@ -173,6 +173,17 @@ class ValidationSettings(Section):
     kink_steps: float = Field(2.0, gt=0, description="A reading this many register steps off the straight line "
                                                       "between its neighbours is withdrawn (confident last-digit "
                                                       "misread).")
+    surprise_steps: float = Field(1.0, ge=0, description="A reading more than this many register steps beyond the "
+                                                         "expected register (neighbours + the meter's typical "
+                                                         "power) needs independent evidence before it is "
+                                                         "published.")
+    witnesses: int = Field(2, ge=1, description="Distinct values (own included) that a surprising reading needs "
+                                                "before it is published: repeated photos of a drum that has not "
+                                                "moved are one witness.")
+    typical_power_margin: float = Field(1.5, ge=1, description="The typical power is the highest hourly rate of "
+                                                               "the last day's readings times this.")
+    initial_power_w: float = Field(3000.0, gt=0, description="The typical power assumed until 6 h of readings "
+                                                             "show the meter's own, W.")
 
 
 class WorkerSettings(Section):
@@ -243,6 +254,41 @@ class ApiSettings(Section):
     port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API and dashboard.")
 
 
+class WebSettings(Section):
+    stream_intervals_s: list[int] = Field([1, 5, 10, 15, 30, 60, 300, 900], min_length=1,
+                                          description="Intervals a live stream (GET /api/stream) may average "
+                                                      "over, seconds.")
+    heartbeat_s: float = Field(15.0, gt=0, description="An idle live stream sends a comment this often so "
+                                                       "proxies keep it open, s.")
+    page_limit: int = Field(5000, ge=1, le=100000, description="Most readings one GET .../readings page holds "
+                                                                "(the default page is smaller); the rest by cursor.")
+    max_points: int = Field(5000, ge=10, description="Most buckets one power series may have.")
+    db_connections: int = Field(8, ge=1, le=64, description="Database connections the API keeps for requests "
+                                                            "(one request uses one; SQLite reads run in parallel).")
+
+
+class AuthSettings(Section):
+    open_read_networks: list[str] = Field(default_factory=list,
+                                          description="Client networks (CIDR, e.g. 192.168.1.0/24) that may view "
+                                                      "the dashboard and read the API without logging in; writes "
+                                                      "always need the token or a login. Empty = everyone logs in.")
+    session_hours: float = Field(168.0, gt=0, description="A login lasts this long without use, hours.")
+    secure_cookie: bool = Field(False, description="Send the session cookie only over HTTPS (set behind a TLS "
+                                                   "proxy).")
+
+    @field_validator("open_read_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network: {net!r} (e.g. 192.168.1.0/24)") from exc
+        return value
+
+
 class MqttSettings(Section):
     enabled: bool = Field(False, description="Subscribe to meter readings over MQTT.")
     host: str = Field("127.0.0.1", description="MQTT broker host.")
@@ -288,6 +334,8 @@ class Settings(Section):
     worker: WorkerSettings = Field(default_factory=WorkerSettings, description="Server worker loop.")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Raspberry Pi camera daemon.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and dashboard.")
+    web: WebSettings = Field(default_factory=WebSettings, description="Dashboard, live stream and API limits.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Who may read and write over HTTP.")
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT ingest.")
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Backup tool.")
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings, description="Anomaly thresholds.")

@@ -34,12 +34,17 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'readings.db'}"
 
 
+TOKEN = "test-token-1234"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
 def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.delenv("SMARTMETER_API_TOKEN", raising=False)
+    """A client sending the machine token (auth is on by default: see test_auth.py for the refusals)."""
+    monkeypatch.setenv("SMARTMETER_API_TOKEN", TOKEN)
     monkeypatch.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
     app = create_app(Settings(), lambda: open_database(db_url))
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         yield c
 
 
@@ -153,8 +158,9 @@ def test_validation_rejections(client: TestClient, db_url: str) -> None:
 ])
 def test_bad_query_bounds(client: TestClient, params: dict[str, str], needle: str) -> None:
     client.post("/api/meters", json={"id": "meter1"})
-    r = client.get("/api/meters/meter1/readings", params=params)
-    assert r.status_code == 400 and needle in r.json()["error"]
+    for path in ("readings", "events", "power", "statistics"):
+        r = client.get(f"/api/meters/meter1/{path}", params=params)
+        assert r.status_code == 422 and needle in r.json()["error"], (path, r.text)
 
 
 def test_oversized_body_is_413(client: TestClient) -> None:
@@ -180,21 +186,22 @@ def test_api_token_guards_writes(db_url: str, monkeypatch: pytest.MonkeyPatch, t
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token"}):
             r = client.post("/api/meters", json={"id": "meter1"}, headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-            assert r.json()["error"] == "missing or wrong API token"
+            assert r.json()["error"] == ("writing needs credentials" if not headers else "missing or wrong API token")
             assert client.post("/api/meters/meter1/readings", json=rows(0, [1.0]), headers=headers).status_code == 401
-        assert client.get("/api/meters").json() == {"meters": []}
         good = {"Authorization": "Bearer s3cret-token"}
+        assert client.get("/api/meters", headers=good).json() == {"meters": []}
         assert client.post("/api/meters", json={"id": "meter1"}, headers=good).status_code == 201
         assert client.post("/api/meters/meter1/readings", json=rows(0, [1.0]), headers=good).status_code == 201
-        # reads stay open
-        assert client.get("/api/meters/meter1/readings").json()["count"] == 1
+        assert client.get("/api/meters/meter1/readings", headers=good).json()["count"] == 1
+        # reads need credentials too (no open network configured); health is open
+        assert client.get("/api/meters/meter1/readings").status_code == 401
         assert client.get("/healthz").status_code == 200
 
 
 @pytest.mark.fault("database down", proves="the API answers 503 (not 500) while the database is unreachable and "
                    "heals without a restart")
 def test_database_failure_is_503_and_heals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SMARTMETER_API_TOKEN", raising=False)
+    monkeypatch.setenv("SMARTMETER_API_TOKEN", TOKEN)
     blocker = tmp_path / "data"
     blocker.write_text("a file where the database folder should be")
     url = f"sqlite:///{blocker / 'readings.db'}"
@@ -205,7 +212,7 @@ def test_database_failure_is_503_and_heals(tmp_path: Path, monkeypatch: pytest.M
         opened.append(db)
         return db
 
-    with TestClient(create_app(Settings(), factory)) as client:
+    with TestClient(create_app(Settings(), factory), headers=AUTH) as client:
         r = client.get("/healthz")
         assert r.status_code == 503 and "cannot create the database folder" in r.json()["error"]
         assert client.post("/api/meters", json={"id": "meter1"}).status_code == 503
@@ -232,6 +239,8 @@ def test_smartmeter_serve_runs_the_api_until_sigterm(tmp_path: Path) -> None:
     config.write_text(f"database:\n  url: sqlite:///{tmp_path / 'readings.db'}\napi:\n  host: 127.0.0.1\n"
                       f"  port: {port}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    env["SMARTMETER_API_TOKEN_FILE"] = str(tmp_path / "token")
     proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -245,8 +254,9 @@ def test_smartmeter_serve_runs_the_api_until_sigterm(tmp_path: Path) -> None:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
             time.sleep(0.1)
-        assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}).status_code == 201
-        r = httpx.post(f"{base}/api/meters/meter1/readings", json=rows(0, [1.0, 1.01]))
+        assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}).status_code == 401  # auth by default
+        assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}, headers=AUTH).status_code == 201
+        r = httpx.post(f"{base}/api/meters/meter1/readings", json=rows(0, [1.0, 1.01]), headers=AUTH)
         assert r.status_code == 201 and r.json()["accepted"] == 2
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -81,9 +81,10 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def client(db_url: str) -> Iterator[TestClient]:
     mp = pytest.MonkeyPatch()
-    mp.delenv("SMARTMETER_API_TOKEN", raising=False)
+    mp.setenv("SMARTMETER_API_TOKEN", "fuzz-token")  # writes need credentials: fuzz past the auth check
     mp.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
-    with TestClient(create_app(Settings(), lambda: open_database(db_url)), raise_server_exceptions=False) as c:
+    with TestClient(create_app(Settings(), lambda: open_database(db_url)), raise_server_exceptions=False,
+                    headers={"Authorization": "Bearer fuzz-token"}) as c:
         yield c
     mp.undo()
 

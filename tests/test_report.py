@@ -116,14 +116,15 @@ def test_api_state_and_events(config: tuple[Path, str]) -> None:
     from smartmeter.server.api import create_app
 
     _, url = config
-    settings = Settings(database={"url": url}, meters=[MeterSettings(id="m", resolution_kwh=0.01)])
-    with TestClient(create_app(settings, lambda: open_database(url))) as client:
+    settings = Settings(database={"url": url}, meters=[MeterSettings(id="m", resolution_kwh=0.01)],
+                        auth={"open_read_networks": ["127.0.0.0/8"]})  # reads need a login, but from here
+    with TestClient(create_app(settings, lambda: open_database(url)), client=("127.0.0.1", 50000)) as client:
         r = client.get("/api/meters/m/state")
         assert r.status_code == 200 and (r.json()["blackout"], r.json()["superamento"]) == (False, False)
         r = client.get("/api/meters/m/events", params={"start": "2024-06-01T03:00:00Z"})
         assert r.status_code == 200 and [e["kind"] for e in r.json()["events"]] == ["power_high"]
         assert client.get("/api/meters/nope/state").status_code == 404
-        assert client.get("/api/meters/m/events", params={"start": "yesterday"}).status_code == 400
+        assert client.get("/api/meters/m/events", params={"start": "yesterday"}).status_code == 422
 
 
 def test_worker_loop_runs_the_scheduled_analysis(config: tuple[Path, str], tmp_path: Path) -> None:

@@ -1,0 +1,201 @@
+"""Who may read and write over HTTP: the machine token, people's logins, open read-only networks.
+
+Writes (ingest, meters, review) are refused without credentials, always:
+
+- machines send ``Authorization: Bearer <token>``; the token is the secret ``api_token``
+  (``SMARTMETER_API_TOKEN`` or ``SMARTMETER_API_TOKEN_FILE``), never the settings or the repository. It sees
+  every meter.
+- people log in (``POST /login``) with a name and password added by ``smartmeter user add``; the password is
+  kept as an argon2id hash. The session cookie is HttpOnly and SameSite=Strict, and a write made with it must
+  also send the session's CSRF token in ``X-CSRF-Token`` (the dashboard's pages carry it). A user sees and
+  changes only the meters listed for them (``*`` = all): several households on one server.
+- reads need one of the two as well, unless the client's address is in ``auth.open_read_networks`` (a LAN):
+  those clients may view everything, and write nothing.
+
+Users and sessions live in the readings database (``web_users``, ``web_sessions``; migration 006).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from smartmeter.domain import check_meter_id
+from smartmeter.errors import InputError, NotFoundError, SmartMeterError
+from smartmeter.server.database import Database, now_ms
+from smartmeter.settings import AuthSettings
+
+SESSION_COOKIE = "smartmeter_session"
+CSRF_HEADER = "x-csrf-token"
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("not a password")  # same work for unknown names: no user enumeration by timing
+
+
+class Unauthorized(SmartMeterError):
+    """A request without valid credentials (no token, wrong token, no login)."""
+
+    exit_code = 77  # EX_NOPERM
+    http_status = 401
+
+
+class Forbidden(SmartMeterError):
+    """Credentials are valid but do not allow this (another household's meter, a write from an open network,
+    a cookie write without the CSRF token)."""
+
+    exit_code = 77
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: ``meters`` None = every meter; ``can_write`` False for open-network viewers."""
+
+    name: str
+    via: str  # token | session | network
+    meters: frozenset[str] | None = None
+    can_write: bool = True
+    csrf: str | None = None  # the session's CSRF token (cookie logins only)
+
+    def sees(self, meter_id: str) -> bool:
+        return self.meters is None or meter_id in self.meters
+
+    def check_meter(self, meter_id: str) -> None:
+        if not self.sees(meter_id):
+            raise Forbidden(f"user {self.name!r} has no access to meter {meter_id!r}")
+
+    def visible(self, meter_ids: Iterable[str]) -> list[str]:
+        return [m for m in meter_ids if self.sees(m)]
+
+
+class Gate:
+    """Decides a request's principal from its headers, cookie and client address."""
+
+    def __init__(self, cfg: AuthSettings, token: str | None) -> None:
+        self.cfg = cfg
+        self.token = token.encode() if token else None
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.open_read_networks]
+
+    def from_token(self, authorization: str) -> Principal | None:
+        """The machine principal for a right bearer token; None when no Authorization was sent."""
+        if not authorization:
+            return None
+        scheme, _, given = authorization.partition(" ")
+        if self.token is None:
+            raise Unauthorized("this server has no API token", hint="set SMARTMETER_API_TOKEN(_FILE) on the server, "
+                                                                    "or log in")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
+            raise Unauthorized("missing or wrong API token", hint="send Authorization: Bearer <token>")
+        return Principal("api-token", "token")
+
+    def open_network(self, client_host: str | None) -> Principal | None:
+        if not client_host or not self.networks:
+            return None
+        try:
+            addr = ipaddress.ip_address(client_host)
+        except ValueError:
+            return None
+        if any(addr in net for net in self.networks):
+            return Principal(f"viewer@{client_host}", "network", can_write=False)
+        return None
+
+
+def check_write(p: Principal | None, csrf_sent: str | None) -> Principal:
+    """The principal a write may go ahead with, or the reason it may not."""
+    if p is None:
+        raise Unauthorized("writing needs credentials", hint="send Authorization: Bearer <token>, or log in")
+    if not p.can_write:
+        raise Unauthorized("viewing from an open network is read-only; writing needs credentials",
+                           hint="log in, or send Authorization: Bearer <token>")
+    if p.via == "session" and not (csrf_sent and p.csrf and hmac.compare_digest(csrf_sent.encode(),
+                                                                                p.csrf.encode())):
+        raise Forbidden("missing or wrong CSRF token", hint=f"send the page's token in {CSRF_HEADER}")
+    return p
+
+
+# ---- users and sessions (web_users, web_sessions) --------------------------------------------------------
+def _meters_text(meters: Iterable[str] | None) -> str:
+    if meters is None:
+        return "*"
+    ids = sorted(set(meters))
+    for m in ids:
+        check_meter_id(m)
+    return ",".join(ids) or "*"
+
+
+def _meters_set(text: str) -> frozenset[str] | None:
+    return None if text.strip() == "*" else frozenset(m for m in text.split(",") if m)
+
+
+def add_user(db: Database, name: str, password: str, meters: Iterable[str] | None = None) -> None:
+    """Create or replace a login (the password is hashed with argon2id; the old sessions end)."""
+    if not name or len(name) > 64 or not name.isprintable() or name != name.strip():
+        raise InputError(f"bad user name {name!r}: 1-64 printable characters, no surrounding spaces")
+    if len(password) < 8:
+        raise InputError("the password must have at least 8 characters")
+    with db.transaction():
+        db.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        db.execute("DELETE FROM web_users WHERE name = ?", (name,))
+        db.execute("INSERT INTO web_users (name, password_hash, meters, created_ms) VALUES (?, ?, ?, ?)",
+                   (name, _HASHER.hash(password), _meters_text(meters), now_ms()))
+
+
+def remove_user(db: Database, name: str) -> None:
+    with db.transaction():
+        db.execute("DELETE FROM web_sessions WHERE user_name = ?", (name,))
+        if not db.execute("DELETE FROM web_users WHERE name = ?", (name,)):
+            raise NotFoundError(f"no user {name!r}")
+
+
+def users(db: Database) -> list[tuple[str, str]]:
+    """(name, meters) of every login."""
+    return [(str(n), str(m)) for n, m in db.query("SELECT name, meters FROM web_users ORDER BY name")]
+
+
+def verify(db: Database, name: str, password: str) -> bool:
+    rows = db.query("SELECT password_hash FROM web_users WHERE name = ?", (name,))
+    try:
+        return bool(_HASHER.verify(rows[0][0] if rows else _DUMMY_HASH, password)) and bool(rows)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Database, name: str, hours: float) -> tuple[str, str]:
+    """A new session for ``name``: (cookie value, CSRF token). Expired sessions are swept here."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    now = now_ms()
+    with db.transaction():
+        db.execute("DELETE FROM web_sessions WHERE expires_ms < ?", (now,))
+        db.execute("INSERT INTO web_sessions (token_hash, user_name, csrf, expires_ms) VALUES (?, ?, ?, ?)",
+                   (_hash(token), name, csrf, now + int(hours * 3_600_000)))
+    return token, csrf
+
+
+def session(db: Database, token: str, hours: float) -> Principal | None:
+    """The principal of a live session cookie (its expiry moves on), or None."""
+    if not token or len(token) > 100:
+        return None
+    now = now_ms()
+    rows = db.query("SELECT s.user_name, s.csrf, s.expires_ms, u.meters FROM web_sessions s JOIN web_users u "
+                    "ON u.name = s.user_name WHERE s.token_hash = ?", (_hash(token),))
+    if not rows or int(rows[0][2]) < now:
+        return None
+    name, csrf, expires, meters = rows[0]
+    if int(expires) - now < hours * 3_600_000 / 2:  # refresh at most every half lifetime: reads stay reads
+        db.execute("UPDATE web_sessions SET expires_ms = ? WHERE token_hash = ?",
+                   (now + int(hours * 3_600_000), _hash(token)))
+    return Principal(str(name), "session", _meters_set(str(meters)), csrf=str(csrf))
+
+
+def end_session(db: Database, token: str) -> None:
+    db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (_hash(token),))

@@ -1,0 +1,112 @@
+"""Power per bucket and quick statistics from stored register readings (what the charts and the stream show).
+
+The register is read between its STEPS (``smartmeter.server.power``): linear between two steps, held before the
+first observed step, unknown outside the readings. A bucket's energy is the register's change across it and its
+power that energy over its length; a bucket whose edges fall outside the readings has no value (None), never a
+guess. Where a sensor reported power, the bucket also carries the mean reported power of the readings inside.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartmeter.server.database import Database, to_ms
+from smartmeter.server.power import clean_series, step_points
+from smartmeter.settings import MeterSettings
+from smartmeter.types import Reading
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The register as a function of time: step times/values (ms, kWh), the readings' span and reported power."""
+
+    step_ms: np.ndarray
+    step_kwh: np.ndarray
+    first_ms: int
+    last_ms: int
+    power_ms: np.ndarray  # times of readings with sensor power
+    power_w: np.ndarray
+
+    @classmethod
+    def of(cls, readings: Sequence[Reading], resolution_kwh: float) -> Curve:
+        series = clean_series(readings)
+        points = step_points(series, resolution_kwh)
+        sensor = [(to_ms(r.timestamp), r.power_w) for r in series if r.power_w is not None]
+        return cls(np.array([to_ms(t) for t, _ in points], dtype=np.int64),
+                   np.array([v for _, v in points], dtype=float),
+                   to_ms(series[0].timestamp) if series else 0, to_ms(series[-1].timestamp) if series else -1,
+                   np.array([t for t, _ in sensor], dtype=np.int64), np.array([p for _, p in sensor], dtype=float))
+
+    def register(self, at_ms: np.ndarray) -> np.ndarray:
+        """Register at each time (NaN outside the readings' span)."""
+        out = np.full(at_ms.shape, np.nan)
+        if len(self.step_ms) == 0:
+            return out
+        inside = (at_ms >= self.first_ms) & (at_ms <= self.last_ms)
+        if len(self.step_ms) == 1:
+            out[inside] = self.step_kwh[0]
+            return out
+        # hold the first value until the first observed step, then linear between steps, hold after the last
+        lin = np.interp(at_ms.astype(float), self.step_ms[1:].astype(float), self.step_kwh[1:])
+        out[inside] = np.where(at_ms[inside] < self.step_ms[1], self.step_kwh[0], lin[inside])
+        return out
+
+    def buckets(self, edges_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(energy kWh, mean power W, mean reported W) of each bucket between consecutive edges (NaN: unknown)."""
+        reg = self.register(edges_ms)
+        energy = np.diff(reg)
+        seconds = np.diff(edges_ms) / 1000.0
+        power = energy * 3.6e6 / seconds
+        reported = np.full(len(energy), np.nan)
+        if len(self.power_ms):
+            idx = np.searchsorted(self.power_ms, edges_ms)
+            sums = np.concatenate([[0.0], np.cumsum(self.power_w)])
+            n = np.diff(idx)
+            tot = sums[idx[1:]] - sums[idx[:-1]]
+            reported = np.where(n > 0, tot / np.maximum(n, 1), np.nan)
+        return energy, power, reported
+
+    def latest_power(self, now_ms: int, max_age_ms: float) -> float | None:
+        """An estimate of the power now: the last reported sample, else the last step interval's mean, if the
+        last reading is at most ``max_age_ms`` old."""
+        if self.last_ms < 0 or now_ms - self.last_ms > max_age_ms:
+            return None
+        if len(self.power_ms):
+            return float(self.power_w[-1])
+        if len(self.step_ms) >= 3:
+            dt = (self.step_ms[-1] - self.step_ms[-2]) / 1000.0
+            return float((self.step_kwh[-1] - self.step_kwh[-2]) * 3.6e6 / dt)
+        return None
+
+
+def load_curve(db: Database, meter: MeterSettings, lo_ms: int, hi_ms: int, margin_ms: int) -> Curve:
+    """The register curve around [lo_ms, hi_ms) (readings ``margin_ms`` either side, so edge buckets have both
+    ends)."""
+    from smartmeter.server.database import from_ms
+
+    rows = db.readings(meter.id, from_ms(lo_ms - margin_ms), from_ms(hi_ms + margin_ms))
+    return Curve.of(rows, meter.resolution_kwh)
+
+
+def clean(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def quick_stats(values: np.ndarray) -> dict[str, float | int | None]:
+    """mean, std, quartiles, IQR outlier bounds (1.5 IQR) and the share of values outside them."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return {"n": 0, "mean": None, "std": None, "min": None, "q1": None, "median": None, "q3": None,
+                "max": None, "iqr": None, "lower": None, "upper": None, "outliers": 0, "outlier_share": None}
+    q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+    iqr = q3 - q1
+    lower, upper = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    out = int(np.count_nonzero((v < lower) | (v > upper)))
+    return {"n": int(len(v)), "mean": clean(float(v.mean())), "std": clean(float(v.std())),
+            "min": clean(float(v.min())), "q1": clean(q1), "median": clean(med), "q3": clean(q3),
+            "max": clean(float(v.max())), "iqr": clean(iqr), "lower": clean(lower), "upper": clean(upper),
+            "outliers": out, "outlier_share": clean(out / len(v))}
