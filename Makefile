@@ -9,7 +9,9 @@ PACKAGES  := smartmeter ocr raspi server backup_dropbox simulator
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_NEED  := $(strip $(if $(shell command -v tesseract),,tesseract-ocr) \
                      $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto) \
-                     $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql))
+                     $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+                     $(if $(shell command -v chromium),,chromium) \
+                     $(if $(shell command -v chromedriver),,chromium-driver))
 
 .PHONY: all setup apt demo test lint typecheck bench train clean
 
