@@ -93,7 +93,8 @@ def load_curve(db: Database, meter: MeterSettings, lo_ms: int, hi_ms: int, margi
 
 
 def clean(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+    """JSON-safe: None for NaN/inf, else 9 significant digits (a kWh register keeps its 0.001, a W its 0.01)."""
+    return None if x is None or not math.isfinite(x) else float(f"{float(x):.9g}")
 
 
 def quick_stats(values: np.ndarray) -> dict[str, float | int | None]:
