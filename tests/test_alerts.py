@@ -189,3 +189,26 @@ def test_projected_bill_rules(mdb: Database) -> None:
         if fires:
             assert "150.00 EUR" in made[0]["detail"]
         mdb.execute("DELETE FROM alert_state")
+
+
+def test_outbox_and_state_on_both_backends(db: Database) -> None:
+    """The alert tables (migration 007) on SQLite and PostgreSQL: made once, delivered once, retried on failure."""
+    db.register_meter("m1")
+    hook = WebhookServer()
+    try:
+        s = settings(rules=[{"name": "outage", "events": ["blackout"], "channels": ["webhook"]}],
+                     webhook_url=hook.url, retry_s=10)
+        open_event(db, T0 - 60_000, T0)
+        ev = Evaluator()
+        assert [m["kind"] for m in ev.evaluate(db, s, T0)] == ["alert"] and ev.evaluate(db, s, T0 + 1000) == []
+        ch: dict[str, Any] = {"webhook": WebhookChannel(hook.url, b"k", 5)}
+        hook.status = 503
+        assert deliver_due(db, ch, s, T0) == (0, 1)
+        assert deliver_due(db, ch, s, T0 + 5_000) == (0, 0)  # not due before retry_s
+        hook.status = 200
+        assert deliver_due(db, ch, s, T0 + 10_000) == (1, 0)
+        assert json.loads(hook.received.get(timeout=5)[2])["id"] == "m1/outage/1"
+        [row] = alerts_repo.outbox(db)
+        assert row.attempts == 2 and row.sent_ms == T0 + 10_000 and row.last_error == ""
+    finally:
+        hook.close()
