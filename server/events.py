@@ -153,16 +153,22 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
     return sorted(keep.values(), key=lambda e: (e.start_ms, e.kind)), last_ms
 
 
-def _from(db: Database, meter_id: str) -> int | None:
-    """Where this pass must start so that every event it can change is re-detected whole (None: everything)."""
+def _earliest_dirty(db: Database, meter_id: str) -> int | None:
+    dirty = db.query("SELECT MIN(hour_ms) FROM rollup_dirty WHERE meter_id = ?", (meter_id,))[0][0]
+    return None if dirty is None else int(dirty)
+
+
+def _from(db: Database, meter_id: str, changed: int | None) -> int | None:
+    """Where this pass must start so that every event it can change is re-detected whole (None: everything);
+    ``changed``: the earliest hour whose readings changed since the last pass (its mark may be cleared by now)."""
     rows = db.query("SELECT state FROM analysis_state WHERE meter_id = ?", (meter_id,))
     last = json.loads(rows[0][0]).get("last_reading_ms") if rows else None
     if last is None:
         return None
     start = int(last) - MARGIN_MS
-    dirty = db.query("SELECT MIN(hour_ms) FROM rollup_dirty WHERE meter_id = ?", (meter_id,))[0][0]
-    if dirty is not None:
-        start = min(start, int(dirty))
+    for dirty in (changed, _earliest_dirty(db, meter_id)):
+        if dirty is not None:
+            start = min(start, dirty)
     for _ in range(4):  # events overlapping the start pull it back to their own start
         (earliest,) = db.query("SELECT MIN(start_ms) FROM events WHERE meter_id = ? AND (end_ms >= ? OR is_open = 1)",
                                (meter_id, start))[0]
@@ -177,9 +183,11 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
     """One pass for one meter: refresh rollups, detect, replace stored events from the pass start, store the state."""
     meter = settings.meter(meter_id)
     now_ = now_ms() if now is None else to_ms(now)
+    changed = _earliest_dirty(db, meter_id)  # before the refresh clears the marks
+    rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)  # a long first build: in short pieces
     with db.transaction():
-        start = None if full else _from(db, meter_id)
-        rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)
+        start = None if full else _from(db, meter_id, changed)
+        rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)  # what changed since, under the lock
         found, last = detect(db, meter, settings.analysis, start, now_)
         if start is None:
             db.execute("DELETE FROM events WHERE meter_id = ?", (meter_id,))

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 ZERO_W = 1.0  # a sensor sample below this is "no power"
+CHUNK_HOURS = 31 * 24  # hours recomputed per transaction
 DEFAULT_HIGH_W = 3000.0  # the power threshold the high-power columns describe (analysis.power_threshold_w)
 COLUMNS = ("n", "n_camera", "first_ms", "first_kwh", "last_ms", "last_kwh", "max_kwh", "max_gap_ms", "n_power",
            "sum_power_w", "min_power_w", "max_power_w", "n_zero", "first_cam_ms", "last_cam_ms", "max_cam_gap_ms",
@@ -247,24 +248,30 @@ def _threshold(db: Database, meter_id: str | None, high_w: float) -> None:
 
 def refresh(db: Database, meter_id: str | None = None, high_w: float = DEFAULT_HIGH_W) -> int:
     """Recompute the hours marked dirty (of one meter, or all) with the power threshold ``high_w``; returns how
-    many hours were recomputed. Hours computed with another threshold are recomputed too."""
+    many hours were recomputed. Hours computed with another threshold are recomputed too. Each piece of at most
+    ``CHUNK_HOURS`` consecutive hours is one transaction (its rollups and the cleared marks together), so a first
+    build over years never holds the write lock for long; a change that lands meanwhile marks its hour again."""
     done = 0
     with db.transaction():
         _threshold(db, meter_id, high_w)
-        sql, params = "SELECT meter_id, hour_ms FROM rollup_dirty", ()
-        if meter_id is not None:
-            sql, params = sql + " WHERE meter_id = ?", (meter_id,)  # type: ignore[assignment]
-        dirty: dict[str, list[int]] = {}
-        for m, h in db.query(sql, params):
-            dirty.setdefault(str(m), []).append(int(h))
-        for m, hours in dirty.items():
-            for lo, hi in _runs(np.sort(np.asarray(hours, np.int64))):
-                fresh = compute_hours(load_raw(db, m, lo, hi + HOUR_MS), high_w)
-                db.execute("DELETE FROM rollup_hour WHERE meter_id = ? AND hour_ms >= ? AND hour_ms <= ?", (m, lo, hi))
-                if len(fresh):
-                    db.executemany(INSERT_SQL, _rows(m, fresh))
-                db.execute("DELETE FROM rollup_dirty WHERE meter_id = ? AND hour_ms >= ? AND hour_ms <= ?",
-                           (m, lo, hi))
+    sql, params = "SELECT meter_id, hour_ms FROM rollup_dirty", ()
+    if meter_id is not None:
+        sql, params = sql + " WHERE meter_id = ?", (meter_id,)  # type: ignore[assignment]
+    dirty: dict[str, list[int]] = {}
+    for m, h in db.query(sql, params):
+        dirty.setdefault(str(m), []).append(int(h))
+    for m, hours in dirty.items():
+        for first, last in _runs(np.sort(np.asarray(hours, np.int64))):
+            for lo in range(first, last + 1, CHUNK_HOURS * HOUR_MS):
+                hi = min(last, lo + (CHUNK_HOURS - 1) * HOUR_MS)
+                with db.transaction():
+                    fresh = compute_hours(load_raw(db, m, lo, hi + HOUR_MS), high_w)
+                    db.execute("DELETE FROM rollup_hour WHERE meter_id = ? AND hour_ms >= ? AND hour_ms <= ?",
+                               (m, lo, hi))
+                    if len(fresh):
+                        db.executemany(INSERT_SQL, _rows(m, fresh))
+                    db.execute("DELETE FROM rollup_dirty WHERE meter_id = ? AND hour_ms >= ? AND hour_ms <= ?",
+                               (m, lo, hi))
                 done += (hi - lo) // HOUR_MS + 1
     if done:
         log.debug("rollups: %d hours recomputed", done)

@@ -139,7 +139,7 @@ def test_worker_loop_runs_the_scheduled_analysis(config: tuple[Path, str], tmp_p
         thread = threading.Thread(target=worker.run)
         thread.start()
         try:
-            for _ in range(200):
+            for _ in range(1200):  # up to a minute on a loaded machine
                 if events.stored_state(db, "m") is not None:
                     break
                 threading.Event().wait(0.05)
