@@ -66,6 +66,7 @@ QUARTER_TURNED_MARGIN = 0.05  # the same for a photo turned by a quarter (nothin
 # then unknown, so the check is stricter
 LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and next digit are both plausible
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
+READS_AS_DIGITS = 0.7  # a verified row this sure is a row of digits (the size reference for the others)
 LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
 
 
@@ -102,12 +103,21 @@ def _candidates(image: np.ndarray) -> tuple[list[Candidate], float]:
             continue
         geo = _geometry_score(slots, slots.digit_h * scale, slots.count)
         out.append(Candidate(row, row.angle, matrix, slots, 0, slots.count, geo))
-    if out:  # the counter is the largest row of digits on the face: weigh size relative to the largest row
-        tallest = max(c.slots.digit_h for c in out)
-        for c in out:
-            c.geometry *= (c.slots.digit_h / tallest) ** 0.7
+    _weigh_size(out, out)
     out.sort(key=lambda c: -c.geometry)
     return _distinct(out), scale
+
+
+def _weigh_size(cands: list[Candidate], rows: list[Candidate]) -> None:
+    """The counter is the largest row of digits on the face: weigh each candidate's size relative to the tallest
+    of ``rows`` (all candidates before reading; after reading, the rows that read as digits)."""
+    if not rows:
+        return
+    tallest = max(c.slots.digit_h for c in rows)
+    for c in cands:
+        factor = min(1.0, c.slots.digit_h / tallest) ** 0.7
+        c.geometry *= factor / c.relative
+        c.relative = factor
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -145,6 +155,8 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *,
     if reader is not None and cands:
         cands = cands[:MAX_VERIFY]
         verify(image, cands, reader)
+        # a tall row of marks that does not read (a frame, a logo, drum gaps) does not make the counter small
+        _weigh_size(cands, [c for c in cands if c.complete and c.confidence >= READS_AS_DIGITS])
         cands.sort(key=lambda c: -c.score)
         floor = MIN_SCORE
     else:

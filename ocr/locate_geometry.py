@@ -179,6 +179,8 @@ def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink:
 
 
 LOOSE_OFFSET = 0.3  # a cell that might hold a digit of the row has it near its centre (x the pitch)
+LOOSE_HEIGHT = 0.6  # ... at least this tall (x the digit height): smaller print ("1.8.0", "kWh") is a label
+LOOSE_WIDTH = 1.3  # ... and at most this wide (x the digit width)
 
 
 def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
@@ -189,8 +191,9 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     The crop is taller than a digit box (1.8 x the digit height), so the side of a window frame or a panel
     edge, which runs past the digits, touches its top or bottom and does not count. ``light_on_dark`` None tries
     both polarities (a red decimal drum may invert the contrast). ``loose``: anything that might be a digit
-    (half to 1.6 x the digit height, near the row's centre line and the cell's centre), for deciding that a row
-    may continue. A bar taller than the digits (the side of the window, a drum's cell edge) is never a digit.
+    (``LOOSE_HEIGHT`` to 1.6 x the digit height, no wider than ``LOOSE_WIDTH`` digits, near the row's centre line
+    and the cell's centre, not cut by the crop's sides), for deciding that a row may continue. A bar taller
+    than the digits (the side of the window, a drum's cell edge) is never a digit.
     """
 
     best: float | None = None
@@ -235,8 +238,9 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
             off = b.cx - (cx - box[0])
             if b.h > 1.25 * h and b.w < 0.35 * h:
                 continue  # a bar taller than the digits: the side of the window or a drum's cell edge
-            if loose:
-                fits = (0.5 * h <= b.h <= 1.6 * h and abs(b.cy - ch / 2) <= 0.45 * h and b.h >= 0.5 * b.w
+            if loose:  # not wider than the row's digits: a unit ("m³", "kWh") after the counter is no digit
+                fits = (LOOSE_HEIGHT * h <= b.h <= 1.6 * h and abs(b.cy - ch / 2) <= 0.45 * h and b.h >= 0.5 * b.w
+                        and b.w <= LOOSE_WIDTH * max(slots.digit_w, 0.45 * h) and b.x > 0 and b.x + b.w < cw
                         and abs(off) <= LOOSE_OFFSET * slots.pitch)
             else:
                 fits = (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w

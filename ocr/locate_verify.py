@@ -23,6 +23,7 @@ from smartmeter.types import DigitValue
 log = logging.getLogger(__name__)
 
 EXTEND = 3  # slots read beyond each end of a row (the row may continue: red decimal drums, leading zeros)
+INSIDE = 0.6  # a neighbour slot with less of its box inside the photo ends the row
 RED_INK = 0.3  # a red slot right of the row (decimal drum) needs this share of the row's ink contrast to be read
 
 
@@ -43,6 +44,7 @@ class Candidate:
     confidence: float = 0.0
     digits: list[DigitValue] = field(default_factory=list)
     complete: bool = True  # no unread digit-like cell continues the row
+    relative: float = 1.0  # the size factor in ``geometry`` (digit height relative to the tallest row), 0..1
 
     @property
     def boxes(self) -> list[Box]:
@@ -88,6 +90,14 @@ def _reads(cell: _Cell, floor: float) -> bool:
     return cell.value.value is not None and cell.value.confidence >= floor
 
 
+def _inside(inverse: np.ndarray, box: Box, width: int, height: int) -> float:
+    """Share of a de-skewed box's width whose centre line lies inside the photo."""
+    x, y, w, h = box
+    xs = np.linspace(x, x + w, 9)
+    pts = inverse @ np.stack([xs, np.full_like(xs, y + h / 2), np.ones_like(xs)])
+    return float(np.mean((pts[0] >= 0) & (pts[0] < width) & (pts[1] >= 0) & (pts[1] < height)))
+
+
 def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[int, int, bool, dict[int, float]]:
     """Grow the row over neighbour slots that continue it; (first, last, complete, centre offsets found).
 
@@ -103,9 +113,14 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     lead_red = float(np.median([x.red for x in inner[: max(1, n - 3)]]))
     offsets: dict[int, float] = {}
 
+    inverse = cv2.invertAffineTransform(c.matrix)
+    height, width = image.shape[:2]
+
     def step(k: int, right: bool) -> str:
         """"digit" (the row continues here), "maybe" (it might: refuse) or "end"."""
         cell = cells[k]
+        if _inside(inverse, c.slots.box(k), width, height) < INSIDE:
+            return "end"  # the slot is mostly outside the photo: its crop is the photo's edge, stretched
         if right and cell.red >= 0.12 and cell.red >= lead_red + 0.1:
             # a red slot right of the row is a decimal drum, read or not: its digit may be faint in grey, or gone
             off = digit_offset(image, c.matrix, c.slots, k, None) if cell.ink >= RED_INK * spread else None
@@ -126,12 +141,14 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     first, last, complete = 0, n, True
     while first > -EXTEND:
         verdict = step(first - 1, False)
+        log.debug("slot %d: %s (%s)", first - 1, verdict, cells[first - 1])
         complete = complete and verdict != "maybe"
         if verdict != "digit":
             break
         first -= 1
     while last < n + EXTEND:
         verdict = step(last, True)
+        log.debug("slot %d: %s (%s)", last, verdict, cells[last])
         complete = complete and verdict != "maybe"
         if verdict != "digit":
             break

@@ -108,7 +108,7 @@ def _red_background(crop: np.ndarray) -> np.ndarray:
 
 
 def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]],
-                hard: bool = False) -> tuple[np.ndarray, Truth]:
+                hard: bool = False, case: bool = False) -> tuple[np.ndarray, Truth]:
     meter = rng.choice(sorted(crops))
     pool = crops[meter]
     integers = [c for c in pool if c[1] == int(c[1])]
@@ -159,7 +159,7 @@ def render_drum(rng: random.Random, crops: dict[str, list[tuple[Path, float]]],
     if hard:
         _near_digits(face, rng, (wx - frame, wy - frame, ww + 2 * frame, wh + 2 * frame), dh, dw, gap, pool)
     truth = Truth("drum", [c[1] for c in chosen], decimals)
-    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard)
+    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard, case)
 
 
 def _near_digits(face: np.ndarray, rng: random.Random, window: tuple[int, int, int, int], dh: int, dw: int,
@@ -198,7 +198,7 @@ def _draw_seven(img: np.ndarray, digit: int, x: int, y: int, w: int, h: int, col
         cv2.line(img, (int(pts[0][0]), int(pts[0][1])), (int(pts[1][0]), int(pts[1][1])), colour, t, cv2.LINE_AA)
 
 
-def render_lcd(rng: random.Random, hard: bool = False) -> tuple[np.ndarray, Truth]:
+def render_lcd(rng: random.Random, hard: bool = False, case: bool = False) -> tuple[np.ndarray, Truth]:
     n = rng.randint(6, 8)
     decimals = rng.choice([0, 1, 1, 2])
     digits = [rng.randint(0, 9) for _ in range(n)]
@@ -236,7 +236,7 @@ def render_lcd(rng: random.Random, hard: bool = False) -> tuple[np.ndarray, Trut
     _text(face, "kWh", (wx + ww - margin - int(dh * 0.9), wy + wh - margin // 3), dh / 90, ink, rng)
     _distractors(face, rng, (wx - 8, wy - 8, ww + 16, wh + 16), min(fw, fh))
     truth = Truth("lcd", [float(d) for d in digits], decimals)
-    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard)
+    return _photograph(face, rng, (wx, wy, ww, wh), boxes, truth, hard, case)
 
 
 def _corners(box: tuple[int, int, int, int]) -> np.ndarray:
@@ -265,16 +265,22 @@ def _glare(img: np.ndarray, rng: random.Random) -> np.ndarray:
 
 
 def _photograph(face: np.ndarray, rng: random.Random, window: tuple[int, int, int, int],
-                boxes: list[tuple[int, int, int, int]], truth: Truth, hard: bool = False) -> tuple[np.ndarray, Truth]:
+                boxes: list[tuple[int, int, int, int]], truth: Truth, hard: bool = False,
+                case: bool = False) -> tuple[np.ndarray, Truth]:
     """Tilt, rescale, perspective, lighting, blur, noise: the face as a camera would see it. ``hard`` adds glare,
-    reflections, shadows, stronger perspective, lower resolution and harsher JPEG."""
+    reflections, shadows, stronger perspective, lower resolution and harsher JPEG; ``case`` puts the face in a
+    meter case on a wall and photographs the whole meter at 4 to 12 MP (the counter a few percent of the photo)."""
+    if case:
+        face, window, boxes = _in_case(face, rng, window, boxes)
     h, w = face.shape[:2]
     tilt = rng.uniform(-15, 15)
-    out_w = rng.choice([480, 640, 800, 1024, 1280, 1600] if hard else [640, 800, 1024, 1280, 1600])
+    widths = [2048, 2592, 3264, 4000] if case else [480, 640, 800, 1024, 1280, 1600] if hard else [640, 800, 1024,
+                                                                                                    1280, 1600]
+    out_w = rng.choice(widths)
     scale = out_w / w * rng.uniform(0.85, 1.1)
     m = cv2.getRotationMatrix2D((w / 2, h / 2), tilt, scale)
     m[0, 2] += out_w / 2 - w / 2
-    out_h = int(out_w * rng.choice([0.75, 0.75, 1.0, 0.5625, 1.33]))
+    out_h = int(out_w * rng.choice([0.75, 0.75, 1.0, 0.5625] if case else [0.75, 0.75, 1.0, 0.5625, 1.33]))
     m[1, 2] += out_h / 2 - h / 2
     hom = np.vstack([m, [0, 0, 1]]).astype(np.float64)
     jitter = out_w * (0.06 if hard else 0.03)
@@ -305,8 +311,38 @@ def _photograph(face: np.ndarray, rng: random.Random, window: tuple[int, int, in
     return img, truth
 
 
+def _in_case(face: np.ndarray, rng: random.Random, window: tuple[int, int, int, int],
+             boxes: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, tuple[int, int, int, int],
+                                                               list[tuple[int, int, int, int]]]:
+    """The face inside a meter case (plastic body, screws, a terminal cover with text) on a wall, sometimes a
+    finger in front: a canvas 2.2-3.2 times the face's size, with the window and digit boxes moved along."""
+    fh, fw = face.shape[:2]
+    k = rng.uniform(2.2, 3.2)
+    ch, cw = int(fh * k), int(fw * k * rng.uniform(0.8, 1.0))
+    wall = rng.randint(90, 230)
+    canvas = np.full((ch, cw, 3), (wall, wall - rng.randint(0, 20), wall - rng.randint(0, 40)), np.uint8)
+    ox, oy = rng.randint(int(0.25 * (cw - fw)), int(0.75 * (cw - fw))), rng.randint(int(0.15 * (ch - fh)),
+                                                                                     int(0.45 * (ch - fh)))
+    body = rng.choice([(40, 40, 40), (200, 200, 195), (120, 125, 130)])
+    pad = int(0.15 * fw)
+    cv2.rectangle(canvas, (ox - pad, oy - pad), (ox + fw + pad, min(ch - 1, oy + fh + 3 * pad)), body, -1)
+    for sx, sy in ((ox - pad // 2, oy - pad // 2), (ox + fw + pad // 2, oy - pad // 2)):
+        cv2.circle(canvas, (sx, sy), max(3, pad // 6), (90, 90, 90), -1)
+        cv2.line(canvas, (sx - pad // 8, sy), (sx + pad // 8, sy), (30, 30, 30), max(1, pad // 30))
+    canvas[oy:oy + fh, ox:ox + fw] = face
+    ink = (230, 230, 230) if body[0] < 100 else (25, 25, 25)
+    for i in range(rng.randint(1, 3)):  # printed text on the terminal cover
+        _text(canvas, rng.choice(LABELS), (ox + rng.randint(0, fw // 2), oy + fh + pad * (i + 1)), fw / 900, ink, rng)
+    if rng.random() < 0.3:  # a finger in the picture, away from the counter window
+        x = rng.choice([ox - pad, ox + fw + pad])
+        cv2.ellipse(canvas, (x, ch), (int(0.08 * cw), int(0.45 * ch)), rng.uniform(-20, 20), 0, 360,
+                    (120, 150, 200), -1)
+    wx, wy, ww, wh = window
+    return canvas, (wx + ox, wy + oy, ww, wh), [(x + ox, y + oy, w, h) for x, y, w, h in boxes]
+
+
 def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 0.3,
-             meters: list[str] | None = None, hard: bool = False) -> list[dict[str, object]]:
+             meters: list[str] | None = None, hard: bool = False, case: bool = False) -> list[dict[str, object]]:
     crops = load_crops(crops_root)
     if meters:
         crops = {k: v for k, v in crops.items() if k in meters}
@@ -314,7 +350,7 @@ def generate(out: Path, n: int, seed: int, crops_root: Path, lcd_share: float = 
     rng = random.Random(seed)
     index = []
     for i in range(n):
-        img, truth = render_lcd(rng, hard) if rng.random() < lcd_share else render_drum(rng, crops, hard)
+        img, truth = render_lcd(rng, hard, case) if rng.random() < lcd_share else render_drum(rng, crops, hard, case)
         name = f"meter_{seed}_{i:03d}.jpg"
         cv2.imwrite(str(out / name), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
         index.append({"file": name, **truth.__dict__})
@@ -332,8 +368,9 @@ def main() -> None:
     ap.add_argument("--meters", nargs="*", help="only crops of these meter folders (e.g. the model's held-out ones)")
     ap.add_argument("--hard", action="store_true", help="glare, reflections, shadows, stronger perspective, low "
                     "resolution, harsh JPEG, light drum windows, a second small register or serial number nearby")
+    ap.add_argument("--case", action="store_true", help="the whole meter in its case on a wall, 4-12 MP photos")
     args = ap.parse_args()
-    generate(args.out, args.n, args.seed, args.crops, args.lcd_share, args.meters, args.hard)
+    generate(args.out, args.n, args.seed, args.crops, args.lcd_share, args.meters, args.hard, args.case)
 
 
 if __name__ == "__main__":

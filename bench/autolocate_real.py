@@ -1,0 +1,149 @@
+"""Auto-locate on real photos and on renders: read / refused / wrong and ms per 5 MP, this tree vs a baseline.
+
+    .venv/bin/python bench/autolocate_real.py [--photos ../shared/data/photos] [--renders DIR ...] [--base REV]
+
+The baseline is the OCR code of git revision ``--base`` (default ``HEAD``), extracted with ``git archive`` into a
+temporary folder and run in a subprocess, so both columns come from one run on the same machine.
+
+Real photos (``labels.csv`` of the photo set): *read* = the reading's digits equal the label (the last digit may be
+one off where ``last_digit_rolling`` is ``yes``); *wrong* = any other reading; *refused* = no reading. Read with the
+production model (none of these photos is in its training data). Renders (``truth.json`` of
+``tests/resources/autolocate/generate.py``): scored like ``tests/resources/autolocate/evaluate.py``, with the
+hold-out model. Time: ms per photo, median and worst, and for photos of at least ``LARGE_MP`` megapixels the
+worst ms per 5 MP (ms x 5 / megapixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LARGE_MP = 2.0  # photos this large are timed per 5 MP (smaller ones are dominated by the fixed reading cost)
+
+
+def _digits(text: str | None) -> str:
+    return (text or "").replace(".", "").replace(",", "")
+
+
+def score_real(photos: Path) -> dict[str, Any]:
+    import cv2
+
+    from smartmeter.ocr.autolocate import read_auto
+    from smartmeter.ocr.readers import get_reader
+    from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
+
+    reader = get_reader("cnn", model=DEFAULT_MODEL)
+    rows = list(csv.DictReader((photos / "labels.csv").open(encoding="utf-8")))
+    out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
+    for r in rows:
+        img = cv2.imread(str(photos / r["file"]))
+        t0 = time.perf_counter()
+        res, _ = read_auto(img, reader)
+        ms = 1000 * (time.perf_counter() - t0)
+        out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
+        want, got = _digits(r["reading"]), _digits(res.reading)
+        if not got:
+            verdict = "refused"
+        elif got == want or (r["last_digit_rolling"] == "yes" and len(got) == len(want) and got[:-1] == want[:-1]
+                             and (int(got[-1]) - int(want[-1])) % 10 in (1, 9)):
+            verdict = "read"
+        else:
+            verdict = "wrong"
+        out[verdict] += 1
+        out["rows"].append([r["file"], want, res.reading or "", verdict, round(ms), (res.error or "")[:70]])
+    return out
+
+
+def score_renders(folder: Path) -> dict[str, Any]:
+    import cv2
+
+    from smartmeter.ocr.autolocate import read_auto
+    from smartmeter.ocr.readers import get_reader
+    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
+
+    sys.path.insert(0, str(ROOT / "tests" / "resources" / "autolocate"))
+    from evaluate import acceptable  # type: ignore[import-not-found]
+
+    reader = get_reader("cnn", model=HOLDOUT_MODEL)
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
+    for t in truth:
+        img = cv2.imread(str(folder / t["file"]))
+        t0 = time.perf_counter()
+        res, _ = read_auto(img, reader)
+        ms = 1000 * (time.perf_counter() - t0)
+        out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
+        verdict = ("refused" if res.reading is None else
+                   "read" if res.reading.replace(".", "") in acceptable(t["labels"]) else "wrong")
+        out[verdict] += 1
+        if verdict == "wrong":
+            out["rows"].append([t["file"], sorted(acceptable(t["labels"]))[0], res.reading, verdict, round(ms), ""])
+    return out
+
+
+def _child(args: argparse.Namespace) -> None:
+    result = {"real": score_real(args.photos), **{str(f): score_renders(f) for f in args.renders}}
+    print("RESULT " + json.dumps(result))
+
+
+def _baseline(rev: str, argv: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "smartmeter", "ocr"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": tmp}  # the baseline's smartmeter package comes first
+        done = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True, text=True, cwd=tmp)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"baseline run failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(line[7:]))
+
+
+def _summary(s: dict[str, Any]) -> str:
+    ms = sorted(m for m, _ in s["ms5"])
+    large = [m * 5 / mp for m, mp in s["ms5"] if mp >= LARGE_MP]
+    per5 = f"{max(large):5.0f}" if large else "    -"
+    return (f"{s['read']:3d} read {s['refused']:3d} refused {s['wrong']:3d} wrong  ms med {ms[len(ms) // 2]:5.0f} "
+            f"max {ms[-1]:5.0f}  ms/5MP (>= {LARGE_MP} MP) max {per5}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
+    ap.add_argument("--renders", type=Path, nargs="*", default=[], help="generated sets (truth.json)")
+    ap.add_argument("--base", default="HEAD", help="git revision of the baseline code")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return _child(args)
+    argv = ["--child", "--photos", str(args.photos.resolve()), "--renders", *[str(f.resolve()) for f in args.renders]]
+    base = _baseline(args.base, argv)
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"run failed:\n{done.stderr[-3000:]}")
+    now = json.loads(line[7:])
+    print(f"{'set':44s} {'baseline ' + args.base:58s} | this tree")
+    for key in now:
+        print(f"{Path(key).name[:44]:44s} {_summary(base[key])} | {_summary(now[key])}")
+    print("\nreal photos, per photo (baseline -> this tree):")
+    for b, n in zip(base["real"]["rows"], now["real"]["rows"], strict=True):
+        print(f"  {n[0][:46]:46s} want {n[1]:9s} {b[2] or '-':>10s} {b[3]:7s} -> {n[2] or '-':>10s} {n[3]:7s} "
+              f"{n[4]:5d} ms  {n[5]}")
+    for key in now:
+        if key != "real":
+            for r in now[key]["rows"]:
+                print(f"  WRONG {Path(key).name}/{r[0]}: {r[2]} (truth {r[1]})")
+
+
+if __name__ == "__main__":
+    main()
