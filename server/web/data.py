@@ -91,7 +91,7 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
     @app.get("/api/meters/{meter_id}/summary")
     async def summary(meter_id: str, request: Request) -> dict[str, Any]:
         """Energy today, this month and this year (the meter's local time): the register's change since each
-        period began (from the first reading in it when none is older)."""
+        period began (interpolated across its start; from the period's first reading after a gap)."""
         await web.reader(request, meter_id)
 
         def fetch(db: Database) -> dict[str, Any]:
@@ -100,11 +100,18 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
             last = db.last_reading(meter_id)
             out: dict[str, Any] = {"meter_id": meter_id, "timezone": meter.timezone,
                                    "register_kwh": None if last is None else last.value_kwh}
+            gap = timedelta(seconds=settings.analysis.gap_s)
             for name, since in period_starts(datetime.now(UTC), meter.timezone).items():
-                base = db.last_reading(meter_id, since) or db.first_reading_after(meter_id, since - timedelta(
-                    milliseconds=1))
-                out[name + "_kwh"] = None if last is None or base is None or last.timestamp < since else \
-                    round(last.value_kwh - base.value_kwh, 4)
+                before = db.last_reading(meter_id, since)
+                after = db.first_reading_after(meter_id, since - timedelta(milliseconds=1))
+                if last is None or after is None or last.timestamp < since:
+                    out[name + "_kwh"] = None
+                    continue
+                base = after.value_kwh  # no reading close before the period: count from its first reading
+                if before is not None and after.timestamp - before.timestamp <= gap:
+                    share = (since - before.timestamp) / (after.timestamp - before.timestamp)
+                    base = before.value_kwh + (after.value_kwh - before.value_kwh) * share
+                out[name + "_kwh"] = round(last.value_kwh - base, 4)
             return out
 
         return await web.run(fetch)
