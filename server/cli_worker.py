@@ -10,6 +10,7 @@ import click
 from smartmeter.lifecycle import stop_on_signals
 from smartmeter.ocr.readers.config import ENGINES
 from smartmeter.server.database import open_database
+from smartmeter.server.fleet import FleetWorker
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
 from smartmeter.server.worker import Worker
@@ -22,12 +23,23 @@ log = logging.getLogger(__name__)
 @click.command("worker")
 @click.option("--once", is_flag=True, help="Process what is in the store now, then exit (with progress).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("--fleet", is_flag=True, help="Share the store with other 'worker --fleet' processes (PostgreSQL: "
+                                            "any machine): photos are queued and meters leased, none read twice.")
+@click.option("--lease-s", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="--fleet: how long a claimed meter stays this worker's (longer than a page takes to read); a "
+                   "killed worker's photos are read by another one after it.")
+@click.option("--worker-id", default=None, help="--fleet: this worker's name in the leases (default HOST:PID).")
 @click.pass_obj
-def worker_cmd(obj: object, once: bool, quiet: bool) -> None:
+def worker_cmd(obj: object, once: bool, quiet: bool, fleet: bool, lease_s: float, worker_id: str | None) -> None:
     """Pull photos from the image store, read, validate across frames, store readings (SIGTERM stops it)."""
     settings = obj.settings  # type: ignore[attr-defined]
     with open_database(settings.database.url) as db:
-        worker = Worker(settings, db, open_store(settings.store), progress=once and not quiet)
+        worker: Worker | FleetWorker
+        if fleet:
+            worker = FleetWorker(settings, db, open_store(settings.store), worker_id, lease_s,
+                                 progress=once and not quiet)
+        else:
+            worker = Worker(settings, db, open_store(settings.store), progress=once and not quiet)
         if once:
             click.echo(worker.run_once().summary())
             return

@@ -180,6 +180,21 @@ class Database:
         with self._lock:
             self._conn.close()
 
+    # ---- locks (PostgreSQL takes them; SQLite's BEGIN IMMEDIATE already serialises every writer) ----------------
+    skip_locked = ""  # appended to a SELECT that claims rows: " FOR UPDATE SKIP LOCKED" on PostgreSQL
+
+    def lock_meters(self, meter_ids: Iterable[str]) -> None:
+        """Inside a transaction: wait for, and hold until it ends, the write lock of each meter (taken in sorted
+        order, so two transactions locking several meters never wait on each other). A no-op on SQLite."""
+
+    def try_lock(self, name: str) -> bool:
+        """Inside a transaction: take the lock ``name`` if it is free (held until the transaction ends) and say
+        whether it was. Always True on SQLite (the transaction itself is exclusive)."""
+        return True
+
+    def _serialise(self) -> None:
+        """Inside a transaction: wait for every other process's migrations (PostgreSQL)."""
+
     def __enter__(self) -> Database:
         return self
 
@@ -194,8 +209,10 @@ class Database:
     def migrate(self) -> list[int]:
         """Apply pending migrations in order; returns the versions applied now."""
         applied: list[int] = []
-        self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                     "name TEXT NOT NULL, applied_ms BIGINT NOT NULL)")
+        with self.transaction():
+            self._serialise()  # two processes starting at once: one creates the table, the other waits
+            self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                         "name TEXT NOT NULL, applied_ms BIGINT NOT NULL)")
         files = migration_files(self.dialect)
         known = {v for v, _, _ in files}
         newer = [v for (v,) in self.query("SELECT version FROM schema_version") if v not in known]
@@ -204,6 +221,7 @@ class Database:
                                 f"(knows up to {max(known, default=0)})", hint="upgrade smartmeter")
         for version, name, path in files:
             with self.transaction():
+                self._serialise()
                 if self.query("SELECT 1 FROM schema_version WHERE version = ?", (version,)):
                     continue  # applied (maybe by another process that won the lock)
                 log.info("applying migration %03d_%s", version, name)

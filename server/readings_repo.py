@@ -6,7 +6,9 @@ its readings with source ``image:<photo key>``, a person's review with ``review:
 
 ``smartmeter.server.corrections`` (a person deletes or corrects a reading) uses these too. Functions take the
 :class:`~smartmeter.server.database.Database` first and run inside the caller's transaction
-when there is one (``insert_readings`` opens its own, nested when called inside one). No validation here: use
+when there is one (``insert_readings`` opens its own, nested when called inside one). Inside a transaction the
+queries that read or write one meter's readings take that meter's lock first (PostgreSQL; ``Database.lock_meters``).
+No validation here: use
 ``smartmeter.server.ingest.ingest_readings`` for that.
 """
 
@@ -64,6 +66,7 @@ def insert_readings(db: Database, readings: Iterable[Reading], status: str = "ac
     if not rows:
         return 0
     with db.transaction():
+        db.lock_meters({r[0] for r in rows})
         for m in sorted({r[0] for r in rows}):
             register_meter(db, m)
         return db.executemany(
@@ -78,6 +81,7 @@ def _one(db: Database, sql: str, params: Sequence[Any]) -> Reading | None:
 
 def last_reading(db: Database, meter_id: str, before: datetime | None = None) -> Reading | None:
     """Latest current reading of a meter (strictly before ``before``); ties: highest confidence."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     cond, params = "", [meter_id]
     if before is not None:
         cond, params = " AND ts_ms < ?", [meter_id, to_ms(before)]  # type: ignore[list-item]
@@ -87,6 +91,7 @@ def last_reading(db: Database, meter_id: str, before: datetime | None = None) ->
 
 def first_reading_after(db: Database, meter_id: str, after: datetime) -> Reading | None:
     """Earliest current reading strictly after ``after``."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     return _one(db, f"SELECT {READING_COLUMNS} FROM readings WHERE meter_id = ? AND {CURRENT} AND ts_ms > ?"
                     " ORDER BY ts_ms, confidence DESC LIMIT 1", (meter_id, to_ms(after)))
 
@@ -175,6 +180,7 @@ def _like_prefix(prefix: str) -> str:
 def store_reading(db: Database, meter_id: str, ts: datetime, value: float, source: str, confidence: float,
                   reader_version: str, status: str = "accepted") -> None:
     """Insert or replace the reading of one source at one time (a photo's, a review's)."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     db.execute("INSERT INTO readings (meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version,"
                " status, created_ms) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, ts_ms, source)"
                " DO UPDATE SET value_kwh = excluded.value_kwh, confidence = excluded.confidence,"
@@ -184,6 +190,7 @@ def store_reading(db: Database, meter_id: str, ts: datetime, value: float, sourc
 
 def correct(db: Database, meter_id: str, ts: datetime, source: str, value: float) -> None:
     """Replace the value of a stored reading (status ``corrected``)."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     db.execute("UPDATE readings SET value_kwh = ?, status = 'corrected' WHERE meter_id = ? AND ts_ms = ?"
                " AND source = ?", (value, meter_id, to_ms(ts), source))
 
@@ -208,6 +215,7 @@ def rows_at(db: Database, meter_id: str, ts_ms: int, source: str | None = None,
 
 def supersede(db: Database, meter_id: str, ts: datetime, source: str) -> None:
     """The reading stops being current (kept for the audit trail)."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     db.execute("UPDATE readings SET status = 'superseded' WHERE meter_id = ? AND ts_ms = ? AND source = ?",
                (meter_id, to_ms(ts), source))
 
@@ -222,6 +230,7 @@ def current_value(db: Database, meter_id: str, ts: datetime, source: str) -> tup
 def anchor_rows(db: Database, meter_id: str, start: datetime, before: int) -> list[tuple[Any, ...]]:
     """The validator's anchors: the ``before`` current readings just before ``start`` and all from ``start`` on,
     as (ts_ms, value, source, confidence, reader version, fine value of the photo it came from or None)."""
+    db.lock_meters((meter_id,))  # PostgreSQL: this meter's writers wait (see storage_postgres)
     lo = to_ms(start)
     cols = ("SELECT r.ts_ms, r.value_kwh, r.source, r.confidence, r.reader_version,"
             " CASE WHEN p.value_kwh = r.value_kwh THEN p.fine_kwh END"

@@ -273,8 +273,10 @@ class Worker:
                     break
         return stats
 
-    def process(self, refs: Sequence[ImageRef], stats: WorkerStats, cursor: str | None = None) -> None:
-        """One page: fetch, read, validate and store, then save the cursor, all in one transaction."""
+    def process(self, refs: Sequence[ImageRef], stats: WorkerStats, cursor: str | None = None,
+                inside: Callable[[], None] | None = None) -> None:
+        """One page: fetch, read, validate and store, then save the cursor, all in one transaction. ``inside``
+        runs first in that transaction (the fleet checks its lease there; raising rolls the page back)."""
         stats.listed += len(refs)
         known = photos_repo.known(self.db, [r.key for r in refs], "photo_key")
         hashes = photos_repo.known(self.db, [r.content_hash for r in refs], "content_hash", value="photo_key")
@@ -301,6 +303,9 @@ class Worker:
         read, unread = read_items(self.readers, items)
         failures.extend((it.ref, why, it.meter, it.ts) for it, why, _ in unread)
         with self.db.transaction():
+            if inside is not None:
+                inside()
+            self.db.lock_meters({it.meter for it in items})  # PostgreSQL: sorted, before any meter is read
             for ref, why, fmeter, fts in failures:
                 book.record_photo(self.db, ref.key, ref.content_hash, fmeter, fts, "failed", why)
             for it, why, review in unread:
