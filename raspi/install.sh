@@ -161,6 +161,9 @@ ensure_file "$unit_src" "/etc/systemd/system/$UNIT" "0:0" 644
 if [ -n "$ROOT" ]; then
     systemctl --root="$ROOT" enable "$UNIT" >/dev/null 2>&1 || mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants" \
         && ln -sf "/etc/systemd/system/$UNIT" "$ROOT/etc/systemd/system/multi-user.target.wants/$UNIT"
+elif [ ! -d /run/systemd/system ]; then  # a chroot or image build: no systemd running, enable only
+    systemctl enable "$UNIT" >/dev/null 2>&1
+    say "systemd is not running here: $UNIT enabled, it starts at the next boot"
 else
     systemctl daemon-reload
     systemctl enable "$UNIT" >/dev/null

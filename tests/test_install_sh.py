@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,59 @@ def test_install_sh_venv_keeps_apt_numpy_and_installs_no_opencv(tmp_path: Path) 
     assert out[1] == "None"  # no OpenCV on the Pi
     assert "site-packages/smartmeter/raspi/daemon.py" in out[2]  # a real (non-editable) install
     assert "numpy==" in (root / "opt/smartmeter/constraints.txt").read_text()
+
+
+BOOKWORM = os.environ.get("SMARTMETER_BOOKWORM_ROOT")
+
+
+@pytest.fixture
+def bookworm(tmp_path: Path) -> Iterator[Path]:
+    """A writable copy-on-write view (overlayfs) of a Debian Bookworm root made with debootstrap."""
+    if not BOOKWORM or not (Path(BOOKWORM) / "usr/bin/python3").exists() or not WHEELHOUSE:
+        pytest.skip("needs SMARTMETER_BOOKWORM_ROOT (sudo debootstrap --variant=minbase --include=python3,"
+                    "python3-venv,python3-numpy,python3-pil,systemd,passwd,login bookworm DIR) and "
+                    "SMARTMETER_WHEELHOUSE (see above)")
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={BOOKWORM},upperdir={upper},"
+                          f"workdir={work}", str(merged)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount an overlay here: {res.stderr.strip()}")
+    try:
+        yield merged
+    finally:
+        subprocess.run(["umount", "-l", str(merged)], check=False)
+
+
+def test_install_sh_in_a_debootstrapped_bookworm_chroot(bookworm: Path) -> None:
+    from smartmeter.raspi.pi_cli import pack_source
+
+    src = bookworm / "root/smartmeter"
+    src.mkdir(parents=True)
+    subprocess.run(["tar", "-xzf", "-", "-C", str(src)], input=pack_source(REPO), check=True)
+    shutil.copytree(str(WHEELHOUSE), bookworm / "root/wheels")
+    cmd = ["chroot", str(bookworm), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "bash",
+           "/root/smartmeter/raspi/install.sh", "--no-apt", "--no-start", "--config",
+           "/root/smartmeter/raspi/smartmeter.example.yaml", "--pip-arg", "--no-index", "--pip-arg",
+           "--find-links=/root/wheels"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    def inside(*args: str) -> str:
+        return subprocess.run(["chroot", str(bookworm), *args], capture_output=True, text=True, check=True).stdout
+
+    assert inside("stat", "-c", "%a %U %G", "/etc/smartmeter", "/etc/smartmeter/smartmeter.yaml",
+                  "/var/lib/smartmeter/spool").split("\n")[:3] == ["750 root smartmeter", "640 root smartmeter",
+                                                                   "750 smartmeter smartmeter"]
+    assert "video" in inside("id", "-nG", "smartmeter")
+    assert inside("systemctl", "is-enabled", "smartmeter-camera.service").strip() == "enabled"
+    numpy = inside("/opt/smartmeter/.venv/bin/python", "-c", "import numpy; print(numpy.__file__)")
+    assert numpy.startswith("/usr/lib/python3/dist-packages/numpy/")
+    assert "camera" in inside("/opt/smartmeter/.venv/bin/smartmeter", "--help")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr
+    changes = [line for line in second.stdout.splitlines()
+               if not line.startswith(("install.sh: pip install", "install.sh: done", "install.sh: systemd is not",
+                                        "install.sh: no Dropbox refresh token"))]
+    assert changes == []
