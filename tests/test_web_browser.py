@@ -1,0 +1,129 @@
+"""The dashboard end to end in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)
+against a real uvicorn server and SQLite file: a write refused without login, log in, a chart with data, the live
+stream followed for a few intervals, a cookie write without the CSRF token refused, log out.
+
+``make test`` installs chromium and chromium-driver when missing; where they cannot start the test is skipped
+with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smartmeter.server import auth
+from smartmeter.server.api import create_app
+from smartmeter.server.database import open_database
+from smartmeter.settings import MeterSettings, Settings
+from smartmeter.types import Reading
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
+from web_live import live_server  # noqa: E402
+
+FETCH = """const [path, opts, done] = arguments;
+fetch(path, Object.assign({credentials: "same-origin", headers: {"Content-Type": "application/json"}}, opts))
+  .then(r => r.text().then(t => done([r.status, t]))).catch(e => done([0, String(e)]));"""
+READING = '{"timestamp": "2020-01-01T00:00:00Z", "contatore": 1.0}'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        pytest.skip("Debian chromium and chromium-driver are not installed (make apt installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1600"):
+        options.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_bin))
+    except WebDriverException as exc:
+        pytest.skip(f"headless chromium cannot start here: {exc.msg}")
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'readings.db'}"
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(hours=26)
+    with open_database(url) as db:
+        db.register_meter("home")
+        db.insert_readings([Reading("home", start + timedelta(minutes=i), 500 + i * 0.015, "api", power_w=900.0)
+                            for i in range(26 * 60 + 1)])
+        auth.add_user(db, "anna", "correct horse")
+    mp = pytest.MonkeyPatch()
+    mp.delenv("SMARTMETER_API_TOKEN", raising=False)
+    mp.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
+    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001)])
+    with live_server(create_app(settings, lambda: open_database(url))) as base:
+        yield base
+    mp.undo()
+
+
+def fetch(driver: Any, path: str, **opts: Any) -> tuple[int, str]:
+    status, text = driver.execute_async_script(FETCH, path, opts)
+    return int(status), str(text)
+
+
+def test_dashboard_in_chromium(browser: Any, site: str) -> None:
+    wait = WebDriverWait(browser, 30)
+    browser.get(site + "/")
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    # not logged in: the write is refused and nothing is shown
+    status, text = fetch(browser, "/api/meters/home/readings", method="POST", body=READING)
+    assert status == 401 and "writing needs credentials" in text
+    assert fetch(browser, "/api/meters")[0] == 401
+
+    browser.find_element(By.ID, "user").send_keys("anna")
+    browser.find_element(By.ID, "password").send_keys("wrong password")
+    browser.find_element(By.ID, "login-button").click()
+    wait.until(lambda d: "wrong user or password" in d.find_element(By.ID, "login-error").text)
+    browser.find_element(By.ID, "user").clear()
+    browser.find_element(By.ID, "user").send_keys("anna")
+    browser.find_element(By.ID, "password").send_keys("correct horse")
+    browser.find_element(By.ID, "login-button").click()
+    wait.until(lambda d: d.current_url.rstrip("/") == site)
+    assert browser.find_element(By.ID, "who").text == "anna"
+
+    # the history chart drew the last day's data (15-minute buckets at 900 W)
+    wait.until(lambda d: int(d.find_element(By.ID, "history-chart").get_attribute("data-points") or 0) > 90)
+    assert browser.find_elements(By.CSS_SELECTOR, "#history-chart canvas")
+    assert browser.find_element(By.ID, "today").text.endswith("kWh")
+    browser.find_element(By.CSS_SELECTOR, "button[data-range=week]").click()
+    wait.until(lambda d: "of 168 buckets of 3600 s" in d.find_element(By.ID, "history-info").text)
+
+    # the live stream: switch to 1 s intervals and follow it for a few
+    Select(browser.find_element(By.ID, "interval")).select_by_visible_text("1")
+    wait.until(lambda d: int(d.find_element(By.ID, "live-count").get_attribute("data-count")) >= 3)
+    assert browser.find_element(By.ID, "live-status").text == "live"
+    assert browser.find_element(By.ID, "live-power").text.startswith("900")
+
+    # a write with the session cookie but without the page's CSRF token is refused
+    status, text = fetch(browser, "/api/meters/home/readings", method="POST", body=READING)
+    assert status == 403 and "CSRF" in text
+
+    browser.find_element(By.ID, "logout").click()
+    wait.until(lambda d: d.current_url.endswith("/login"))
+    assert fetch(browser, "/api/meters")[0] == 401
+    browser.get(site + "/")
+    wait.until(lambda d: d.current_url.endswith("/login"))
+
+
+def test_static_assets_are_vendored() -> None:
+    vendor = Path(__file__).resolve().parent.parent / "server" / "static" / "vendor"
+    assert (vendor / "uPlot.iife.min.js").stat().st_size > 20_000
+    assert "MIT" in (vendor / "LICENSE").read_text(encoding="utf-8")
