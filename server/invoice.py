@@ -139,8 +139,14 @@ class Invoice:
 
 def compute(settings: Settings, meter_id: str, period: str, readings: Sequence[Reading]) -> Invoice:
     """The invoice of ``period`` from ``readings`` (those around the period included)."""
+    start, end = period_bounds(period, ZoneInfo(settings.meter(meter_id).timezone))
+    return compute_span(settings, meter_id, period, start, end, readings)
+
+
+def compute_span(settings: Settings, meter_id: str, period: str, start: datetime, end: datetime,
+                 readings: Sequence[Reading]) -> Invoice:
+    """The bill of any span [start, end) (the notebook's period); tiers count from ``start``."""
     zone = ZoneInfo(settings.meter(meter_id).timezone)
-    start, end = period_bounds(period, zone)
     tariffs = tf.tariffs_for(settings.billing, meter_id)
     if not tariffs:
         raise ConfigError("no tariff is configured", hint="add billing.tariffs to the settings (docs/billing.md)")
@@ -170,17 +176,17 @@ def _priced(settings: Settings, meter_id: str, period: str, start: datetime, end
                    complete=bounds[-1].how in ("read", "interpolated"), reference=f"SM-{meter_id}-{period}")
 
 
-def invoice_for(db: Database, settings: Settings, meter_id: str, period: str) -> Invoice:
-    """The invoice of one meter and period from the database's current readings."""
+def invoice_for(db: Database, settings: Settings, meter_id: str, period: str,
+                span: tuple[datetime, datetime] | None = None) -> Invoice:
+    """The invoice of one meter and period (or of ``span``, named ``period``) from the database's current readings."""
     if not db.meter_exists(meter_id):
         raise NotFoundError(f"unknown meter {meter_id!r}")
-    zone = ZoneInfo(settings.meter(meter_id).timezone)
-    start, end = period_bounds(period, zone)
+    start, end = span or period_bounds(period, ZoneInfo(settings.meter(meter_id).timezone))
     tick = timedelta(milliseconds=1)
     rows = list(db.readings(meter_id, start, end + tick))
     before, after = db.last_reading(meter_id, start), db.first_reading_after(meter_id, end)
     rows += [r for r in (before, after) if r is not None]
-    return compute(settings, meter_id, period, rows)
+    return compute_span(settings, meter_id, period, start, end, rows)
 
 
 def render_text(inv: Invoice) -> str:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from smartmeter.errors import InputError, NotFoundError
+from smartmeter.server import tariffs as tf
 from smartmeter.server.analysis import Statistics, local_index, statistics
 from smartmeter.server.database import Database, open_database, to_ms
 from smartmeter.server.detectors import Event
 from smartmeter.server.events import analyse_meter, stored_events
-from smartmeter.server.notebook_data import figure_png, html_table, invoice, notebook_settings
+from smartmeter.server.invoice import invoice_for
+from smartmeter.server.notebook_data import figure_png, html_table, notebook_settings
 from smartmeter.settings import MeterSettings, Settings
+from smartmeter.settings_billing import FixedCharge, RatePeriod, Tariff, Tier
 from smartmeter.types import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -209,12 +212,18 @@ def show_events(c: Consumption) -> list[Any]:
 
 
 def show_invoice(c: Consumption, tariff_per_kwh: float, monthly_fee: float) -> list[Any]:
+    """The bill of the period's readings, priced by ``smartmeter.server.invoice`` with the settings' tariffs, or
+    without any a flat tariff of the notebook's price and monthly fee (pro rata of each calendar month's days)."""
     from IPython.display import HTML
 
     s = c.stats
     assert s.start is not None and s.end is not None
-    bill = invoice(s.energy_kwh, (s.end - s.start).total_seconds() / 86400, tariff_per_kwh, monthly_fee)
-    return [HTML(html_table(["item", "amount"], [
-        (f"energy {bill.energy_kwh:.2f} kWh x {bill.tariff_per_kwh:g}", f"{bill.energy_cost:.2f}"),
-        (f"fixed fee {bill.monthly_fee:g}/month x {bill.days:.2f} days", f"{bill.fixed_cost:.2f}"),
-        ("total", f"{bill.total:.2f}")], "invoice"))]
+    settings = c.session.settings
+    if not tf.tariffs_for(settings.billing, c.session.meter.id):
+        flat = Tariff(name="notebook", start=date(1970, 1, 1), energy=[RatePeriod(tiers=[Tier(price=tariff_per_kwh)])],
+                      fixed=[FixedCharge(name="fixed fee", amount=monthly_fee, per="month")])
+        settings = settings.model_copy(update={"billing": settings.billing.model_copy(update={"tariffs": [flat]})})
+    bill = invoice_for(c.session.db, settings, c.session.meter.id, "notebook", (s.start, s.end))
+    rows = [(f"{ln.kind} {ln.text}: {ln.quantity:f} {ln.unit} x {ln.unit_price:f}", f"{ln.amount}")
+            for ln in bill.lines]
+    return [HTML(html_table(["item", "amount"], [*rows, (f"total {bill.currency}", f"{bill.total}")], "invoice"))]

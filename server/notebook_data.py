@@ -30,7 +30,6 @@ from smartmeter.types import Reading, parse_timestamp
 
 log = logging.getLogger(__name__)
 
-MEAN_MONTH_DAYS = 365.2425 / 12
 DEMO_SOURCE = "csv:simulated-"  # readings imported by ensure_household_data
 DEMO_CAMERA = "sim1"  # the capture-health notebook's simulated camera meter
 
@@ -147,28 +146,6 @@ def top_hours(hours: np.ndarray, kwh: np.ndarray, n: int = 10, timezone: str = "
     order = np.argsort(-kwh, kind="stable")[:n]
     return [(f"{datetime.fromtimestamp(float(hours[i]), zone):%Y-%m-%d %H:%M %a}", float(kwh[i] * 1000.0))
             for i in order]
-
-
-@dataclass(frozen=True)
-class Invoice:
-    energy_kwh: float
-    days: float
-    tariff_per_kwh: float
-    monthly_fee: float
-    energy_cost: float
-    fixed_cost: float
-
-    @property
-    def total(self) -> float:
-        return self.energy_cost + self.fixed_cost
-
-
-def invoice(energy_kwh: float, days: float, tariff_per_kwh: float, monthly_fee: float) -> Invoice:
-    """Energy x tariff plus the monthly fee pro rata (``days`` / mean month of 30.44 days)."""
-    if energy_kwh < 0 or days < 0 or tariff_per_kwh < 0 or monthly_fee < 0:
-        raise InputError("invoice inputs must be >= 0")
-    return Invoice(energy_kwh, days, tariff_per_kwh, monthly_fee, energy_kwh * tariff_per_kwh,
-                   monthly_fee * days / MEAN_MONTH_DAYS)
 
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], css_class: str) -> str:

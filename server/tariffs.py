@@ -10,7 +10,8 @@ The structure is the utility rate database's (see ``smartmeter.settings_billing`
 - Tiers count the kWh of the billing period so far in a period of that *name* (a mid-period tariff change that keeps
   the names keeps counting); a slice that crosses a block end is split at it.
 - Fixed charges cover the whole billing period (readings or not): ``per: day`` x local days in the tariff's part,
-  ``per: month`` x (those days / days of that calendar month).
+  ``per: month`` x (those days / days of that calendar month); a span that does not start or end at midnight (the
+  notebook's) counts the part of its first and last day.
 - Each line's amount is rounded to the cent (half up) from the kWh rounded to the Wh; per-kWh taxes follow the
   energy lines of their tariff, VAT is a percentage of that tariff's lines; the total is the sum of the lines.
 """
@@ -124,20 +125,27 @@ def slices(tariffs: Sequence[Tariff], start: datetime, end: datetime, zone: Zone
     return out
 
 
+def _day_part(t: datetime, zone: ZoneInfo) -> Decimal:
+    """How much of its local day has passed at ``t`` (0 at midnight; a DST day is 23 or 25 hours long)."""
+    day = t.astimezone(zone).date()
+    a, b = local_midnight(day, zone), local_midnight(day + timedelta(days=1), zone)
+    return (Decimal((t - a).total_seconds()) / Decimal((b - a).total_seconds())).quantize(Decimal("0.0001"))
+
+
 def fixed_lines(tariffs: Sequence[Tariff], start: datetime, end: datetime, zone: ZoneInfo) -> list[Line]:
     out = []
     for a, b, tar in segments(tariffs, start, end, zone):
         la, lb = a.astimezone(zone), b.astimezone(zone)
-        days = (lb.date() - la.date()).days  # segments start and end at local midnights
+        days = Decimal((lb.date() - la.date()).days) + _day_part(lb, zone) - _day_part(la, zone)
         month_days = ((la.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)).day
         for f in tar.fixed:
             if f.per == "day":
-                out.append(Line("fixed", tar.name, f.name, Decimal(days), "day", Decimal(str(f.amount)),
-                                money(Decimal(days) * Decimal(str(f.amount)))))
+                out.append(Line("fixed", tar.name, f.name, days, "day", Decimal(str(f.amount)),
+                                money(days * Decimal(str(f.amount)))))
             else:
-                share = Decimal(days) / Decimal(month_days)
-                out.append(Line("fixed", tar.name, f"{f.name} ({days}/{month_days} of the month)",
-                                Decimal(days) / Decimal(month_days), "month", Decimal(str(f.amount)),
+                share = days / Decimal(month_days)
+                out.append(Line("fixed", tar.name, f"{f.name} ({days.normalize():f}/{month_days} of the month)",
+                                share.quantize(Decimal("0.0001")), "month", Decimal(str(f.amount)),
                                 money(share * Decimal(str(f.amount)))))
     return out
 

@@ -10,6 +10,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -171,12 +172,27 @@ def test_duration_curve_from_sensor_and_from_register() -> None:
     assert nd.duration_curve(series[:1], 0.001, 900)[2] == "none"
 
 
-def test_invoice_prorates_the_monthly_fee() -> None:
-    bill = nd.invoice(100.0, nd.MEAN_MONTH_DAYS, 0.3, 12.0)
-    assert (bill.energy_cost, bill.fixed_cost, bill.total) == pytest.approx((30.0, 12.0, 42.0))
-    assert nd.invoice(10.0, 7.0, 0.2, 12.0).fixed_cost == pytest.approx(12.0 * 7 / 30.436875)
-    with pytest.raises(InputError):
-        nd.invoice(-1.0, 7.0, 0.2, 12.0)
+def test_notebook_invoice_is_the_billing_model(tmp_path: Path) -> None:
+    """show_invoice prices with server.invoice: a flat tariff of the notebook's price and fee without tariffs in the
+    settings (fee pro rata of the calendar month), the settings' tariffs when there are some."""
+    from smartmeter.server.notebook_consumption import Consumption, Session, show_invoice
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    with open_database(url) as db:
+        db.register_meter("m1")  # 2026-11-02 .. 2026-11-09 00:00 UTC, 1 kWh an hour: 168 kWh over 7 days
+        db.insert_readings([Reading("m1", datetime(2026, 11, 2, tzinfo=UTC) + timedelta(hours=h), 100.0 + h, "csv:n")
+                            for h in range(169)])
+    session = Session.open(url, "", "m1")
+    stats = SimpleNamespace(start=datetime(2026, 11, 2, tzinfo=UTC), end=datetime(2026, 11, 9, tzinfo=UTC))
+    c = Consumption(session, stats, [], {})  # type: ignore[arg-type]
+    rows = dict(table_rows(show_invoice(c, 0.3, 12.0)[0].data, "invoice"))
+    # energy 168 x 0.30 = 50.40; fee 12 x 7/30 (November) = 2.80; total 53.20
+    assert list(rows.values()) == ["2.80", "50.40", "53.20"]
+    tou = {"name": "t", "start": "2020-01-01", "energy": [{"tiers": [{"price": 0.5}]}]}
+    session.settings = session.settings.model_copy(update={"billing": Settings.model_validate(
+        {"billing": {"tariffs": [tou]}}).billing})
+    assert list(dict(table_rows(show_invoice(c, 0.3, 12.0)[0].data, "invoice")).values()) == ["84.00", "84.00"]
+    session.db.close()
 
 
 def test_hourly_counts_and_capture_gaps() -> None:
