@@ -12,8 +12,8 @@
 Per rule and meter (table ``alert_state``): when the condition starts to hold an *alert* is made, unless the last
 alert is less than ``alerts.quiet_s`` old (then it is only counted as suppressed: a flapping condition makes at most
 one alert per quiet period); when it stops holding after an alert a *recovery* is made. A message is written to the
-outbox once per channel of the rule, in the same transaction as the state that made it (a crash between the two
-can neither lose nor repeat it); ``smartmeter.server.alerts_channels`` delivers it.
+outbox once per channel of the rule that the settings configure, in the same transaction as the state that made it
+(a crash between the two can neither lose nor repeat it); ``smartmeter.server.alerts_channels`` delivers it.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Evaluator:
         cfg = settings.alerts
         made: list[dict[str, Any]] = []
         meters = db.meters()
+        configured = cfg.configured()
         for rule in cfg.rules:
             for meter_id in [m for m in meters if not rule.meters or m in rule.meters]:
                 with db.transaction():
@@ -105,7 +106,7 @@ class Evaluator:
                     msg = step(st, cond, rule, cfg.quiet_s, now_ms)
                     alerts_repo.save_state(db, st, now_ms)
                     if msg is not None:
-                        for ch in rule.channels:
+                        for ch in [c for c in rule.channels if c in configured]:
                             alerts_repo.enqueue(db, f"{msg['id']}/{ch}", ch, json.dumps(msg), now_ms)
                         made.append(msg)
         return made

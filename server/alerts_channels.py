@@ -150,14 +150,15 @@ class MqttChannel:
 def channels_from(settings: Settings) -> dict[str, Channel]:
     """The channels the settings configure."""
     cfg = settings.alerts
+    names = cfg.configured()
     out: dict[str, Channel] = {}
-    if cfg.mqtt_topic:
+    if "mqtt" in names and cfg.mqtt_topic:
         out["mqtt"] = MqttChannel(settings, cfg.mqtt_topic)
-    if cfg.webhook_url:
+    if "webhook" in names and cfg.webhook_url:
         secret = get_secret("alerts_webhook_secret")
         assert secret is not None
         out["webhook"] = WebhookChannel(cfg.webhook_url, secret.get_secret_value().encode(), cfg.timeout_s)
-    if cfg.smtp_host and cfg.mail_to:
+    if "email" in names:
         out["email"] = SmtpChannel(settings)
     return out
 

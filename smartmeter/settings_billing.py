@@ -133,6 +133,17 @@ class AlertsSettings(Part):
     mail_to: list[str] = Field(default_factory=list, description="Recipients.")
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one delivery attempt, s.")
 
+    def configured(self) -> set[Channel]:
+        """The channels these settings can deliver to."""
+        out: set[Channel] = set()
+        if self.mqtt_topic:
+            out.add("mqtt")
+        if self.webhook_url:
+            out.add("webhook")
+        if self.smtp_host and self.mail_to:
+            out.add("email")
+        return out
+
 
 class HomeAssistantSettings(Part):
     enabled: bool = Field(False, description="Publish meters to Home Assistant by MQTT discovery (mqtt: broker).")

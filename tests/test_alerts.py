@@ -96,7 +96,7 @@ def test_an_event_reaches_mqtt_webhook_and_email_within_2_s(tmp_path: Path, monk
 
 
 def test_a_flapping_condition_sends_at_most_one_alert_per_quiet_period(mdb: Database) -> None:
-    s = settings(quiet_s=1800, rules=[{"name": "outage", "events": ["blackout"], "channels": ["email"]}])
+    s = settings(quiet_s=1800, smtp_host="127.0.0.1")  # the rule names all three channels; e-mail is configured
     ev = Evaluator()
     made = []
     for i in range(120):  # two hours: a blackout opens and closes every minute (simulated clock)
@@ -111,7 +111,7 @@ def test_a_flapping_condition_sends_at_most_one_alert_per_quiet_period(mdb: Data
     assert [(m["at"][11:16]) for m in alerts] == ["12:00", "12:30", "13:00", "13:30"]
     assert len([m for m in made if m["kind"] == "recovery"]) == 4
     assert alerts_repo.load_state(mdb, "m1", "outage").suppressed == 56
-    assert len(alerts_repo.outbox(mdb)) == 8  # one channel
+    assert {r.channel for r in alerts_repo.outbox(mdb)} == {"email"} and len(alerts_repo.outbox(mdb)) == 8
 
 
 def test_smtp_down_for_10_minutes_delays_never_loses_the_alert(tmp_path: Path) -> None:
@@ -212,3 +212,29 @@ def test_outbox_and_state_on_both_backends(db: Database) -> None:
         assert row.attempts == 2 and row.sent_ms == T0 + 10_000 and row.last_error == ""
     finally:
         hook.close()
+
+
+def test_cli_alerts_run_once_and_outbox(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from smartmeter.cli import cli
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    with open_database(url) as db:
+        db.register_meter("m1")
+        now = int(time.time() * 1000)
+        open_event(db, now - 60_000, now)
+    port = free_port()  # SMTP down
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"database": {"url": url}, "alerts": {
+        "rules": [{"name": "outage", "events": ["blackout"]}], "mqtt_topic": None, "smtp_host": "127.0.0.1",
+        "smtp_port": port, "smtp_starttls": False, "mail_to": ["a@example.org"], "timeout_s": 2}}))
+    res = CliRunner().invoke(cli, ["-c", str(cfg), "alerts", "run", "--once"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {"made": 1, "sent": 0, "failed": 1, "ha_states": 0}
+    res = CliRunner().invoke(cli, ["-c", str(cfg), "alerts", "outbox", "--pending"])
+    assert res.exit_code == 0 and res.output.startswith("m1/outage/1/email  email   waiting")
+    cfg.write_text(cfg.read_text().replace("smtp_port: ", "smtp_port: x"))
+    res = CliRunner().invoke(cli, ["-c", str(cfg), "alerts", "outbox"])
+    assert res.exit_code == 2 and "smtp_port" in res.output  # a bad settings file: a clear error

@@ -131,6 +131,25 @@ def test_price_change_mid_period_is_split_at_the_right_reading() -> None:
     assert inv.total == Decimal("105.00")
 
 
+def test_blocks_keep_counting_across_a_tariff_change_and_monthly_schedules() -> None:
+    def blocks(price_hi: float, start: str) -> dict[str, Any]:
+        return {"name": f"from {start}", "start": start, "energy": [{"name": "energy", "tiers": [
+            {"max_kwh": 200, "price": 0.10}, {"price": price_hi}]}]}
+
+    rs = steady(utc(2026, 10, 31, 0), utc(2026, 12, 1, 0), 10 / 24)
+    inv = compute(settings(blocks(0.20, "2020-01-01"), blocks(0.40, "2026-11-16")), "m1", "2026-11", rs)
+    # 150 kWh by the change (block 1); after it 50 kWh more in block 1, then 100 kWh at the new 0.40:
+    # 150 x 0.10 = 15.00; 50 x 0.10 = 5.00 + 100 x 0.40 = 40.00 -> 60.00
+    assert [(ln.tariff, str(ln.quantity), str(ln.amount)) for ln in inv.lines] == [
+        ("from 2020-01-01", "150.000", "15.00"), ("from 2026-11-16", "50.000", "5.00"),
+        ("from 2026-11-16", "100.000", "40.00")]
+    # a 12-row schedule: November's row (the 11th) bills every hour at period 1
+    sched = [[0] * 24] * 10 + [[1] * 24] + [[0] * 24]
+    two = {"name": "m", "start": "2020-01-01", "weekday_schedule": sched, "weekend_schedule": sched,
+           "energy": [{"name": "a", "tiers": [{"price": 1.0}]}, {"name": "b", "tiers": [{"price": 0.5}]}]}
+    assert amounts(compute(settings(two), "m1", "2026-11-02", rs)) == [("energy", "b", "5.00")]  # 10 kWh x 0.5
+
+
 def test_running_period_is_projected() -> None:
     s = settings(flat(0.25, fixed=[{"amount": 10, "per": "month"}]))
     rs = steady(utc(2026, 10, 31, 23), utc(2026, 11, 10, 23), 1.0)  # up to local 2026-11-11 00:00: 240 kWh
