@@ -29,14 +29,17 @@ log = logging.getLogger(__name__)
               help="--fleet: how long a claimed meter stays this worker's (longer than a page takes to read); a "
                    "killed worker's photos are read by another one after it.")
 @click.option("--worker-id", default=None, help="--fleet: this worker's name in the leases (default HOST:PID).")
+@click.option("--meters-per-claim", type=click.IntRange(1), default=8, show_default=True,
+              help="--fleet: meters one claim leases (their photos share the page of worker.batch_size).")
 @click.pass_obj
-def worker_cmd(obj: object, once: bool, quiet: bool, fleet: bool, lease_s: float, worker_id: str | None) -> None:
+def worker_cmd(obj: object, once: bool, quiet: bool, fleet: bool, lease_s: float, worker_id: str | None,
+               meters_per_claim: int) -> None:
     """Pull photos from the image store, read, validate across frames, store readings (SIGTERM stops it)."""
     settings = obj.settings  # type: ignore[attr-defined]
     with open_database(settings.database.url) as db:
         worker: Worker | FleetWorker
         if fleet:
-            worker = FleetWorker(settings, db, open_store(settings.store), worker_id, lease_s,
+            worker = FleetWorker(settings, db, open_store(settings.store), worker_id, lease_s, meters_per_claim,
                                  progress=once and not quiet)
         else:
             worker = Worker(settings, db, open_store(settings.store), progress=once and not quiet)

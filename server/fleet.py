@@ -4,7 +4,8 @@ The single worker keeps one cursor and reads every page itself. In a fleet the w
 (``server/migrations/008_fleet.sql``):
 
 - listing: one worker at a time (``try_lock("list:<store>")``, PostgreSQL advisory lock; the others skip it)
-  lists new photos from the saved cursor into ``fleet_queue`` and saves the cursor, in one transaction;
+  lists new photos from the saved cursor into ``fleet_queue`` and saves the cursor, up to ``LIST_PAGES`` pages
+  in one transaction (what was uploaded together is claimed together, in capture order);
 - claiming: a worker takes up to ``meters_per_claim`` meters that have queued photos and no live lease
   (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL: two workers never wait for, nor take, the same meter)
   and leases them for ``lease_s`` with a fresh token;
@@ -42,6 +43,8 @@ from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef, parse_photo_name
 
 log = logging.getLogger(__name__)
+
+LIST_PAGES = 100  # store pages queued in one transaction
 
 
 class LeaseLost(Exception):  # noqa: N818 - a signal between two methods, never shown
@@ -88,18 +91,20 @@ class FleetWorker:
     # ---- listing -----------------------------------------------------------------------------------------------
     def list_new(self) -> int:
         """Queue the photos listed since the saved cursor (every page); 0 when another worker is listing."""
-        queued = 0
-        while not self.stop_event.is_set():
-            with self.db.transaction():
+        queued, more = 0, True
+        while more and not self.stop_event.is_set():
+            with self.db.transaction():  # up to LIST_PAGES pages at once: a meter's backlog is claimed whole
                 if not self.db.try_lock("list:" + self.store_id):
                     return queued
-                page = self.store.list_new(photos_repo.load_cursor(self.db, self.store_id),
-                                           limit=self.settings.worker.batch_size)
-                queued += self.enqueue(page.refs)
-                if page.cursor is not None:
-                    photos_repo.save_cursor(self.db, self.store_id, page.cursor)
-            if not page.has_more:
-                break
+                for _ in range(LIST_PAGES):
+                    page = self.store.list_new(photos_repo.load_cursor(self.db, self.store_id),
+                                               limit=self.settings.worker.batch_size)
+                    queued += self.enqueue(page.refs)
+                    if page.cursor is not None:
+                        photos_repo.save_cursor(self.db, self.store_id, page.cursor)
+                    more = page.has_more
+                    if not more:
+                        break
         return queued
 
     def enqueue(self, refs: Sequence[ImageRef]) -> int:
