@@ -1,5 +1,7 @@
 """What cross-frame validation works with: the meter's rules, a frame (one photo's OCR result), a published
-reading (anchor), a decision, and the values a frame may stand for when drums are caught mid-roll.
+reading (anchor), a decision, the values a frame may stand for when drums are caught mid-roll, and the evidence
+rules (pure): the meter's typical power from its history, and when a reading is a surprise that needs independent
+witnesses (``typical_rate``, ``surprise``).
 
 ``smartmeter.server.validation.MeterValidator`` judges frames with these (docs/validation.md).
 """
@@ -8,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+import numpy as np
 
 from smartmeter.domain import step_violation
 from smartmeter.settings import MeterSettings, Settings, ValidationSettings
@@ -160,3 +165,71 @@ def candidates(frame: Frame, rules: Rules) -> list[float]:
     out = {round(frame.value + sum(s * k for s, k in zip(steps, ks, strict=True)), 6)
            for ks in itertools.product((-1, 0, 1), repeat=len(steps))}
     return sorted(v for v in out if v >= 0)
+
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+MIN_HISTORY_S = 6 * HOUR_S  # less history than this: the typical power is unknown
+
+
+def anchor_fine(a: Anchor, resolution: float) -> float:
+    return a.fine if a.fine is not None else a.value + resolution / 2
+
+
+def typical_rate(times: Sequence[float], fines: Sequence[float], rules: Rules) -> float | None:
+    """The meter's typical top rate, kWh/s: the highest rate over an hour or more between the published readings
+    of the last day (capture times, oldest first, and their fine values), times ``typical_power_margin``. None with
+    under 6 h of history."""
+    if len(times) < 2 or times[-1] - times[0] < MIN_HISTORY_S:
+        return None
+    t, v = np.asarray(times, np.float64), np.asarray(fines, np.float64)
+    i = np.arange(len(t))
+    j = np.maximum(np.searchsorted(t, t + HOUR_S, "left"), i + 1)
+    ok = j < len(t)
+    if not ok.any():
+        return None
+    i, j = i[ok], j[ok]
+    best = float(np.max((v[j] - v[i]) / (t[j] - t[i])))
+    return max(best, 0.0) * rules.validation.typical_power_margin
+
+
+def weak(frame: Frame, rules: Rules) -> bool:
+    """A digit read below ``hold_confidence``."""
+    return any(d.confidence < rules.validation.hold_confidence for d in frame.digits)
+
+
+def surprise(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules) -> str | None:
+    """Why the frame's value is further than ``surprise_steps`` from the expected register, or None.
+
+    Expected: from the anchor before, a rise of at most the typical rate over the time between; to the anchor
+    after, likewise. A surprise is not refused: it needs ``witnesses`` independent values."""
+    assert frame.value is not None
+    res = rules.resolution_kwh
+    slack = rules.validation.surprise_steps * res
+    fine = frame.fine(res)
+    assert fine is not None
+    if prev is not None:
+        rise = fine - anchor_fine(prev, res) - rate * (frame.t - prev.t)
+        if rise > slack + 1e-9:
+            return f"{rise / res:.1f} steps above the expected register after {prev.key}"
+    if nxt is not None:
+        short = anchor_fine(nxt, res) - fine - rate * (nxt.t - frame.t)
+        if short > slack + 1e-9:
+            return f"{short / res:.1f} steps below the expected register before {nxt.key}"
+    return None
+
+
+def off_line(frame: Frame, prev: Anchor, nxt: Anchor, rules: Rules) -> str | None:
+    """Why a frame with a weak digit is not pinned by its neighbours: further than ``surprise_steps`` from the
+    straight line between them. No later photo can witness the value at its time, so it is refused."""
+    assert frame.value is not None
+    res = rules.resolution_kwh
+    fine = frame.fine(res)
+    assert fine is not None
+    if nxt.t <= prev.t:
+        return None
+    p, n = anchor_fine(prev, res), anchor_fine(nxt, res)
+    off = fine - (p + (n - p) * (frame.t - prev.t) / (nxt.t - prev.t))
+    if abs(off) > rules.validation.surprise_steps * res + 1e-9:
+        return f"weak digit, {off / res:+.1f} steps off the line between {prev.key} and {nxt.key}"
+    return None

@@ -8,6 +8,10 @@ out-of-order delivery is handled and an old frame never moves the register backw
 Outcomes (``Action``): PUBLISH a reading; HOLD a mid-roll or low-confidence frame until ``confirm_frames`` later
 anchors confirm it; SUSPECT a frame that disagrees with its neighbours; REJECT a frame to the review queue;
 CORRECT (replace the value of) or WITHDRAW (remove) an anchor that later frames overrule. See docs/validation.md.
+
+Evidence is counted by independent witnesses, not by frames: a frame further than a step from the expected
+register (``frames.surprise``) waits until ``witnesses`` distinct values agree with it, and consensus compares
+distinct values, since repeated photos of a drum that has not moved repeat the same misread.
 """
 
 from __future__ import annotations
@@ -16,7 +20,22 @@ import bisect
 import logging
 from collections.abc import Iterable, Sequence
 
-from smartmeter.server.frames import Action, Anchor, Decision, Frame, Rules, candidates, mid_roll
+from smartmeter.server.frames import (
+    DAY_S,
+    HOUR_S,
+    Action,
+    Anchor,
+    Decision,
+    Frame,
+    Rules,
+    anchor_fine,
+    candidates,
+    mid_roll,
+    off_line,
+    surprise,
+    typical_rate,
+    weak,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +50,8 @@ class MeterValidator:
         self._anchors: dict[str, Anchor] = {}
         self._pending: dict[str, tuple[Frame, Action]] = {}
         self._new: list[float] = []  # times of anchors published since the last kink check
+        self._rates: dict[int, float] = {}  # typical rate by hour (epoch hours)
+        self._rates_end = 0.0  # start of the latest hour cached
         for a in anchors:
             self._insert(a)
         for f, kind in pending:
@@ -46,6 +67,9 @@ class MeterValidator:
         return sorted(self._pending.values(), key=lambda p: (p[0].t, p[0].key))
 
     def _insert(self, a: Anchor) -> None:
+        if a.t < self._rates_end:
+            self._rates.clear()  # the history of a cached hour changed
+            self._rates_end = 0.0
         bisect.insort(self._order, (a.t, a.key))
         self._anchors[a.key] = a
 
@@ -53,6 +77,8 @@ class MeterValidator:
         a = self._anchors.pop(key)
         i = bisect.bisect_left(self._order, (a.t, key))
         del self._order[i]
+        self._rates.clear()
+        self._rates_end = 0.0
         return a
 
     def _around(self, t: float, skip: frozenset[str] = frozenset()) -> tuple[Anchor | None, Anchor | None]:
@@ -153,7 +179,11 @@ class MeterValidator:
         assert f.value is not None
         ok, bad = self._fits_around(f.t, f.value)
         if ok:
-            return [self._publish(f, f.value, "consistent with neighbours")]
+            why = self._unproven(f)
+            if why is None:
+                return [self._publish(f, f.value, "consistent with neighbours")]
+            self._pending[f.key] = (f, Action.SUSPECT)
+            return [self._decide(Action.SUSPECT, f, f.value, f"needs independent evidence: {why}")]
         self._pending[f.key] = (f, Action.SUSPECT)
         return [self._decide(Action.SUSPECT, f, f.value, "disagrees with " + ", ".join(
             f"{a.key} ({a.value:g})" for a in bad))]
@@ -178,9 +208,11 @@ class MeterValidator:
                         changed = True
                     continue
                 ok, _ = self._fits_around(f.t, f.value)
-                if ok:
+                if ok and self._unproven(f) is None:
                     out.append(self._publish(f, f.value, "consistent after neighbours changed"))
                     changed = True
+                elif ok:
+                    continue  # fits but unproven: waits for a witness with another value (or a contradiction)
                 elif self._after(f.t) >= self.rules.validation.consensus_frames:
                     out.extend(self._age_out(f))
                     changed = True
@@ -199,8 +231,17 @@ class MeterValidator:
         assert f.value is not None
         prev, nxt = self._around(f.t)
         ok, _ = self._fits_around(f.t, f.value)
+        if prev is not None and nxt is not None and ok and weak(f, self.rules):
+            loose = off_line(f, prev, nxt, self.rules)
+            if loose is not None:
+                del self._pending[f.key]
+                return [self._decide(Action.REJECT, f, f.value, loose, evidence=(prev.key, nxt.key))]
         if ok:
-            return [self._publish(f, f.value, "held frame confirmed by neighbours")]
+            why = self._unproven(f)
+            if why is None:
+                return [self._publish(f, f.value, "held frame confirmed by neighbours")]
+            self._pending[f.key] = (f, Action.SUSPECT)
+            return [self._decide(Action.SUSPECT, f, f.value, f"held frame needs independent evidence: {why}")]
         fitting = [c for c in candidates(f, self.rules) if self._fits_around(f.t, c)[0]]
         narrow = prev is not None and nxt is not None and nxt.value - prev.value <= self.rules.resolution_kwh * 1.001
         if narrow and len(fitting) == 1:  # the neighbours pin the value to within one step
@@ -239,7 +280,8 @@ class MeterValidator:
             if len(group) < k:
                 continue
             conflicts = self._conflicts(group)
-            if conflicts is None or not conflicts or len(conflicts) >= len(group):
+            if conflicts is None or not conflicts or self._witnesses(group, conflicts) <= len(
+                    {a.value for a in conflicts}):
                 continue
             ev = tuple(g.key for g in group)
             for a in conflicts:
@@ -282,6 +324,63 @@ class MeterValidator:
         if any(a.trusted for a in out):
             return None
         return out
+
+    # -- evidence --------------------------------------------------------------------------------------------
+    def _unproven(self, f: Frame) -> str | None:
+        """Why ``f`` may not be published yet: a surprise (frames.surprise) without enough witnesses; or None."""
+        prev, nxt = self._around(f.t)
+        why = surprise(f, prev, nxt, self._rate(f.t), self.rules)
+        if why is None or self._witnessed(f):
+            return None
+        return why
+
+    def _rate(self, t: float) -> float:
+        """The typical top rate (kWh/s) from the day of anchors before the hour of ``t`` (cached per hour)."""
+        hour = int(t // HOUR_S)
+        if hour not in self._rates:
+            end = hour * HOUR_S
+            hi = bisect.bisect_left(self._order, (end, ""))
+            lo = max(bisect.bisect_left(self._order, (end - DAY_S, "")), hi - 200)
+            part = self._order[lo:hi]
+            fines = [anchor_fine(self._anchors[k], self.rules.resolution_kwh) for _, k in part]
+            rate = typical_rate([at for at, _ in part], fines, self.rules)
+            self._rates[hour] = self.rules.validation.initial_power_w / 3.6e6 if rate is None else rate
+            self._rates_end = max(self._rates_end, end)
+        return self._rates[hour]
+
+    def _witnessed(self, f: Frame) -> bool:
+        """Do ``witnesses - 1`` later values, each different from the one before, follow ``f`` in a chain that
+        fits it? Later photos showing the same value are one witness; the first different value that does not fit
+        contradicts it."""
+        assert f.value is not None
+        need = self.rules.validation.witnesses - 1
+        i = bisect.bisect_right(self._order, (f.t, "\uffff"))
+        later = [(self._anchors[k].t, self._anchors[k].value) for _, k in self._order[i:i + 200]]
+        later += [(g.t, g.value) for g, kind in self._pending.values()
+                  if kind is Action.SUSPECT and g.t > f.t and g.value is not None and g.key != f.key]
+        t, v = f.t, f.value
+        for gt, gv in sorted(later):
+            if need <= 0:
+                break
+            if abs(gv - v) < self.rules.resolution_kwh / 2:
+                continue
+            if not self.rules.fits(t, v, gt, gv):
+                return False
+            need -= 1
+            t, v = gt, gv
+        return need <= 0
+
+    def _witnesses(self, group: Sequence[Frame], conflicts: Sequence[Anchor]) -> int:
+        """Independent witnesses of a consensus group: its distinct values, plus one when the anchor just before the
+        overruled ones shows the group's first value."""
+        n = len({g.value for g in group})
+        first = min(a.t for a in conflicts)
+        prev, _ = self._around(first - 1e-3, frozenset(a.key for a in conflicts))
+        g = group[0]
+        assert g.value is not None
+        if prev is not None and prev.t < g.t and abs(prev.value - g.value) < self.rules.resolution_kwh / 2:
+            n += 1
+        return n
 
     def _withdraw(self, anchors: Sequence[Anchor], reason: str, evidence: tuple[str, ...]) -> list[Decision]:
         for a in anchors:

@@ -109,12 +109,77 @@ def test_wrong_accepted_value_is_corrected_by_consensus() -> None:
 
 
 def test_correction_pins_value_when_neighbours_agree() -> None:
-    v = MeterValidator("m", RULES)
+    # rule changed (issue 14): with the default typical power (3 kW) a 1 kWh rise in 10 minutes is a surprise and
+    # waits for a witness; here the meter is allowed 6 kW typically, so it is published and then corrected
+    v = MeterValidator("m", Rules.of(resolution_kwh=0.1, initial_power_w=6000))
     out = feed_all(v, [frame(0, 100.0), frame(1, 101.0), frame(2, 100.0), frame(3, 100.0), frame(4, 100.0)])
     assert actions(out, "f0001")[0] is Action.PUBLISH  # plausible on its own (6 kW for 10 minutes)
     fixed = [d for d in out if d.key == "f0001" and d.action is Action.CORRECT]
     assert fixed and fixed[0].old_value == 101.0 and fixed[0].value == 100.0
     assert all(a.value == 100.0 for a in v.anchors)
+
+
+def test_surprising_jump_is_never_published_when_the_register_has_not_moved() -> None:
+    # 100.0 then a frame 15 steps above what 3 kW allows; the drum rests, its misread repeats (one witness), then
+    # the register shows 100.0 again: the surprise was a misread and is never published. Before, 102.0 was
+    # published and three frames of it (more than the correct frames after) kept it
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 100.0), frame(1, 102.0), frame(2, 102.0), frame(3, 102.0), frame(4, 100.0),
+                       frame(5, 100.1), frame(6, 100.1), frame(7, 100.2)])
+    assert Action.PUBLISH not in actions(out, "f0001") + actions(out, "f0002") + actions(out, "f0003")
+    assert actions(out, "f0001")[0] is Action.SUSPECT and "independent evidence" in out[1].reason
+    assert [a.value for a in v.anchors] == [100.0, 100.0, 100.1, 100.1, 100.2]
+
+
+def test_surprising_jump_is_published_once_a_distinct_value_confirms_it() -> None:
+    v = MeterValidator("m", RULES)
+    # a real 6 kW load after 100.0 (3 kW assumed): 101.0 waits; 102.0, another value that fits, confirms it
+    out = feed_all(v, [frame(0, 100.0), frame(1, 101.0)])
+    assert actions(out, "f0001") == [Action.SUSPECT]
+    out = v.feed(frame(2, 102.0))
+    assert actions(out, "f0001") == [Action.PUBLISH]
+    assert [a.value for a in v.anchors] == [100.0, 101.0]  # 102.0 itself waits for its own witness
+    out = v.feed(frame(3, 102.9))
+    assert actions(out, "f0002") == [Action.PUBLISH]
+
+
+def test_typical_power_comes_from_the_meters_history() -> None:
+    # 8 h at 0.6 kW (a step every 10 minutes): a 4-step rise in 10 minutes (2.4 kW) is a surprise now, while
+    # without history (3 kW assumed) it is not
+    v = MeterValidator("m", RULES)
+    feed_all(v, [frame(i, round(100.0 + 0.1 * i, 1)) for i in range(48)])
+    assert actions(v.feed(frame(48, 105.1)), "f0048") == [Action.SUSPECT]
+    fresh = MeterValidator("m", RULES)
+    feed_all(fresh, [frame(0, 104.7)])
+    assert actions(fresh.feed(frame(1, 105.1)), "f0001") == [Action.PUBLISH]
+
+
+def test_consensus_counts_distinct_values_not_frames() -> None:
+    # two correct anchors (100.1, 100.2), then the same crop misread as 100.0 three times: one witness, not three;
+    # before, the three frames overruled the two anchors and stored 100.0 three times
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 100.1), frame(1, 100.2), frame(2, 100.0), frame(3, 100.0), frame(4, 100.0)])
+    assert not [d for d in out if d.action in (Action.WITHDRAW, Action.CORRECT)]
+    assert [a.value for a in v.anchors] == [100.1, 100.2]
+
+
+def test_weak_digit_not_pinned_by_neighbours_is_refused() -> None:
+    # the last drum read 4 at confidence 0.63 between 100.0 and 100.5: 1.5 steps off the line between them, and
+    # no later photo can witness the value at its time. Before, the held frame was published once two later
+    # anchors fitted it (lcd2: an LCD "1" read 7.1 at 0.73 and stored)
+    v = MeterValidator("m", RULES)
+    weak = frame(1, 100.4)
+    weak.digits[-1] = DigitValue(4.0, 0.63)
+    out = feed_all(v, [frame(0, 100.0), weak, frame(2, 100.5), frame(3, 100.6), frame(4, 100.7)])
+    assert actions(out, "f0001") == [Action.HOLD, Action.REJECT]
+    assert "weak digit" in [d for d in out if d.key == "f0001"][-1].reason
+    assert [a.value for a in v.anchors] == [100.0, 100.5, 100.6, 100.7]
+    # on the line it is published as before
+    v = MeterValidator("m", RULES)
+    weak = frame(1, 100.3)
+    weak.digits[-1] = DigitValue(3.0, 0.63)
+    out = feed_all(v, [frame(0, 100.0), weak, frame(2, 100.5), frame(3, 100.6), frame(4, 100.7)])
+    assert actions(out, "f0001") == [Action.HOLD, Action.PUBLISH]
 
 
 def test_trusted_anchor_is_never_overruled_and_review_value_wins() -> None:
