@@ -2,7 +2,8 @@
 
 Every backend returns a JPEG. The backend class is looked up in ``BACKENDS`` (import paths, imported on first use),
 so the Pi imports only the backend it runs: never OpenCV with picamera2, and raspi never imports the simulator
-(the ``sim`` backend lives in ``smartmeter.simulator.camera``, a layer above) except through this table.
+(the ``sim`` backend lives in ``smartmeter.simulator.camera``, a layer above) except through this table. The
+``replay`` backend (a folder of photos in name order, for tests, demos and rehearsals) lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import importlib
 import logging
 from abc import ABC, abstractmethod
 from datetime import datetime
+from pathlib import Path
 
 from smartmeter.errors import ConfigError, ExternalToolError
 from smartmeter.settings import CameraSettings
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 BACKENDS: dict[str, str] = {
     "picamera2": "smartmeter.raspi.picamera2_camera:Picamera2Camera",
     "opencv": "smartmeter.raspi.opencv_camera:OpenCvCamera",
-    "replay": "smartmeter.raspi.replay_camera:ReplayCamera",
+    "replay": "smartmeter.raspi.camera:ReplayCamera",
     "sim": "smartmeter.simulator.camera:SimCamera",
 }
 
@@ -42,6 +44,39 @@ class Camera(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device."""
+
+
+SUFFIXES = (".jpg", ".jpeg")
+
+
+class ReplayCamera(Camera):
+    """Returns the next photo of ``camera.replay_dir`` each shot; at the end starts over (``replay_loop``) or fails."""
+
+    name = "replay"
+
+    def __init__(self, settings: CameraSettings) -> None:
+        if settings.replay_dir is None:
+            raise ConfigError("camera.replay_dir is not set", hint="the replay backend needs a folder of photos")
+        folder = Path(settings.replay_dir)
+        if not folder.is_dir():
+            raise ConfigError(f"camera.replay_dir {folder} is not a folder")
+        self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+        if not self.files:
+            raise ConfigError(f"camera.replay_dir {folder} holds no .jpg photos")
+        self.loop = settings.replay_loop
+        self.index = 0
+
+    def capture(self, ts: datetime) -> bytes:
+        if self.index >= len(self.files):
+            if not self.loop:
+                raise ExternalToolError(f"replay: all {len(self.files)} photos were shown")
+            self.index = 0
+        path = self.files[self.index]
+        self.index += 1
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ExternalToolError(f"replay: cannot read {path.name}: {exc.strerror}") from exc
 
 
 def backend_class(name: str) -> type[Camera]:

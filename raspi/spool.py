@@ -4,8 +4,17 @@ Capture never waits on upload. Writes are atomic (hidden temp file, fsync, renam
 half a photo; leftover temp files from a crash are cleaned at start. The folder is listed once, at start: after
 that an index kept in memory answers "what is waiting, how much" (a heartbeat with 10,000 photos waiting must not
 list the folder). When the spool would pass its cap, or the disk would fall below ``min_free_bytes``, the backlog
-is THINNED (``raspi.thinning``: one photo an hour, then a day, never the last of a day), with a warning; only when
+is THINNED (``plan_thinning``: one photo an hour, then a day, never the last of a day), with a warning; only when
 nothing more can be thinned is the new photo refused (capture stops until the uploader catches up).
+
+Thinning, not cutting: the register is cumulative, so a photo read later still gives the energy up to its time;
+dropping photos in the middle of an outage loses time resolution, not energy. Dropping the oldest photos wholesale
+(what a plain cap did) loses the readings for good. So, oldest backlog first:
+
+1. keep one photo per hour (the last of each hour);
+2. then one per day (the last of each day);
+3. never the first photo of the backlog, the newest photo, or the last photo of a day: past that, nothing more
+   can go, and the caller stops capturing (the last resort).
 """
 
 from __future__ import annotations
@@ -16,17 +25,51 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from smartmeter.errors import StoreError
 from smartmeter.fileio import TMP_PREFIX, atomic_write
-from smartmeter.raspi.thinning import Photo, plan_thinning
 from smartmeter.types import PHOTO_NAME, parse_photo_name, photo_name
 
 log = logging.getLogger(__name__)
+
+PERIODS_S = (3600, 86400)  # one photo an hour, then one a day
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    ts: datetime
+    size: int
+
+
+def plan_thinning(photos: Sequence[Photo], excess_bytes: int) -> tuple[list[Photo], int]:
+    """Photos to delete (oldest backlog first) to free ``excess_bytes``, and the bytes they free.
+
+    ``photos`` are sorted oldest first. Frees less than asked when only protected photos are left.
+    """
+    if excess_bytes <= 0 or len(photos) <= 2:
+        return [], 0
+    gone: set[str] = set()
+    out: list[Photo] = []
+    freed = 0
+    protected = {photos[0].name, photos[-1].name}
+    for period in PERIODS_S:
+        alive = [p for p in photos if p.name not in gone]
+        for i, p in enumerate(alive[:-1]):
+            last_of_period = int(alive[i + 1].ts.timestamp()) // period != int(p.ts.timestamp()) // period
+            if last_of_period or p.name in protected:
+                continue
+            gone.add(p.name)
+            out.append(p)
+            freed += p.size
+            if freed >= excess_bytes:
+                return out, freed
+    return out, freed
+
 
 LOW_WATER = 0.9  # thinning frees down to this share of the budget, so it runs rarely, not on every photo
 

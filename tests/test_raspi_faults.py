@@ -122,18 +122,17 @@ while True:
 def test_kill_9_during_a_write_never_uploads_a_partial_file(tmp_path: Path) -> None:
     root, store = tmp_path / "spool", LocalStore(tmp_path / "store")
     root.mkdir()
-    partial_seen, start = 0, 0
-    for _run in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), str(8 << 20)])
-        time.sleep(0.4 + 0.1 * _run)
+    partial_seen, start, runs, uploaded = 0, 0, 0, 0
+    while runs < 25 and not (partial_seen and uploaded >= 3):  # until a write was cut and some photos went up
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), str(4 << 20)])
+        time.sleep(0.5 + 0.15 * (runs % 8))  # kill at a different moment each time
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        runs += 1
         partial_seen += any(p.name.startswith(".tmp-") for p in root.iterdir())
         spool = Spool(root, 10**12, stale_tmp_s=10**9)  # restart: leftovers are not photos
-        uploaded = Uploader(spool, store).upload_once()
-        start += uploaded + 1
-        if partial_seen and _run >= 2:
-            break
+        n = Uploader(spool, store).upload_once()
+        uploaded, start = uploaded + n, start + n + 1
     assert partial_seen, "no write was ever cut: the test did not test anything"
     refs = store.list_new().refs
     assert refs and all(intact(store.get(r.key)) for r in refs)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from smartmeter.errors import StoreError
-from smartmeter.raspi.spool import Spool
-from smartmeter.raspi.thinning import Photo, plan_thinning
+from smartmeter.raspi.spool import Photo, Spool, plan_thinning
 from smartmeter.types import parse_photo_name
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
