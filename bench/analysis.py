@@ -38,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from smartmeter.server import analysis, events, rollups  # noqa: E402
+from smartmeter.server import analysis, events, readings_repo, rollups  # noqa: E402
 from smartmeter.server.database import Database, open_database  # noqa: E402
 from smartmeter.settings import MeterSettings, Settings  # noqa: E402
 from smartmeter.simulator.dataset import sample  # noqa: E402
@@ -89,6 +89,7 @@ def fill(db: Database, years: float) -> int:
         ts, reg, pw = household_rows(d, 1 + n, t, start_kwh=kwh)
         rows = [("house", int(a), float(b), float(c), "csv:bench") for a, b, c in zip(ts, reg, pw, strict=True)]
         db.executemany(INSERT, rows)
+        readings_repo.mark_changed(db, ((r[0], r[1]) for r in rows))  # what insert_readings does
         n += len(rows)
         kwh, t, left = float(reg[-1]), t + timedelta(days=d), left - d
     return n
@@ -147,6 +148,7 @@ def score(weeks: int) -> dict[tuple[str, str], list[int]]:
                             for i, (t, r) in enumerate(zip(ts, np.floor(reg * 10) / 10, strict=True))
                             if not a <= t < b]
                 db.executemany(INSERT, rows)
+                readings_repo.mark_changed(db, ((r[0], r[1]) for r in rows))
                 settings = Settings(meters=[MeterSettings(id=mid, resolution_kwh=0.001 if kind == "sensor" else 0.1,
                                                           timezone=TZ)])
                 events.analyse_meter(db, settings, mid, now=datetime.fromtimestamp(rows[-1][1] / 1000 + 60, UTC))
@@ -201,11 +203,13 @@ def main() -> None:
         for k in range(INCREMENTAL_RUNS):  # five more minutes of readings, then a pass; the median of these
             more = [(m, t + k * 300_000, v + k * 0.025, w, s) for m, t, v, w, s in new]
             db.executemany(INSERT, more)
+            readings_repo.mark_changed(db, ((r[0], r[1]) for r in more))
             at = now + timedelta(minutes=5 * (k + 1))
             incs.append(measure(lambda at=at: events.analyse_meter(db, settings, "house", now=at), memory=False)[0])
         t_inc = float(np.median(incs))
         more = [(m, t + INCREMENTAL_RUNS * 300_000, v, w, s) for m, t, v, w, s in new]
         db.executemany(INSERT, more)
+        readings_repo.mark_changed(db, ((r[0], r[1]) for r in more))
         _, m_inc, _ = measure(lambda: events.analyse_meter(db, settings, "house", now=now + timedelta(hours=1)))
         t_peer, m_peer, days = measure(lambda: peer(url))
         print(f"\n{'pass over ' + format(n, ',') + ' readings':<44} {'time':>9} {'peak memory':>12}")

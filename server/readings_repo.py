@@ -69,9 +69,19 @@ def insert_readings(db: Database, readings: Iterable[Reading], status: str = "ac
         db.lock_meters({r[0] for r in rows})
         for m in sorted({r[0] for r in rows}):
             register_meter(db, m)
-        return db.executemany(
+        new = db.executemany(
             f"INSERT INTO readings ({READING_COLUMNS}, status, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING", rows)
+        mark_changed(db, ((r[0], r[1]) for r in rows))
+        return new
+
+
+def mark_changed(db: Database, keys: Iterable[tuple[str, int]]) -> None:
+    """(meter, ts_ms) of inserted readings -> their UTC hours are marked for ``server.rollups.refresh`` (one row per
+    hour and batch; updates and deletes of readings are marked by triggers, migration 004)."""
+    hours = sorted({(m, ts - ts % 3_600_000) for m, ts in keys})
+    if hours:
+        db.executemany("INSERT INTO rollup_dirty (meter_id, hour_ms) VALUES (?, ?) ON CONFLICT DO NOTHING", hours)
 
 
 def _one(db: Database, sql: str, params: Sequence[Any]) -> Reading | None:
@@ -186,6 +196,7 @@ def store_reading(db: Database, meter_id: str, ts: datetime, value: float, sourc
                " DO UPDATE SET value_kwh = excluded.value_kwh, confidence = excluded.confidence,"
                " reader_version = excluded.reader_version, status = excluded.status",
                (meter_id, to_ms(ts), value, source, confidence, reader_version, status, now_ms()))
+    mark_changed(db, [(meter_id, to_ms(ts))])
 
 
 def correct(db: Database, meter_id: str, ts: datetime, source: str, value: float) -> None:

@@ -130,8 +130,21 @@ def test_migration_marks_readings_stored_before_it(tmp_path: object) -> None:
         db.execute("DELETE FROM schema_version WHERE version = 4")
         for t in ("rollup_hour", "rollup_dirty", "rollup_meter", "events", "analysis_state"):
             db.execute(f"DROP TABLE {t}")
-        for op in ("insert", "update", "delete"):
+        for op in ("update", "delete"):
             db.execute(f"DROP TRIGGER readings_rollup_{op}")
     with open_database(url) as db:
         assert len(db.query("SELECT 1 FROM rollup_dirty")) == 2
         assert len(assert_same(db)) == 2
+
+
+def test_every_insert_of_readings_marks_its_hours() -> None:
+    """Inserts are marked by readings_repo (a trigger per row halved the import rate), so no other module may insert
+    readings itself; updates and deletes are marked by the triggers whoever runs them."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "server"
+    inserting = sorted(p.name for p in root.rglob("*.py") if "INSERT INTO readings" in p.read_text(encoding="utf-8"))
+    assert inserting == ["readings_repo.py"]
+    text = (root / "readings_repo.py").read_text(encoding="utf-8")
+    assert text.count("INSERT INTO readings") == text.count("mark_changed(db, ")
+

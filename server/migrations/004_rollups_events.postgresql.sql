@@ -12,8 +12,9 @@
 --   the first sample after the last one in the hour (NULL: the hour ends inside the run), whether the hour starts
 --   inside it, the register at the first and the last zero sample. Several runs in one hour read as one.
 -- rollup_meter: the power threshold each meter's rollups were computed with (a new one recomputes them).
--- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
---   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
+-- rollup_dirty: hours whose readings changed since their rollup was computed: inserts are marked by
+--   server/readings_repo.py (one row per hour and batch), updates and deletes of readings by the triggers below,
+--   whatever module wrote them; emptied by server/rollups.py refresh().
 -- events: analysis events with start/end; is_open = 1 while the condition still holds at the last reading.
 -- analysis_state: per meter, the last analysis (the original dictionary {"blackout", "superamento"} and more).
 
@@ -45,7 +46,7 @@ BEGIN
         INSERT INTO rollup_dirty (meter_id, hour_ms)
             SELECT DISTINCT meter_id, (ts_ms / 3600000) * 3600000 FROM old_rows ON CONFLICT DO NOTHING;
     END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+    IF TG_OP = 'UPDATE' THEN
         INSERT INTO rollup_dirty (meter_id, hour_ms)
             SELECT DISTINCT meter_id, (ts_ms / 3600000) * 3600000 FROM new_rows ON CONFLICT DO NOTHING;
     END IF;
@@ -53,8 +54,6 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER readings_rollup_insert AFTER INSERT ON readings REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION readings_rollup_dirty();
 CREATE TRIGGER readings_rollup_update AFTER UPDATE ON readings REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION readings_rollup_dirty();
 CREATE TRIGGER readings_rollup_delete AFTER DELETE ON readings REFERENCING OLD TABLE AS old_rows

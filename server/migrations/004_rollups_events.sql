@@ -12,8 +12,9 @@
 --   the first sample after the last one in the hour (NULL: the hour ends inside the run), whether the hour starts
 --   inside it, the register at the first and the last zero sample. Several runs in one hour read as one.
 -- rollup_meter: the power threshold each meter's rollups were computed with (a new one recomputes them).
--- rollup_dirty: hours whose readings changed since their rollup was computed; filled by the triggers below on every
---   insert, update and delete of a reading, whatever module wrote it, emptied by server/rollups.py refresh().
+-- rollup_dirty: hours whose readings changed since their rollup was computed: inserts are marked by
+--   server/readings_repo.py (one row per hour and batch: a trigger per inserted row halved the import rate),
+--   updates and deletes of readings by the triggers below, whatever module wrote them; emptied by rollups refresh().
 -- events: analysis events with start/end; is_open = 1 while the condition still holds at the last reading.
 -- analysis_state: per meter, the last analysis (the original dictionary {"blackout", "superamento"} and more).
 
@@ -40,14 +41,7 @@ INSERT INTO rollup_dirty (meter_id, hour_ms)
     SELECT DISTINCT meter_id, (ts_ms / 3600000) * 3600000 FROM readings;
 
 -- (NOT EXISTS rather than INSERT OR IGNORE: SQLite lets the firing statement's ON CONFLICT clause override a
--- trigger's own conflict handling, and the camera worker stores readings with an upsert.)
-CREATE TRIGGER readings_rollup_insert AFTER INSERT ON readings
-BEGIN
-    INSERT INTO rollup_dirty (meter_id, hour_ms)
-        SELECT NEW.meter_id, (NEW.ts_ms / 3600000) * 3600000 WHERE NOT EXISTS (SELECT 1 FROM rollup_dirty d
-            WHERE d.meter_id = NEW.meter_id AND d.hour_ms = (NEW.ts_ms / 3600000) * 3600000);
-END;
-
+-- trigger's own conflict handling, and the camera worker stores readings with an upsert, whose update fires these.)
 CREATE TRIGGER readings_rollup_update AFTER UPDATE ON readings
 BEGIN
     INSERT INTO rollup_dirty (meter_id, hour_ms)
