@@ -1,12 +1,14 @@
-"""``smartmeter invoice --meter ID --period 2026-11 [--format text|json|pdf] [-o FILE]`` and the invoice's QR code.
+"""``smartmeter invoice --meter ID --period 2026-11 [--format text|json|html|pdf] [-o FILE]`` and the QR code.
 
 The QR code carries the amount and the reference: with currency EUR and ``billing.iban`` set it is an EPC/SEPA
 credit-transfer QR (the European Payments Council's format that banking apps scan), otherwise a plain text
-``<reference> <amount> <currency>``. The PDF is drawn with matplotlib's PDF backend.
+``<reference> <amount> <currency>``. The PDF is drawn with matplotlib's PDF backend; :func:`render_html` is the
+fragment a dashboard page shows (inline SVG QR code).
 """
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from decimal import Decimal
@@ -40,6 +42,27 @@ def payment_qr(inv: Invoice, billing: BillingSettings) -> segno.QRCode:
     return segno.make(payment_text(inv, billing), error="m", boost_error=False)
 
 
+def render_html(inv: Invoice, billing: BillingSettings) -> str:
+    """The invoice as an HTML fragment (table ``invoice-lines``, boundary list, inline SVG QR code) for a dashboard
+    page: ``GET`` handlers return it as is."""
+    cur = html.escape(inv.currency)
+    rows = "".join(f"<tr><td>{html.escape(ln.tariff)}</td><td>{html.escape(ln.text)}</td><td>{ln.quantity}</td>"
+                   f"<td>{html.escape(ln.unit)}</td><td>{ln.unit_price}</td><td>{ln.amount}</td></tr>\n"
+                   for ln in inv.lines)
+    bounds = "".join(f"<li>{html.escape(b.as_dict()['at'])}: {b.value_kwh:.3f} kWh, {html.escape(b.how)}</li>"
+                     for b in inv.boundaries)
+    projected = "" if inv.projected is None or inv.complete else \
+        f"<p class=\"projection\">projected total {inv.projected.total} {cur}</p>"
+    return (f"<section class=\"invoice\"><h2>Invoice {html.escape(inv.reference)}</h2>"
+            f"<p>meter {html.escape(inv.meter_id)}, period {html.escape(inv.period)}, {inv.energy_kwh:.3f} kWh from "
+            f"{inv.readings} readings</p><table class=\"invoice-lines\"><thead><tr><th>tariff</th><th>item</th>"
+            f"<th>quantity</th><th>unit</th><th>price</th><th>amount ({cur})</th></tr></thead><tbody>\n{rows}"
+            f"</tbody><tfoot><tr><td colspan=\"5\">total</td><td>{inv.total}</td></tr></tfoot></table>{projected}"
+            f"<ul class=\"boundaries\">{bounds}</ul><figure class=\"payment-qr\">"
+            f"{payment_qr(inv, billing).svg_inline(scale=4)}<figcaption>{html.escape(inv.reference)}</figcaption>"
+            "</figure></section>")
+
+
 def render_pdf(inv: Invoice, billing: BillingSettings) -> bytes:
     import matplotlib
 
@@ -64,7 +87,8 @@ def render_pdf(inv: Invoice, billing: BillingSettings) -> bytes:
 @click.command("invoice")
 @click.option("--meter", "meter_id", required=True, help="Meter id.")
 @click.option("--period", required=True, help="Billing period: YYYY-MM (a month) or YYYY-MM-DD (a day), local time.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "pdf"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "pdf"]), default="text",
+              show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here (pdf needs it).")
 @click.pass_obj
 def invoice_cmd(app: Any, meter_id: str, period: str, fmt: str, output: Path | None) -> None:
@@ -78,7 +102,9 @@ def invoice_cmd(app: Any, meter_id: str, period: str, fmt: str, output: Path | N
         output.write_bytes(render_pdf(inv, settings.billing))
         click.echo(f"wrote {output} (total {inv.total} {inv.currency})")
         return
-    if fmt == "json":
+    if fmt == "html":
+        body = render_html(inv, settings.billing) + "\n"
+    elif fmt == "json":
         d = inv.as_dict()
         d["qr_text"] = payment_text(inv, settings.billing)
         body = json.dumps(d, indent=2) + "\n"

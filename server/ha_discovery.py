@@ -94,8 +94,8 @@ def state(db: Database, settings: Settings, meter_id: str, cost: str | None = No
     st = stored_state(db, meter_id) or {}
     problem = bool(st.get("blackout") or st.get("superamento") or st.get("camera_stale")) or any(
         s.active for s in alerts_repo.states(db) if s.meter_id == meter_id)
-    photos = db.readings(meter_id, last.timestamp - timedelta(days=2), last.timestamp + timedelta(seconds=1),
-                         sources="image:")
+    photos = [last] if last.source.startswith("image:") else db.readings(
+        meter_id, last.timestamp - timedelta(days=2), last.timestamp, sources="image:")  # meters with a camera too
     return {"energy_kwh": round(energy, 4), "power_w": None if power is None else round(power, 1),
             "cost": cost, "problem": "ON" if problem else "OFF",
             "last_photo": format_timestamp(photos[-1].timestamp) if photos else None,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from smartmeter.cli import cli
 from smartmeter.errors import ConfigError, InputError, NotFoundError
-from smartmeter.server.cli_invoice import payment_text, render_pdf
+from smartmeter.server.cli_invoice import payment_text, render_html, render_pdf
 from smartmeter.server.database import Database
 from smartmeter.server.invoice import compute, invoice_for, previous_period
 from smartmeter.settings import Settings
@@ -185,6 +185,8 @@ def test_epc_payment_qr_with_iban() -> None:
                                                         "SM-m1-2026-11-02"]
     assert payment_text(inv, settings(flat(0.25)).billing) == "SM-m1-2026-11-02 6.00 EUR"
     assert render_pdf(inv, s.billing).startswith(b"%PDF")
+    page = render_html(inv, s.billing)
+    assert '<table class="invoice-lines">' in page and "<td>6.00</td>" in page and "<svg" in page
 
 
 def test_cli_invoice_from_the_database(db: Database, tmp_path: Path) -> None:
