@@ -1,7 +1,8 @@
 """Stored hourly rollups of each meter's readings, maintained incrementally (table ``rollup_hour``, migration 004).
 
-Every change to ``readings`` (insert, correction, withdrawal, re-processing, delete — from any module) marks its UTC
-hour in ``rollup_dirty`` through a database trigger; :func:`refresh` recomputes exactly those hours from the current
+Every change to ``readings`` marks its UTC hour in ``rollup_dirty``: inserts through ``readings_repo.mark_changed``
+(the only module that inserts readings), corrections, withdrawals, re-processing and deletes — from any module —
+through database triggers; :func:`refresh` recomputes exactly those hours from the current
 readings (accepted | corrected, one per timestamp: the most confident) and clears the marks, in one transaction.
 Each rollup column depends on its own hour's readings only, so an incremental refresh gives what a full
 recomputation (:func:`compute_hours` over every reading) gives — ``tests/test_rollups.py`` checks it after
