@@ -132,7 +132,7 @@ class MqttChannel:
         self.client.loop_start()
 
     def send(self, message: dict[str, Any]) -> None:
-        if not self.connected.wait(self.timeout_s):
+        if not self.connected.wait(min(self.timeout_s, 2.0)):  # a broker that is down fails fast
             raise DeliveryError("MQTT broker not connected")
         info = self.client.publish(self.topic.format(meter=message["meter"]), json.dumps(message), qos=1)
         try:
@@ -164,10 +164,14 @@ def channels_from(settings: Settings) -> dict[str, Channel]:
 
 
 def deliver_due(db: Database, channels: dict[str, Channel], settings: Settings, now_ms: int) -> tuple[int, int]:
-    """Send the due outbox rows; returns (delivered, failed). A row of an unconfigured channel waits."""
+    """Send the due outbox rows; returns (delivered, failed). A row of an unconfigured channel waits; after a
+    channel's first failure in a pass its other rows wait for the next pass (a down server is tried once a pass)."""
     cfg = settings.alerts
     sent = failed = 0
+    down: set[str] = set()
     for row in alerts_repo.due(db, now_ms):
+        if row.channel in down:
+            continue
         ch = channels.get(row.channel)
         try:
             if ch is None:
@@ -179,6 +183,7 @@ def deliver_due(db: Database, channels: dict[str, Channel], settings: Settings, 
             log.warning("alert %s via %s failed (try %d, next in %.0f s): %s", row.id, row.channel,
                         row.attempts + 1, wait_s, exc)
             failed += 1
+            down.add(row.channel)
             continue
         alerts_repo.mark_sent(db, row.id, now_ms)
         sent += 1

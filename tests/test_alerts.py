@@ -238,3 +238,23 @@ def test_cli_alerts_run_once_and_outbox(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("smtp_port: ", "smtp_port: x"))
     res = CliRunner().invoke(cli, ["-c", str(cfg), "alerts", "outbox"])
     assert res.exit_code == 2 and "smtp_port" in res.output  # a bad settings file: a clear error
+
+
+def test_a_down_channel_is_tried_once_a_pass_and_does_not_hold_up_the_others(mdb: Database) -> None:
+    hook = WebhookServer()
+    try:
+        s = settings(webhook_url=hook.url, smtp_host="127.0.0.1", smtp_port=free_port(), timeout_s=2, quiet_s=0)
+        ev = Evaluator()
+        for i in range(3):  # three alerts (quiet 0): open, judged, closed, judged
+            open_event(mdb, T0 + i * 10_000, T0 + i * 10_000)
+            ev.evaluate(mdb, s, T0 + i * 10_000)
+            close_event(mdb, T0 + i * 10_000, T0 + i * 10_000 + 1)
+            ev.evaluate(mdb, s, T0 + i * 10_000 + 5_000)
+        assert len(alerts_repo.outbox(mdb, pending_only=True)) == 12  # 6 messages x (webhook, email)
+        chans: dict[str, Any] = {"webhook": WebhookChannel(hook.url, b"k", 5), "email": SmtpChannel(s)}
+        assert deliver_due(mdb, chans, s, T0 + 60_000) == (6, 1)  # SMTP refused once; the webhook got all six
+        assert hook.received.qsize() == 6
+        pending = alerts_repo.outbox(mdb, pending_only=True)
+        assert [r.attempts for r in pending] == [1, 0, 0, 0, 0, 0]
+    finally:
+        hook.close()
