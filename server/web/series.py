@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from smartmeter.server.database import Database, to_ms
-from smartmeter.server.power import clean_series, step_points
+from smartmeter.server import readings_repo
+from smartmeter.server.database import Database
 from smartmeter.settings import MeterSettings
-from smartmeter.types import Reading
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,29 @@ class Curve:
     power_w: np.ndarray
 
     @classmethod
-    def of(cls, readings: Sequence[Reading], resolution_kwh: float) -> Curve:
-        series = clean_series(readings)
-        points = step_points(series, resolution_kwh)
-        sensor = [(to_ms(r.timestamp), r.power_w) for r in series if r.power_w is not None]
-        return cls(np.array([to_ms(t) for t, _ in points], dtype=np.int64),
-                   np.array([v for _, v in points], dtype=float),
-                   to_ms(series[0].timestamp) if series else 0, to_ms(series[-1].timestamp) if series else -1,
-                   np.array([t for t, _ in sensor], dtype=np.int64), np.array([p for _, p in sensor], dtype=float))
+    def of(cls, rows: Sequence[tuple[Any, ...]], resolution_kwh: float) -> Curve:
+        """From ``readings_repo.raw_rows`` rows (ts_ms, kWh, W, confidence, source), any order: one per timestamp
+        (the most confident), the register's running maximum, its steps (``power.step_points``' rule)."""
+        if not rows:
+            empty = np.array([], dtype=np.int64)
+            return cls(empty, np.array([]), 0, -1, empty, np.array([]))
+        ts = np.array([r[0] for r in rows], dtype=np.int64)
+        kwh = np.array([r[1] for r in rows], dtype=float)
+        watts = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
+        conf = np.array([r[3] for r in rows], dtype=float)
+        order = np.lexsort((-conf, ts))
+        ts, kwh, watts = ts[order], kwh[order], watts[order]
+        first = np.concatenate([[True], ts[1:] != ts[:-1]])
+        ts, kwh, watts = ts[first], kwh[first], watts[first]
+        steps = [0]
+        level, half = kwh[0], resolution_kwh / 2
+        for i, v in enumerate(kwh.tolist()):
+            if v - level >= half:
+                level = v
+                steps.append(i)
+        idx = np.array(steps)
+        sensor = ~np.isnan(watts)
+        return cls(ts[idx], kwh[idx], int(ts[0]), int(ts[-1]), ts[sensor], watts[sensor])
 
     def register(self, at_ms: np.ndarray) -> np.ndarray:
         """Register at each time (NaN outside the readings' span)."""
@@ -86,10 +101,7 @@ class Curve:
 def load_curve(db: Database, meter: MeterSettings, lo_ms: int, hi_ms: int, margin_ms: int) -> Curve:
     """The register curve around [lo_ms, hi_ms) (readings ``margin_ms`` either side, so edge buckets have both
     ends)."""
-    from smartmeter.server.database import from_ms
-
-    rows = db.readings(meter.id, from_ms(lo_ms - margin_ms), from_ms(hi_ms + margin_ms))
-    return Curve.of(rows, meter.resolution_kwh)
+    return Curve.of(readings_repo.raw_rows(db, meter.id, lo_ms - margin_ms, hi_ms + margin_ms), meter.resolution_kwh)
 
 
 def clean(x: float | None) -> float | None:

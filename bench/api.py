@@ -1,0 +1,247 @@
+"""Load on the HTTP API with a year of 1-minute readings: the previous code and this tree, side by side, in one run.
+
+A bounded open-loop generator (asyncio + httpx): requests are scheduled at ``--rate`` per second for ``--seconds``
+and each latency is measured from its scheduled time, so a server that falls behind shows its queue (no
+coordinated omission). Non-200 answers and transport errors are counted. Scenarios, each on a random day of the
+year: the latest reading (the old API has no endpoint: its nearest is the last hour of readings), one day's power
+(old: the day's readings, the client derives power; new: ``/power?step=15m``), one day's readings, and one request
+for the whole history without bounds (old: every row; new: one page). Then ``--sse-clients`` live streams for
+``--sse-seconds`` at a 5 s interval: events received against the intervals expected, gaps in the event ids, and the
+server's RSS before and after.
+
+Both servers run ``smartmeter serve`` in their own process (the old one from ``git archive REV``) on a copy of the
+same SQLite file, one after the other. Run: ``.venv/bin/python bench/api.py`` (about 5 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+OLD_REV = "b52274ad6344b7d83c3d58a16dceb61d4f10e5be"  # the tree before issue 17's first commit
+TOKEN = "bench-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+MAKE_DB = """
+import sys
+from datetime import UTC, datetime, timedelta
+import numpy as np
+from smartmeter.server.database import open_database
+from smartmeter.types import Reading
+url, n = sys.argv[1], int(sys.argv[2])
+end = datetime.now(UTC).replace(second=0, microsecond=0)
+start = end - timedelta(minutes=n - 1)
+rng = np.random.default_rng(17)
+minute = np.arange(n)
+watts = 250 + 400 * (1 + np.sin(2 * np.pi * (minute % 1440) / 1440 - 2)) + rng.gamma(1.5, 120, n)
+kwh = 12000 + np.cumsum(watts) / 60000
+with open_database(url) as db:
+    db.register_meter("m")
+    for lo in range(0, n, 50000):
+        db.insert_readings([Reading("m", start + timedelta(minutes=int(i)), round(float(kwh[i]), 4), "csv:bench",
+                                    power_w=round(float(watts[i]), 1)) for i in range(lo, min(n, lo + 50000))])
+print(start.isoformat())
+"""
+
+
+def extract(rev: str, into: Path) -> Path:
+    """The tree of ``rev`` as files (no checkout, no change to the repository)."""
+    data = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(into, filter="tar")
+    return into
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextmanager
+def server(tree: Path, db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    cfg = db.parent / f"serve-{port}.yaml"
+    cfg.write_text(f"database:\n  url: sqlite:///{db}\napi:\n  host: 127.0.0.1\n  port: {port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
+    env.update(PYTHONPATH=str(tree), SMARTMETER_API_TOKEN=TOKEN)
+    log = (db.parent / f"serve-{port}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", "from smartmeter.cli import main; main()", "-c", str(cfg),
+                             "serve"], env=env, cwd=db.parent, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"server from {tree} did not start: "
+                             f"{(db.parent / f'serve-{port}.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def load(base: str, path: Callable[[], str], rate: float, seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30, limits=limits) as client:
+        await client.get(path())  # warm: connection, first database handle
+        n = int(rate * seconds)
+        t0 = loop.time() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            due = t0 + i / rate
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                r = await client.get(path())
+                ok = r.status_code == 200
+                await r.aread()
+            except httpx.HTTPError:
+                ok = False
+            lat.append(loop.time() - due)
+            errors += not ok
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        took = loop.time() - t0
+    ms = np.array(lat) * 1000
+    return {"n": n, "rate": n / took, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "errors": errors}
+
+
+async def sse(base: str, clients: int, seconds: float, interval: int = 5) -> dict[str, Any]:
+    counts: list[int] = []
+    gaps = 0
+
+    async def follow(client: httpx.AsyncClient) -> None:
+        nonlocal gaps
+        ids: list[int] = []
+        try:
+            async with asyncio.timeout(seconds):
+                async with client.stream("GET", "/api/stream", params={"meter": "m", "interval": interval}) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("id: "):
+                            ids.append(int(line[4:]))
+        except TimeoutError:
+            pass
+        gaps += sum(1 for a, b in zip(ids, ids[1:], strict=False) if b - a != interval * 1000)
+        counts.append(len(ids))
+
+    limits = httpx.Limits(max_connections=clients + 10)
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=seconds + 30, limits=limits) as client:
+        await asyncio.gather(*(follow(client) for _ in range(clients)))
+    expected = int(seconds // interval)
+    return {"clients": clients, "expected": expected, "min": min(counts), "max": max(counts), "gaps": gaps,
+            "missed": sum(max(0, expected - 1 - c) for c in counts)}  # the first interval may end after the cut
+
+
+def row(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return f"{'n/a (no endpoint)':>40}"
+        return f"p50 {r['p50']:7.1f} p99 {r['p99']:7.1f} ms {r['rate']:5.0f}/s err {r['errors']:4d}"
+    return f"{name:<30} | {cell(old):>40} | {cell(new):>40}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--sse-clients", type=int, default=100)
+    ap.add_argument("--sse-seconds", type=float, default=60.0)
+    ap.add_argument("--days", type=int, default=365, help="days of 1-minute readings (a year by default)")
+    ap.add_argument("--old", default=OLD_REV, help="revision of the previous code")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    try:
+        old_tree = extract(args.old, work / "old")
+        db_old, db_new = work / "old.db", work / "new.db"
+        t = time.monotonic()
+        first = subprocess.run([sys.executable, "-c", MAKE_DB, f"sqlite:///{db_old}", str(args.days * 1440)],
+                               check=True, capture_output=True, text=True, cwd=work,  # not this tree: the old one
+                               env=dict(os.environ, PYTHONPATH=str(old_tree)))
+        start = datetime.fromisoformat(first.stdout.strip())
+        shutil.copy(db_old, db_new)
+        print(f"{args.days * 1440:,} readings (1 minute, {args.days} days) in {time.monotonic() - t:.0f} s; load "
+              f"{args.rate:g} req/s for {args.seconds:g} s per scenario; load avg {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} CPUs")
+
+        def day() -> tuple[str, str]:
+            d = start + timedelta(days=random.randrange(1, max(2, args.days - 1)))
+            return d.strftime("%Y-%m-%dT00:00:00Z"), (d + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+
+        def last_hour() -> str:
+            return (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        scenarios: dict[str, tuple[Callable[[], str] | None, Callable[[], str]]] = {
+            "latest reading": (lambda: "/api/meters/m/readings?start=" + last_hour(),
+                               lambda: "/api/meters/m/latest"),
+            "one-day power": (lambda: "/api/meters/m/readings?start={}&end={}".format(*day()),
+                              lambda: "/api/meters/m/power?step=15m&start={}&end={}".format(*day())),
+            "one-day readings": (lambda: "/api/meters/m/readings?start={}&end={}".format(*day()),
+                                 lambda: "/api/meters/m/readings?limit=1440&start={}&end={}".format(*day())),
+        }
+        results: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
+        extra: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
+        for side, tree, db, port in (("old", old_tree, db_old, 18171), ("new", REPO, db_new, 18172)):
+            with server(tree, db, port) as proc:
+                base = f"http://127.0.0.1:{port}"
+                extra[side]["rss0"] = rss_mb(proc.pid)
+                for name, (old_path, new_path) in scenarios.items():
+                    path = old_path if side == "old" else new_path
+                    results[side][name] = None if path is None else asyncio.run(
+                        load(base, path, args.rate, args.seconds))
+                t = time.monotonic()
+                r = httpx.get(base + "/api/meters/m/readings", headers=AUTH, timeout=300)
+                extra[side]["full"] = (time.monotonic() - t, len(r.content) / 1e6, r.json()["count"],
+                                       rss_mb(proc.pid))
+                if side == "new" and args.sse_clients:
+                    before = rss_mb(proc.pid)
+                    s = asyncio.run(sse(base, args.sse_clients, args.sse_seconds))
+                    extra[side]["sse"] = (s, before, rss_mb(proc.pid))
+        print(f"\n{'':<30} | {'before (' + args.old[:7] + ')':>40} | {'now':>40}")
+        for name in scenarios:
+            print(row(name, results["old"][name], results["new"][name]))
+        for side in ("old", "new"):
+            took, mb, count, rss = extra[side]["full"]
+            print(f"GET /readings, no bounds, {side}: {count:,} readings, {mb:.1f} MB in {took:.2f} s; server RSS "
+                  f"{extra[side]['rss0']:.0f} -> {rss:.0f} MB")
+        if "sse" in extra["new"]:
+            s, before, after = extra["new"]["sse"]
+            print(textwrap.dedent(f"""\
+                SSE (now; the old API has none): {s['clients']} clients x {args.sse_seconds:g} s at 5 s: events per
+                client {s['min']}..{s['max']} of {s['expected']} intervals, missed {s['missed']}, id gaps
+                {s['gaps']}; server RSS {before:.0f} -> {after:.0f} MB"""))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
