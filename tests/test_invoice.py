@@ -210,3 +210,16 @@ def test_cli_invoice_from_the_database(db: Database, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["-c", str(cfg), "invoice", "--meter", "m1", "--period", "2026-11", "--format",
                                    "pdf", "-o", str(tmp_path / "i.pdf")])
     assert res.exit_code == 0 and (tmp_path / "i.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("doc", ["billing.md", "alerts.md", "home_assistant.md"])
+def test_the_docs_settings_examples_are_valid(doc: str) -> None:
+    import re
+
+    from smartmeter.settings import parse_settings
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        parse_settings(block, doc)
