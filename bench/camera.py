@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from fake_dropbox import FakeDropbox  # noqa: E402
 
 STANDINS = REPO / "tests" / "standins"
-NEW_KEYS = "  require_clock_sync: false\n  health_port: null\n  settle_s: 0\n"
+NEW_KEYS = "  require_clock_sync: false\n  settle_s: 0\n"
 
 
 def extract(rev: str, into: Path) -> Path:
@@ -57,7 +57,9 @@ def settings(work: Path, fake: FakeDropbox, backend: str, interval_s: float, new
           width: 1640
           height: 1232
         """)
-    if new:
+    if new:  # the spool and health settings are sections since the split (issue 11)
+        text = text.replace("  spool_dir:", "  spool:\n    dir:")
+        text = text.replace("  health_file:", "  health:\n    port: null\n    file:")
         text += NEW_KEYS + f"  replay_dir: {replay}\n  replay_loop: true\n"
     text += f"store:\n  backend: dropbox\n  dropbox:\n    app_key: {fake.app_key}\n    ca_certs: {fake.ca_file}\n"
     path = work / f"settings-{backend}-{int(new)}.yaml"

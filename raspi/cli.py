@@ -20,7 +20,7 @@ from smartmeter.store import open_store
 
 
 def open_spool(cam: CameraSettings) -> Spool:
-    return Spool(cam.spool_dir, int(cam.spool_max_mb * 1e6), min_free_bytes=int(cam.spool_min_free_mb * 1e6))
+    return Spool(cam.spool.dir, int(cam.spool.max_mb * 1e6), min_free_bytes=int(cam.spool.min_free_mb * 1e6))
 
 
 def build_daemon(settings: Settings) -> CameraDaemon:
@@ -31,8 +31,8 @@ def build_daemon(settings: Settings) -> CameraDaemon:
     store = open_store(settings.store)
     capture = CaptureLoop(open_camera(cam), spool, cam.meter_id, schedule, max_failed=cam.max_failed_shots,
                           capture_timeout_s=cam.capture_timeout_s, require_clock_sync=cam.require_clock_sync)
-    uploader = Uploader(spool, store, idle_s=cam.upload_idle_s, max_backoff_s=cam.upload_max_backoff_s)
-    return CameraDaemon(capture, uploader, cam.health_file, health_port=cam.health_port, health_host=cam.health_host)
+    uploader = Uploader(spool, store, idle_s=cam.uploader.idle_s, max_backoff_s=cam.uploader.max_backoff_s)
+    return CameraDaemon(capture, uploader, cam.health.file, health_port=cam.health.port, health_host=cam.health.host)
 
 
 def upload_spool(settings: Settings) -> int:
@@ -50,12 +50,12 @@ def read_health(path: Path) -> dict[str, object]:
 
 def fetch_health(cam: CameraSettings, timeout_s: float = 3.0) -> dict[str, object] | None:
     """The running daemon's /health, or None when its endpoint is off or does not answer."""
-    if not cam.health_port:
+    if not cam.health.port:
         return None
     import urllib.error
     import urllib.request
 
-    url = f"http://{cam.health_host}:{cam.health_port}/health"
+    url = f"http://{cam.health.host}:{cam.health.port}/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a fixed local http URL
             data: dict[str, object] = json.loads(resp.read())
@@ -104,9 +104,9 @@ def status_cmd(obj: object) -> None:
     """Show the daemon's health: state, last capture and upload, spool, CPU temperature, free disk."""
     cam: CameraSettings = obj.settings.camera  # type: ignore[attr-defined]
     health = fetch_health(cam)
-    source = f"http://{cam.health_host}:{cam.health_port}/health"
+    source = f"http://{cam.health.host}:{cam.health.port}/health"
     if health is None:
-        health, source = read_health(cam.health_file), str(cam.health_file)
+        health, source = read_health(cam.health.file), str(cam.health.file)
     age = time.time() - float(health.get("time", 0))  # type: ignore[arg-type]
     click.echo(json.dumps(health, indent=2))
     stale = age > 3 * 10 + cam.interval_s

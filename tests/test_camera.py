@@ -176,10 +176,25 @@ def test_pi_camera_path_imports_neither_opencv_nor_the_simulator(tmp_path: Path)
             "from smartmeter.raspi.cli import build_daemon\n"
             "from smartmeter.settings import Settings, CameraSettings\n"
             "s = Settings(camera=CameraSettings(backend='picamera2', settle_s=0, width=64, height=64, "
-            "spool_dir={!r}, health_port=None))\n"
+            "spool={{'dir': {!r}}}, health={{'port': None}}))\n"
             "d = build_daemon(s); d.capture.camera.capture(None)\n"
             "bad = sorted(m for m in sys.modules if m == 'cv2' or m.startswith(('smartmeter.simulator', 'pandas', "
             "'onnxruntime', 'smartmeter.server', 'smartmeter.ocr')))\n"
             "print(bad); assert not bad, bad\n").format(str(STANDINS), str(tmp_path / "spool"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr + out.stdout
+
+
+def test_spool_uploader_and_health_are_sections_and_old_flat_keys_still_load(caplog: pytest.LogCaptureFixture) -> None:
+    from smartmeter.settings import parse_settings
+
+    new = parse_settings("camera:\n  spool:\n    dir: /x/spool\n    max_mb: 20\n  health:\n    port: null\n")
+    assert new.camera.spool.dir == Path("/x/spool") and new.camera.spool.max_mb == 20
+    assert new.camera.health.port is None and new.camera.uploader.idle_s == 5.0
+    old = parse_settings("camera:\n  spool_dir: /x/spool\n  spool_max_mb: 20\n  health_port: null\n"
+                         "  upload_max_backoff_s: 60\n")
+    assert old.camera == new.camera.model_copy(update={"uploader": old.camera.uploader})
+    assert old.camera.uploader.max_backoff_s == 60
+    assert "camera.spool_dir is now camera.spool.dir" in caplog.text
+    with pytest.raises(ConfigError, match="camera.spool.size_mb"):
+        parse_settings("camera:\n  spool:\n    size_mb: 3\n")

@@ -216,7 +216,7 @@ def test_status_reads_the_health_endpoint_then_the_file(tmp_path: Path) -> None:
                           health_port=0, notifier=Notifier({}))
     th = run_daemon(daemon, lambda: daemon.server is not None and daemon.state == "capturing")
     cfg = tmp_path / "s.yaml"
-    cfg.write_text(f"camera:\n  health_port: {daemon.server.port}\n  health_file: {tmp_path / 'h.json'}\n")  # type: ignore[union-attr]
+    cfg.write_text(f"camera:\n  health:\n    port: {daemon.server.port}\n    file: {tmp_path / 'h.json'}\n")  # type: ignore[union-attr]
     live = CliRunner().invoke(cli, ["-c", str(cfg), "camera", "status"])
     daemon.stop()
     th.join(10)
