@@ -196,6 +196,33 @@ class WorkerSettings(Section):
                                                           "0 = off (run 'smartmeter analyse --every 5m' instead).")
 
 
+class SpoolSettings(Section):
+    dir: Path = Field(Path("var/spool"), description="Photos wait here until uploaded.")
+    max_mb: float = Field(500.0, gt=0, description="Past this size the oldest backlog is thinned (one photo an "
+                                                   "hour, then a day), MB.")
+    min_free_mb: float = Field(50.0, ge=0, description="Disk space kept free on the spool's disk: below it the "
+                                                       "backlog is thinned as if over the cap, MB.")
+
+
+class UploaderSettings(Section):
+    idle_s: float = Field(5.0, gt=0, description="Seconds between spool checks when idle.")
+    max_backoff_s: float = Field(300.0, gt=0, description="Longest wait between retries while the store fails, s.")
+
+
+class HealthSettings(Section):
+    file: Path = Field(Path("var/camera-health.json"), description="Heartbeat file written by the daemon.")
+    port: int | None = Field(8765, ge=0, le=65535, description="Local HTTP health endpoint port (GET /health); "
+                                                               "None = off, 0 = any free.")
+    host: str = Field("127.0.0.1", description="Address the health endpoint listens on.")
+
+
+# camera.<old flat key> (before the split) -> (section, key): old settings files keep working, with a warning
+CAMERA_RENAMED = {"spool_dir": ("spool", "dir"), "spool_max_mb": ("spool", "max_mb"),
+                  "spool_min_free_mb": ("spool", "min_free_mb"), "upload_idle_s": ("uploader", "idle_s"),
+                  "upload_max_backoff_s": ("uploader", "max_backoff_s"), "health_file": ("health", "file"),
+                  "health_port": ("health", "port"), "health_host": ("health", "host")}
+
+
 class CameraSettings(Section):
     backend: Literal["picamera2", "opencv", "replay", "sim"] = Field(
         "picamera2", description="Camera: picamera2 (Pi camera) | opencv (USB webcam) | replay (a folder of photos) "
@@ -211,11 +238,6 @@ class CameraSettings(Section):
                                                         "error (systemd restarts it).")
     capture_timeout_s: float = Field(120.0, gt=0, description="A shot running longer than this counts as hung: the "
                                                               "systemd watchdog is no longer pinged.")
-    spool_dir: Path = Field(Path("var/spool"), description="Photos wait here until uploaded.")
-    spool_max_mb: float = Field(500.0, gt=0, description="Past this size the oldest backlog is thinned (one photo "
-                                                         "an hour, then a day), MB.")
-    spool_min_free_mb: float = Field(50.0, ge=0, description="Disk space kept free on the spool's disk: below it "
-                                                             "the backlog is thinned as if over the cap, MB.")
     jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality of saved photos.")
     device: int = Field(0, ge=0, description="OpenCV camera index (opencv backend).")
     camera_num: int = Field(0, ge=0, description="Pi camera number (picamera2 backend).")
@@ -233,14 +255,25 @@ class CameraSettings(Section):
     settle_s: float = Field(1.0, ge=0, description="Seconds to let exposure settle after the camera starts.")
     replay_dir: Path | None = Field(None, description="Replay backend: folder of .jpg photos shown in name order.")
     replay_loop: bool = Field(False, description="Replay backend: start over at the end (else shots fail).")
-    upload_idle_s: float = Field(5.0, gt=0, description="Uploader: seconds between spool checks when idle.")
-    upload_max_backoff_s: float = Field(300.0, gt=0, description="Uploader: longest wait between retries, s.")
-    health_file: Path = Field(Path("var/camera-health.json"), description="Heartbeat file written by the daemon.")
-    health_port: int | None = Field(8765, ge=0, le=65535, description="Local HTTP health endpoint port "
-                                                                      "(GET /health); None = off, 0 = any free.")
-    health_host: str = Field("127.0.0.1", description="Address the health endpoint listens on.")
     sim_start_kwh: float = Field(12345.6, ge=0, description="Sim backend: register value at start, kWh.")
     sim_power_w: float = Field(800.0, ge=0, description="Sim backend: constant power driving the register, W.")
+    spool: SpoolSettings = Field(default_factory=SpoolSettings, description="The photo spool on the Pi.")
+    uploader: UploaderSettings = Field(default_factory=UploaderSettings, description="Spool -> image store.")
+    health: HealthSettings = Field(default_factory=HealthSettings, description="Heartbeat file and /health.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not CAMERA_RENAMED.keys() & data.keys():
+            return data
+        data = dict(data)
+        for old in sorted(CAMERA_RENAMED.keys() & data.keys()):
+            section, key = CAMERA_RENAMED[old]
+            sub = dict(data.get(section) or {})
+            sub.setdefault(key, data.pop(old))
+            data[section] = sub
+            log.warning("settings: camera.%s is now camera.%s.%s", old, section, key)
+        return data
 
 
 class BackupSettings(Section):
