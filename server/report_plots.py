@@ -68,7 +68,7 @@ def meter_figure(db: Database, settings: Settings, m: dict[str, Any]) -> Any:
         spans = [(parse_timestamp(e["start"]), parse_timestamp(e["end"])) for e in evs if e["kind"] == k]
         ax[1][1].broken_barh([(a, max(b - a, pd.Timedelta(minutes=30))) for a, b in spans], (y - 0.4, 0.8))
     ax[1][1].set_yticks(range(len(kinds)), kinds)
-    ax[1][1].set(title=f"Events ({len(evs)})")
+    ax[1][1].set(title=f"Events ({len(evs)})", xlabel="UTC")
     ax[1][1].tick_params(axis="x", labelrotation=45)
     fig.tight_layout()
     return fig
