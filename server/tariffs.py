@@ -47,7 +47,7 @@ class Line:
     tariff: str
     text: str
     quantity: Decimal
-    unit: str  # kWh | day | month | %
+    unit: str  # kWh | day | month | the currency (VAT: base x rate)
     unit_price: Decimal
     amount: Decimal
 
@@ -189,7 +189,7 @@ def price(billing: BillingSettings, start: datetime, end: datetime, zone: ZoneIn
         if tar.vat_percent:
             base = sum((ln.amount for ln in mine), Decimal(0))
             rate = Decimal(str(tar.vat_percent))
-            mine.append(Line("vat", tar.name, f"VAT {tar.vat_percent:g} %", base, "%", rate,
+            mine.append(Line("vat", tar.name, f"VAT {tar.vat_percent:g} %", base, billing.currency, rate / 100,
                              money(base * rate / 100)))
         out += mine
     return out
