@@ -18,6 +18,8 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smartmeter.server.api import create_app
 from smartmeter.server.database import Database, open_database
@@ -467,3 +469,39 @@ def test_openapi_documents_the_new_endpoints(client: TestClient) -> None:
     assert {"/api/meters/{meter_id}/latest", "/api/meters/{meter_id}/power", "/api/meters/{meter_id}/summary",
             "/api/meters/{meter_id}/statistics", "/api/meters/{meter_id}/photo", "/api/review", "/api/review/{key}",
             "/api/stream", "/api/stream/stats", "/metrics", "/api/session"} <= paths
+
+
+QUERY_TEXT = st.one_of(st.text(max_size=30), st.sampled_from(
+    ["", "0", "-1", "1e400", "nan", "10000000000000000000000", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00Z",
+     "2014-12-12T10:00:00Z", "2999-01-01T00:00:00Z", "1m", "15m", "1h", "1d", "7d", "5", "60", "MTox", "@@"]))
+GET_PATHS = ["/api/meters/{m}/readings", "/api/meters/{m}/latest", "/api/meters/{m}/power", "/api/meters/{m}/summary",
+             "/api/meters/{m}/statistics", "/api/meters/{m}/events", "/api/meters/{m}/health", "/api/meters/{m}/photo",
+             "/api/meters/{m}/state", "/api/review", "/api/stream/stats", "/metrics"]
+
+
+@pytest.mark.fault("hostile API/MQTT input", proves="fuzzed query parameters on every read endpoint: never a 5xx, "
+                   "always a message, nothing stored is changed")
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(GET_PATHS), meter=st.sampled_from(["meter1", "ghost", "bad id!", "x" * 70]),
+       params=st.dictionaries(st.sampled_from(["start", "end", "limit", "cursor", "step", "interval", "window",
+                                               "meter", "hours", "include_resolved"]), QUERY_TEXT, max_size=4))
+def test_fuzz_read_parameters(fuzz_client: tuple[TestClient, str], path: str, meter: str,
+                              params: dict[str, str]) -> None:
+    client, db_url = fuzz_client
+    r = client.get(path.format(m=meter), params=params)
+    assert r.status_code < 500, (path, params, r.status_code, r.text[:300])
+    if r.status_code >= 400:
+        assert 0 < len(r.json()["error"]) < 500
+    assert len(stored(db_url, "meter1")) == 30
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzzget') / 'readings.db'}"
+    minute_series(url, 30)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SMARTMETER_API_TOKEN", TOKEN)
+    with TestClient(create_app(Settings(), lambda: open_database(url)), headers=AUTH,
+                    raise_server_exceptions=False) as c:
+        yield c, url
+    mp.undo()

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from smartmeter.errors import InputError, NotFoundError
+from smartmeter.errors import InputError, NotFoundError, SmartMeterError
 from smartmeter.server import photos_repo, review_repo
 from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.server.payloads import decode_json
@@ -71,6 +71,8 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
         hi = to_ms(t1) if t1 is not None else now_ms()
         lo = to_ms(t0) if t0 is not None else hi - 86_400_000
         lo -= lo % (seconds * 1000) if t0 is None else 0
+        if hi <= lo:
+            raise BadParameter(f"start: {start!r} must be before end ({iso(hi)})")
         n = -(-(hi - lo) // (seconds * 1000))
         if n > settings.web.max_points:
             raise BadParameter(f"step: {n} buckets of {seconds} s from start to end; at most "
@@ -175,9 +177,12 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
             if profile_path is not None:
                 from smartmeter.ocr.profile import load_profile
 
-                prof = load_profile(profile_path)
-                boxes = {"digits": [list(b) for b in prof.digits], "pointers": [list(b) for b in prof.pointers],
-                         "decimals": prof.decimals}
+                try:
+                    prof = load_profile(profile_path)
+                    boxes = {"digits": [list(b) for b in prof.digits], "pointers": [list(b) for b in prof.pointers],
+                             "decimals": prof.decimals}
+                except SmartMeterError as exc:  # the photo is still worth showing without its boxes
+                    boxes["error"] = exc.message
             return {"meter_id": meter_id, **row, "timestamp": iso(int(row["ts_ms"])),  # type: ignore[call-overload]
                     "boxes": boxes, "image": f"/api/meters/{meter_id}/photo.jpg"}
 
