@@ -258,3 +258,25 @@ def test_a_down_channel_is_tried_once_a_pass_and_does_not_hold_up_the_others(mdb
         assert [r.attempts for r in pending] == [1, 0, 0, 0, 0, 0]
     finally:
         hook.close()
+
+
+def test_a_blackout_found_by_the_analysis_raises_the_alert(mdb: Database) -> None:
+    """The real path: readings -> `analyse` stores an open blackout -> the rule alerts; power back -> recovery."""
+    from smartmeter.server.events import analyse_meter
+
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    rows = [Reading("m1", t0 + timedelta(minutes=i), round(100 + 0.01 * min(i, 60), 4), "mqtt",
+                    power_w=600.0 if i < 60 else 0.0) for i in range(81)]  # 600 W for an hour, then 20 min at 0 W
+    mdb.insert_readings(rows)
+    s = settings(smtp_host="127.0.0.1")
+    now = t0 + timedelta(minutes=80, seconds=30)
+    state = analyse_meter(mdb, s, "m1", now)
+    assert state["blackout"]
+    ev = Evaluator()
+    [msg] = ev.evaluate(mdb, s, to_ms(now))
+    assert msg["kind"] == "alert" and msg["events"][0]["kind"] == "blackout" and msg["events"][0]["open"]
+    mdb.insert_readings([Reading("m1", t0 + timedelta(minutes=81 + i), 100.6 + 0.01 * i, "mqtt", power_w=600.0)
+                         for i in range(5)])
+    later = t0 + timedelta(minutes=86)
+    assert not analyse_meter(mdb, s, "m1", later)["blackout"]
+    assert [m["kind"] for m in ev.evaluate(mdb, s, to_ms(later))] == ["recovery"]
