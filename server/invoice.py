@@ -14,7 +14,6 @@ A period is ``YYYY-MM`` (a calendar month) or ``YYYY-MM-DD`` (one day), local to
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,13 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from smartmeter.errors import ConfigError, InputError, NotFoundError
 from smartmeter.server import tariffs as tf
-from smartmeter.server.database import Database
+from smartmeter.server.database import Database, from_ms, to_ms
 from smartmeter.server.power import clean_series
+from smartmeter.server.rollups import load_raw
 from smartmeter.settings import Settings
 from smartmeter.types import Reading, format_timestamp
 
@@ -74,33 +76,49 @@ class Boundary:
 
 
 class Register:
-    """The register as a function of time: linear between readings (running maximum)."""
+    """The register as a function of time: linear between readings (their running maximum)."""
 
-    def __init__(self, readings: Sequence[Reading]) -> None:
-        series = clean_series(readings)
-        self.times = [r.timestamp for r in series]
-        self.values: list[float] = []
-        top = float("-inf")
-        for r in series:
-            top = max(top, r.value_kwh)
-            self.values.append(top)
+    def __init__(self, ts_ms: np.ndarray, kwh: np.ndarray) -> None:
+        order = np.argsort(ts_ms, kind="stable")
+        self.ms = np.asarray(ts_ms, np.int64)[order]
+        self.values = np.maximum.accumulate(np.asarray(kwh, np.float64)[order]) if order.size else np.zeros(0)
         self.rate_kwh_s: float | None = None  # projection beyond the last reading
 
+    @classmethod
+    def from_readings(cls, readings: Sequence[Reading]) -> Register:
+        series = clean_series(readings)
+        return cls(np.array([to_ms(r.timestamp) for r in series], np.int64),
+                   np.array([r.value_kwh for r in series], np.float64))
+
+    def __len__(self) -> int:
+        return int(self.ms.size)
+
+    def time(self, i: int) -> datetime:
+        return from_ms(int(self.ms[i]))
+
+    def count(self, start: datetime, end: datetime) -> int:
+        """Readings with start <= t <= end."""
+        return int(np.searchsorted(self.ms, to_ms(end), "right") - np.searchsorted(self.ms, to_ms(start), "left"))
+
     def boundary(self, t: datetime) -> Boundary:
-        ts, vs = self.times, self.values
-        i = bisect.bisect_left(ts, t)
-        if i < len(ts) and ts[i] == t:
-            return Boundary(t, vs[i], "read", ((ts[i], vs[i]),))
+        ms, vs, n = self.ms, self.values, int(self.ms.size)
+        tm = to_ms(t)
+        i = int(np.searchsorted(ms, tm, "left"))
+
+        def point(j: int) -> tuple[datetime, float]:
+            return self.time(j), float(vs[j])
+
+        if i < n and ms[i] == tm:
+            return Boundary(t, float(vs[i]), "read", (point(i),))
         if i == 0:
-            return Boundary(ts[0], vs[0], "first reading", ((ts[0], vs[0]),))
-        if i == len(ts):
+            return Boundary(self.time(0), float(vs[0]), "first reading", (point(0),))
+        if i == n:
             if self.rate_kwh_s is not None:
-                v = vs[-1] + self.rate_kwh_s * (t - ts[-1]).total_seconds()
-                return Boundary(t, v, "projected", ((ts[-1], vs[-1]),))
-            return Boundary(ts[-1], vs[-1], "last reading", ((ts[-1], vs[-1]),))
-        f = (t - ts[i - 1]).total_seconds() / (ts[i] - ts[i - 1]).total_seconds()
-        return Boundary(t, vs[i - 1] + (vs[i] - vs[i - 1]) * f, "interpolated",
-                        ((ts[i - 1], vs[i - 1]), (ts[i], vs[i])))
+                v = float(vs[-1]) + self.rate_kwh_s * (tm - int(ms[-1])) / 1000
+                return Boundary(t, v, "projected", (point(n - 1),))
+            return Boundary(self.time(n - 1), float(vs[-1]), "last reading", (point(n - 1),))
+        f = (tm - int(ms[i - 1])) / (int(ms[i]) - int(ms[i - 1]))
+        return Boundary(t, float(vs[i - 1] + (vs[i] - vs[i - 1]) * f), "interpolated", (point(i - 1), point(i)))
 
     def at(self, t: datetime) -> float:
         return self.boundary(t).value_kwh
@@ -144,22 +162,22 @@ def compute(settings: Settings, meter_id: str, period: str, readings: Sequence[R
 
 
 def compute_span(settings: Settings, meter_id: str, period: str, start: datetime, end: datetime,
-                 readings: Sequence[Reading]) -> Invoice:
+                 readings: Sequence[Reading] | Register) -> Invoice:
     """The bill of any span [start, end) (the notebook's period); tiers count from ``start``."""
     zone = ZoneInfo(settings.meter(meter_id).timezone)
     tariffs = tf.tariffs_for(settings.billing, meter_id)
     if not tariffs:
         raise ConfigError("no tariff is configured", hint="add billing.tariffs to the settings (docs/billing.md)")
-    reg = Register(readings)
-    inside = sum(1 for t in reg.times if start <= t <= end)
-    if not reg.times or reg.times[-1] <= start or reg.times[0] >= end:
+    reg = readings if isinstance(readings, Register) else Register.from_readings(readings)
+    if not len(reg) or reg.time(-1) <= start or reg.time(0) >= end:
         raise NotFoundError(f"meter {meter_id} has no readings in or around {period}")
+    inside = reg.count(start, end)
     inv = _priced(settings, meter_id, period, start, end, zone, tariffs, reg, inside)
-    if not inv.complete and reg.times[-1] > start:
+    if not inv.complete:
         first = reg.boundary(start)
-        span = (reg.times[-1] - first.at).total_seconds()
+        span = (reg.time(-1) - first.at).total_seconds()
         if span > 0:
-            reg.rate_kwh_s = (reg.values[-1] - first.value_kwh) / span
+            reg.rate_kwh_s = (float(reg.values[-1]) - first.value_kwh) / span
             inv.projected = _priced(settings, meter_id, period, start, end, zone, tariffs, reg, inside)
         reg.rate_kwh_s = None
     return inv
@@ -182,11 +200,11 @@ def invoice_for(db: Database, settings: Settings, meter_id: str, period: str,
     if not db.meter_exists(meter_id):
         raise NotFoundError(f"unknown meter {meter_id!r}")
     start, end = span or period_bounds(period, ZoneInfo(settings.meter(meter_id).timezone))
-    tick = timedelta(milliseconds=1)
-    rows = list(db.readings(meter_id, start, end + tick))
-    before, after = db.last_reading(meter_id, start), db.first_reading_after(meter_id, end)
-    rows += [r for r in (before, after) if r is not None]
-    return compute_span(settings, meter_id, period, start, end, rows)
+    raw = load_raw(db, meter_id, to_ms(start), to_ms(end) + 1)  # one reading per time, the most confident
+    around = [r for r in (db.last_reading(meter_id, start), db.first_reading_after(meter_id, end)) if r is not None]
+    ms = np.concatenate([raw["ts_ms"].to_numpy(np.int64), [to_ms(r.timestamp) for r in around]]).astype(np.int64)
+    kwh = np.concatenate([raw["value_kwh"].to_numpy(np.float64), [r.value_kwh for r in around]])
+    return compute_span(settings, meter_id, period, start, end, Register(ms, kwh))
 
 
 def render_text(inv: Invoice) -> str:
