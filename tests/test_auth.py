@@ -14,7 +14,7 @@ from smartmeter.cli import cli
 from smartmeter.errors import ConfigError
 from smartmeter.server import auth
 from smartmeter.server.api import create_app
-from smartmeter.server.database import open_database
+from smartmeter.server.database import Database, open_database
 from smartmeter.settings import Settings, parse_settings
 
 READING = {"timestamp": "2014-12-12T10:00:00Z", "contatore": 10.0}
@@ -153,3 +153,23 @@ def test_passwords_are_argon2_hashes_and_cli_manages_users(db_url: str, tmp_path
         assert run(cli, ["-c", str(config), "user", "remove", "carl"]).exit_code == 0
         assert c.get("/api/meters").status_code == 401  # its sessions ended with it
     assert run(cli, ["-c", str(config), "user", "remove", "carl"]).exit_code == 66
+
+
+def test_users_and_sessions_on_both_backends(db: Database) -> None:
+    """The web_users / web_sessions queries (migration 006) on SQLite and PostgreSQL."""
+    db.register_meter("home")
+    auth.add_user(db, "anna", "correct horse", meters=["home"])
+    assert auth.verify(db, "anna", "correct horse") and not auth.verify(db, "anna", "Correct horse")
+    assert not auth.verify(db, "nobody", "correct horse")
+    token, csrf = auth.start_session(db, "anna", 1.0)
+    p = auth.session(db, token, 1.0)
+    assert p is not None and (p.name, p.via, p.meters, p.csrf) == ("anna", "session", frozenset({"home"}), csrf)
+    assert auth.session(db, token + "x", 1.0) is None
+    assert db.query("SELECT COUNT(*) FROM web_sessions WHERE token_hash = ?", (token,)) == [(0,)]  # only a hash
+    auth.add_user(db, "anna", "a new password")  # a new password ends the old sessions
+    assert auth.session(db, token, 1.0) is None and auth.users(db) == [("anna", "*")]
+    token, _ = auth.start_session(db, "anna", 1.0)
+    auth.end_session(db, token)
+    assert auth.session(db, token, 1.0) is None
+    expired, _ = auth.start_session(db, "anna", -1.0)
+    assert auth.session(db, expired, 1.0) is None
