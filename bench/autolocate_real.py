@@ -3,7 +3,8 @@
     .venv/bin/python bench/autolocate_real.py [--photos ../shared/data/photos] [--renders DIR ...] [--base REV]
 
 The baseline is the OCR code of git revision ``--base`` (default ``HEAD``), extracted with ``git archive`` into a
-temporary folder and run in a subprocess, so both columns come from one run on the same machine.
+temporary folder and run in a subprocess, so all rows come from one run on the same machine. This tree runs twice:
+with the digit reader's reject decision (the default reader) and without it, to show the reject's own effect.
 
 Real photos (``labels.csv`` of the photo set): *read* = the reading's digits equal the label (the last digit may be
 one off where ``last_digit_rolling`` is ``yes``); *wrong* = any other reading; *refused* = no reading. Read with the
@@ -34,14 +35,19 @@ def _digits(text: str | None) -> str:
     return (text or "").replace(".", "").replace(",", "")
 
 
-def score_real(photos: Path) -> dict[str, Any]:
+def _reader(model: Path, reject: bool | None) -> Any:
+    from smartmeter.ocr.readers.cnn import CnnReader
+
+    return CnnReader(model) if reject is None else CnnReader(model, reject=reject)  # None: the baseline's reader
+
+
+def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
     import cv2
 
     from smartmeter.ocr.autolocate import read_auto
-    from smartmeter.ocr.readers import get_reader
     from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
 
-    reader = get_reader("cnn", model=DEFAULT_MODEL)
+    reader = _reader(DEFAULT_MODEL, reject)
     rows = list(csv.DictReader((photos / "labels.csv").open(encoding="utf-8")))
     out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
     for r in rows:
@@ -63,17 +69,16 @@ def score_real(photos: Path) -> dict[str, Any]:
     return out
 
 
-def score_renders(folder: Path) -> dict[str, Any]:
+def score_renders(folder: Path, reject: bool | None) -> dict[str, Any]:
     import cv2
 
     from smartmeter.ocr.autolocate import read_auto
-    from smartmeter.ocr.readers import get_reader
     from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
 
     sys.path.insert(0, str(ROOT / "tests" / "resources" / "autolocate"))
     from evaluate import acceptable  # type: ignore[import-not-found]
 
-    reader = get_reader("cnn", model=HOLDOUT_MODEL)
+    reader = _reader(HOLDOUT_MODEL, reject)
     truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
     out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
     for t in truth:
@@ -91,7 +96,8 @@ def score_renders(folder: Path) -> dict[str, Any]:
 
 
 def _child(args: argparse.Namespace) -> None:
-    result = {"real": score_real(args.photos), **{str(f): score_renders(f) for f in args.renders}}
+    reject = {"base": None, "on": True, "off": False}[args.reject]
+    result = {"real": score_real(args.photos, reject), **{str(f): score_renders(f, reject) for f in args.renders}}
     print("RESULT " + json.dumps(result))
 
 
@@ -122,27 +128,37 @@ def main() -> None:
     ap.add_argument("--renders", type=Path, nargs="*", default=[], help="generated sets (truth.json)")
     ap.add_argument("--base", default="HEAD", help="git revision of the baseline code")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--reject", choices=("base", "on", "off"), default="on", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return _child(args)
     argv = ["--child", "--photos", str(args.photos.resolve()), "--renders", *[str(f.resolve()) for f in args.renders]]
-    base = _baseline(args.base, argv)
+    runs = {f"baseline {args.base}": _baseline(args.base, [*argv, "--reject", "base"]),
+            "this tree, reader without reject": _run([*argv, "--reject", "off"]),
+            "this tree (reader with reject)": _run([*argv, "--reject", "on"])}
+    now = runs["this tree (reader with reject)"]
+    for key in now:
+        print(f"== {'real photos' if key == 'real' else key}")
+        for name, res in runs.items():
+            print(f"   {name:34s} {_summary(res[key])}")
+    print("\nreal photos, per photo (" + " -> ".join(runs) + "):")
+    for rows in zip(*(r["real"]["rows"] for r in runs.values()), strict=True):
+        n = rows[-1]
+        print(f"  {n[0][:44]:44s} want {n[1]:9s} " + " -> ".join(f"{r[2] or '-':>9s} {r[3]:7s}" for r in rows)
+              + f" {n[4]:5d} ms  {n[5]}")
+    for name, res in runs.items():
+        for key in res:
+            if key != "real":
+                for r in res[key]["rows"]:
+                    print(f"  WRONG ({name}) {Path(key).name}/{r[0]}: {r[2]} (truth {r[1]})")
+
+
+def _run(argv: list[str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"run failed:\n{done.stderr[-3000:]}")
-    now = json.loads(line[7:])
-    print(f"{'set':44s} {'baseline ' + args.base:58s} | this tree")
-    for key in now:
-        print(f"{Path(key).name[:44]:44s} {_summary(base[key])} | {_summary(now[key])}")
-    print("\nreal photos, per photo (baseline -> this tree):")
-    for b, n in zip(base["real"]["rows"], now["real"]["rows"], strict=True):
-        print(f"  {n[0][:46]:46s} want {n[1]:9s} {b[2] or '-':>10s} {b[3]:7s} -> {n[2] or '-':>10s} {n[3]:7s} "
-              f"{n[4]:5d} ms  {n[5]}")
-    for key in now:
-        if key != "real":
-            for r in now[key]["rows"]:
-                print(f"  WRONG {Path(key).name}/{r[0]}: {r[2]} (truth {r[1]})")
+    return dict(json.loads(line[7:]))
 
 
 if __name__ == "__main__":

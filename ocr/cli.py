@@ -1,6 +1,7 @@
 """``smartmeter ocr digits|assemble`` and ``smartmeter read``: thin wrappers over the OCR library.
 
-* ``ocr digits DIR --output preds.csv``: every image under DIR is one digit crop -> ``path,value,confidence``.
+* ``ocr digits DIR --output preds.csv``: every image under DIR is one digit crop -> ``path,value,confidence``
+  (``value`` empty for a crop the reader refuses or reads below the configured confidence).
 * ``ocr assemble --batch cases.jsonl``: raw drum positions -> reading, one JSON line out per line in.
 * ``ocr train``: train the digit models (``smartmeter.ocr.train_cli``; needs the ``train`` extra).
 * ``read IMAGE... --profile meter.yaml``: whole photos -> reading, value, per-digit values, confidence, error.
@@ -58,10 +59,13 @@ def format_value(value: float | None) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def read_digit_dir(root: Path, reader: DigitReader, out: TextIO, progress: bool = True) -> tuple[int, int]:
+def read_digit_dir(root: Path, reader: DigitReader, out: TextIO, progress: bool = True,
+                   min_confidence: float = 0.0) -> tuple[int, int]:
     """Read every image under ``root`` as one digit crop; write ``path,value,confidence`` rows.
 
     Returns (files, readable). Undecodable files get an error on stderr and an empty value; the batch goes on.
+    A crop the reader refuses (value None: not a digit, cannot tell) or reads below ``min_confidence`` gets an
+    empty value and confidence 0, like an unreadable one: the rows answered are the ones the reader stands by.
     """
     files = list_images(root)
     writer = csv.writer(out, lineterminator="\n")
@@ -82,7 +86,7 @@ def read_digit_dir(root: Path, reader: DigitReader, out: TextIO, progress: bool 
             values = iter(reader.read_batch(crops) if crops else [])
             for path, good in zip(chunk, ok, strict=True):
                 v = next(values) if good else DigitValue(None, 0.0)
-                text = format_value(v.value)
+                text = format_value(v.value) if v.confidence >= min_confidence else ""
                 readable += bool(text)
                 writer.writerow([path.relative_to(root).as_posix(), text, f"{v.confidence:.4f}" if text else "0"])
             bar.advance(len(chunk))
@@ -130,17 +134,24 @@ ocr_group.add_command(train_cmd)
 @click.option("--output", "-o", "output", default="-", show_default=True, type=click.Path(path_type=Path),
               help="CSV to write (path,value,confidence); '-' = stdout.")
 @click.option("--engine", type=ENGINES, default=None, help="Digit reader (default: the settings' ocr.reader).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Leave the value empty below this confidence (default: the reader's configured min_confidence).")
 @click.pass_context
-def digits_cmd(ctx: click.Context, directory: Path, output: Path, engine: str | None) -> None:
-    """Read every image under DIRECTORY (recursive) as one digit crop."""
-    reader = _reader_for(ctx, engine)[0]
+def digits_cmd(ctx: click.Context, directory: Path, output: Path, engine: str | None,
+               min_confidence: float | None) -> None:
+    """Read every image under DIRECTORY (recursive) as one digit crop. A crop the reader refuses (not a digit,
+    cannot tell) or reads below the confidence floor gets an empty value."""
+    settings = ctx.obj.settings.ocr if ctx.obj is not None else None
+    config = resolve_reader(settings, None, engine)
+    reader = open_reader(config)
+    floor = config.min_confidence if min_confidence is None else min_confidence
     if str(output) == "-":
-        files, readable = read_digit_dir(directory, reader, sys.stdout)
+        files, readable = read_digit_dir(directory, reader, sys.stdout, min_confidence=floor)
     else:
         tmp = output.with_name(output.name + ".partial")
         try:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                files, readable = read_digit_dir(directory, reader, f)
+                files, readable = read_digit_dir(directory, reader, f, min_confidence=floor)
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)

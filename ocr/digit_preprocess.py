@@ -123,6 +123,14 @@ def decode(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, np.clip(conf, 0.0, 1.0)
 
 
+def entropy(logits: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each row's softmax over the ``CLASSES`` positions. A settled digit the model knows gives
+    about the entropy of its training target (a Gaussian of one class: ~1.42); a crop that is not one digit
+    (a box between two drums, a frame edge, glare, print, a blank drum) spreads the mass wider or over two modes."""
+    p = softmax(logits.astype(np.float64))
+    return np.asarray(-(p * np.log(np.maximum(p, 1e-12))).sum(axis=1))
+
+
 def circular_error(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
     """|pred - label| on the 10-step drum circle (so 9.9 vs 0.1 is 0.2)."""
     d = np.mod(np.asarray(pred, dtype=np.float64) - np.asarray(label, dtype=np.float64), 10.0)

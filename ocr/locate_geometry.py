@@ -223,10 +223,11 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
         mode = cv2.THRESH_BINARY if light else cv2.THRESH_BINARY_INV
         level, _ = cv2.threshold(centre, 0, 255, mode | cv2.THRESH_OTSU)
         levels = [level]
-        # three tones (dark window, light drum, dark digit): split the background class once more
-        rest = centre[centre < level] if light else centre[centre > level]
-        if rest.size > 20 and float(rest.std()) >= 8:
-            levels.append(cv2.threshold(rest.reshape(1, -1), 0, 255, mode | cv2.THRESH_OTSU)[0])
+        # three tones (dark window, light drum, dark digit; or a red frame between the dark drum and its light
+        # digit, which joins the digit at one threshold): split the background class, and the ink class, once more
+        for rest in (centre[centre < level], centre[centre > level]):
+            if rest.size > 20 and float(rest.std()) >= 8:
+                levels.append(cv2.threshold(rest.reshape(1, -1), 0, 255, mode | cv2.THRESH_OTSU)[0])
         blobs = []
         for lv in levels:
             _, binary = cv2.threshold(g, lv, 255, mode)

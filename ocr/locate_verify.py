@@ -128,8 +128,13 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
                 offsets[k] = off
                 return "digit"
             return "maybe"
-        if abs(cell.level - level) >= 60 or cell.ink < 0.5 * spread:
-            return "end"
+        if cell.ink < 0.5 * spread:
+            return "end"  # nothing like the row's ink
+        if abs(cell.level - level) >= 60:
+            # another background (a label on the face beside the window): the end, unless something digit-sized
+            # sits there at the row's pitch (a framed decimal drum, its frame in the crop's ring): then not sure
+            loose = digit_offset(image, c.matrix, c.slots, k, None, loose=True)
+            return "maybe" if loose is not None else "end"
         off = digit_offset(image, c.matrix, c.slots, k, c.row.light_on_dark)
         if off is not None and _reads(cell, 0.5):
             offsets[k] = off

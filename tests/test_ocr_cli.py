@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -62,6 +63,26 @@ def test_digits_writes_one_row_per_image(digit_dir: Path, tmp_path: Path) -> Non
     assert by_path["sub/corrupt.jpg"]["value"] == "" and by_path["notes.png"]["value"] == ""
     assert "sub/corrupt.jpg: truncated JPEG" in err and "notes.png: not a decodable image" in err
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_digits_leave_refused_and_weak_crops_empty(tmp_path: Path) -> None:
+    """A crop the reader refuses (not a digit) and one below the confidence floor get an empty value and
+    confidence 0; the CSV keeps its three columns and one row per image."""
+    three = cv2.imread(str(CROPS / "3.0_266b266f0578.jpg"))
+    h, w = three.shape[:2]
+    cv2.imwrite(str(tmp_path / "three.png"), three)
+    yy, xx = np.mgrid[0:h, 0:w]
+    spot = np.exp(-((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (0.125 * h * h))
+    cv2.imwrite(str(tmp_path / "glare.png"), np.clip(three + 380.0 * spot[..., None], 0, 255).astype(np.uint8))
+    code, out, err = run(["ocr", "digits", str(tmp_path)])
+    rows = {r["path"]: r for r in csv.DictReader(out.splitlines())}
+    assert code == 0, err
+    assert abs(float(rows["three.png"]["value"]) - 3.0) <= 0.2 and float(rows["three.png"]["confidence"]) > 0.9
+    assert rows["glare.png"] == {"path": "glare.png", "value": "", "confidence": "0"}
+    shutil.copy(CROPS / "2.5_02be23e383e8.jpg", tmp_path / "two-half.jpg")  # read at confidence 0.98
+    code, out, _ = run(["ocr", "digits", str(tmp_path), "--min-confidence", "0.99"])
+    assert code == 0 and out.splitlines()[1:] == ["glare.png,,0", f"three.png,{rows['three.png']['value']},"
+                                                  f"{rows['three.png']['confidence']}", "two-half.jpg,,0"]
 
 
 def test_digits_to_stdout_and_nothing_readable(tmp_path: Path) -> None:

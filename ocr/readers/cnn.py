@@ -7,8 +7,11 @@ accuracy is measured on crops from those meters (benchmarks, tests, the simulato
 model has seen them, so its numbers there would flatter it.
 
 Preprocessing and decoding are ``ocr.digit_preprocess``, the very code the model was trained with. A crop with no
-contrast at all reads as ``None`` (unreadable); every other crop gets a drum position and a confidence (the model's
-probability mass within half a step of its peak), and callers decide what confidence they trust.
+contrast at all reads as ``None`` (unreadable). So does a crop the reader refuses ("not a digit / cannot tell"):
+the entropy of the model's 100-way output above :data:`REJECT_ENTROPY` (see ``docs/model.md``: blank drums, frame
+edges, glare, print, a box between two drums spread the output wide or over two modes); it keeps its confidence.
+Every other crop gets a drum position and a confidence (the model's probability mass within half a step of its
+peak), and callers decide what confidence they trust.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from smartmeter.errors import ConfigError
-from smartmeter.ocr.digit_preprocess import CLASSES, decode, is_blank, preprocess_batch
+from smartmeter.ocr.digit_preprocess import CLASSES, decode, entropy, is_blank, preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader, ReaderUnavailable
 from smartmeter.types import DigitValue
 
@@ -33,6 +36,8 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS / "digits.onnx"  # trained on all meters
 HOLDOUT_MODEL = MODELS / "digits-holdout.onnx"  # never saw the held-out meters: honest accuracy on them
 CHUNK = 4096  # crops per onnxruntime call: bounds memory for huge batches
+REJECT_ENTROPY = 2.0  # nats; above: refused (calibrated on the training meters' crops and cut non-digit crops,
+# measured on the held-out meters with bench/digit_reject.py)
 
 
 class ModelError(ReaderUnavailable, ConfigError):
@@ -57,11 +62,13 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
 
 
 class CnnReader(DigitReader):
-    """Reads digit crops with the ONNX digit model; ``threads`` = onnxruntime intra-op threads."""
+    """Reads digit crops with the ONNX digit model; ``threads`` = onnxruntime intra-op threads; ``reject``: refuse
+    (value ``None``) a crop whose output entropy is above ``REJECT_ENTROPY``."""
 
     name = "cnn"
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 1, reject: bool = True) -> None:
+        self.reject = reject
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - the ocr extra is installed wherever OCR runs
@@ -75,7 +82,7 @@ class CnnReader(DigitReader):
         if expected and hashlib.sha256(blob).hexdigest() != expected:
             raise ModelError(f"digit model {self.model_path} does not match the checksum in its metadata",
                               hint="the file is corrupt or belongs to another model version")
-        self.version = meta["version"]
+        self.version = meta["version"] + (f"+reject{REJECT_ENTROPY:g}" if reject else "")  # what gave the reading
         self.height, self.width = meta["height"], meta["width"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
@@ -103,7 +110,10 @@ class CnnReader(DigitReader):
         if len(crops) == 0:
             return []
         batch = preprocess_batch(crops, self.height, self.width)
-        value, conf = decode(self.logits(batch))
+        logits = self.logits(batch)
+        value, conf = decode(logits)
         blank = is_blank(batch)
-        return [DigitValue(None, 0.0) if b else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
-                for v, c, b in zip(value, conf, blank, strict=True)]
+        refused = entropy(logits) > REJECT_ENTROPY if self.reject else np.zeros(len(blank), bool)
+        return [DigitValue(None, 0.0) if b else DigitValue(None, round(float(c), 4)) if r
+                else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
+                for v, c, b, r in zip(value, conf, blank, refused, strict=True)]
