@@ -4,20 +4,24 @@ server.reprocess and server.review."""
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 
 import click
 
 from smartmeter.lifecycle import stop_on_signals
 from smartmeter.ocr.readers.config import ENGINES
+from smartmeter.server import photos_repo
 from smartmeter.server.database import open_database
 from smartmeter.server.fleet import FleetWorker
 from smartmeter.server.reprocess import reprocess
 from smartmeter.server.review import list_reviews, preview_value, set_value, undo, withdrawn
-from smartmeter.server.worker import Worker
+from smartmeter.server.worker import Readers, Worker
 from smartmeter.store import open_store
 from smartmeter.types import format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
+
+DRY_RUN_LINES = 50  # changes a dry run lists one by one
 
 
 @click.command("worker")
@@ -55,18 +59,42 @@ def worker_cmd(obj: object, once: bool, quiet: bool, fleet: bool, lease_s: float
 @click.option("--since", default=None, help="Only photos captured at or after this ISO 8601 time.")
 @click.option("--engine", type=click.Choice(ENGINES), default=None,
               help="Digit reader, over the profile's reader and the settings' ocr.reader.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Read on this Dask cluster (default: a local cluster of --workers processes).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Processes of the local Dask cluster.")
+@click.option("--in-process", is_flag=True, help="Read in this process, without Dask.")
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_obj
-def reprocess_cmd(obj: object, meter_id: str | None, since: str | None, engine: str | None, quiet: bool) -> None:
-    """Re-read archived photos with the current reader; replaced readings are audited."""
+def reprocess_cmd(obj: object, meter_id: str | None, since: str | None, engine: str | None, scheduler: str | None,
+                  workers: int, in_process: bool, dry_run: bool, quiet: bool) -> None:
+    """Re-read archived photos with the current reader; replaced readings are audited. Reading is parallel (Dask),
+    validation and writes are ordered per meter; run the same command again to resume an interrupted one."""
     settings = obj.settings  # type: ignore[attr-defined]
     start = parse_timestamp(since) if since else None
-    with open_database(settings.database.url) as db:
-        stats = reprocess(db, settings, open_store(settings.store), meter_id, start, progress=not quiet,
-                          engine=engine)
+    with open_database(settings.database.url) as db, ExitStack() as stack:
+        store = open_store(settings.store)
+        readers = Readers(settings, engine)
+        readers.check()  # a reader that cannot run stops here, before a cluster starts
+        reads = None
+        if not in_process and photos_repo.to_reread(db, meter_id, start):
+            from smartmeter.server.reprocess_dask import dask_reads
+
+            reads = stack.enter_context(dask_reads(settings, engine, scheduler, workers))
+        stats = reprocess(db, settings, store, meter_id, start, readers, progress=not quiet, engine=engine,
+                          reads=reads, dry_run=dry_run)
+    for c in stats.changes[:DRY_RUN_LINES] if dry_run else ():
+        old = "-" if c.old is None else f"{c.old:g}"
+        new = "-" if c.new is None else f"{c.new:g}"
+        click.echo(f"{c.meter}\t{format_timestamp(c.ts)}\t{c.key}\t{old} -> {new}\t{c.old_version} -> {c.new_version}")
+    if dry_run and len(stats.changes) > DRY_RUN_LINES:
+        click.echo(f"... and {len(stats.changes) - DRY_RUN_LINES} more")
     acts = ", ".join(f"{k} {v}" for k, v in sorted(stats.actions.items()))
-    click.echo(f"{stats.photos} photos, {stats.missing} missing from the store, {stats.failed} unreadable (kept as "
-               f"they were), {stats.changed} readings changed; {acts}")
+    resumed = f"{stats.resumed} meters already done by an interrupted run, " if stats.resumed else ""
+    click.echo(("dry run, nothing written: " if dry_run else "") + resumed +
+               f"{stats.photos} photos, {stats.missing} missing from the store, {stats.failed} unreadable (kept as "
+               f"they were), {stats.changed} readings {'would change' if dry_run else 'changed'}; {acts}")
 
 
 @click.group("review")
