@@ -32,12 +32,20 @@ class Transform(BaseModel):
 class Alignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["none", "orb", "template"] = Field(
-        "orb", description="How to align a photo to the reference: ORB features + homography, or template match.")
+    method: Literal["auto", "none", "template"] = Field(
+        "auto", description="How to align a photo to the reference: auto (phase correlation, then ORB features + "
+                            "homography, then a template match of the digit region; the first trusted wins), "
+                            "template (the template match only) or none. 'orb', the older name of auto, still reads.")
     max_shift_px: float = Field(80.0, gt=0, description="Reject alignments that move the image more than this.")
     min_inliers: int = Field(12, ge=4, description="ORB: fewest matching features for a trusted homography.")
     track: bool = Field(True, description="Photos after the first: look first at where the last photo was found "
                                           "(two windows, sub-pixel check); the full search runs when that fails.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _older_name(cls, value: object) -> object:
+        """``orb`` named the whole chain (phase, ORB, template), not ORB alone: it is ``auto``."""
+        return "auto" if value == "orb" else value
 
 
 class Dials(BaseModel):

@@ -243,7 +243,7 @@ class MeterRenderer:
     def profile(self, reference: str | None = "reference.png") -> Profile:
         return Profile(meter=self.meter_id, kind="drum", unit="kWh", reader="cnn",
                        reference=Path(reference) if reference else None,
-                       alignment=Alignment(method="orb", max_shift_px=30.0, min_inliers=12),
+                       alignment=Alignment(method="auto", max_shift_px=30.0, min_inliers=12),
                        digits=list(self.boxes), decimals=self.decimals)
 
     def write_profile(self, folder: Path) -> Path:
