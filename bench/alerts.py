@@ -54,6 +54,7 @@ def run(poll_s: float, events: int, folder: Path) -> dict[str, list[float]]:
     db.register_meter("m1")
     s = Settings.model_validate({"mqtt": {"host": "127.0.0.1", "port": port}, "alerts": {
         "rules": [{"name": "outage", "events": ["blackout"]}], "quiet_s": 0, "poll_s": poll_s,
+        "mqtt_topic": "smartmeter/{meter}/alert",
         "webhook_url": hook.url, "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "smtp_starttls": False,
         "mail_to": ["a@example.org"]}})
     watch = MqttWatcher(port, "smartmeter/+/alert")

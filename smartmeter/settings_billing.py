@@ -121,8 +121,8 @@ class AlertsSettings(Part):
     poll_s: float = Field(0.5, gt=0, description="`alerts run`: seconds between passes over events and the outbox.")
     retry_s: float = Field(10.0, gt=0, description="First retry delay of a failed delivery, doubled each try, s.")
     retry_max_s: float = Field(600.0, gt=0, description="Longest delay between delivery tries (never given up), s.")
-    mqtt_topic: str | None = Field("smartmeter/{meter}/alert", description="MQTT channel topic ({meter} = meter "
-                                   "id); the broker is the mqtt: section's; None = off.")
+    mqtt_topic: str | None = Field(None, description="MQTT channel topic, e.g. smartmeter/{meter}/alert ({meter} = "
+                                   "meter id); the broker is the mqtt: section's; None = off.")
     webhook_url: str | None = Field(None, description="Webhook channel: POST JSON here, signed with HMAC-SHA256 "
                                     "(secret SMARTMETER_ALERTS_WEBHOOK_SECRET(_FILE)); None = off.")
     smtp_host: str | None = Field(None, description="E-mail channel: SMTP server; None = off.")
