@@ -167,7 +167,7 @@ QUERY_TEXT = st.one_of(st.text(max_size=30), st.sampled_from(
      "2014-12-12T10:00:00Z", "2999-01-01T00:00:00Z", "1m", "15m", "1h", "1d", "7d", "5", "60", "MTox", "@@"]))
 GET_PATHS = ["/api/meters/{m}/readings", "/api/meters/{m}/latest", "/api/meters/{m}/power", "/api/meters/{m}/summary",
              "/api/meters/{m}/statistics", "/api/meters/{m}/events", "/api/meters/{m}/health", "/api/meters/{m}/photo",
-             "/api/meters/{m}/state", "/api/review", "/api/stream/stats", "/metrics"]
+             "/api/meters/{m}/state", "/api/meters/{m}/heatmap", "/api/review", "/api/stream/stats", "/metrics"]
 
 
 @pytest.mark.fault("hostile API/MQTT input", proves="fuzzed query parameters on every read endpoint: never a 5xx, "
@@ -175,7 +175,7 @@ GET_PATHS = ["/api/meters/{m}/readings", "/api/meters/{m}/latest", "/api/meters/
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(GET_PATHS), meter=st.sampled_from(["meter1", "ghost", "bad id!", "x" * 70]),
        params=st.dictionaries(st.sampled_from(["start", "end", "limit", "cursor", "step", "interval", "window",
-                                               "meter", "hours", "include_resolved"]), QUERY_TEXT, max_size=4))
+                                               "meter", "hours", "days", "include_resolved"]), QUERY_TEXT, max_size=4))
 def test_fuzz_read_parameters(fuzz_client: tuple[TestClient, str], path: str, meter: str,
                               params: dict[str, str]) -> None:
     client, db_url = fuzz_client
@@ -196,3 +196,13 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Test
                     raise_server_exceptions=False) as c:
         yield c, url
     mp.undo()
+
+
+def test_heatmap_hour_by_day(client: TestClient, db_url: str) -> None:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    minute_series(db_url, 48 * 60 + 1, start=today - timedelta(days=2))  # the two days before today, 1.2 kW
+    h = client.get("/api/meters/meter1/heatmap", params={"days": 4}).json()
+    assert h["days"] == [(today.date() - timedelta(days=k)).isoformat() for k in (3, 2, 1, 0)]
+    assert h["kwh"][0] == [None] * 24 and h["kwh"][3] == [None] * 24  # no readings: unknown, not zero
+    assert h["kwh"][1] == pytest.approx([1.2] * 24) and h["kwh"][2] == pytest.approx([1.2] * 24)
+    assert client.get("/api/meters/meter1/heatmap", params={"days": 0}).status_code == 422

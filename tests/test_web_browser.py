@@ -103,6 +103,7 @@ def test_dashboard_in_chromium(browser: Any, site: str) -> None:
     wait.until(lambda d: int(d.find_element(By.ID, "history-chart").get_attribute("data-points") or 0) > 90)
     assert browser.find_elements(By.CSS_SELECTOR, "#history-chart canvas")
     assert browser.find_element(By.ID, "today").text.endswith("kWh")
+    wait.until(lambda d: int(d.find_element(By.ID, "heatmap").get_attribute("data-cells") or 0) >= 24)
     browser.find_element(By.CSS_SELECTOR, "button[data-range=week]").click()
     wait.until(lambda d: "of 168 buckets of 3600 s" in d.find_element(By.ID, "history-info").text)
 

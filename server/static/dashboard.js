@@ -79,6 +79,23 @@
       .flatMap(([k, v]) => [el("dt", k), el("dd", String(v))]));
     await loadPhoto(m);
     await loadReview(meter);
+    drawHeatmap(await api(m + "/heatmap?days=28"));
+  }
+
+  function drawHeatmap(h) {
+    const c = $("heatmap"), ctx = c.getContext("2d"), left = 80, top = 16;
+    const cw = (c.width - left) / 24, ch = (c.height - top) / h.days.length;
+    const vals = h.kwh.flat().filter((v) => v !== null), max = Math.max(0.001, ...vals);
+    ctx.clearRect(0, 0, c.width, c.height); ctx.font = "10px sans-serif"; ctx.fillStyle = "#444";
+    for (let hr = 0; hr < 24; hr += 3) ctx.fillText(String(hr), left + hr * cw, 10);
+    h.days.forEach((day, i) => {
+      if (i % 4 === 0) { ctx.fillStyle = "#444"; ctx.fillText(day, 0, top + i * ch + ch); }
+      h.kwh[i].forEach((v, hr) => {
+        ctx.fillStyle = v === null ? "#eee" : "rgba(25, 113, 194, " + (0.08 + 0.92 * v / max).toFixed(3) + ")";
+        ctx.fillRect(left + hr * cw, top + i * ch, cw - 1, ch - 1);
+      });
+    });
+    c.dataset.cells = String(vals.length);
   }
 
   function el(tag, text) { const e = document.createElement(tag); e.textContent = text; return e; }

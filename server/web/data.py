@@ -141,6 +141,36 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
 
         return await web.run(fetch)
 
+    @app.get("/api/meters/{meter_id}/heatmap")
+    async def heatmap(meter_id: str, request: Request, days: int = Query(28, ge=1, le=366)) -> dict[str, Any]:
+        """kWh per local hour (columns 0-23) of each of the last ``days`` local days (rows, oldest first), from
+        the hourly rollups; null where no reading covers the hour."""
+        await web.reader(request, meter_id)
+
+        def fetch(db: Database) -> dict[str, Any]:
+            from smartmeter.server import rollups
+            from smartmeter.server.analysis import hourly, local_index
+
+            known_meter(db, meter_id)
+            meter = settings.meter(meter_id)
+            rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)
+            today = period_starts(datetime.now(UTC), meter.timezone)["today"]
+            lo = to_ms(today - timedelta(days=days - 1)) - 3_600_000
+            hr = hourly(rollups.load_hours(db, meter_id, lo, now_ms()))
+            hr = hr[(hr["coverage"] > 0) & (hr.index >= lo + 3_600_000)]
+            loc = local_index(hr.index, meter.timezone)
+            first = (today - timedelta(days=days - 1)).astimezone(ZoneInfo(meter.timezone)).date()
+            grid = np.full((days, 24), np.nan)
+            for d, h, kwh in zip(loc.date, loc.hour, hr["kwh"].to_numpy(), strict=True):
+                row = (d - first).days
+                if 0 <= row < days:
+                    grid[row, h] = kwh if np.isnan(grid[row, h]) else grid[row, h] + kwh  # DST: two 02:00s
+            return {"meter_id": meter_id, "timezone": meter.timezone,
+                    "days": [(first + timedelta(days=i)).isoformat() for i in range(days)],
+                    "kwh": [[clean(x) for x in r] for r in grid]}
+
+        return await web.run(fetch)
+
     @app.get("/api/meters/{meter_id}/health")
     async def health(meter_id: str, request: Request, hours: float = Query(24.0, gt=0, le=24 * 366)) -> Any:
         """Capture health over the last ``hours``: photos by outcome, unreadable share, open review items."""
