@@ -15,7 +15,10 @@ Discovery (retained, re-sent whenever ``<prefix>/status`` says ``online``, i.e. 
 Availability: ``<state_prefix>/status`` is ``online`` (retained) while connected; the broker publishes the last will
 ``offline`` (retained) when the connection drops.
 
-Only current (validated) readings are published, and the energy never goes down: the largest value published is
+Only current (validated) readings are published — of a camera meter the newest one followed by
+``validation.consensus_frames`` later photos, past the point where validation could still overrule it (a confident
+misread is withdrawn by its neighbours, a wrong value by the consensus of later frames) — and the energy never goes
+down: the largest value published is
 kept in the database (table ``ha_published``), and a reading later corrected below it holds the published value until
 the register passes it again — Home Assistant never sees a reset (which ``total_increasing`` would count as a new
 meter cycle) or a drop and jump back.
@@ -38,7 +41,7 @@ from smartmeter.server import alerts_repo
 from smartmeter.server.database import Database, now_ms, to_ms
 from smartmeter.server.events import stored_state
 from smartmeter.settings import Settings
-from smartmeter.types import format_timestamp
+from smartmeter.types import Reading, format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +82,24 @@ def state(db: Database, settings: Settings, meter_id: str, cost: str | None = No
     last = db.last_reading(meter_id)
     if last is None:
         return None
-    prev = db.last_reading(meter_id, last.timestamp)
-    power = last.power_w
+    used: Reading = last  # photos: the newest reading that validation can no longer overrule
+    for _ in range(settings.validation.consensus_frames if last.source.startswith("image:") else 0):
+        earlier = db.last_reading(meter_id, used.timestamp)
+        if earlier is None:
+            return None
+        used = earlier
+    prev = db.last_reading(meter_id, used.timestamp)
+    power = used.power_w
     if power is None and prev is not None:
-        dt = (last.timestamp - prev.timestamp).total_seconds()
+        dt = (used.timestamp - prev.timestamp).total_seconds()
         if 0 < dt <= settings.analysis.gap_s:
-            power = max(last.value_kwh - prev.value_kwh, 0.0) * 3.6e6 / dt
+            power = max(used.value_kwh - prev.value_kwh, 0.0) * 3.6e6 / dt
     held = alerts_repo.ha_last(db, meter_id)
-    energy = last.value_kwh
+    energy = used.value_kwh
     if held is not None and held[0] >= energy:
         energy = held[0]  # a correction below what HA has seen: hold, never a reset or a drop
     else:
-        alerts_repo.ha_save(db, meter_id, energy, to_ms(last.timestamp), now_ms())
+        alerts_repo.ha_save(db, meter_id, energy, to_ms(used.timestamp), now_ms())
     st = stored_state(db, meter_id) or {}
     problem = bool(st.get("blackout") or st.get("superamento") or st.get("camera_stale")) or any(
         s.active for s in alerts_repo.states(db) if s.meter_id == meter_id)
@@ -99,7 +108,7 @@ def state(db: Database, settings: Settings, meter_id: str, cost: str | None = No
     return {"energy_kwh": round(energy, 4), "power_w": None if power is None else round(power, 1),
             "cost": cost, "problem": "ON" if problem else "OFF",
             "last_photo": format_timestamp(photos[-1].timestamp) if photos else None,
-            "reading_at": format_timestamp(last.timestamp)}
+            "reading_at": format_timestamp(used.timestamp)}
 
 
 class HaPublisher:
