@@ -186,6 +186,7 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
     changed = _earliest_dirty(db, meter_id)  # before the refresh clears the marks
     rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)  # a long first build: in short pieces
     with db.transaction():
+        db.lock_meters((meter_id,))  # PostgreSQL: one pass per meter at a time (writers of other meters go on)
         start = None if full else _from(db, meter_id, changed)
         rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)  # what changed since, under the lock
         found, last = detect(db, meter, settings.analysis, start, now_)

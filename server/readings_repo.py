@@ -208,6 +208,7 @@ def correct(db: Database, meter_id: str, ts: datetime, source: str, value: float
 
 def delete(db: Database, meter_id: str, ts: datetime, source: str) -> None:
     """Remove one reading row (a person's correction; the caller keeps the row in the audit trail)."""
+    db.lock_meters((meter_id,))
     db.execute("DELETE FROM readings WHERE meter_id = ? AND ts_ms = ? AND source = ?", (meter_id, to_ms(ts), source))
 
 

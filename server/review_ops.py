@@ -60,6 +60,7 @@ def _insert(db: Database, table: str, row: dict[str, Any]) -> None:
 
 def restore(db: Database, meter_id: str, snap: Snapshot) -> None:
     """Write the rows of ``snap`` back (readings and queue entries that did not exist then are removed)."""
+    db.lock_meters((meter_id,))  # PostgreSQL: the meter's other writers wait
     for key, rows in snap.items():
         db.execute("DELETE FROM readings WHERE meter_id = ? AND source IN (?, ?)",
                    (meter_id, "image:" + key, "review:" + key))

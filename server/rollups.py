@@ -266,6 +266,7 @@ def refresh(db: Database, meter_id: str | None = None, high_w: float = DEFAULT_H
             for lo in range(first, last + 1, CHUNK_HOURS * HOUR_MS):
                 hi = min(last, lo + (CHUNK_HOURS - 1) * HOUR_MS)
                 with db.transaction():
+                    db.lock_meters((m,))  # PostgreSQL: two refreshes of one meter must not interleave
                     fresh = compute_hours(load_raw(db, m, lo, hi + HOUR_MS), high_w)
                     db.execute("DELETE FROM rollup_hour WHERE meter_id = ? AND hour_ms >= ? AND hour_ms <= ?",
                                (m, lo, hi))
