@@ -8,32 +8,42 @@ stand-in for a user's meter that no model has seen — and every stored reading 
 showed (``Truth.value``, the careful reading).
 
 Printed per meter: photos, readings stored (share), wrong values stored (>= 1 register step off; >= 2 steps), and the
-same on day 1 and from day 3 on. The shipped assets hold two meters (``powermeter-emeter1``, ``watermeter-techem``);
-with ``--digits ../shared/data/digits`` the other held-out meters are rendered too.
+share stored on day 1, on day 7 and from day 3 on (with the wrong values from day 3 on). The shipped assets hold two
+meters (``powermeter-emeter1``, ``watermeter-techem``); with ``--digits ../shared/data/digits`` the other held-out
+meters are rendered too. ``--adapter on|off``: the per-meter adapter (docs/adapter.md) learns from the validated
+photos page by page (``--batch`` photos a page: a live worker reads a few at a time).
 
-Usage: ``python bench/unseen_streams.py [--days 30] [--every 900] [--digits DIR] [--meters a,b]``.
+``--compare REV`` runs the same streams three times in one go and prints them side by side: the code of git
+revision REV (``git archive``, adapter off: it had none), this tree with the adapter off, and with it on.
+
+Usage: ``python bench/unseen_streams.py [--days 30] [--every 900] [--digits DIR] [--meters a,b] [--adapter on|off]
+[--compare REV]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.environ.get("SMARTMETER_BENCH_TREE", str(REPO)))
 
 from smartmeter.ocr.digit_data import HELD_OUT_METERS  # noqa: E402
 from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
 from smartmeter.server.storage import open_database  # noqa: E402
 from smartmeter.server.worker import Worker  # noqa: E402
-from smartmeter.settings import parse_settings  # noqa: E402
+from smartmeter.settings import Settings, parse_settings  # noqa: E402
 from smartmeter.simulator.dataset import Series, sample  # noqa: E402
 from smartmeter.simulator.household import generate  # noqa: E402
 from smartmeter.simulator.meter_render import STYLES, MeterRenderer, Truth  # noqa: E402
@@ -53,6 +63,8 @@ class StreamResult:
     careless: int = 0
     day1_photos: int = 0
     day1_stored: int = 0
+    day7_photos: int = 0
+    day7_stored: int = 0
     late_photos: int = 0
     late_stored: int = 0
     late_wrong: int = 0
@@ -61,13 +73,15 @@ class StreamResult:
     def row(self) -> str:
         share = 100 * self.stored / max(self.photos, 1)
         d1 = 100 * self.day1_stored / max(self.day1_photos, 1)
+        d7 = 100 * self.day7_stored / max(self.day7_photos, 1)
         late = 100 * self.late_stored / max(self.late_photos, 1)
         return (f"{self.meter:<22} {self.photos:>6} {share:>7.1f} % {self.wrong:>6} {self.wrong2:>6} "
                 f"{self.careless:>8}   "
-                f"{d1:>6.1f} % {late:>8.1f} % {self.late_wrong:>6}   {self.seconds:>6.0f} s")
+                f"{d1:>6.1f} % {d7:>6.1f} % {late:>8.1f} % {self.late_wrong:>6}   {self.seconds:>6.0f} s")
 
 
-def run_stream(style: str, days: float, every_s: int, seed: int, digits: Path | None) -> StreamResult:
+def run_stream(style: str, days: float, every_s: int, seed: int, digits: Path | None, adapter: bool = False,
+               batch: int = 256) -> StreamResult:
     res = StreamResult(style)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smartmeter-unseen-") as tmp:
@@ -89,12 +103,15 @@ def run_stream(style: str, days: float, every_s: int, seed: int, digits: Path | 
             key = photo_name(meter, ts)
             store.put(key, jpeg)
             truth[key] = t
+        adapt = (f"adapter: {{enabled: {str(adapter).lower()}}}"
+                 if "adapter" in Settings.model_fields else "")  # the code before the adapter has no such section
         settings = parse_settings(f"""
 store: {{local: {{root: {root / 'images'}}}}}
 database: {{url: "sqlite:///{root / 'db.sqlite'}"}}
 meters: [{{id: {meter}, profile: {profile}}}]
 ocr: {{reader: {{engine: cnn, model: {HOLDOUT_MODEL}}}}}
-worker: {{batch_size: 256}}
+worker: {{batch_size: {batch}}}
+{adapt}
 """)
         with open_database(settings.database.url) as db:
             Worker(settings, db, store).run_once()
@@ -107,6 +124,7 @@ worker: {{batch_size: 256}}
         day = (t.timestamp - START).total_seconds() / 86400
         res.photos += 1
         res.day1_photos += day < 1
+        res.day7_photos += 6 <= day < 7
         res.late_photos += day >= 2
         if key not in stored:
             continue
@@ -116,6 +134,7 @@ worker: {{batch_size: 256}}
         res.careless += round(abs(stored[key] - t.value) / step) >= 1
         res.stored += 1
         res.day1_stored += day < 1
+        res.day7_stored += 6 <= day < 7
         res.late_stored += day >= 2
         res.wrong += off >= 1
         res.wrong2 += off >= 2
@@ -128,6 +147,33 @@ worker: {{batch_size: 256}}
     return res
 
 
+HEADER = (f"{'meter':<22} {'photos':>6} {'stored':>9} {'wrong':>6} {'>=2':>6} {'!=read':>8}   {'day 1':>8} "
+          f"{'day 7':>8} {'day 3+':>10} {'wrong':>6}   {'time':>8}")
+
+
+def compare(args: argparse.Namespace, passed: list[str]) -> None:
+    """The streams through the code of ``args.compare`` and this tree (adapter off, on), side by side."""
+    with tempfile.TemporaryDirectory(prefix="smartmeter-before-") as old:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.compare], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        runs = [(f"before ({args.compare})", old, "off"), ("now, adapter off", str(REPO), "off"),
+                ("now, adapter on", str(REPO), "on")]
+        results: list[list[StreamResult]] = []
+        for _, tree, adapter in runs:
+            env = {**os.environ, "SMARTMETER_BENCH_TREE": tree, "PYTHONPATH": tree}
+            out = subprocess.run([sys.executable, __file__, *passed, "--adapter", adapter, "--json"], env=env,
+                                 check=True, capture_output=True, text=True).stdout
+            results.append([StreamResult(**r) for r in json.loads(out.strip().splitlines()[-1])])
+    print(f"{args.days:g} days, a photo every {args.every} s, hold-out model, {args.batch} photos a page")
+    for i, meter_rows in enumerate(zip(*results, strict=True)):
+        if i == 0:
+            print(f"{'':<22} {HEADER[23:]}")
+        print(meter_rows[0].meter)
+        for (label, _, _), r in zip(runs, meter_rows, strict=True):
+            print(f"  {label:<20}" + r.row()[22:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=30.0)
@@ -135,18 +181,32 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--digits", type=Path, default=None, help="the digit data set (labels.csv), for more meters")
     ap.add_argument("--meters", default=None, help="comma-separated meter folders (default: the held-out ones)")
+    ap.add_argument("--adapter", choices=("on", "off"), default="on", help="the per-meter adapter")
+    ap.add_argument("--batch", type=int, default=32, help="photos per worker page (the adapter learns per page)")
+    ap.add_argument("--compare", default=None, metavar="REV", help="side by side: REV's code, adapter off, on")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--verbose", action="store_true", help="log every wrong value stored")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.compare:
+        passed = [f"--days={args.days}", f"--every={args.every}", f"--seed={args.seed}", f"--batch={args.batch}"]
+        passed += [f"--digits={args.digits}"] if args.digits else []
+        passed += [f"--meters={args.meters}"] if args.meters else []
+        compare(args, passed)
+        return
     meters = args.meters.split(",") if args.meters else [m for m in HELD_OUT_METERS
                                                          if m in STYLES or args.digits is not None]
-    print(f"{args.days:g} days, a photo every {args.every} s, hold-out model")
-    print(f"{'meter':<22} {'photos':>6} {'stored':>9} {'wrong':>6} {'>=2':>6} {'!=read':>8}   {'day 1':>8} "
-          f"{'day 3+':>10} "
-          f"{'wrong':>6}   {'time':>8}")
+    if args.json:
+        rows = [run_stream(m, args.days, args.every, args.seed + i, args.digits, args.adapter == "on", args.batch)
+                for i, m in enumerate(meters)]
+        print(json.dumps([asdict(r) for r in rows]))
+        return
+    print(f"{args.days:g} days, a photo every {args.every} s, hold-out model, adapter {args.adapter}")
+    print(HEADER)
     print("  wrong: >= 1 step from the register; >=2: two steps or more; !=read: not the careful reading")
     for i, m in enumerate(meters):
-        print(run_stream(m, args.days, args.every, args.seed + i, args.digits).row(), flush=True)
+        print(run_stream(m, args.days, args.every, args.seed + i, args.digits, args.adapter == "on",
+                         args.batch).row(), flush=True)
 
 
 if __name__ == "__main__":

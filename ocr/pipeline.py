@@ -144,6 +144,11 @@ class MeterReader:
                 self._write_debug(p, result, [*mine, *result.pointers])
         return results
 
+    def digit_crops(self, image: PhotoInput, name: str = "photo") -> list[np.ndarray] | None:
+        """The digit crops of one photo as ``read`` cuts them (the per-meter adapter keeps them); None when the
+        photo cannot be decoded or aligned."""
+        return self._prepare(image, name).crops
+
     def read_dials(self, image: PhotoInput, name: str = "photo") -> list[DialReading]:
         """The dial reader's full readings of one photo's pointers (angle, reason, how far off the box centre the
         needle's axis passes: for ``profile check``); AlignmentError or ImageError when the photo cannot be cut."""

@@ -35,8 +35,9 @@ from smartmeter.ocr.readers.isolate import ReadFailure, read_isolated
 from smartmeter.progress import Progress
 from smartmeter.server import camera_book as book
 from smartmeter.server import photos_repo, review_repo
+from smartmeter.server.adapter import MeterAdapters
 from smartmeter.server.database import Database
-from smartmeter.server.frames import Frame, Rules
+from smartmeter.server.frames import Decision, Frame, Rules
 from smartmeter.settings import ReaderSettings, Settings
 from smartmeter.store.base import ImageStore
 from smartmeter.types import ImageRef, OcrResult, parse_photo_name
@@ -110,6 +111,7 @@ class Readers:
         self.settings, self.engine = settings, engine
         self.build = build or build_reader
         self._local = threading.local()
+        self.adapters: MeterAdapters | None = None  # the worker's per-meter adapters (server/adapter.py)
         self.pool = ThreadPoolExecutor(settings.worker.read_threads, thread_name_prefix="read")
 
     def check(self) -> None:
@@ -146,7 +148,10 @@ class Readers:
         meters: dict[str, MeterReader] = self._state()[0]
         if meter_id not in meters:
             profile, config = self._profile(meter_id)
-            meters[meter_id] = MeterReader(profile, self._engine(config))
+            engine = self._engine(config)
+            if self.adapters is not None:
+                engine = self.adapters.reader(meter_id, engine)
+            meters[meter_id] = MeterReader(profile, engine)
         return meters[meter_id]
 
     def _state(self) -> tuple[dict[str, MeterReader], dict[ReaderSettings, DigitReader]]:
@@ -204,8 +209,10 @@ def read_items(readers: Readers, items: Sequence[_Item]
     return done, failed
 
 
-def judge(db: Database, settings: Settings, read: Sequence[tuple[_Item, OcrResult]]) -> dict[str, int]:
-    """Record the read photos and run each meter's validator over them in capture-time order."""
+def judge(db: Database, settings: Settings, read: Sequence[tuple[_Item, OcrResult]],
+          decided: dict[str, list[Decision]] | None = None) -> dict[str, int]:
+    """Record the read photos and run each meter's validator over them in capture-time order; the decisions go
+    into ``decided`` (per meter) when given."""
     counts: dict[str, int] = {}
     by_meter: dict[str, list[Frame]] = {}
     for it, res in sorted(read, key=lambda p: (p[0].ts, p[0].ref.key)):
@@ -222,6 +229,8 @@ def judge(db: Database, settings: Settings, read: Sequence[tuple[_Item, OcrResul
     for meter, frames in by_meter.items():
         v = book.load_validator(db, settings, meter, frames[0].ts)
         decisions = [d for f in frames for d in v.feed(f)]
+        if decided is not None:
+            decided[meter] = decisions
         for k, n in book.apply(db, meter, decisions).items():
             counts[k] = counts.get(k, 0) + n
     return counts
@@ -234,6 +243,8 @@ class Worker:
                  progress: bool = False) -> None:
         self.settings, self.db, self.store = settings, db, store
         self.readers = readers or Readers(settings)
+        self.adapters = MeterAdapters(settings, db) if settings.adapter.enabled else None
+        self.readers.adapters = self.adapters
         self.readers.check()  # a reader that cannot run stops here, before any photo is touched
         self.progress = progress
         self.stop_event = threading.Event()
@@ -314,9 +325,12 @@ class Worker:
             for ref, original in dupes:
                 book.record_photo(self.db, ref.key, ref.content_hash, None, None, "duplicate",
                                   f"same content as {original}")
-            stats.add(judge(self.db, self.settings, read))
+            decided: dict[str, list[Decision]] = {}
+            stats.add(judge(self.db, self.settings, read, decided))
             if cursor is not None:
                 photos_repo.save_cursor(self.db, self.store_id, cursor)
+        if self.adapters is not None:  # after the commit: the page's readings are settled
+            self.adapters.learn(self.readers, read, decided)
         stats.read += len(read)
         stats.failed += len(failures)
         stats.actions["duplicate"] = stats.actions.get("duplicate", 0) + len(dupes)

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "import": ("smartmeter.server.cli_import:import_cmd", "Import readings from a CSV (timestamp,contatore,potenza)."),
     "reprocess": ("smartmeter.server.cli_worker:reprocess_cmd", "Re-read archived photos with the current reader."),
     "review": ("smartmeter.server.cli_worker:review_group", "List rejected photos and set their true values."),
+    "meter": ("smartmeter.server.cli_meter:meter_group", "A meter's digit adapter and confirmed setup reading."),
     "readings": ("smartmeter.server.cli_readings:readings_group", "Delete or correct a stored reading (audited)."),
     "serve": ("smartmeter.server.cli_serve:serve_cmd", "Run the HTTP API (ingest, dashboard)."),
     "mqtt": ("smartmeter.server.cli_serve:mqtt_cmd", "Subscribe to meter readings over MQTT."),

@@ -186,6 +186,14 @@ class ValidationSettings(Section):
                                                              "show the meter's own, W.")
 
 
+class AdapterSettings(Section):
+    enabled: bool = Field(True, description="Learn each meter's digits from its validated photos and read with "
+                                            "them (docs/adapter.md); False = the shipped model alone.")
+    max_examples: int = Field(2000, ge=10, le=100000, description="Labelled digit crops kept per meter in the "
+                                                                  "database (the newest tenth of this per digit; "
+                                                                  "about 0.5 KB each, compressed).")
+
+
 class WorkerSettings(Section):
     poll_interval_s: float = Field(30.0, gt=0, description="Seconds between polls of the image store.")
     batch_size: int = Field(256, ge=1, description="Photos read per batch.")
@@ -365,6 +373,7 @@ class Settings(Section):
     validation: ValidationSettings = Field(default_factory=ValidationSettings, description="Cross-frame checks.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Bounds on every reading stored.")
     worker: WorkerSettings = Field(default_factory=WorkerSettings, description="Server worker loop.")
+    adapter: AdapterSettings = Field(default_factory=AdapterSettings, description="Per-meter digit adapter.")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Raspberry Pi camera daemon.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and dashboard.")
     web: WebSettings = Field(default_factory=WebSettings, description="Dashboard, live stream and API limits.")

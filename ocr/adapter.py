@@ -1,0 +1,176 @@
+"""The per-meter adapter: a nearest-neighbour model of one installation's settled digits, on top of the CNN.
+
+A home camera photographs the same meter for years; every digit of a validated photo is a labelled example of that
+meter's typeface, camera and light. :class:`Examples` holds such crops (preprocessed exactly as the CNN sees them,
+``ocr.digit_preprocess``) with their validated digit, at most ``per_digit`` per digit (the oldest go first).
+:class:`Adapter` embeds each crop as its unit-length pixels plus the CNN's class probabilities (square roots,
+so the embedding's two halves are both unit length), and answers a crop with the digit all of its ``K`` nearest
+examples agree on, when the crop is at least as close to them as the examples are to each other (calibrated at
+fit time: leave-one-out); otherwise it abstains. :class:`AdaptedReader` wraps the CNN reader: where the adapter
+answers and agrees with the CNN, the digit is read as resting there with the adapter's confidence; where it
+contradicts a confident CNN, the digit becomes weak (validation holds it); where the CNN is unsure or refuses the
+crop (not blank), the adapter's digit stands. Elsewhere the CNN's answer stands.
+
+Pure: numpy only (no database, no network, no torch). The server keeps the examples (``server/adapter.py``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smartmeter.ocr.digit_preprocess import is_blank, preprocess_batch, softmax
+from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.types import DigitValue
+
+K = 5  # neighbours that must all agree
+MIN_PER_DIGIT = 3  # a digit with fewer examples is never answered
+CONFIDENCE = 0.97  # the confidence of an adapter answer
+SETTLED = 0.3  # a read position this close to a whole digit is a resting drum
+TRUSTED_CNN = 0.9  # a CNN answer this confident is never replaced; one the adapter contradicts becomes weak
+WEAK = 0.79  # below validation's default hold_confidence (0.8): the reading waits for its neighbours
+_Logits = Callable[[np.ndarray], np.ndarray]  # preprocessed batch -> CNN logits
+
+
+def embed(batch: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """``N x 1 x H x W`` preprocessed crops and their CNN logits -> ``N x (H*W + classes)`` unit-half embedding."""
+    pix = batch.reshape(len(batch), -1).astype(np.float32)
+    pix = pix - pix.mean(axis=1, keepdims=True)
+    pix /= np.maximum(np.linalg.norm(pix, axis=1, keepdims=True), 1e-6)
+    prob = np.sqrt(np.clip(softmax(logits.astype(np.float64)), 0.0, 1.0)).astype(np.float32)
+    return np.concatenate([pix, prob], axis=1) / np.sqrt(2.0)
+
+
+def settled_digit(position: float | None) -> int | None:
+    """The digit a drum read at ``position`` rests on, or None when it is between two."""
+    if position is None:
+        return None
+    d = round(position) % 10
+    return d if abs(position - round(position)) <= SETTLED else None
+
+
+@dataclass
+class Examples:
+    """Labelled crops of one meter (``N x H x W`` float16, preprocessed) with digits 0-9, oldest first."""
+
+    crops: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float16))
+    digits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+
+    def __len__(self) -> int:
+        return len(self.digits)
+
+    def add(self, crops: np.ndarray, digits: Sequence[int], per_digit: int) -> int:
+        """Add preprocessed crops (``N x 1 x H x W`` or ``N x H x W``); keep the newest ``per_digit`` of each digit.
+        Returns how many were added."""
+        if len(digits) == 0:
+            return 0
+        new = crops.reshape(len(digits), crops.shape[-2], crops.shape[-1]).astype(np.float16)
+        lab = np.asarray(digits, np.int8)
+        if lab.min() < 0 or lab.max() > 9:
+            raise ValueError("digits must be 0-9")
+        if len(self) and self.crops.shape[1:] != new.shape[1:]:
+            raise ValueError(f"crop size {new.shape[1:]} differs from the stored {self.crops.shape[1:]}")
+        crops_all = new if not len(self) else np.concatenate([self.crops, new])
+        digits_all = lab if not len(self) else np.concatenate([self.digits, lab])
+        keep = np.zeros(len(digits_all), bool)
+        for d in range(10):
+            idx = np.flatnonzero(digits_all == d)
+            keep[idx[-per_digit:]] = True
+        self.crops, self.digits = crops_all[keep], digits_all[keep]
+        return len(lab)
+
+    def counts(self) -> list[int]:
+        return [int(np.sum(self.digits == d)) for d in range(10)]
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, crops=self.crops, digits=self.digits)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Examples:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            crops, digits = z["crops"], z["digits"]
+        if crops.ndim != 3 or digits.ndim != 1 or len(crops) != len(digits):
+            raise ValueError("not an adapter example file")
+        return cls(crops.astype(np.float16), digits.astype(np.int8))
+
+
+class Adapter:
+    """Nearest-neighbour answers from one meter's examples, embedded with the CNN (``logits``: batch -> logits)."""
+
+    def __init__(self, examples: Examples, logits_of: _Logits) -> None:
+        self.counts = examples.counts()
+        self.size = len(examples)
+        self.digits = examples.digits.astype(np.int64)
+        if self.size:
+            batch = examples.crops.astype(np.float32)[:, None]
+            self.emb = embed(batch, logits_of(batch))
+            sim = self.emb @ self.emb.T
+            np.fill_diagonal(sim, -np.inf)
+            # calibration: how close an example is to its K-th nearest example of the same digit
+            same = np.where(self.digits[None, :] == self.digits[:, None], sim, -np.inf)
+            kth = np.sort(same, axis=1)[:, -K] if self.size > K else np.full(self.size, np.inf)
+            finite = kth[np.isfinite(kth)]
+            self.threshold = float(np.quantile(finite, 0.05)) if len(finite) else np.inf
+        else:
+            self.emb = np.zeros((0, 1), np.float32)
+            self.threshold = np.inf
+
+    def answer(self, emb: np.ndarray) -> list[int | None]:
+        """The digit each embedded crop rests on, or None (abstain)."""
+        if self.size < K or not np.isfinite(self.threshold):
+            return [None] * len(emb)
+        sim = emb @ self.emb.T
+        top = np.argpartition(-sim, K - 1, axis=1)[:, :K]
+        out: list[int | None] = []
+        for row, idx in zip(sim, top, strict=True):
+            labels = self.digits[idx]
+            d = int(labels[0])
+            ok = (labels == d).all() and row[idx].min() >= self.threshold and self.counts[d] >= MIN_PER_DIGIT
+            out.append(d if ok else None)
+        return out
+
+
+class AdaptedReader(DigitReader):
+    """The CNN reader with a meter's adapter; ``version`` names both (stored with every reading)."""
+
+    def __init__(self, inner: DigitReader, adapter: Adapter, adapter_version: str) -> None:
+        self.inner, self.adapter, self.adapter_version = inner, adapter, adapter_version
+        self.name = inner.name
+        self.height, self.width = int(inner.height), int(inner.width)  # type: ignore[attr-defined]
+        self.answered = 0  # crops the adapter answered (read or corrected)
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return f"{self.inner.version}+{self.adapter_version}"
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        if len(crops) == 0:
+            return []
+        cnn = self.inner.read_batch(crops)  # the CNN's own answer, its refusals included
+        batch = preprocess_batch(crops, self.height, self.width)
+        answers = self.adapter.answer(embed(batch, self.inner.logits(batch)))  # type: ignore[attr-defined]
+        blank = is_blank(batch)
+        return [DigitValue(None, 0.0) if b else self._combine(d, a)
+                for d, a, b in zip(cnn, answers, blank, strict=True)]
+
+    def _combine(self, d: DigitValue, a: int | None) -> DigitValue:
+        """Agreeing: the resting digit, confident. A confident CNN is kept (weakened when contradicted); an
+        unsure or refusing one gives way to the adapter."""
+        v, c = d.value, d.confidence
+        if a is None:
+            return d
+        if v is None:
+            self.answered += 1
+            return DigitValue(float(a), CONFIDENCE)
+        if settled_digit(v) == a:
+            self.answered += 1
+            return DigitValue(float(a), max(CONFIDENCE, c))
+        if c >= TRUSTED_CNN:
+            return DigitValue(v, min(c, WEAK))
+        self.answered += 1
+        return DigitValue(float(a), CONFIDENCE)

@@ -1,0 +1,225 @@
+"""Per-meter adapters on the server: which digit crops are kept, where, and the reader that uses them.
+
+After each page the worker calls :meth:`MeterAdapters.learn` with the validator's decisions: every digit of a
+published photo whose read position rests on the validated digit becomes an example of that meter
+(``ocr.adapter.Examples``); a person's confirmed reading (``smartmeter meter confirm``) labels every digit of its
+photo; so does a photo between two published ones of the same value (every drum but the last). The examples live
+with the meter in the database (table ``meter_adapters``, migration 005: version, count, size and the crops as one
+compressed ``.npz``; at most ``adapter.max_examples`` per meter, the newest of each digit). Every change makes a
+new version; readings record the reader version that produced them (``<model>+adapt<N>``), so ``smartmeter
+reprocess`` and the audit trail can tell them apart. ``reset`` removes the examples: the meter is read by the
+shipped model alone again. See docs/adapter.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from smartmeter.ocr.adapter import AdaptedReader, Adapter, Examples, settled_digit
+from smartmeter.ocr.digit_preprocess import preprocess_batch
+from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.server.database import Database, now_ms
+from smartmeter.server.frames import Action, Decision
+from smartmeter.settings import Settings
+from smartmeter.types import DigitValue, OcrResult
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY = 8  # once every digit is full, one published photo in this many still adds its crops
+
+
+def digit_labels(reading: str | None, value: float, digits: Sequence[DigitValue], trusted: bool = False
+                 ) -> list[int | None]:
+    """The validated digit of each drum of a photo read as ``reading`` and validated as ``value``; None where the
+    drum is not known to rest on it (read elsewhere, or between two numbers). ``trusted``: a person read it."""
+    if not reading:
+        return [None] * len(digits)
+    shown = [c for c in reading if c.isdigit()]
+    decimals = len(reading.rsplit(".", 1)[1]) if "." in reading else 0
+    text = f"{value:0{len(shown) + (1 if decimals else 0)}.{decimals}f}".replace(".", "")
+    if len(text) != len(shown):
+        return [None] * len(digits)
+    out: list[int | None] = []
+    for c, d in zip(text, digits, strict=False):
+        label = int(c)
+        out.append(label if trusted or settled_digit(d.value) == label else None)
+    return out + [None] * (len(digits) - len(out))
+
+
+def pinned_values(read: Sequence[tuple[Any, OcrResult]], published: Mapping[str, float | None]
+                  ) -> dict[str, tuple[str, float]]:
+    """Photos of the page not published whose nearest published photos before and after (same meter) show the
+    same value: (that reading's text, value)."""
+    out: dict[str, tuple[str, float]] = {}
+    by_meter: dict[str, list[tuple[Any, OcrResult]]] = {}
+    for it, res in read:
+        by_meter.setdefault(it.meter, []).append((it, res))
+    for rows in by_meter.values():
+        rows.sort(key=lambda p: (p[0].ts, p[0].ref.key))
+        last: tuple[str, float] | None = None
+        waiting: list[str] = []
+        for it, res in rows:
+            value = published.get(it.ref.key)
+            if value is None:
+                waiting.append(it.ref.key)
+                continue
+            if last is not None and abs(last[1] - value) < 1e-9 and res.reading:
+                out.update({k: (res.reading, value) for k in waiting})
+            last, waiting = (res.reading or "", value), []
+    return out
+
+
+def pinned_labels(pin: tuple[str, float], digits: Sequence[DigitValue]) -> list[int | None]:
+    """Every drum but the last rests on the pinned value's digit; the last only where it was read resting there."""
+    reading, value = pin
+    labels = digit_labels(reading, value, [DigitValue(float(i), 1.0) for i in range(len(digits))], trusted=True)
+    if labels and labels[-1] is not None and settled_digit(digits[-1].value) != labels[-1]:
+        labels[-1] = None
+    return labels
+
+
+class MeterAdapters:
+    """Each meter's examples and fitted adapter; ``reader`` wraps the CNN with the meter's current adapter."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+        self.per_digit = max(1, settings.adapter.max_examples // 10)
+        self._examples: dict[str, Examples] = {}
+        self._fitted: dict[str, tuple[Adapter, str] | None] = {}
+        self._versions: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- storage -----------------------------------------------------------------------------------------
+    def examples(self, meter_id: str) -> Examples:
+        if meter_id not in self._examples:
+            rows = self.db.query("SELECT version, data FROM meter_adapters WHERE meter_id = ?", (meter_id,))
+            self._versions[meter_id] = int(rows[0][0]) if rows else 0
+            data = rows[0][1] if rows else None
+            try:
+                self._examples[meter_id] = Examples.from_bytes(bytes(data)) if data else Examples()
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("meter %s: adapter examples unreadable (%s): reading with the shipped model", meter_id, exc)
+                self._examples[meter_id] = Examples()
+        return self._examples[meter_id]
+
+    def version(self, meter_id: str) -> int:
+        self.examples(meter_id)
+        return self._versions[meter_id]
+
+    def save(self, meter_id: str) -> None:
+        """Store the meter's examples as a new version."""
+        ex = self.examples(meter_id)
+        data = ex.to_bytes() if len(ex) else None
+        version = self.version(meter_id) + 1
+        with self.db.transaction():
+            self.db.execute("INSERT INTO meter_adapters (meter_id, version, examples, bytes, data, updated_ms) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) DO UPDATE SET version = "
+                            "excluded.version, examples = excluded.examples, bytes = excluded.bytes, data = "
+                            "excluded.data, updated_ms = excluded.updated_ms",
+                            (meter_id, version, len(ex), len(data or b""), data, now_ms()))
+        self._versions[meter_id] = version
+        self._fitted.pop(meter_id, None)
+
+    def status(self, meter_id: str) -> dict[str, Any]:
+        ex = self.examples(meter_id)
+        rows = self.db.query("SELECT bytes, updated_ms FROM meter_adapters WHERE meter_id = ?", (meter_id,))
+        return {"meter": meter_id, "version": self.version(meter_id), "reader_suffix": f"+adapt{self.version(meter_id)}"
+                if len(ex) else "", "examples": len(ex), "per_digit": ex.counts(),
+                "max_examples": self.settings.adapter.max_examples, "bytes": int(rows[0][0]) if rows else 0,
+                "updated_ms": int(rows[0][1]) if rows else None, "enabled": self.settings.adapter.enabled}
+
+    def reset(self, meter_id: str) -> int:
+        """Remove the meter's examples; returns how many there were. The meter is read by the shipped model alone
+        (a new version, so readings made before and after stay apart)."""
+        n = len(self.examples(meter_id))
+        self._examples[meter_id] = Examples()
+        self.save(meter_id)
+        return n
+
+    # -- learning ----------------------------------------------------------------------------------------
+    def add(self, meter_id: str, crops: Sequence[np.ndarray], labels: Sequence[int | None], height: int,
+            width: int) -> int:
+        pairs = [(c, lab) for c, lab in zip(crops, labels, strict=False) if lab is not None]
+        if not pairs:
+            return 0
+        batch = preprocess_batch([c for c, _ in pairs], height, width)
+        return self.examples(meter_id).add(batch, [lab for _, lab in pairs if lab is not None], self.per_digit)
+
+    def learn(self, readers: Any, read: Sequence[tuple[Any, OcrResult]], decided: dict[str, list[Decision]]) -> None:
+        """Keep the crops of this page's published photos whose digits rest on the validated value, and of the
+        photos not published that lie between two published ones of the same value (pinned: every drum but the
+        last is known to rest on its digit)."""
+        published = {d.key: d.value for ds in decided.values() for d in ds
+                     if d.action is Action.PUBLISH and d.value is not None}
+        pinned = pinned_values(read, published)
+        changed: set[str] = set()
+        for it, res in read:
+            value = published.get(it.ref.key)
+            if value is not None and res.value is not None and res.digits:
+                labels = digit_labels(res.reading, value, res.digits)
+            elif it.ref.key in pinned and res.digits:
+                labels = pinned_labels(pinned[it.ref.key], res.digits)
+            else:
+                continue
+            ex = self.examples(it.meter)
+            counts = ex.counts()
+            wanted = [lab for lab in labels if lab is not None and counts[lab] < self.per_digit]
+            self._seen[it.meter] = self._seen.get(it.meter, 0) + 1
+            if not wanted and self._seen[it.meter] % REFRESH_EVERY:
+                continue
+            reader = readers.for_meter(it.meter)
+            crops = reader.digit_crops(it.data, it.ref.key)
+            engine = reader.reader
+            if crops is None or len(crops) != len(labels) or not hasattr(engine, "height"):
+                continue
+            if self.add(it.meter, crops, labels, int(engine.height), int(engine.width)):
+                changed.add(it.meter)
+        for meter in changed:
+            self.save(meter)
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def current(self, meter_id: str, engine: DigitReader) -> tuple[Adapter, str] | None:
+        with self._lock:
+            if meter_id not in self._fitted:
+                ex = self.examples(meter_id)
+                version = f"adapt{self._versions.get(meter_id, 0)}"
+                logits = engine.logits  # type: ignore[attr-defined]
+                self._fitted[meter_id] = (Adapter(ex, logits), version) if len(ex) else None
+            return self._fitted[meter_id]
+
+    def reader(self, meter_id: str, engine: DigitReader) -> DigitReader:
+        """``engine`` with the meter's adapter, when the engine is the CNN (it needs the logits) and enabled."""
+        if not self.settings.adapter.enabled or not hasattr(engine, "logits"):
+            return engine
+        with self._lock:
+            self.version(meter_id)  # read once here (the reading threads never touch the database)
+        return LiveAdapted(self, meter_id, engine)
+
+
+class LiveAdapted(DigitReader):
+    """Reads with the meter's adapter as it is now (it changes after each page); the model alone without one."""
+
+    def __init__(self, book: MeterAdapters, meter_id: str, engine: DigitReader) -> None:
+        self.book, self.meter_id, self.engine = book, meter_id, engine
+        self.name = engine.name
+        self.height, self.width = engine.height, engine.width  # type: ignore[attr-defined]
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        got = self.book.current(self.meter_id, self.engine)
+        return self.engine.version if got is None else f"{self.engine.version}+{got[1]}"
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        got = self.book.current(self.meter_id, self.engine)
+        if got is None:
+            return self.engine.read_batch(crops)
+        return AdaptedReader(self.engine, *got).read_batch(crops)
+
+    def probe(self) -> None:
+        self.engine.probe()

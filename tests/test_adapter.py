@@ -1,0 +1,191 @@
+"""The per-meter adapter: examples (bounded, stored), the nearest-neighbour answers, how they combine with the CNN,
+the worker learning from validated photos, ``meter adapt --status|--reset`` and ``meter confirm``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_worker import put_series, settings_for
+
+from smartmeter.cli import cli
+from smartmeter.ocr.adapter import CONFIDENCE, WEAK, AdaptedReader, Adapter, Examples, embed, settled_digit
+from smartmeter.ocr.digit_preprocess import preprocess_batch
+from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.server.adapter import MeterAdapters, digit_labels, pinned_labels
+from smartmeter.server.database import open_database
+from smartmeter.server.worker import Worker
+from smartmeter.store.local import LocalStore
+from smartmeter.types import DigitValue
+
+
+def glyph(d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    """A 40x26 grey crop of digit ``d`` with jitter; ``shift`` rolls the drum (0.5: two half digits)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((80, 26), 235, np.uint8)
+    for k, y in ((d, 33), ((d + 1) % 10, 73)):
+        cv2.putText(img, str(k), (3 + int(rng.integers(-1, 2)), y + int(rng.integers(-1, 2))),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.1, 20, 2)
+    top = int(round(shift * 40))
+    crop = img[top:top + 40].astype(np.int16) + rng.integers(-6, 7, (40, 26), dtype=np.int16)
+    return np.clip(crop, 0, 255).astype(np.uint8)
+
+
+def no_logits(batch: np.ndarray) -> np.ndarray:
+    return np.zeros((len(batch), 100), np.float32)  # the CNN half of the embedding carries nothing here
+
+
+def examples(per: int = 12, seed: int = 0) -> Examples:
+    ex = Examples()
+    crops = [glyph(d, seed + 100 * d + i) for d in range(10) for i in range(per)]
+    ex.add(preprocess_batch(crops), [d for d in range(10) for _ in range(per)], per_digit=50)
+    return ex
+
+
+def test_examples_are_bounded_per_digit_and_round_trip() -> None:
+    ex = Examples()
+    batch = preprocess_batch([glyph(3, i) for i in range(30)])
+    assert ex.add(batch, [3] * 30, per_digit=10) == 30
+    assert len(ex) == 10 and ex.counts()[3] == 10
+    np.testing.assert_array_equal(ex.crops[-1], batch[-1, 0].astype(np.float16))  # the newest are kept
+    back = Examples.from_bytes(ex.to_bytes())
+    assert back.counts() == ex.counts() and back.crops.shape == (10, 32, 20)
+    with pytest.raises(ValueError):
+        ex.add(batch[:1], [10], per_digit=10)
+    with pytest.raises(ValueError):
+        Examples.from_bytes(b"not an npz")
+
+
+def test_adapter_answers_known_digits_and_abstains_on_what_it_never_saw() -> None:
+    adapter = Adapter(examples(30), no_logits)
+    new = preprocess_batch([glyph(d, 5000 + 10 * d + i) for d in range(10) for i in range(3)])
+    got = adapter.answer(embed(new, no_logits(new)))
+    truth = [d for d in range(10) for _ in range(3)]
+    answered = [(g, t) for g, t in zip(got, truth, strict=True) if g is not None]
+    assert len(answered) >= 25 and all(g == t for g, t in answered)  # calibrated: a few abstain, none wrong
+    rolling = preprocess_batch([glyph(4, 77, shift=0.5), np.full((40, 26), 128, np.uint8)])
+    assert adapter.answer(embed(rolling, no_logits(rolling))) == [None, None]
+    assert Adapter(Examples(), no_logits).answer(embed(new, no_logits(new))) == [None] * len(new)
+
+
+class FixedCnn(DigitReader):
+    """A CNN stand-in: fixed answers, logits of nothing (the adapter's pixels decide)."""
+
+    name, version, height, width = "cnn", "m1", 32, 20
+
+    def __init__(self, answers: Sequence[DigitValue]) -> None:
+        self.answers = list(answers)
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return self.answers[:len(crops)]
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return no_logits(batch)
+
+
+def test_adapted_reader_combines_with_the_cnn() -> None:
+    crops = [glyph(1, 100 + i) for i in range(5)]  # crops of 1 the adapter has seen
+    cnn = FixedCnn([DigitValue(0.93, 0.82),   # agrees (resting 1, read a little low): the resting digit, confident
+                    DigitValue(7.1, 0.73),    # an LCD "1" read 7.1 at 0.73 (lcd2): the adapter's 1
+                    DigitValue(7.0, 0.97),    # a confident CNN contradicted: kept but weak (validation holds it)
+                    DigitValue(None, 0.4),    # refused by the CNN: the adapter reads it
+                    DigitValue(1.0, 0.99)])
+    reader = AdaptedReader(cnn, Adapter(examples(), no_logits), "adapt3")
+    got = reader.read_batch(crops)
+    assert got[0] == DigitValue(1.0, max(CONFIDENCE, 0.82)) and got[1] == DigitValue(1.0, CONFIDENCE)
+    assert got[2] == DigitValue(7.0, WEAK) and got[3] == DigitValue(1.0, CONFIDENCE)
+    assert got[4] == DigitValue(1.0, 0.99)
+    assert reader.version == "m1+adapt3"
+    blank = reader.read_batch([np.full((40, 26), 200, np.uint8)])
+    assert blank == [DigitValue(None, 0.0)]
+
+
+def test_labels_only_where_the_drum_rests_on_the_validated_digit() -> None:
+    read = [DigitValue(v, 0.9) for v in (0.0, 4.02, 8.0, 1.0, 2.6, 6.9, 3.1)]
+    assert digit_labels("048127.3", 48127.3, read) == [0, 4, 8, 1, None, 7, 3]  # 2.6: rolling; 6.9 rests on 7
+    assert digit_labels("048127.3", 48127.3, read[:6] + [DigitValue(5.0, 0.9)]) == [0, 4, 8, 1, None, 7, None]
+    assert digit_labels(None, 1.0, read) == [None] * 7
+    assert digit_labels("048127.3", 48127.3, read, trusted=True) == [0, 4, 8, 1, 2, 7, 3]
+    assert pinned_labels(("048127.3", 48127.3), [DigitValue(None, 0.0)] * 7) == [0, 4, 8, 1, 2, 7, None]
+    assert settled_digit(9.8) == 0 and settled_digit(None) is None
+
+
+def adapter_rows(url: str) -> list[tuple]:
+    with open_database(url) as db:
+        return db.query("SELECT version, examples, bytes FROM meter_adapters WHERE meter_id = 'meter'")
+
+
+def test_worker_learns_the_meter_and_readings_name_the_adapter(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    store = LocalStore(settings.store.local.root)
+    put_series(store, 8)
+    with open_database(settings.database.url) as db:
+        Worker(settings, db, store).run_once()
+        versions = [v for (v,) in db.query("SELECT reader_version FROM readings WHERE meter_id = 'meter' "
+                                           "ORDER BY ts_ms")]
+        book = MeterAdapters(settings, db)
+        status = book.status("meter")
+    assert status["examples"] > 0 and status["version"] >= 1 and status["bytes"] > 0
+    assert not versions[0].endswith("adapt1") and versions[-1].endswith("+adapt1")  # page 1 taught page 2
+    # status and reset through the CLI; the next photos are read by the model alone
+    runner = CliRunner()
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {settings.meters[0].profile}}}]
+worker: {{batch_size: 4, read_threads: 2}}
+""")
+    out = runner.invoke(cli, ["--config", str(cfg), "meter", "adapt", "meter", "--status"])
+    assert out.exit_code == 0 and f"{status['examples']} examples" in out.output, out.output
+    out = runner.invoke(cli, ["--config", str(cfg), "meter", "adapt", "meter", "--reset"])
+    assert out.exit_code == 0 and f"{status['examples']} examples removed" in out.output, out.output
+    assert adapter_rows(settings.database.url)[0][:2] == (status["version"] + 1, 0)
+    put_series(store, 4, start=8)
+    with open_database(settings.database.url) as db:
+        Worker(settings, db, store).run_once()
+        after = [v for (v,) in db.query("SELECT reader_version FROM readings WHERE meter_id = 'meter' "
+                                        "ORDER BY ts_ms")][-4:]
+        assert not any("+adapt" in v for v in after)  # read by the model alone, then learnt again
+        relearnt = MeterAdapters(settings, db).status("meter")["examples"]
+    assert relearnt > 0
+    off = settings.model_copy(update={"adapter": settings.adapter.model_copy(update={"enabled": False})})
+    put_series(store, 4, start=12)
+    with open_database(settings.database.url) as db:
+        Worker(off, db, store).run_once()
+        assert MeterAdapters(off, db).status("meter")["examples"] == relearnt  # disabled: nothing learnt
+        assert not any("+adapt" in v for (v,) in db.query("SELECT reader_version FROM readings ORDER BY ts_ms "
+                                                            "DESC LIMIT 4"))
+
+
+def test_meter_confirm_anchors_validation_and_labels_every_digit(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    store = LocalStore(settings.store.local.root)
+    keys = put_series(store, 2)
+    off = settings.model_copy(update={"adapter": settings.adapter.model_copy(update={"enabled": False})})
+    with open_database(settings.database.url) as db:
+        Worker(off, db, store).run_once()
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {settings.meters[0].profile}}}]
+""")
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["--config", str(cfg), "meter", "confirm", "meter", "--reading", "048127.3"])
+    assert bad.exit_code != 0 and "7 digits" in bad.output and "8 digit boxes" in bad.output, bad.output
+    bad = runner.invoke(cli, ["--config", str(cfg), "meter", "confirm", "meter", "--reading", "48l27.3"])
+    assert bad.exit_code != 0 and "not the register" in bad.output, bad.output
+    assert adapter_rows(settings.database.url) == []  # refused: nothing changed
+    out = runner.invoke(cli, ["--config", str(cfg), "meter", "confirm", "meter", "--reading", "0048127.3",
+                              "--photo", keys[0]])
+    assert out.exit_code == 0 and "8 digits labelled" in out.output, out.output
+    with open_database(settings.database.url) as db:
+        sources = [s for (s,) in db.query("SELECT source FROM readings WHERE meter_id = 'meter' AND status IN "
+                                          "('accepted', 'corrected')")]
+        assert f"review:{keys[0]}" in sources  # a trusted anchor
+        assert MeterAdapters(settings, db).status("meter")["per_digit"] == [2, 1, 1, 1, 1, 0, 0, 1, 1, 0]
