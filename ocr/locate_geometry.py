@@ -267,9 +267,10 @@ def slot_ends(matrix: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]
 
 
 def runs_past(matrix: np.ndarray, slots: Slots, best_matrix: np.ndarray, best: Slots) -> bool:
-    """A row lies on ``best``'s line, with digits of the same size, and reaches half a pitch beyond one end."""
+    """A row lies on ``best``'s line, with digits of the same size or at the same pitch (the blobs of one of them
+    may be the drums' cells, taller than the digits), and reaches half a pitch beyond one end."""
     h, pitch = best.digit_h, best.pitch
-    if not 0.75 <= slots.digit_h / h <= 1.33:
+    if not (0.75 <= slots.digit_h / h <= 1.33 or 0.85 <= slots.pitch / pitch <= 1.18):
         return False
     a, b = slot_ends(best_matrix, best)
     u = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))

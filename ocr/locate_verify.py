@@ -194,7 +194,8 @@ def verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> No
 # digit box (height, width) relative to the digit's height and width (``Slots.box``) at which the chosen row is
 # read; the first is the shape candidates are ranked with; the row uses the shape it reads surest in
 READ_SHAPES = ((1.22, 1.3), (1.1, 1.2), (1.0, 1.1), (1.35, 1.4), (0.9, 1.0))
-AGREE = 3  # a digit must read the same (within ``AGREE_TOLERANCE``) in at least this many of the shapes
+AGREE = 3  # a digit must read the same (within ``AGREE_TOLERANCE``) in at least this many of the shapes (a shape
+# where the reader refuses the crop counts as neither; at least two must agree)
 AGREE_TOLERANCE = 0.6  # drum steps
 
 
@@ -212,7 +213,12 @@ def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> tuple[l
         v = chosen.value
         values = [row[d].value.value for row in rows]
         agree = 0 if v is None else sum(1 for x in values if x is not None and _circular(x, v) < AGREE_TOLERANCE)
-        if agree < AGREE:
+        # a shape the reader refuses ("cannot tell" in that box: a frame edge in a loose box, half a digit in a
+        # tight one) neither confirms nor contradicts: unstable when too few shapes agree counting it as agreeing,
+        # when fewer than two agree, or when as many read another value
+        refused = sum(1 for x in values if x is None)
+        contradict = len(values) - agree - refused
+        if agree + refused < AGREE or agree < 2 or contradict >= agree:
             unstable.append(d)
     return shaped[best].boxes(c.first, c.last), unstable
 

@@ -350,3 +350,61 @@ def test_a_unit_after_the_counter_is_not_a_digit() -> None:
     assert digit_offset(img, m, slots, 4, False) is not None  # the last digit
     assert digit_offset(img, m, slots, 5, False, loose=True) is None  # the unit
     assert digit_offset(img, m, slots, 5, None, loose=True) is None
+
+
+class _RefusingReader(_BoxDependentReader):
+    """Like ``_BoxDependentReader``, but digit ``shaky`` is refused (None, "cannot tell") in the smaller boxes
+    instead of reading 8, or reads 8 in ``other`` of them."""
+
+    def __init__(self, n: int, shaky: int, tall: int, other: int = 0) -> None:
+        super().__init__(n, shaky, tall)
+        self.other, self.seen = other, 0
+
+    def read_batch(self, crops: list[np.ndarray]) -> list:  # type: ignore[type-arg]
+        from smartmeter.types import DigitValue
+
+        out = super().read_batch(crops)
+        for i, crop in enumerate(crops):
+            if i % self.n == self.shaky and crop.shape[0] < self.tall:
+                self.seen += 1
+                out[i] = DigitValue(8.0, 0.95) if self.seen <= self.other else DigitValue(None, 0.4)
+        return out
+
+
+def test_a_box_shape_the_reader_refuses_neither_confirms_nor_contradicts() -> None:
+    """With the reader's reject, a tight or loose box may be refused ("cannot tell"): that is no evidence of
+    another digit (it made most rows read with the reject "unstable"), but a digit needs two shapes reading it."""
+    from smartmeter.ocr.locate_blobs import Row
+    from smartmeter.ocr.locate_geometry import Slots
+    from smartmeter.ocr.locate_verify import READ_SHAPES, Candidate, read_shapes
+
+    img, _ = _drum_row(6, red_last=False)
+    m, _, _ = deskew_matrix(img.shape[1], img.shape[0], 0.0)
+    slots = Slots(x0=150.0, pitch=100.0, count=6, cy=216.0, digit_h=90.0, digit_w=55.0, regularity=1.0,
+                  filled=1.0, pieces=1.0)
+    cand = Candidate(Row([], "grey", True), 0.0, m, slots, 0, 6, 1.0)
+    heights = sorted(round(90 * h) for h, _ in READ_SHAPES)
+    _, unstable = read_shapes(img, cand, _RefusingReader(6, 2, heights[-2]))  # type: ignore[arg-type]
+    assert unstable == [] and cand.digits[2].value == 3.0  # 3, 3 and three refusals
+    _, unstable = read_shapes(img, cand, _RefusingReader(6, 2, heights[-1]))  # type: ignore[arg-type]
+    assert unstable == [2]  # one shape reads it, four refuse: not enough
+    _, unstable = read_shapes(img, cand, _RefusingReader(6, 2, heights[-2], other=1))  # type: ignore[arg-type]
+    assert unstable == []  # 3, 3, one 8 and two refusals: as with 3 of 5 agreeing, one other value is tolerated
+    _, unstable = read_shapes(img, cand, _RefusingReader(6, 2, heights[-2], other=2))  # type: ignore[arg-type]
+    assert unstable == [2]  # 3, 3 against 8, 8 (one refusal): contradicted
+
+
+def test_a_row_at_the_same_pitch_with_taller_blobs_is_the_same_row() -> None:
+    """Blobs of the drums' cells (taller than the digits) give a row one digit longer at the same pitch: that is
+    the same counter disagreeing on where it ends (a 7-drum counter was read a digit short with the reject)."""
+    from smartmeter.ocr.locate_geometry import Slots, runs_past
+
+    m, _, _ = deskew_matrix(1600, 1200, 0.0)
+    digits = Slots(x0=353.0, pitch=110.0, count=6, cy=725.0, digit_h=84.0, digit_w=50.0, regularity=1.0,
+                   filled=1.0, pieces=1.0)
+    cells = Slots(x0=349.0, pitch=111.0, count=7, cy=728.0, digit_h=130.0, digit_w=80.0, regularity=1.0,
+                  filled=1.0, pieces=1.0)
+    assert runs_past(m, cells, m, digits)
+    other = Slots(x0=349.0, pitch=160.0, count=5, cy=728.0, digit_h=130.0, digit_w=80.0, regularity=1.0,
+                  filled=1.0, pieces=1.0)
+    assert not runs_past(m, other, m, digits)  # another size and pitch: another row
