@@ -79,9 +79,9 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def server(tree: Path, db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server(tree: Path, db: Path, port: int, extra: str = "") -> Iterator[subprocess.Popen[bytes]]:
     cfg = db.parent / f"serve-{port}.yaml"
-    cfg.write_text(f"database:\n  url: sqlite:///{db}\napi:\n  host: 127.0.0.1\n  port: {port}\n")
+    cfg.write_text(f"database:\n  url: sqlite:///{db}\napi:\n  host: 127.0.0.1\n  port: {port}\n{extra}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
     env.update(PYTHONPATH=str(tree), SMARTMETER_API_TOKEN=TOKEN)
     log = (db.parent / f"serve-{port}.log").open("wb")
@@ -107,11 +107,14 @@ def server(tree: Path, db: Path, port: int) -> Iterator[subprocess.Popen[bytes]]
 
 
 async def load(base: str, path: Callable[[], str], rate: float, seconds: float) -> dict[str, Any]:
+    """``rate`` requests/s for ``seconds`` over a pool of 100 keep-alive connections; a request not answered
+    30 s after the last one was due counts as an error (unanswered)."""
     loop = asyncio.get_running_loop()
     lat: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30, limits=limits) as client:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
+    timeout = httpx.Timeout(30, pool=None)
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=timeout, limits=limits) as client:
         await client.get(path())  # warm: connection, first database handle
         n = int(rate * seconds)
         t0 = loop.time() + 0.2
@@ -123,17 +126,19 @@ async def load(base: str, path: Callable[[], str], rate: float, seconds: float) 
             try:
                 r = await client.get(path())
                 ok = r.status_code == 200
-                await r.aread()
             except httpx.HTTPError:
                 ok = False
             lat.append(loop.time() - due)
             errors += not ok
 
-        await asyncio.gather(*(one(i) for i in range(n)))
+        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+        _, late = await asyncio.wait(tasks, timeout=seconds + 30)
+        for t in late:
+            t.cancel()
         took = loop.time() - t0
-    ms = np.array(lat) * 1000
-    return {"n": n, "rate": n / took, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "errors": errors}
+    ms = np.array(lat or [float("nan")]) * 1000
+    return {"n": n, "rate": len(lat) / took, "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99)) if not late else float("inf"), "errors": errors + len(late)}
 
 
 async def sse(base: str, clients: int, seconds: float, interval: int = 5) -> dict[str, Any]:
@@ -173,10 +178,12 @@ def row(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=float, default=200.0)
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--sse-clients", type=int, default=100)
     ap.add_argument("--sse-seconds", type=float, default=60.0)
     ap.add_argument("--days", type=int, default=365, help="days of 1-minute readings (a year by default)")
+    ap.add_argument("--pool", type=int, default=None, help="web.db_connections of the new server (default: its "
+                                                              "setting's default)")
     ap.add_argument("--old", default=OLD_REV, help="revision of the previous code")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
@@ -211,7 +218,8 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
         extra: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
         for side, tree, db, port in (("old", old_tree, db_old, 18171), ("new", REPO, db_new, 18172)):
-            with server(tree, db, port) as proc:
+            pool = f"web:\n  db_connections: {args.pool}\n" if side == "new" and args.pool else ""
+            with server(tree, db, port, pool) as proc:
                 base = f"http://127.0.0.1:{port}"
                 extra[side]["rss0"] = rss_mb(proc.pid)
                 for name, (old_path, new_path) in scenarios.items():
