@@ -17,8 +17,9 @@ from smartmeter.ocr.adapter import CONFIDENCE, WEAK, AdaptedReader, Adapter, Exa
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.server.adapter import MeterAdapters, digit_labels, pinned_labels
-from smartmeter.server.database import open_database
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.worker import Worker
+from smartmeter.settings import Settings
 from smartmeter.store.local import LocalStore
 from smartmeter.types import DigitValue
 
@@ -189,3 +190,16 @@ meters: [{{id: meter, profile: {settings.meters[0].profile}}}]
                                           "('accepted', 'corrected')")]
         assert f"review:{keys[0]}" in sources  # a trusted anchor
         assert MeterAdapters(settings, db).status("meter")["per_digit"] == [2, 1, 1, 1, 1, 0, 0, 1, 1, 0]
+
+
+def test_examples_are_stored_with_the_meter_on_both_databases(db: Database) -> None:
+    book = MeterAdapters(Settings(), db)
+    crops = [glyph(d, d) for d in (4, 8, 1)]
+    assert book.add("m1", crops, [4, None, 1], 32, 20) == 2
+    book.save("m1")
+    again = MeterAdapters(Settings(), db)  # a fresh process sees what was stored
+    assert again.version("m1") == 1 and again.examples("m1").counts()[4] == 1 and len(again.examples("m1")) == 2
+    assert again.reset("m1") == 2
+    third = MeterAdapters(Settings(), db)
+    assert third.version("m1") == 2 and len(third.examples("m1")) == 0 and third.status("m1")["bytes"] == 0
+    assert MeterAdapters(Settings(), db).status("other")["version"] == 0
