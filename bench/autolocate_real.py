@@ -137,6 +137,7 @@ def main() -> None:
             "this tree, reader without reject": _run([*argv, "--reject", "off"]),
             "this tree (reader with reject)": _run([*argv, "--reject", "on"])}
     now = runs["this tree (reader with reject)"]
+    print(f"load average after the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (ms are wall time)")
     for key in now:
         print(f"== {'real photos' if key == 'real' else key}")
         for name, res in runs.items():

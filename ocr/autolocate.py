@@ -21,7 +21,9 @@ Method (details and measured results in ``docs/autolocate.md``):
    being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
-6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways).
+6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways). Only
+   the reduced copy is turned; crops are cut from the original through the composed matrix (``_candidates``),
+   so a large photo costs no full-size rotation.
 """
 
 from __future__ import annotations
@@ -89,12 +91,34 @@ def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
     return count * slots.regularity ** 0.5 * slots.filled * size
 
 
-def _candidates(image: np.ndarray) -> tuple[list[Candidate], float]:
+def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The reduced grey copy candidates are searched in (``WORK_SIZE`` on the long side) and its scale."""
     h, w = image.shape[:2]
     scale = WORK_SIZE / max(h, w)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     work = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return work, scale
+
+
+def _quarter_matrix(code: int, width: int, height: int) -> np.ndarray:
+    """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code``."""
+    if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
+        return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
+    return np.array([[0.0, -1.0, height - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _candidates(image: np.ndarray, work: np.ndarray, scale: float,
+                quarter: int | None = None) -> list[Candidate]:
+    """Candidate rows of the photo, or of the photo turned by ``quarter`` (a ``cv2.ROTATE_90_*`` code): then only
+    the reduced copy is turned, and each candidate's matrix maps the *original* photo into the turned, de-skewed
+    frame, so every crop is still cut straight from the original (no full-size rotation)."""
+    h, w = image.shape[:2]
+    turn = None
+    if quarter is not None:
+        work = cv2.rotate(work, quarter)
+        turn = _quarter_matrix(quarter, w, h)
+        w, h = h, w
     out = []
     for row in find_rows(work):
         matrix, _, _ = deskew_matrix(w, h, row.angle)
@@ -102,10 +126,11 @@ def _candidates(image: np.ndarray) -> tuple[list[Candidate], float]:
         if slots is None or slots.count < MIN_DIGITS:
             continue
         geo = _geometry_score(slots, slots.digit_h * scale, slots.count)
-        out.append(Candidate(row, row.angle, matrix, slots, 0, slots.count, geo))
+        crop_matrix = matrix if turn is None else matrix @ turn
+        out.append(Candidate(row, row.angle, crop_matrix, slots, 0, slots.count, geo))
     _weigh_size(out, out)
     out.sort(key=lambda c: -c.geometry)
-    return _distinct(out), scale
+    return _distinct(out)
 
 
 def _weigh_size(cands: list[Candidate], rows: list[Candidate]) -> None:
@@ -144,13 +169,14 @@ def _distinct(cands: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *,
-           turned_margin: float = TURNED_MARGIN) -> LocateResult:
+def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_margin: float = TURNED_MARGIN,
+           quarter: int | None = None, work: tuple[np.ndarray, float] | None = None) -> LocateResult:
     """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate);
-    ``turned_margin``: see ``TURNED_MARGIN``."""
+    ``turned_margin``: see ``TURNED_MARGIN``; ``quarter``: search the photo turned by this ``cv2.ROTATE_90_*``
+    (the profile's boxes and angle are then those of the turned photo); ``work``: its ``_work_image`` if known."""
     image = _check_image(image_bgr)
     t0 = time.perf_counter()
-    cands, _scale = _candidates(image)
+    cands = _candidates(image, *(work or _work_image(image)), quarter)
     total = len(cands)
     if reader is not None and cands:
         cands = cands[:MAX_VERIFY]
@@ -264,10 +290,12 @@ def crops_for(image_bgr: np.ndarray, profile: Profile) -> list[np.ndarray]:
 def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile | None]:
     """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None."""
     version = f"{reader.name}-{reader.version}+autolocate"
+    image = _check_image(image_bgr)
+    work = _work_image(image)  # searched upright and, if need be, turned by a quarter either way
     try:
-        found = locate(image_bgr, reader)
+        found = locate(image, reader, work=work)
     except NoCounterFound as exc:  # nothing like a counter: perhaps the camera is turned by a quarter
-        result, profile = _quarter_turned(image_bgr, reader) or (_unread(exc.message), None)
+        result, profile = _quarter_turned(image, reader, work) or (_unread(exc.message), None)
     except UnreadableError as exc:
         result, profile = _unread(exc.message), None
     else:
@@ -287,18 +315,19 @@ def _unread(error: str) -> OcrResult:
     return OcrResult(reading=None, value=None, confidence=0.0, error=error)
 
 
-def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile] | None:
+def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader,
+                    work: tuple[np.ndarray, float] | None = None) -> tuple[OcrResult, Profile] | None:
     """The reading and profile of the photo turned by a quarter (a camera mounted sideways), when exactly one of
     the two quarter turns reads; the profile's ``rotate`` then includes the quarter."""
     image = _check_image(image_bgr)
+    work = work or _work_image(image)
     read: list[tuple[OcrResult, Profile]] = []
     for code, quarter in ((cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)):
-        turned = cv2.rotate(image, code)
         try:
-            found = locate(turned, reader, turned_margin=QUARTER_TURNED_MARGIN)
+            found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work)
         except UnreadableError:
             continue
-        result = _read_found(turned, found, reader)
+        result = _assemble(found.digits, found.profile, found.unstable)  # read while locating
         if result.reading is not None:
             rotate = round(found.profile.transform.rotate + quarter, 2)
             transform = found.profile.transform.model_copy(update={"rotate": rotate})
