@@ -205,6 +205,9 @@ class FleetWorker:
         return True
 
     def run(self) -> None:
+        from smartmeter.server.events import Scheduled  # pandas: only when the loop runs
+
+        analysis = Scheduled(self.settings.worker.analyse_every_s)  # as the single worker (per-meter locked)
         while not self.stop_event.is_set():
             try:
                 stats = self.run_once()
@@ -213,4 +216,5 @@ class FleetWorker:
             else:
                 if stats.listed:
                     log.info("fleet worker %s: %s", self.id, stats.summary())
+            analysis.maybe_run(self.db, self.settings)
             self.stop_event.wait(self.settings.worker.poll_interval_s)
