@@ -170,7 +170,8 @@ def _from(db: Database, meter_id: str, changed: int | None) -> int | None:
         if dirty is not None:
             start = min(start, dirty)
     for _ in range(4):  # events overlapping the start pull it back to their own start
-        (earliest,) = db.query("SELECT MIN(start_ms) FROM events WHERE meter_id = ? AND (end_ms >= ? OR is_open = 1)",
+        # (an open event ends at the last analysed reading or later, so end_ms >= start holds for every open one)
+        (earliest,) = db.query("SELECT MIN(start_ms) FROM events WHERE meter_id = ? AND end_ms >= ?",
                                (meter_id, start))[0]
         if earliest is None or int(earliest) >= start:
             break
@@ -193,7 +194,7 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
         if start is None:
             db.execute("DELETE FROM events WHERE meter_id = ?", (meter_id,))
         else:
-            db.execute("DELETE FROM events WHERE meter_id = ? AND (end_ms >= ? OR is_open = 1)", (meter_id, start))
+            db.execute("DELETE FROM events WHERE meter_id = ? AND end_ms >= ?", (meter_id, start))
         db.executemany("INSERT INTO events (meter_id, kind, start_ms, end_ms, is_open, value, detail, updated_ms) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, kind, start_ms) DO UPDATE SET "
                        "end_ms = excluded.end_ms, is_open = excluded.is_open, value = excluded.value, "
