@@ -185,7 +185,9 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
     meter = settings.meter(meter_id)
     now_ = now_ms() if now is None else to_ms(now)
     changed = _earliest_dirty(db, meter_id)  # before the refresh clears the marks
-    rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)  # a long first build: in short pieces
+    (pending,) = db.query("SELECT COUNT(*) FROM rollup_dirty WHERE meter_id = ?", (meter_id,))[0]
+    if int(pending) > rollups.CHUNK_HOURS:  # a long (first) build: in short transactions, before the pass's own
+        rollups.refresh(db, meter_id, settings.analysis.power_threshold_w)
     with db.transaction():
         db.lock_meters((meter_id,))  # PostgreSQL: one pass per meter at a time (writers of other meters go on)
         start = None if full else _from(db, meter_id, changed)
