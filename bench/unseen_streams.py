@@ -14,7 +14,8 @@ meters are rendered too. ``--adapter on|off``: the per-meter adapter (docs/adapt
 photos page by page (``--batch`` photos a page: a live worker reads a few at a time).
 
 ``--compare REV`` runs the same streams three times in one go and prints them side by side: the code of git
-revision REV (``git archive``, adapter off: it had none), this tree with the adapter off, and with it on.
+revision REV (``git archive``, adapter off: it had none), this tree with the adapter off, and with it on
+(``--now REV2``: revision REV2 instead of the working tree, e.g. ``HEAD`` while others have edits in progress).
 
 Usage: ``python bench/unseen_streams.py [--days 30] [--every 900] [--digits DIR] [--meters a,b] [--adapter on|off]
 [--compare REV]``.
@@ -153,12 +154,17 @@ HEADER = (f"{'meter':<22} {'photos':>6} {'stored':>9} {'wrong':>6} {'>=2':>6} {'
 
 def compare(args: argparse.Namespace, passed: list[str]) -> None:
     """The streams through the code of ``args.compare`` and this tree (adapter off, on), side by side."""
-    with tempfile.TemporaryDirectory(prefix="smartmeter-before-") as old:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.compare], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-        runs = [(f"before ({args.compare})", old, "off"), ("now, adapter off", str(REPO), "off"),
-                ("now, adapter on", str(REPO), "on")]
+    with tempfile.TemporaryDirectory(prefix="smartmeter-before-") as old, \
+            tempfile.TemporaryDirectory(prefix="smartmeter-now-") as new:
+        for rev, tree in ((args.compare, old), (args.now, new)):
+            if rev is not None:
+                archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True,
+                                         capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        now = new if args.now else str(REPO)
+        label = f" ({args.now})" if args.now else ""
+        runs = [(f"before ({args.compare})", old, "off"), (f"now{label}, adapter off", now, "off"),
+                (f"now{label}, adapter on", now, "on")]
         results: list[list[StreamResult]] = []
         for _, tree, adapter in runs:
             env = {**os.environ, "SMARTMETER_BENCH_TREE": tree, "PYTHONPATH": tree}
@@ -168,10 +174,10 @@ def compare(args: argparse.Namespace, passed: list[str]) -> None:
     print(f"{args.days:g} days, a photo every {args.every} s, hold-out model, {args.batch} photos a page")
     for i, meter_rows in enumerate(zip(*results, strict=True)):
         if i == 0:
-            print(f"{'':<22} {HEADER[23:]}")
+            print(f"{'':<28}{HEADER[22:]}")
         print(meter_rows[0].meter)
         for (label, _, _), r in zip(runs, meter_rows, strict=True):
-            print(f"  {label:<20}" + r.row()[22:])
+            print(f"  {label:<26}" + r.row()[22:])
 
 
 def main() -> None:
@@ -184,6 +190,8 @@ def main() -> None:
     ap.add_argument("--adapter", choices=("on", "off"), default="on", help="the per-meter adapter")
     ap.add_argument("--batch", type=int, default=32, help="photos per worker page (the adapter learns per page)")
     ap.add_argument("--compare", default=None, metavar="REV", help="side by side: REV's code, adapter off, on")
+    ap.add_argument("--now", default=None, metavar="REV", help="with --compare: this revision's code as 'now' "
+                                                               "(default: the working tree)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--verbose", action="store_true", help="log every wrong value stored")
     args = ap.parse_args()
