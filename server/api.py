@@ -35,7 +35,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from smartmeter import __version__
@@ -53,7 +53,15 @@ from smartmeter.server.payloads import (
     readings_body_schema,
     submit_readings,
 )
-from smartmeter.server.web.context import BadParameter, PayloadTooLarge, Web, known_meter, read_body, span
+from smartmeter.server.web.context import (
+    BadParameter,
+    PayloadTooLarge,
+    Web,
+    json_body,
+    known_meter,
+    read_body,
+    span,
+)
 from smartmeter.settings import Settings
 from smartmeter.validation_errors import describe
 
@@ -147,7 +155,7 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
     async def get_readings(meter_id: str, request: Request, start: str | None = None, end: str | None = None,
                            limit: int = Query(1000, ge=1, description="Readings per page (at most web.page_limit)"),
                            cursor: str | None = Query(None, description="next_cursor of the previous page")
-                           ) -> dict[str, Any]:
+                           ) -> Response:
         """Stored readings in [start, end), one page at a time (``next_cursor`` null on the last page)."""
         await web.reader(request, meter_id)
         check_meter_id(meter_id)
@@ -157,15 +165,15 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
                                "follow next_cursor for more")
         after = _decode_cursor(cursor)
 
-        def fetch(db: Database) -> list[Any]:
+        def fetch(db: Database) -> Response:
             known_meter(db, meter_id)
-            return readings_repo.readings_page(db, meter_id, None if t0 is None else to_ms(t0),
+            page = readings_repo.readings_page(db, meter_id, None if t0 is None else to_ms(t0),
                                                None if t1 is None else to_ms(t1), after, limit)
+            rows = [{**reading_to_json(r), "source": r.source, "confidence": r.confidence} for r in page]
+            nxt = _encode_cursor(to_ms(page[-1].timestamp), page[-1].source) if len(page) == limit else None
+            return json_body({"meter_id": meter_id, "count": len(rows), "readings": rows, "next_cursor": nxt})
 
-        page = await web.run(fetch)
-        rows = [{**reading_to_json(r), "source": r.source, "confidence": r.confidence} for r in page]
-        nxt = _encode_cursor(to_ms(page[-1].timestamp), page[-1].source) if len(page) == limit else None
-        return {"meter_id": meter_id, "count": len(rows), "readings": rows, "next_cursor": nxt}
+        return await web.run(fetch)
 
     @app.get("/api/meters/{meter_id}/state")
     async def get_state(meter_id: str, request: Request) -> dict[str, Any]:

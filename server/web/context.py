@@ -8,6 +8,7 @@ restarting the server.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from smartmeter.errors import DatabaseError, InputError, NotFoundError
@@ -179,3 +181,9 @@ async def read_body(request: Request) -> bytes:
             raise PayloadTooLarge(f"body is over {MAX_BYTES} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def json_body(body: object) -> Response:
+    """``body`` as a JSON response, encoded by the caller (in the worker thread): large answers skip FastAPI's
+    encoder and never hold the event loop, which serves every other connection."""
+    return Response(json.dumps(body, separators=(",", ":"), allow_nan=False).encode(), media_type="application/json")

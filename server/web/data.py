@@ -19,7 +19,7 @@ from smartmeter.errors import InputError, NotFoundError, SmartMeterError
 from smartmeter.server import photos_repo, review_repo
 from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.server.payloads import decode_json
-from smartmeter.server.web.context import BadParameter, Web, known_meter, read_body, span
+from smartmeter.server.web.context import BadParameter, Web, json_body, known_meter, read_body, span
 from smartmeter.server.web.series import clean, load_curve
 from smartmeter.types import format_timestamp
 
@@ -79,14 +79,14 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
                                f"{settings.web.max_points} (use a longer step or a shorter range)")
         edges = lo + np.arange(n + 1, dtype=np.int64) * seconds * 1000
 
-        def fetch(db: Database) -> dict[str, Any]:
+        def fetch(db: Database) -> Response:
             known_meter(db, meter_id)
             meter = settings.meter(meter_id)
             curve = load_curve(db, meter, lo, int(edges[-1]), int(settings.analysis.gap_s * 1000))
             energy, watts, reported = curve.buckets(edges)
-            return {"meter_id": meter_id, "step_s": seconds, "start": iso(lo), "end": iso(int(edges[-1])),
+            return json_body({"meter_id": meter_id, "step_s": seconds, "start": iso(lo), "end": iso(int(edges[-1])),
                     "t": [int(x) // 1000 for x in edges[:-1]], "power_w": [clean(x) for x in watts],
-                    "energy_kwh": [clean(x) for x in energy], "reported_w": [clean(x) for x in reported]}
+                    "energy_kwh": [clean(x) for x in energy], "reported_w": [clean(x) for x in reported]})
 
         return await web.run(fetch)
 
