@@ -82,6 +82,12 @@ class Examples:
         self.crops, self.digits = crops_all[keep], digits_all[keep]
         return len(lab)
 
+    def keep(self, mask: np.ndarray) -> int:
+        """Keep only the examples where ``mask`` is true; returns how many went."""
+        gone = int(len(self) - np.count_nonzero(mask))
+        self.crops, self.digits = self.crops[mask], self.digits[mask]
+        return gone
+
     def counts(self) -> list[int]:
         return [int(np.sum(self.digits == d)) for d in range(10)]
 
@@ -116,9 +122,23 @@ class Adapter:
             kth = np.sort(same, axis=1)[:, -K] if self.size > K else np.full(self.size, np.inf)
             finite = kth[np.isfinite(kth)]
             self.threshold = float(np.quantile(finite, 0.05)) if len(finite) else np.inf
+            pairs = same[np.isfinite(same)]  # how alike two crops of one digit are, at the least
+            self.same_floor = float(np.quantile(pairs, 0.05)) if len(pairs) else np.inf
         else:
             self.emb = np.zeros((0, 1), np.float32)
-            self.threshold = np.inf
+            self.threshold = self.same_floor = np.inf
+
+    def contradicted(self, emb: np.ndarray, digits: Sequence[int]) -> np.ndarray:
+        """Mask of the examples that look like one of the embedded crops (as alike as two crops of one digit of
+        this meter are) but carry another digit than it: wrong labels, dropped when a person labels those crops."""
+        bad = np.zeros(self.size, bool)
+        if not self.size or not len(emb):
+            return bad
+        sim = emb @ self.emb.T
+        limit = self.same_floor if np.isfinite(self.same_floor) else 0.9
+        for row, d in zip(sim, digits, strict=True):
+            bad |= (row >= limit) & (self.digits != d)
+        return bad
 
     def answer(self, emb: np.ndarray) -> list[int | None]:
         """The digit each embedded crop rests on, or None (abstain)."""

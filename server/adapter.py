@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from smartmeter.ocr.adapter import AdaptedReader, Adapter, Examples, settled_digit
+from smartmeter.ocr.adapter import AdaptedReader, Adapter, Examples, embed, settled_digit
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.server.database import Database, now_ms
@@ -150,6 +150,23 @@ class MeterAdapters:
             return 0
         batch = preprocess_batch([c for c, _ in pairs], height, width)
         return self.examples(meter_id).add(batch, [lab for _, lab in pairs if lab is not None], self.per_digit)
+
+    def relabel(self, meter_id: str, crops: Sequence[np.ndarray], labels: Sequence[int | None], engine: DigitReader
+                ) -> tuple[int, int]:
+        """A person's labels for these crops: stored examples that look like them but carry another digit are
+        dropped, then the crops are added. Returns (added, dropped); ``save`` stores it."""
+        ex = self.examples(meter_id)
+        pairs = [(c, lab) for c, lab in zip(crops, labels, strict=False) if lab is not None]
+        dropped = 0
+        if len(ex) and pairs and hasattr(engine, "logits"):
+            h, w = int(engine.height), int(engine.width)  # type: ignore[attr-defined]
+            batch = preprocess_batch([c for c, _ in pairs], h, w)
+            adapter = Adapter(ex, engine.logits)  # type: ignore[attr-defined]
+            bad = adapter.contradicted(embed(batch, engine.logits(batch)),  # type: ignore[attr-defined]
+                                       [lab for _, lab in pairs if lab is not None])
+            dropped = ex.keep(~bad)
+        h, w = int(getattr(engine, "height", 32)), int(getattr(engine, "width", 20))
+        return self.add(meter_id, crops, labels, h, w), dropped
 
     def learn(self, readers: Any, read: Sequence[tuple[Any, OcrResult]], decided: dict[str, list[Decision]]) -> None:
         """Keep the crops of this page's published photos whose digits rest on the validated value, and of the

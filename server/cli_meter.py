@@ -57,9 +57,11 @@ def adapt_cmd(obj: object, meter_id: str, action: str, as_json: bool) -> None:
                if status["examples"] else "  no examples yet: read with the shipped model alone")
 
 
-def confirm(db: Database, settings: Settings, meter_id: str, reading: str, photo: str | None) -> tuple[str, int]:
-    """Store ``reading`` as the trusted value of ``photo`` (default: the meter's latest) and label its digits;
-    returns (photo key, digits labelled). Nothing changes when the value fails the checks of any reading."""
+def confirm(db: Database, settings: Settings, meter_id: str, reading: str, photo: str | None
+            ) -> tuple[str, int, int]:
+    """Store ``reading`` as the trusted value of ``photo`` (default: the meter's latest) and label its digits
+    (dropping stored examples that look like them but say otherwise); returns (photo key, digits labelled,
+    examples dropped). Nothing changes when the value fails the checks of any reading."""
     if not READING.fullmatch(reading):
         raise InputError(f"--reading {reading!r} is not the register as shown (digits, one optional '.')")
     key = photo
@@ -82,11 +84,10 @@ def confirm(db: Database, settings: Settings, meter_id: str, reading: str, photo
     value = float(reading)
     set_value(db, settings, key, value, why="meter confirm (setup reading)")
     labels = digit_labels(reading, value, [DigitValue(0.0, 1.0)] * len(crops), trusted=True)
-    engine = reader.reader
     book = MeterAdapters(settings, db)
-    added = book.add(meter_id, crops, labels, int(getattr(engine, "height", 32)), int(getattr(engine, "width", 20)))
+    added, dropped = book.relabel(meter_id, crops, labels, reader.reader)
     book.save(meter_id)
-    return key, added
+    return key, added, dropped
 
 
 @meter_group.command("confirm")
@@ -99,5 +100,6 @@ def confirm_cmd(obj: object, meter_id: str, reading: str, photo: str | None) -> 
     settings: Settings = obj.settings  # type: ignore[attr-defined]
     check_meter_id(meter_id)
     with open_database(settings.database.url) as db:
-        key, added = confirm(db, settings, meter_id, reading, photo)
-    click.echo(f"meter {meter_id}: {reading} confirmed on {key} (a trusted reading); {added} digits labelled")
+        key, added, dropped = confirm(db, settings, meter_id, reading, photo)
+    click.echo(f"meter {meter_id}: {reading} confirmed on {key} (a trusted reading); {added} digits labelled"
+               + (f", {dropped} stored examples that contradicted them dropped" if dropped else ""))

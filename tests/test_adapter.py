@@ -203,3 +203,18 @@ def test_examples_are_stored_with_the_meter_on_both_databases(db: Database) -> N
     third = MeterAdapters(Settings(), db)
     assert third.version("m1") == 2 and len(third.examples("m1")) == 0 and third.status("m1")["bytes"] == 0
     assert MeterAdapters(Settings(), db).status("other")["version"] == 0
+
+
+def test_a_confirmed_label_drops_the_examples_that_contradict_it(db: Database) -> None:
+    # an LCD "1" read as 7 from the first photo on: validation cannot see a constant offset, and the adapter learnt
+    # the 1 as a 7. Confirming the register drops those examples instead of being outvoted by them.
+    book = MeterAdapters(Settings(), db)
+    book.add("m1", [glyph(1, 100 + i) for i in range(12)], [7] * 12, 32, 20)
+    book.add("m1", [glyph(d, 300 + 10 * d + i) for d in (2, 4) for i in range(12)], [2] * 12 + [4] * 12, 32, 20)
+    engine = FixedCnn([])
+    wrong = Adapter(book.examples("m1"), no_logits)
+    probe = preprocess_batch([glyph(1, 999)])
+    assert wrong.answer(embed(probe, no_logits(probe))) in ([7], [None])
+    added, dropped = book.relabel("m1", [glyph(1, 998), glyph(4, 997)], [1, 4], engine)
+    assert added == 2 and dropped >= 10 and book.examples("m1").counts()[7] <= 2
+    assert book.examples("m1").counts()[2] >= 10 and book.examples("m1").counts()[4] >= 11  # the others (mostly) stay
