@@ -18,7 +18,8 @@ Method (details and measured results in ``docs/autolocate.md``):
    Honest "cannot read": below ``MIN_SCORE``; a different window scoring within ``AMBIGUOUS``; an incomplete row;
    another plausible row through the best one that runs past its ends; a digit below ``AUTO_MIN_CONFIDENCE`` or
    unstable; the last drum between two digits (``LAST_DRUM_AMBIGUOUS``); the row read turned by 180 degrees
-   being as sure (an upside-down photo reads confidently wrong); ``ocr.assemble`` finding the drums inconsistent.
+   or mirrored being as sure (an upside-down or mirrored photo reads confidently wrong); ``ocr.assemble`` finding
+   the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
 6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways). Only
@@ -208,26 +209,42 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     read_boxes, unstable = read_shapes(image, best, reader) if reader is not None else (best.boxes, [])
-    if reader is not None and _reads_upside_down(image, best, read_boxes, reader, turned_margin):
+    other = _reads_other_way(image, best, read_boxes, reader, turned_margin) if reader is not None else None
+    if other == "upside down":
         raise UnreadableError("the counter reads as surely upside down (a camera mounted the other way round?): "
                               "not guessing; give a profile with the right rotate")
+    if other is not None:
+        raise UnreadableError(f"the counter reads as surely {other} (a camera looking through a mirror?): not "
+                              "guessing; give a profile with the right flip")
     return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
                         unstable)
 
 
-def _reads_upside_down(image: np.ndarray, c: Candidate, boxes: list[Box], reader: DigitReader,
-                       margin: float) -> bool:
-    """Whether the row, sure of every digit, is as sure of every digit turned by 180 degrees (right to left). A
-    photo upside down reads confidently wrong (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap): when both
-    ways read, the orientation is not known."""
+OTHER_WAYS = (("upside down", cv2.ROTATE_180, True), ("mirrored", 1, True), ("mirrored upside down", 0, False))
+
+
+def _reads_other_way(image: np.ndarray, c: Candidate, boxes: list[Box], reader: DigitReader,
+                     margin: float) -> str | None:
+    """How else the row reads as surely as it does, sure of every digit: turned by 180 degrees (right to left),
+    mirrored left-right (right to left) or mirrored top-bottom; None when no other way does. A photo upside down
+    reads confidently wrong (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap), and so does one taken through
+    a mirror: when two ways read, the orientation is not known."""
     if not c.digits or any(d.value is None or d.confidence < AUTO_MIN_CONFIDENCE for d in c.digits):
-        return False  # refused anyway
-    turned = [cv2.rotate(crop_deskewed(image, c.matrix, b), cv2.ROTATE_180) for b in reversed(boxes)]
-    values = reader.read_batch(turned)
-    if not all(v.value is not None and v.confidence >= TURNED_CONFIDENCE for v in values):
-        return False
+        return None  # refused anyway
+    crops = [crop_deskewed(image, c.matrix, b) for b in boxes]
+    batch: list[np.ndarray] = []
+    for _, code, reverse in OTHER_WAYS:
+        ordered = crops[::-1] if reverse else crops
+        batch += [cv2.rotate(x, code) if code == cv2.ROTATE_180 else cv2.flip(x, code) for x in ordered]
+    values = reader.read_batch(batch)
     upright = float(np.mean([d.confidence for d in c.digits]))
-    return float(np.mean([v.confidence for v in values])) >= upright - margin
+    n = len(crops)
+    for i, (name, _, _) in enumerate(OTHER_WAYS):
+        way = values[i * n:(i + 1) * n]
+        if (all(v.value is not None and v.confidence >= TURNED_CONFIDENCE for v in way)
+                and float(np.mean([v.confidence for v in way])) >= upright - margin):
+            return name
+    return None
 
 
 def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:

@@ -408,3 +408,16 @@ def test_a_row_at_the_same_pitch_with_taller_blobs_is_the_same_row() -> None:
     other = Slots(x0=349.0, pitch=160.0, count=5, cy=728.0, digit_h=130.0, digit_w=80.0, regularity=1.0,
                   filled=1.0, pieces=1.0)
     assert not runs_past(m, other, m, digits)  # another size and pitch: another row
+
+
+def test_a_mirrored_photo_is_refused_not_misread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A counter seen through a mirror reads confidently wrong (here the drums 55556, upside down, mirrored
+    left-right: 2222.0): the row reading as surely mirrored is the sign, and the answer is no reading."""
+    import smartmeter.ocr.autolocate
+    from smartmeter.ocr.readers import get_reader
+
+    img = cv2.flip(cv2.imread(str(PHOTOS / "upside_down_drum.jpg")), 1)
+    result, profile = read_auto(img, get_reader("cnn"))
+    assert result.reading is None and profile is None and "mirrored" in (result.error or "")
+    monkeypatch.setattr(smartmeter.ocr.autolocate, "OTHER_WAYS", smartmeter.ocr.autolocate.OTHER_WAYS[:1])
+    assert read_auto(img, get_reader("cnn"))[0].reading == "2222.0"  # only the upside-down check: misread
