@@ -15,7 +15,8 @@ photos page by page (``--batch`` photos a page: a live worker reads a few at a t
 
 ``--compare REV`` runs the same streams three times in one go and prints them side by side: the code of git
 revision REV (``git archive``, adapter off: it had none), this tree with the adapter off, and with it on
-(``--now REV2``: revision REV2 instead of the working tree, e.g. ``HEAD`` while others have edits in progress).
+(``--now REV2``: revision REV2 instead of the working tree, e.g. ``HEAD`` while others have edits in progress);
+``--confirm`` adds a fourth: the adapter on, and the user confirms the register on the first photo.
 
 Usage: ``python bench/unseen_streams.py [--days 30] [--every 900] [--digits DIR] [--meters a,b] [--adapter on|off]
 [--compare REV]``.
@@ -82,7 +83,9 @@ class StreamResult:
 
 
 def run_stream(style: str, days: float, every_s: int, seed: int, digits: Path | None, adapter: bool = False,
-               batch: int = 256) -> StreamResult:
+               batch: int = 256, confirm: bool = False) -> StreamResult:
+    """One meter's stream through the worker; ``confirm``: the user confirms the register on the first photo
+    (``smartmeter meter confirm``) after the worker has read it."""
     res = StreamResult(style)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="smartmeter-unseen-") as tmp:
@@ -98,11 +101,12 @@ def run_stream(style: str, days: float, every_s: int, seed: int, digits: Path | 
         series = Series(START.timestamp() + idx.astype(np.float64), reg)
         store = LocalStore(root / "images")
         truth: dict[str, Truth] = {}
+        photos: list[tuple[str, bytes]] = []
         for i in range(int(days * 86400 // every_s)):
             ts = START + timedelta(seconds=i * every_s)
             jpeg, t = renderer.render(series.register_at(ts), ts)
             key = photo_name(meter, ts)
-            store.put(key, jpeg)
+            photos.append((key, jpeg))
             truth[key] = t
         adapt = (f"adapter: {{enabled: {str(adapter).lower()}}}"
                  if "adapter" in Settings.model_fields else "")  # the code before the adapter has no such section
@@ -115,12 +119,20 @@ worker: {{batch_size: {batch}}}
 {adapt}
 """)
         with open_database(settings.database.url) as db:
+            if confirm:  # the setup: the first photo is read, the user confirms what the meter shows
+                from smartmeter.server.cli_meter import confirm as confirm_reading
+
+                store.put(*photos[0])
+                Worker(settings, db, store).run_once()
+                confirm_reading(db, settings, meter, truth[photos[0][0]].reading, photos[0][0])
+            for key, jpeg in photos[1 if confirm else 0:]:
+                store.put(key, jpeg)
             Worker(settings, db, store).run_once()
             rows = db.query("SELECT source, value_kwh FROM readings WHERE meter_id = ? AND status IN "
                             "('accepted', 'corrected')", [meter])
             digits = dict(db.query("SELECT photo_key, digits FROM photos WHERE meter_id = ?", [meter]))
     step = 10.0 ** -renderer.decimals
-    stored = {src.removeprefix("image:"): float(v) for src, v in rows if src.startswith("image:")}
+    stored = {src.split(":", 1)[1]: float(v) for src, v in rows if src.startswith(("image:", "review:"))}
     for key, t in truth.items():
         day = (t.timestamp - START).total_seconds() / 86400
         res.photos += 1
@@ -165,10 +177,13 @@ def compare(args: argparse.Namespace, passed: list[str]) -> None:
         label = f" ({args.now})" if args.now else ""
         runs = [(f"before ({args.compare})", old, "off"), (f"now{label}, adapter off", now, "off"),
                 (f"now{label}, adapter on", now, "on")]
+        if args.confirm:
+            runs.append((f"now{label}, on + confirm", now, "confirm"))
         results: list[list[StreamResult]] = []
         for _, tree, adapter in runs:
             env = {**os.environ, "SMARTMETER_BENCH_TREE": tree, "PYTHONPATH": tree}
-            out = subprocess.run([sys.executable, __file__, *passed, "--adapter", adapter, "--json"], env=env,
+            flags = ["--adapter", "on", "--confirm"] if adapter == "confirm" else ["--adapter", adapter]
+            out = subprocess.run([sys.executable, __file__, *passed, *flags, "--json"], env=env,
                                  check=True, capture_output=True, text=True).stdout
             results.append([StreamResult(**r) for r in json.loads(out.strip().splitlines()[-1])])
     print(f"{args.days:g} days, a photo every {args.every} s, hold-out model, {args.batch} photos a page")
@@ -192,6 +207,8 @@ def main() -> None:
     ap.add_argument("--compare", default=None, metavar="REV", help="side by side: REV's code, adapter off, on")
     ap.add_argument("--now", default=None, metavar="REV", help="with --compare: this revision's code as 'now' "
                                                                "(default: the working tree)")
+    ap.add_argument("--confirm", action="store_true", help="the user confirms the register on the first photo "
+                                                           "(meter confirm); with --compare: a fourth run")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--verbose", action="store_true", help="log every wrong value stored")
     args = ap.parse_args()
@@ -205,8 +222,8 @@ def main() -> None:
     meters = args.meters.split(",") if args.meters else [m for m in HELD_OUT_METERS
                                                          if m in STYLES or args.digits is not None]
     if args.json:
-        rows = [run_stream(m, args.days, args.every, args.seed + i, args.digits, args.adapter == "on", args.batch)
-                for i, m in enumerate(meters)]
+        rows = [run_stream(m, args.days, args.every, args.seed + i, args.digits, args.adapter == "on", args.batch,
+                           args.confirm) for i, m in enumerate(meters)]
         print(json.dumps([asdict(r) for r in rows]))
         return
     print(f"{args.days:g} days, a photo every {args.every} s, hold-out model, adapter {args.adapter}")
@@ -214,7 +231,7 @@ def main() -> None:
     print("  wrong: >= 1 step from the register; >=2: two steps or more; !=read: not the careful reading")
     for i, m in enumerate(meters):
         print(run_stream(m, args.days, args.every, args.seed + i, args.digits, args.adapter == "on",
-                         args.batch).row(), flush=True)
+                         args.batch, args.confirm).row(), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from smartmeter.types import DigitValue, OcrResult
 log = logging.getLogger(__name__)
 
 REFRESH_EVERY = 8  # once every digit is full, one published photo in this many still adds its crops
+SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # copies of a confirmed crop, shifted by a pixel (camera jitter)
 
 
 def digit_labels(reading: str | None, value: float, digits: Sequence[DigitValue], trusted: bool = False
@@ -166,7 +167,10 @@ class MeterAdapters:
                                        [lab for _, lab in pairs if lab is not None])
             dropped = ex.keep(~bad)
         h, w = int(getattr(engine, "height", 32)), int(getattr(engine, "width", 20))
-        return self.add(meter_id, crops, labels, h, w), dropped
+        added = self.add(meter_id, crops, labels, h, w)
+        for dx, dy in SHIFTS:  # a person's label counts for more: shifted copies let the adapter answer at once
+            self.add(meter_id, [np.roll(c, (dy, dx), axis=(0, 1)) for c in crops], labels, h, w)
+        return added, dropped
 
     def learn(self, readers: Any, read: Sequence[tuple[Any, OcrResult]], decided: dict[str, list[Decision]]) -> None:
         """Keep the crops of this page's published photos whose digits rest on the validated value, and of the
