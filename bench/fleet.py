@@ -5,7 +5,10 @@ open loop: reading i is due at ``start + i / rate`` and its latency is measured 
 commit (queueing included), through ``ingest_readings`` (the validation and transaction every HTTP/MQTT post runs)
 on ``--connections`` connections, against a throw-away PostgreSQL server (initdb + pg_ctl, as the tests start it).
 1 % of the posts are delivered twice. Run twice, side by side: with the per-meter locks of now, and with the
-former single advisory lock every write transaction took (``storage_postgres`` before issue 19). Afterwards:
+former single advisory lock every write transaction took (``storage_postgres`` before issue 19); then a third
+time end to end, each reading one HTTP POST to ``smartmeter serve`` (its own process, ``web.db_connections`` =
+``--connections``; as many client threads with a keep-alive httpx connection each, latency to the answer).
+Afterwards:
 readings stored = readings sent (nothing lost), none twice, every second delivery counted a duplicate.
 Target (issue 19): 167 readings/s sustained for 10 minutes with p99 <= 100 ms; ``--seconds`` sets the length.
 
@@ -44,6 +47,7 @@ from smartmeter.settings import Settings  # noqa: E402
 from smartmeter.types import Reading  # noqa: E402
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
+TOKEN = "bench-token-0123456789"
 
 
 class GlobalLock(storage_postgres.PostgresDatabase):
@@ -145,13 +149,114 @@ def ingest_run(url: str, meters: int, seconds: float, connections: int, old_lock
             "expected_duplicates": sum(1 for i in range(total) if i % 100 == 7)}
 
 
+@contextmanager
+def serve(url: str, port: int, connections: int, work: Path) -> Iterator[None]:
+    """``smartmeter serve`` on ``url`` in its own process (as in production), until the block ends."""
+    import httpx
+
+    cfg = work / "serve.yaml"
+    cfg.write_text(f'database: {{url: "{url}"}}\napi: {{host: 127.0.0.1, port: {port}}}\n'
+                   f"web: {{db_connections: {connections}}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")} | {"SMARTMETER_API_TOKEN": TOKEN}
+    with (work / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(cfg), "serve"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("smartmeter serve did not start: " + (work / "serve.log").read_text()[-2000:])
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def http_run(url: str, meters: int, seconds: float, connections: int) -> dict[str, float]:
+    """The same posts as ``ingest_run``, each one HTTP POST /api/meters/{id}/readings to ``smartmeter serve``,
+    from ``connections`` client threads with one keep-alive connection each."""
+    import httpx
+
+    with open_database(url, migrate=False) as db:
+        db.executemany("INSERT INTO meters (id, name, created_ms) VALUES (?, '', 0)",
+                       [(f"m{i:05d}",) for i in range(meters)])
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    rate, total = meters / 60.0, int(meters / 60.0 * seconds)
+    local = threading.local()
+    lock = threading.Lock()
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+    counts = {"accepted": 0, "duplicates": 0}
+    clients: list[httpx.Client] = []
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                        headers={"Authorization": f"Bearer {TOKEN}"})
+            with lock:
+                clients.append(local.client)
+        return local.client  # type: ignore[no-any-return]
+
+    def post(i: int, due: float) -> None:
+        meter, minute = f"m{i % meters:05d}", i // meters
+        body = {"timestamp": (T0 + timedelta(minutes=minute)).isoformat(),
+                "contatore": 1000.0 + 0.01 * minute + (i % meters)}
+        for _ in range(2 if i % 100 == 7 else 1):  # 1 %: delivered twice
+            r = client().post(f"/api/meters/{meter}/readings", json=body)
+            with lock:
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                if r.status_code == 201:
+                    counts["accepted"] += r.json()["accepted"]
+                    counts["duplicates"] += r.json()["duplicates"]
+        done = time.perf_counter()
+        with lock:
+            lat.append(done - due)
+
+    with serve(url, port, connections, work), ThreadPoolExecutor(connections) as pool:
+        for _ in range(connections):
+            pool.submit(client)
+        start = time.perf_counter()
+        for i in range(total):
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            pool.submit(post, i, due)
+        pool.shutdown(wait=True)
+        elapsed = time.perf_counter() - start
+        for c in clients:
+            c.close()
+    shutil.rmtree(work, ignore_errors=True)
+    with open_database(url, migrate=False) as db:
+        stored, distinct = db.query("SELECT COUNT(*), COUNT(DISTINCT (meter_id, ts_ms)) FROM readings")[0]
+    lat.sort()
+    return {"sent": total, "rate": total / elapsed, "p50": lat[len(lat) // 2] * 1000,
+            "p99": lat[int(len(lat) * 0.99)] * 1000, "max": lat[-1] * 1000, "accepted": counts["accepted"],
+            "stored": int(stored), "distinct": int(distinct), "duplicates": counts["duplicates"],
+            "expected_duplicates": sum(1 for i in range(total) if i % 100 == 7),
+            "not_201": sum(n for c, n in codes.items() if c != 201)}
+
+
 def part_ingest(args: argparse.Namespace) -> None:
     print(f"== ingest: {args.meters} meters x 1 reading/min = {args.meters / 60:.0f} readings/s for "
           f"{args.seconds:g} s (target: 600 s), {args.connections} connections, PostgreSQL")
     with postgres() as base:
         rows = {}
         for name, old in (("per-meter locks (now)", False), ("one global lock (before)", True)):
+            if args.http_only:
+                continue
             rows[name] = ingest_run(fresh(base, "b" + str(int(old))), args.meters, args.seconds, args.connections, old)
+        if not args.no_http:
+            rows["HTTP, smartmeter serve"] = http_run(fresh(base, "bh"), args.meters, args.seconds, args.connections)
     print(f"{'':26} {'sent':>7} {'rate/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'stored':>7} "
           f"{'twice':>6} {'dups':>9}")
     for name, r in rows.items():
@@ -160,6 +265,8 @@ def part_ingest(args: argparse.Namespace) -> None:
               f"{r['stored']:7.0f} {r['stored'] - r['distinct']:6.0f} {dups:>9}")
         assert r["stored"] == r["sent"] == r["accepted"], "readings lost"
         assert r["stored"] == r["distinct"] and r["duplicates"] == r["expected_duplicates"], "readings twice"
+        assert not r.get("not_201"), f"{r['not_201']} posts were not answered 201"
+    print("latency: from the time a post was due to its commit (queueing included); HTTP: to the answer")
 
 
 def part_reprocess(args: argparse.Namespace) -> None:
@@ -215,6 +322,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--photos", type=int, default=480)
     ap.add_argument("--skip", choices=["ingest", "reprocess"], default=None)
+    ap.add_argument("--no-http", action="store_true", help="Skip the run through smartmeter serve.")
+    ap.add_argument("--http-only", action="store_true", help="Only the run through smartmeter serve.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.WARNING)
