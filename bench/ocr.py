@@ -6,7 +6,9 @@ Accuracy on the held-out meters (``smartmeter.ocr.digit_data.HELD_OUT_METERS``) 
 (``digits-holdout.onnx``), which never trained on them: the estimate for a user's new meter. The production CNN
 (``digits.onnx``) trained on every meter, so on these crops it only gets a speed figure (its accuracy here is
 printed for reference, marked "seen in training"). Accuracy is the share of crops whose circular error
-|predicted - label| (mod 10) is at most 0.5 and at most 0.2; an unreadable answer (None) counts as wrong.
+|predicted - label| (mod 10) is at most 0.5 and at most 0.2; an unreadable answer (None) counts as wrong. The
+CNN reads with its reject decision off (the network's own answer for every crop); ``bench/digit_reject.py``
+measures the reject (share answered, share right of answered).
 Tesseract is slow, so it reads a seeded subsample spread over the same meters. Speed is crops per second on one
 thread over a fixed batch, preprocessing included, for both CNN models and Tesseract.
 """
@@ -27,7 +29,7 @@ from smartmeter.errors import SmartMeterError  # noqa: E402
 from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, circular_hits, load_digits  # noqa: E402
 from smartmeter.ocr.digit_preprocess import circular_error  # noqa: E402
 from smartmeter.ocr.readers import DigitReader, get_reader  # noqa: E402
-from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL  # noqa: E402
+from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, CnnReader  # noqa: E402
 from smartmeter.progress import Progress  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     speeds: dict[str, float] = {}
     notes: list[str] = []
 
-    holdout = get_reader("cnn", model=args.holdout_model, threads=1)
+    holdout = CnnReader(args.holdout_model, threads=1, reject=False)
     hkey = f"{holdout.version} (holdout)"
     results[hkey] = accuracy(holdout, data, args.batch)
     speeds[hkey] = speed(holdout, data.crops[:4096], args.batch, args.seconds)
-    production = get_reader("cnn", model=args.model, threads=1)
+    production = CnnReader(args.model, threads=1, reject=False)
     if production.version != holdout.version:
         key = f"{production.version} (seen in training)"
         results[key] = accuracy(production, data, args.batch)
