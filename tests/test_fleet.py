@@ -62,6 +62,8 @@ def test_queue_key_takes_the_meter_and_time_from_the_name() -> None:
     assert queue_key("??.jpg") == ("", None)
 
 
+@pytest.mark.fault("out-of-order photos", proves="fleet: photos listed newest first are claimed oldest first, one "
+                   "worker per meter (two workers' claims on PostgreSQL and SQLite never share a meter)")
 def test_claims_of_two_workers_never_share_a_meter_and_come_oldest_first(db: Database, tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "images")
     fill(store, 5, shuffle=True)
