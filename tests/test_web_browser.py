@@ -1,6 +1,7 @@
 """The dashboard end to end in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)
 against a real uvicorn server and SQLite file: a write refused without login, log in, a chart with data, the live
-stream followed for a few intervals, a cookie write without the CSRF token refused, log out.
+stream followed for a few intervals, the latest photo drawn with its boxes, a review value saved from the queue
+(with the page's CSRF token), a cookie write without the CSRF token refused, log out.
 
 ``make test`` installs chromium and chromium-driver when missing; where they cannot start the test is skipped
 with the reason.
@@ -16,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from smartmeter.server import auth
+from smartmeter.server import auth, photos_repo, review_repo
 from smartmeter.server.api import create_app
 from smartmeter.server.database import open_database
+from smartmeter.server.photos_repo import PhotoRow
 from smartmeter.settings import MeterSettings, Settings
-from smartmeter.types import Reading
+from smartmeter.types import DigitValue, Reading
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
@@ -33,6 +35,8 @@ FETCH = """const [path, opts, done] = arguments;
 fetch(path, Object.assign({credentials: "same-origin", headers: {"Content-Type": "application/json"}}, opts))
   .then(r => r.text().then(t => done([r.status, t]))).catch(e => done([0, String(e)]));"""
 READING = '{"timestamp": "2020-01-01T00:00:00Z", "contatore": 1.0}'
+RESOURCES = Path(__file__).resolve().parent / "resources" / "photos"
+PHOTO = "home_20261201T100000Z.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +61,27 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('web') / 'readings.db'}"
+    work = tmp_path_factory.mktemp("web")
+    url = f"sqlite:///{work / 'readings.db'}"
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(hours=26)
+    shot = now - timedelta(minutes=30, seconds=-30)  # between two readings: 522.95 and 522.965 kWh
+    (work / "images").mkdir()
+    (work / "images" / PHOTO).write_bytes((RESOURCES / "upright.jpg").read_bytes())
     with open_database(url) as db:
         db.register_meter("home")
         db.insert_readings([Reading("home", start + timedelta(minutes=i), 500 + i * 0.015, "api", power_w=900.0)
                             for i in range(26 * 60 + 1)])
         auth.add_user(db, "anna", "correct horse")
+        photos_repo.record(db, PhotoRow(PHOTO, "h1", "home", shot, "name", "rejected", 522.9, "00522.9",
+                                        [DigitValue(5.0, 0.9), DigitValue(None, 0.1)], confidence=0.3,
+                                        reason="digit 2 unreadable"))
+        review_repo.open_item(db, PHOTO, "home", shot, 522.9, "digit 2 unreadable")
     mp = pytest.MonkeyPatch()
     mp.delenv("SMARTMETER_API_TOKEN", raising=False)
     mp.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
-    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001)])
+    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001, profile=RESOURCES / "meter.yaml")],
+                        store={"local": {"root": work / "images"}})
     with live_server(create_app(settings, lambda: open_database(url))) as base:
         yield base
     mp.undo()
@@ -112,6 +125,18 @@ def test_dashboard_in_chromium(browser: Any, site: str) -> None:
     wait.until(lambda d: int(d.find_element(By.ID, "live-count").get_attribute("data-count")) >= 3)
     assert browser.find_element(By.ID, "live-status").text == "live"
     assert browser.find_element(By.ID, "live-power").text.startswith("900")
+
+    # the latest photo with its boxes, and the review queue: a person's value saved with the page's CSRF token
+    wait.until(lambda d: "rejected" in d.find_element(By.ID, "photo-info").text)
+    wait.until(lambda d: int(d.find_element(By.ID, "photo").get_attribute("width")) > 300)  # the JPEG drawn
+    cell = browser.find_element(By.CSS_SELECTOR, "#review tbody input")
+    cell.send_keys("522.955")
+    browser.find_element(By.CSS_SELECTOR, "#review tbody button").click()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#review tbody tr"))
+    assert browser.find_element(By.ID, "review-msg").text == ""
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, text = fetch(browser, "/api/meters/home/readings?start=" + two_hours_ago)
+    assert status == 200 and '"source":"review:' + PHOTO in text
 
     # a write with the session cookie but without the page's CSRF token is refused
     status, text = fetch(browser, "/api/meters/home/readings", method="POST", body=READING)
