@@ -21,6 +21,8 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -117,6 +119,48 @@ def check_write(p: Principal | None, csrf_sent: str | None) -> Principal:
                                                                                 p.csrf.encode())):
         raise Forbidden("missing or wrong CSRF token", hint=f"send the page's token in {CSRF_HEADER}")
     return p
+
+
+class TooManyAttempts(SmartMeterError):
+    """Too many failed logins from one address or for one name in a short time."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    http_status = 429
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per client address and per user name in ``window_s``; past that, logins
+    from there (or for that name) are refused until the window has passed (guessing passwords stays slow)."""
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.failures: dict[str, list[float]] = {}
+        self.lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self.failures.get(key, []) if now - t < self.window_s]
+        if times:
+            self.failures[key] = times
+        else:
+            self.failures.pop(key, None)
+        return times
+
+    def check(self, client: str, user: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for key in (f"ip:{client}", f"user:{user}"):
+                times = self._recent(key, now)
+                if len(times) >= self.limit:
+                    wait = int(self.window_s - (now - times[0])) + 1
+                    raise TooManyAttempts(f"too many failed logins; try again in {wait} s")
+
+    def failed(self, client: str, user: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if len(self.failures) > 10_000:  # bounded memory under a spray of addresses and names
+                self.failures = {k: v for k, v in self.failures.items() if now - v[-1] < self.window_s}
+            for key in (f"ip:{client}", f"user:{user}"):
+                self.failures.setdefault(key, []).append(now)
 
 
 # ---- users and sessions (web_users, web_sessions) --------------------------------------------------------

@@ -173,3 +173,14 @@ def test_users_and_sessions_on_both_backends(db: Database) -> None:
     assert auth.session(db, token, 1.0) is None
     expired, _ = auth.start_session(db, "anna", -1.0)
     assert auth.session(db, expired, 1.0) is None
+
+
+def test_password_guessing_is_throttled(client: TestClient) -> None:
+    for _ in range(5):
+        assert client.post("/login", json={"user": "anna", "password": "guess guess"}).status_code == 401
+    r = client.post("/login", json={"user": "anna", "password": "correct horse"})
+    assert r.status_code == 429 and "too many failed logins" in r.json()["error"]
+    assert client.post("/login", json={"user": "bob", "password": "battery staple"}).status_code == 429  # same address
+    with TestClient(client.app, client=("10.0.0.9", 1)) as other:  # another address, another name: fine
+        assert other.post("/login", json={"user": "bob", "password": "battery staple"}).status_code == 200
+        assert other.post("/login", json={"user": "anna", "password": "correct horse"}).status_code == 429

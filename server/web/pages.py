@@ -70,6 +70,7 @@ def metrics_text(db: Database) -> str:
 
 def add_pages(app: FastAPI, web: Web) -> None:
     cfg = web.settings.auth
+    throttle = auth.LoginThrottle()
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
 
     def page(name: str, **context: Any) -> HTMLResponse:
@@ -101,8 +102,11 @@ def add_pages(app: FastAPI, web: Web) -> None:
             if not isinstance(data, dict):
                 raise InputError('body must be {"user": ..., "password": ...}')
             fields = {k: v for k, v in data.items() if isinstance(v, str)}
-        user, password = fields.get("user", ""), fields.get("password", "")
+        user, password = fields.get("user", "")[:200], fields.get("password", "")[:1000]
+        client = request.client.host if request.client else "?"
+        throttle.check(client, user)
         if not await web.run(lambda db: auth.verify(db, user, password)):
+            throttle.failed(client, user)
             if is_form:
                 return RedirectResponse("/login?error=wrong+user+or+password", status_code=303)
             raise Unauthorized("wrong user or password")
