@@ -83,6 +83,7 @@ class LocateResult:
     digits: list[DigitValue] = field(default_factory=list)  # what the reader saw while verifying
     candidates: int = 0
     unstable: list[int] = field(default_factory=list)  # digits (0-based) reading differently in other box shapes
+    rival: float | None = None  # propose=True only: the score of another row about as likely as this one
 
 
 def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
@@ -171,10 +172,13 @@ def _distinct(cands: list[Candidate]) -> list[Candidate]:
 
 
 def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_margin: float = TURNED_MARGIN,
-           quarter: int | None = None, work: tuple[np.ndarray, float] | None = None) -> LocateResult:
+           quarter: int | None = None, work: tuple[np.ndarray, float] | None = None,
+           propose: bool = False) -> LocateResult:
     """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate);
     ``turned_margin``: see ``TURNED_MARGIN``; ``quarter``: search the photo turned by this ``cv2.ROTATE_90_*``
-    (the profile's boxes and angle are then those of the turned photo); ``work``: its ``_work_image`` if known."""
+    (the profile's boxes and angle are then those of the turned photo); ``work``: its ``_work_image`` if known;
+    ``propose``: a proposal for a person to check (``smartmeter profile new``), so a rival row of about the same
+    score does not refuse: the best row is returned and ``rival`` names the other's score."""
     image = _check_image(image_bgr)
     t0 = time.perf_counter()
     cands = _candidates(image, *(work or _work_image(image)), quarter)
@@ -205,7 +209,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
         raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
                               f"{best.slots.count} digits): not guessing where the counter ends")
     rival = next((c for c in cands[1:] if _iou(_window(c), _window(best)) < 0.2), None)
-    if rival is not None and rival.score >= AMBIGUOUS * best.score:
+    ambiguous = rival is not None and rival.score >= AMBIGUOUS * best.score
+    if ambiguous and not propose:
+        assert rival is not None
         raise UnreadableError(f"two rows of digits look like the counter (scores {best.score:.2f} and "
                               f"{rival.score:.2f}): not guessing")
     read_boxes, unstable = read_shapes(image, best, reader) if reader is not None else (best.boxes, [])
@@ -217,7 +223,7 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
         raise UnreadableError(f"the counter reads as surely {other} (a camera looking through a mirror?): not "
                               "guessing; give a profile with the right flip")
     return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
-                        unstable)
+                        unstable, round(rival.score, 4) if ambiguous and rival is not None else None)
 
 
 OTHER_WAYS = (("upside down", cv2.ROTATE_180, True), ("mirrored", 1, True), ("mirrored upside down", 0, False))

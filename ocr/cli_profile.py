@@ -84,12 +84,18 @@ def _locate_digits(image: np.ndarray) -> list[Box] | None:
     undone: box centres mapped back, sizes kept); None when it finds none or would turn the photo much."""
     try:
         from smartmeter.ocr.autolocate import locate
-        from smartmeter.ocr.pipeline import make_reader
+        from smartmeter.ocr.readers.cnn import CnnReader
 
-        found = locate(image, make_reader("cnn"))
+        # a proposal a person checks: a drum the reader's reject refuses (mid-roll, glare) must not hide the counter
+        # row behind a serial number (tests/resources/photos/upright.jpg did); readings keep the reject
+        found = locate(image, CnnReader(reject=False), propose=True)
     except (SmartMeterError, ImportError, OSError) as exc:
         log.info("no counter located: %s", exc)
         return None
+    if found.rival is not None:
+        log.warning("another row of digits looks almost as much like the counter (score %.2f against %.2f): the "
+                    "boxes are on the likelier one; check them with 'smartmeter profile check'", found.rival,
+                    found.score)
     t = found.profile.transform
     if abs(t.rotate) > MAX_LOCATE_SKEW or t.flip != "none":
         return None  # its boxes would be in another frame than the reference
