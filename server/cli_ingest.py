@@ -1,16 +1,22 @@
-"""``smartmeter import`` and ``smartmeter report``: thin wrappers over server.csv_import and server.report."""
+"""The camera-less ingest commands: ``smartmeter import`` (a CSV file, server.csv_import) and ``smartmeter mqtt``
+(the MQTT subscriber, server.mqtt_ingest; it stops cleanly on SIGTERM and Ctrl-C). Thin wrappers: ``import_csv``
+and ``run_mqtt(settings)`` do the work and can be called from Python."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import click
 
 from smartmeter.domain import check_meter_id
-from smartmeter.errors import ValidationRejected
+from smartmeter.errors import ConfigError, ValidationRejected
+from smartmeter.lifecycle import stop_on_signals
 from smartmeter.server.csv_import import import_csv
 from smartmeter.server.database import open_database
+from smartmeter.server.mqtt_ingest import MqttIngest
+from smartmeter.settings import Settings
 from smartmeter.types import AMBIGUOUS, NONEXISTENT, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -74,3 +80,22 @@ def report_cmd(obj: object, meter_ids: tuple[str, ...], fmt: str, since: str | N
     with open_database(settings.database.url) as db:
         report = build_report(db, settings, list(meter_ids) or None, start, end)
     click.echo(render(report, fmt), nl=False)
+
+
+def run_mqtt(settings: Settings, stop: threading.Event | None = None) -> MqttIngest:
+    """Subscribe and store readings until ``stop`` is set (by default: until SIGTERM/SIGINT)."""
+    if not settings.mqtt.enabled:
+        raise ConfigError("MQTT ingest is disabled in the settings", hint="set mqtt.enabled: true")
+    open_database(settings.database.url).close()  # fail fast on a bad database url
+    with stop_on_signals(stop) as event:
+        ingest = MqttIngest(settings, lambda: open_database(settings.database.url), event)
+        ingest.run()
+    return ingest
+
+
+@click.command("mqtt")
+@click.pass_obj
+def mqtt_cmd(obj: object) -> None:
+    """Subscribe to meter readings over MQTT and store them until SIGTERM."""
+    ingest = run_mqtt(obj.settings)  # type: ignore[attr-defined]
+    click.echo(f"mqtt ingest stopped after {ingest.connects} connection(s)", err=True)
