@@ -75,9 +75,9 @@ class Demo:
 
     def db(self) -> Any:
         try:
-            from smartmeter.server.storage import open_database
+            from smartmeter.server.database import open_database
         except ImportError as exc:
-            raise StepSkipped(f"server.storage is not available ({exc})") from exc
+            raise StepSkipped(f"server.database is not available ({exc})") from exc
         return open_database(self.settings.database.url)
 
 
@@ -206,7 +206,7 @@ def accuracy_lines(outcomes: list[tuple[str, float | None, float | None, str]], 
 def step_accuracy(d: Demo) -> None:
     from smartmeter.simulator.cli import read_truth
 
-    optional("smartmeter.server.storage")
+    optional("smartmeter.server.database")
     truth = read_truth(d.out / "truth.csv")
     outcomes = photo_outcomes(d)
     lines = accuracy_lines(outcomes, truth, d.settings.meter(CAMERA_METER).resolution_kwh)
