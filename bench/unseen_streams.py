@@ -43,7 +43,7 @@ sys.path.insert(0, os.environ.get("SMARTMETER_BENCH_TREE", str(REPO)))
 
 from smartmeter.ocr.digit_data import HELD_OUT_METERS  # noqa: E402
 from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL  # noqa: E402
-from smartmeter.server.storage import open_database  # noqa: E402
+from smartmeter.server.database import open_database  # noqa: E402
 from smartmeter.server.worker import Worker  # noqa: E402
 from smartmeter.settings import Settings, parse_settings  # noqa: E402
 from smartmeter.simulator.dataset import Series, sample  # noqa: E402
