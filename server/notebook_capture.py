@@ -21,13 +21,13 @@ from smartmeter.server.notebook_data import (
     SeriesArrays,
     camera_meters,
     capture_gaps,
-    figure_png,
     hourly_counts,
     html_table,
     load_photos,
     notebook_settings,
     parse_period,
     photo_outcomes,
+    plot,
     real_readings,
     review_queue,
     to_arrays,
@@ -76,19 +76,6 @@ class Capture:
         return self.photos[m].epoch_s if len(self.photos[m]) else self.camera[m].epoch_s
 
 
-def _png(draw: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from IPython.display import Image
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    draw(ax)
-    png = figure_png(fig)
-    plt.close(fig)
-    return Image(png)
-
 
 def show_per_hour(cap: Capture) -> list[Any]:
     out: list[Any] = []
@@ -114,7 +101,7 @@ def show_per_hour(cap: Capture) -> list[Any]:
             ax.set(xlabel="hours since the first photo", ylabel="photos per hour", title=f"Photos per hour, meter {m}")
             ax.legend()
 
-        out.append(_png(draw))
+        out.append(plot(draw, (8, 3)))
     return out
 
 
@@ -153,7 +140,7 @@ def show_confidence(cap: Capture) -> list[Any]:
             ax.set(xlabel="OCR confidence", ylabel=what)
             ax.legend()
 
-        out.append(_png(draw))
+        out.append(plot(draw, (8, 3)))
     return out
 
 

@@ -23,7 +23,7 @@ from smartmeter.server.database import Database, open_database, to_ms
 from smartmeter.server.detectors import Event
 from smartmeter.server.events import analyse_meter, stored_events
 from smartmeter.server.invoice import invoice_for
-from smartmeter.server.notebook_data import figure_png, html_table, notebook_settings
+from smartmeter.server.notebook_data import html_table, notebook_settings, plot
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.settings_billing import FixedCharge, RatePeriod, Tariff, Tier
 from smartmeter.types import parse_timestamp
@@ -124,19 +124,6 @@ def display_all(items: list[Any]) -> None:
             display(item)
 
 
-def _plot(draw: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from IPython.display import Image
-
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    draw(ax)
-    png = figure_png(fig)
-    plt.close(fig)
-    return Image(png)
-
 
 def show_daily(c: Consumption) -> list[Any]:
     from IPython.display import HTML
@@ -152,7 +139,7 @@ def show_daily(c: Consumption) -> list[Any]:
         ax.set(ylabel="kWh", title=f"Energy per day, meter {c.stats.meter_id}")
         ax.tick_params(axis="x", rotation=45)
 
-    return [table, _plot(draw)]
+    return [table, plot(draw)]
 
 
 def show_profile(c: Consumption) -> list[Any]:
@@ -164,7 +151,7 @@ def show_profile(c: Consumption) -> list[Any]:
         ax.set(xlabel=f"hour of day ({c.stats.timezone})", ylabel="mean power, W")
         ax.legend()
 
-    return [_plot(draw)]
+    return [plot(draw)]
 
 
 def show_duration(c: Consumption) -> list[Any]:
@@ -178,7 +165,7 @@ def show_duration(c: Consumption) -> list[Any]:
         ax.set(xlabel="% of hours", ylabel="hourly mean power, W", title="Load-duration curve")
         ax.legend()
 
-    return [_plot(draw)]
+    return [plot(draw)]
 
 
 def show_peaks(c: Consumption, n: int = 10) -> list[Any]:

@@ -263,6 +263,21 @@ def figure_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def plot(draw: Any, size: tuple[float, float] = (8, 3.5)) -> Any:
+    """An IPython image of one matplotlib axes that ``draw(ax)`` fills (Agg backend: runs headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
+    png = figure_png(fig)
+    plt.close(fig)
+    return Image(png)
+
+
 def repo_root(cwd: Path) -> Path:
     """The folder relative settings paths mean (``var/...``): the repo root when run from ``notebooks/``."""
     return cwd.parent if cwd.name == "notebooks" and (cwd.parent / "server").is_dir() else cwd
