@@ -6,7 +6,13 @@ hours of register-only meters heavy enough to hide a superamento.
   the last zero sample; (b) camera meters (no
   sensor power): no register rise for longer than ``blackout_steps`` times the step time at the base load (and at
   least ``blackout_min_s``) WHILE PHOTOS KEEP ARRIVING (no gap of ``stale_camera_s`` between photos): from the last
-  rise to the next. A span without photos is ``camera_stale``, never a blackout.
+  rise to the next. A span without photos is ``camera_stale``, never a blackout. (c) camera meters whose photos
+  carry the last drum's fine position (``photos.fine_kwh``: the register plus the drum's fraction): the drum still
+  (its running maximum moves by less than ``FINE_STILL`` of a step) over at least ``FINE_MIN_PHOTOS`` photos with
+  no ``stale_camera_s`` gap, for at least ``blackout_min_s``, while the base load should have turned it by
+  ``FINE_VISIBLE`` of a step or more: from the first still photo to the first that moved. This sees a 45-minute
+  outage at ~100 W on a 0.1 kWh register, which (b) cannot (no step is due for an hour). Photos whose drum did
+  not match (fine = the register + half a step: the reader's mid-step estimate) are left out.
 - ``power_high`` (value: peak W): sensor samples at or above ``power_threshold_w`` (no minimum duration, as the
   original system's ``superamento``), from the first such sample to the first sample below; runs in the same or
   adjacent hours join. Register-only meters: the mean power between register steps, from the raw readings of
@@ -153,6 +159,82 @@ def camera_blackouts(h: Hours, meter: MeterSettings, cfg: AnalysisSettings, base
             start, si = h.last_ms[i] - h.tail_flat_ms[i], i
     emit(start, h.last_ms[-1], si, h.size - 1, True)
     return out
+
+
+FINE_STILL = 0.05  # the drum's running maximum moving by less than this share of a step: still (reader jitter)
+FINE_VISIBLE = 0.3  # ... while the base load should have turned it by at least this share of a step
+FINE_MIN_PHOTOS = 5
+FINE_STATUSES = ("published", "reviewed")  # photos whose reading is the stored one
+
+
+def fine_photos(db: Database, meter: MeterSettings, start_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """(capture ms, fine kWh) of the meter's stored photos from ``start_ms``, time order, mid-step estimates out."""
+    marks = ", ".join("?" * len(FINE_STATUSES))
+    rows = db.query(f"SELECT ts_ms, value_kwh, fine_kwh FROM photos WHERE meter_id = ? AND ts_ms >= ? AND "
+                    f"fine_kwh IS NOT NULL AND value_kwh IS NOT NULL AND published_kwh = value_kwh AND status IN "
+                    f"({marks}) ORDER BY ts_ms", (meter.id, start_ms, *FINE_STATUSES))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0)
+    a = np.asarray(rows, np.float64)
+    keep = np.abs(a[:, 2] - a[:, 1] - meter.resolution_kwh / 2) > 1e-9 * max(1.0, abs(float(a[0, 1])))
+    return a[keep, 0].astype(np.int64), a[keep, 2]
+
+
+def fine_blackouts(t: np.ndarray, fine: np.ndarray, h: Hours, base: np.ndarray, meter: MeterSettings,
+                   cfg: AnalysisSettings, start_ms: int = -(2**62)) -> list[Event]:
+    """Blackouts of camera meters from the last drum's fine position (see (c) above), ending at/after ``start_ms``."""
+    n = t.size
+    if n < FINE_MIN_PHOTOS or not h.size:
+        return []
+    res, stale = meter.resolution_kwh, cfg.stale_camera_s * 1000
+    g = np.maximum.accumulate(fine)  # last-digit jitter backwards is no movement
+    e = np.searchsorted(g, g + FINE_STILL * res, "right") - 1  # the last photo still at photo i's position
+    gaps = np.concatenate(([0], np.cumsum(np.diff(t) >= stale)))
+    e = np.minimum(e, np.searchsorted(gaps, gaps, "right") - 1)  # a stale gap ends the still span
+    span = t[e] - t
+    hour = np.clip(np.searchsorted(h.hour, t, "right") - 1, 0, h.size - 1)
+    b = np.nan_to_num(base[hour], nan=0.0)
+    due = b * span / 3.6e9  # kWh the base load should have turned the drum by
+    ok = (e - np.arange(n) + 1 >= FINE_MIN_PHOTOS) & (span >= cfg.blackout_min_s * 1000) & (b > 1.0) & \
+        (due >= FINE_VISIBLE * res)
+    out: list[Event] = []
+    cur: list[int] | None = None  # [first photo, last still photo]
+    for i in np.flatnonzero(ok).tolist():
+        if cur is not None and i <= cur[1]:
+            cur[1] = max(cur[1], int(e[i]))
+            continue
+        if cur is not None:
+            out.append(_fine_event(t, cur, b, res, n))
+        cur = [i, int(e[i])]
+    if cur is not None:
+        out.append(_fine_event(t, cur, b, res, n))
+    return [ev for ev in out if ev.end_ms >= start_ms]
+
+
+def _fine_event(t: np.ndarray, cur: list[int], b: np.ndarray, res: float, n: int) -> Event:
+    i, j = cur
+    open_ = j == n - 1
+    end = int(t[j]) if open_ else int(t[j + 1])
+    a = int(t[i])
+    return Event("blackout", a, end, (end - a) / 1000, f"photos kept arriving but the last drum did not turn for "
+                 f"{dur(end - a)} (at the base load ~{b[i]:,.0f} W it turns a step in {dur(res * 3.6e9 / b[i])})",
+                 open_)
+
+
+def merge_blackouts(evs: list[Event]) -> list[Event]:
+    """Overlapping blackouts (register steps and the fine drum see the same outage) -> one, their union."""
+    others = [e for e in evs if e.kind != "blackout"]
+    out: list[Event] = []
+    for e in sorted((e for e in evs if e.kind == "blackout"), key=lambda e: e.start_ms):
+        if out and e.start_ms <= out[-1].end_ms:
+            m = out[-1]
+            end = max(m.end_ms, e.end_ms)
+            keep = m if m.end_ms >= e.end_ms else e
+            out[-1] = Event("blackout", m.start_ms, end, (end - m.start_ms) / 1000, keep.detail,
+                            m.is_open or e.is_open)
+        else:
+            out.append(e)
+    return others + out
 
 
 def gap_events(h: Hours, cfg: AnalysisSettings) -> list[Event]:

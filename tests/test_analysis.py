@@ -185,3 +185,55 @@ def test_unusual_hours_against_the_hour_of_week_baseline(mem: Database) -> None:
     evs = [e for e in found(mem, minutes(profile, 4 * 7 * 1440)) if e.kind == "unusual"]
     assert len(evs) == 1
     assert evs[0].start_ms == to_ms(T0 + timedelta(days=23, hours=3)) and evs[0].value == pytest.approx(2.6, 0.02)
+
+
+def camera_with_fine(db: Database, meter: str, power: Callable[[int], float], n: int, res: float = 0.1,
+                     holes: tuple[tuple[int, int], ...] = (), mid_step: bool = False) -> list[Reading]:
+    """Photos every minute of a ``res`` register (stored readings from image: sources) with the last drum's fine
+    position in the photos table (jitter 1 % of a step; ``mid_step``: the reader's mid-step estimate instead)."""
+    import random
+
+    from smartmeter.server import photos_repo
+    from smartmeter.server.photos_repo import PhotoRow
+
+    rnd = random.Random(7)
+    rs, energy = [], 500.0
+    for m in range(n):
+        if not any(a <= m < b for a, b in holes):
+            shown = round(math.floor(energy / res + 1e-9) * res, 6)
+            key = f"{meter}/{m}.jpg"
+            ts = T0 + timedelta(minutes=m)
+            fine = shown + res / 2 if mid_step else min(max(energy + rnd.gauss(0, 0.01 * res), shown), shown + res)
+            photos_repo.record(db, PhotoRow(key, f"h{meter}{m}", meter, ts, "name", "published", shown, fine_kwh=fine))
+            photos_repo.set_outcome(db, key, "published", "", shown)
+            rs.append(Reading(meter, ts, shown, f"image:{key}", 1.0, "", None))
+        energy += power(m) * 60 / 3.6e6
+    return rs
+
+
+def test_camera_blackout_from_the_last_drums_fine_position(mem: Database) -> None:
+    # ~100 W on a 0.1 kWh register: a step per hour, so a 45-minute outage leaves no missing step to see
+    settings = Settings(meters=[MeterSettings(id=k, resolution_kwh=0.1) for k in ("f", "s", "h", "q")])
+    prof = lambda m: 0.0 if 2000 <= m < 2045 else 100.0 + 20.0 * (m % 40 < 20)  # noqa: E731
+    evs = found(mem, camera_with_fine(mem, "f", prof, 2200), settings)
+    assert kinds(evs) == ["blackout"] and "last drum did not turn" in evs[0].detail
+    assert abs(evs[0].start_ms - at(2000)) <= 3 * 60_000 and abs(evs[0].end_ms - at(2045)) <= 3 * 60_000
+    # no outage: the same meter, never a blackout
+    evs = found(mem, camera_with_fine(mem, "q", lambda m: 100.0 + 20.0 * (m % 40 < 20), 2200), settings)
+    assert "blackout" not in kinds(evs)
+    # no photos for 45 minutes: the camera was stale, not the supply
+    evs = found(mem, camera_with_fine(mem, "s", lambda m: 110.0, 2200, holes=((2000, 2045),)), settings)
+    assert "blackout" not in kinds(evs) and "camera_stale" in kinds(evs)
+    # the drum never matched (fine = mid-step estimate): a still fine value proves nothing
+    evs = found(mem, camera_with_fine(mem, "h", prof, 2200, mid_step=True), settings)
+    assert "blackout" not in kinds(evs)
+
+
+def test_camera_blackout_from_the_fine_position_is_open_while_it_lasts(mem: Database) -> None:
+    settings = Settings(meters=[MeterSettings(id="f", resolution_kwh=0.1)])
+    rs = camera_with_fine(mem, "f", lambda m: 0.0 if m >= 2000 else 110.0, 2060)
+    mem.insert_readings(rs)
+    state = events.analyse_meter(mem, settings, "f", now=rs[-1].timestamp)
+    assert state["blackout"] is True and state["camera_stale"] is False
+    [e] = [e for e in events.stored_events(mem, "f") if e.kind == "blackout"]
+    assert e.is_open and e.end_ms == at(2059)
