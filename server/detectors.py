@@ -20,6 +20,11 @@ hours of register-only meters heavy enough to hide a superamento.
 - ``long_load`` (value: mean W above the base load): hourly mean power at least ``long_load_w`` above the base
   load for ``long_load_s`` or more (a heater left on); the edges are placed inside the first and last hour by their
   share of the extra energy.
+- ``fridge_stopped`` (value: the usual swing, W): sensor meters whose power swings every hour (a fridge's
+  compressor cycling: each hour's max - min sensor power, its daily minimum's median over the previous
+  ``FRIDGE_DAYS`` days, at least ``FRIDGE_MIN_W``) showing ``FRIDGE_FLAT_HOURS`` or more consecutive hours that
+  swing by less than half of it (no zero sample: a blackout is not that); flat runs up to ``FRIDGE_JOIN_H`` hours
+  apart join. Only sensor meters: hourly register energy cannot show a cycle.
 - ``gap`` (value: s): readings further apart than ``gap_s``; ``camera_stale`` (value: s): photos further apart than
   ``stale_camera_s``. Inside an hour only its longest gap is seen (the rollups keep one per hour).
 
@@ -43,7 +48,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # blackout | power_high | long_load | gap | camera_stale | energy_day | unusual | baseload_shift
+    # blackout | power_high | long_load | fridge_stopped | gap | camera_stale | energy_day | unusual | baseload_shift
+    kind: str
     start_ms: int
     end_ms: int
     value: float
@@ -235,6 +241,45 @@ def merge_blackouts(evs: list[Event]) -> list[Event]:
         else:
             out.append(e)
     return others + out
+
+
+FRIDGE_MIN_W = 40.0
+FRIDGE_DAYS = 28
+FRIDGE_FLAT_HOURS = 3
+FRIDGE_JOIN_H = 6
+FRIDGE_MIN_SAMPLES = 30  # sensor samples an hour needs to judge its swing
+
+
+def fridge_stopped(h: Hours, start_ms: int = -(2**62)) -> list[Event]:
+    """Hours where the usual hourly on/off swing of the base load is missing (see ``fridge_stopped`` above)."""
+    if not h.size:
+        return []
+    sens = (h.n_power >= FRIDGE_MIN_SAMPLES) & (h.n_zero == 0)
+    spread = np.where(sens, h.max_power_w - h.min_power_w, np.nan)
+    day = h.hour // (24 * HOUR_MS)
+    daily = pd.Series(spread).groupby(day).min()
+    usual = daily.rolling(FRIDGE_DAYS, min_periods=1).median().shift(1)
+    ref = usual.reindex(day).to_numpy()
+    with np.errstate(invalid="ignore"):
+        flat = sens & (ref >= FRIDGE_MIN_W) & (spread < ref / 2)
+    d = np.diff(np.concatenate(([0], flat.astype(np.int8), [0])))
+    found = [(i, j) for i, j in zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True)
+             if h.hour[j - 1] - h.hour[i] >= (FRIDGE_FLAT_HOURS - 1) * HOUR_MS]
+    joined: list[list[int]] = []
+    for i, j in found:
+        if joined and h.hour[i] - h.hour[joined[-1][1] - 1] <= (FRIDGE_JOIN_H + 1) * HOUR_MS:
+            joined[-1][1] = j
+        else:
+            joined.append([i, j])
+    out = []
+    for i, j in joined:
+        a, b = int(h.hour[i]), int(h.hour[j - 1]) + HOUR_MS
+        if b < start_ms:
+            continue
+        w = float(ref[i])
+        out.append(Event("fridge_stopped", a, b, w, f"the base load stopped cycling for {dur(b - a)} (it usually "
+                         f"swings by {w:,.0f} W every hour): a fridge or freezer off?", j == h.size))
+    return out
 
 
 def gap_events(h: Hours, cfg: AnalysisSettings) -> list[Event]:

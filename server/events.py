@@ -13,11 +13,11 @@ The state returned and stored is the original system's dictionary ``{"blackout":
 --every 5m`` and the worker (``worker.analyse_every_s``) call it on a schedule.
 
 Kinds (see ``smartmeter.server.detectors`` for those found in raw readings): blackout, power_high, long_load,
-gap, camera_stale (photos further apart than ``stale_camera_s``, or none since the last one until now), and from the
-rollups: ``energy_day`` (a local day above ``energy_threshold_kwh_day``; open while the day lasts), ``unusual`` (an
-hour above the median of the same local hour of week over the past ``baseline_weeks`` by more than ``unusual_mad``
-robust deviations and ``unusual_min_kwh``), ``baseload_shift`` (the week's median base load differs from the
-four weeks before by more than ``baseload_shift_w``).
+fridge_stopped, gap, camera_stale (photos further apart than ``stale_camera_s``, or none since the last one until
+now), and from the rollups: ``energy_day`` (a local day above ``energy_threshold_kwh_day``; open while the day
+lasts), ``unusual`` (an hour above the median of the same local hour of week over the past ``baseline_weeks`` by
+more than ``unusual_mad`` robust deviations and ``unusual_min_kwh``), ``baseload_shift`` (the week's median base
+load differs from the four weeks before by more than ``baseload_shift_w``).
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
         found += det.fine_blackouts(t, fine, h, base_h, meter, cfg, start)
         found = det.merge_blackouts(found)
     found += det.gap_events(h, cfg)
+    found += det.fridge_stopped(h, start)
     found += det.long_loads(hr, base.to_numpy(), cfg, last_ms, start)
     found += det.register_power_high(db, meter, cfg, hr, h, start)
     cam = hours["last_cam_ms"].dropna()

@@ -19,7 +19,7 @@ import numpy as np
 from smartmeter.errors import InputError
 from smartmeter.progress import Progress
 from smartmeter.simulator.dataset import Series, read_csv, write_csv
-from smartmeter.simulator.events import KINDS, Event, load_events, plan_events, write_events
+from smartmeter.simulator.events import PLANNED, Event, load_events, plan_events, write_events
 from smartmeter.simulator.household import COMPONENTS, check_days, generate
 from smartmeter.simulator.meter_render import STYLES, TRUTH_HEADER, MeterRenderer, Truth
 from smartmeter.simulator.schedule import PROFILES
@@ -114,7 +114,7 @@ def simulate_group() -> None:
 @click.option("--noise/--no-noise", default=True, show_default=True, help="Per-second meter-like ripple.")
 @click.option("--components", is_flag=True, help="Also write <out>.components.csv: mean W per appliance.")
 @click.option("--events/--no-events", default=True, show_default=True,
-              help="Inject " + ", ".join(KINDS) + "; ground truth in events.json/events.csv beside --out.")
+              help="Inject " + ", ".join(PLANNED) + "; ground truth in events.json/events.csv beside --out.")
 def household_cmd(profile: str, days: float, start_text: str, out: Path, step: int, seed: int, start_kwh: float,
                   noise: bool, components: bool, events: bool) -> None:
     """Generate one household at 1 s resolution and write timestamp,contatore,potenza."""

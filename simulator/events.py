@@ -6,6 +6,8 @@ Kinds:
 - ``heater_left_on``: a portable heater (``details.watts``) runs for hours, night included.
 - ``threshold_exceedance``: an extra load pushes the total above ``details.threshold_w`` for a while.
 - ``stale_camera``: the camera takes no photos (the power data is unaffected).
+- ``fridge_failure``: the fridge's compressor stops (its on/off cycling disappears from the base load); planned
+  only when asked (``kinds``), so the default plans keep their times.
 
 Events are placed in disjoint slots of the span, so one never hides another. ``events.json`` holds the list;
 ``events.csv`` the same as ``kind,start,end,details`` (details as JSON).
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KINDS = ("blackout", "heater_left_on", "threshold_exceedance", "stale_camera")
+KINDS = ("blackout", "heater_left_on", "threshold_exceedance", "stale_camera", "fridge_failure")
+PLANNED = KINDS[:4]  # what plan_events places by default
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _iso(ts: datetime) -> str:
     return utc(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def plan_events(start: datetime, seconds: int, seed: int = 1, *, kinds: Sequence[str] = KINDS,
+def plan_events(start: datetime, seconds: int, seed: int = 1, *, kinds: Sequence[str] = PLANNED,
                 power_threshold_w: float = 6000.0) -> list[Event]:
     """One event of each kind at seeded random times, in disjoint slots of ``[start, start + seconds)``."""
     if seconds < 600:
@@ -71,7 +74,7 @@ def plan_events(start: datetime, seconds: int, seed: int = 1, *, kinds: Sequence
     slots = rng.permutation(len(kinds))
     slot_len = seconds / len(kinds)
     wanted = {"blackout": 45 * 60, "heater_left_on": 6 * 3600, "threshold_exceedance": 30 * 60,
-              "stale_camera": 2 * 3600}
+              "stale_camera": 2 * 3600, "fridge_failure": 24 * 3600}
     out = []
     for kind, slot in zip(kinds, slots, strict=True):
         length = int(min(wanted[kind], slot_len * 0.6))
@@ -106,6 +109,17 @@ def apply_events(hh: Household, events: Iterable[Event]) -> None:
             s, e = _index(hh, ev.start), _index(hh, ev.end)
             for v in hh.components.values():
                 v[s:e] = 0.0
+
+
+def stop_fridge(fridge: np.ndarray, start: datetime, events: Iterable[Event]) -> np.ndarray:
+    """The fridge component (1 s, from ``start``) with its compressor off during each ``fridge_failure``."""
+    t0 = utc(start)
+    for ev in events:
+        if ev.kind == "fridge_failure":
+            s = int(np.clip((ev.start - t0).total_seconds(), 0, fridge.size))
+            e = int(np.clip((ev.end - t0).total_seconds(), 0, fridge.size))
+            fridge[s:e] = 0.0
+    return fridge
 
 
 def write_events(events: Sequence[Event], folder: Path) -> tuple[Path, Path]:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from smartmeter.errors import InputError
-from smartmeter.simulator.events import Event, apply_events
+from smartmeter.simulator.events import Event, apply_events, stop_fridge
 from smartmeter.simulator.schedule import PROFILES, DayPlan, plan_day
 from smartmeter.types import utc
 
@@ -249,7 +249,7 @@ def generate(profile: str = "day-worker", days: float = 1.0, start: datetime | N
     standby = paint(n, *intervals("awake"), spec.awake_w)
     standby += np.float32(spec.standby_w)
     out["standby"] = standby
-    out["fridge"] = _fridge(n, temp_min, rng, spec.fridge_w)
+    out["fridge"] = stop_fridge(_fridge(n, temp_min, rng, spec.fridge_w), start, events)
     draws = [(m + t, wh * (1.25 - 0.25 * np.cos(2 * np.pi * ((m / DAY) % 365.25) / 365.25)))
              for m, p in plans for t, wh in p.hot_water]
     out["water_heater"] = _water_heater(n, draws, rng, spec.heater_w, spec.heater_loss_w, spec.hysteresis_wh)

@@ -237,3 +237,26 @@ def test_camera_blackout_from_the_fine_position_is_open_while_it_lasts(mem: Data
     assert state["blackout"] is True and state["camera_stale"] is False
     [e] = [e for e in events.stored_events(mem, "f") if e.kind == "blackout"]
     assert e.is_open and e.end_ms == at(2059)
+
+
+def test_a_fridge_that_stopped_cycling_from_the_simulated_household(mem: Database) -> None:
+    import numpy as np
+
+    from smartmeter.simulator.dataset import sample
+    from smartmeter.simulator.events import Event as Injected
+    from smartmeter.simulator.household import generate
+
+    stop = Injected("fridge_failure", T0 + timedelta(days=5, hours=20), T0 + timedelta(days=6, hours=16))
+    settings = Settings(meters=[MeterSettings(id=k, resolution_kwh=0.001) for k in ("w", "ok")])
+    for mid, evs in (("w", [stop]), ("ok", [])):
+        hh = generate("day-worker", 8.0, T0, seed=3, components=False, events=evs)
+        idx, reg, kw = sample(hh, 60)
+        rs = [Reading(mid, T0 + timedelta(seconds=int(s)), float(r), "csv:x.csv", 1.0, "", float(p) * 1000)
+              for s, r, p in zip(idx, np.round(reg, 3), kw, strict=True)]
+        got = [e for e in found(mem, rs, settings) if e.kind == "fridge_stopped"]
+        if mid == "ok":
+            assert got == []  # a working fridge cycles every hour: never reported
+        else:
+            assert len(got) == 1 and "stopped cycling" in got[0].detail
+            assert to_ms(stop.start) <= got[0].start_ms and got[0].end_ms <= to_ms(stop.end) + 3_600_000
+            assert got[0].end_ms - got[0].start_ms >= 3 * 3_600_000
