@@ -4,7 +4,7 @@
    10 minutes) in a local image store; ``Worker.run_once`` fetches, decodes, aligns (ORB), reads with the CNN,
    validates and stores them in SQLite. Target: >= 100 photos/s on 2 cores.
 2. Validation: a simulated year of frames every 10 minutes (52,560) from a plausible household load with injected
-   misreads (server/validation_sim.py). Targets: 0 wrong values stored, >= 99 % of frames yield a reading.
+   misreads (simulator/validation_sim.py). Targets: 0 wrong values stored, >= 99 % of frames yield a reading.
 
 Usage: ``python bench/worker.py [--photos 1000] [--days 365] [--fault-scale 1]``.
 """
