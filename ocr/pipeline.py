@@ -14,8 +14,10 @@ scale, never enlarged.
 
 The rule throughout: a wrong reading is worse than none. A photo that cannot be decoded or aligned, a digit
 or pointer below ``profile.min_confidence``, a dial whose needle is not found, or drums that do not fit each
-other give ``OcrResult(reading=None, error=...)`` — never a guess. Per-photo problems never raise; a broken
-reader (e.g. missing tesseract) does.
+other give ``OcrResult(reading=None, error=...)`` — never a guess. When two readings are both plausible (a
+transition the assembler cannot settle) the result also carries them as ``candidates``, likeliest first, with the
+digits' confidence: the worker's validation may choose by the meter's history. Per-photo problems never raise; a
+broken reader (e.g. missing tesseract) does.
 
 Overall confidence = lowest digit confidence x the assembler's consistency (1.0 when every drum sits where its
 neighbour says it should): ``smartmeter.ocr.reading``, the rule auto-locate uses too, says why.
@@ -216,6 +218,9 @@ class MeterReader:
                                 coupling=self.profile.coupling)
         except InputError as exc:  # a reader that returned values outside 0..10
             return unreadable(f"reader returned bad values: {exc}")
+        if assembly.reading is None and len(assembly.candidates) > 1:  # the meter's history may choose
+            return OcrResult(None, None, reading_confidence(values), digits, pointers, assembly.error, self.version,
+                             list(assembly.candidates))
         if assembly.reading is None:
             return unreadable(assembly.error)
         confidence = reading_confidence(values, assembly.confidence)

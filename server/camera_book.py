@@ -14,7 +14,7 @@ from datetime import datetime
 
 from smartmeter.server import photos_repo, readings_repo, review_repo
 from smartmeter.server.database import Database, from_ms
-from smartmeter.server.frames import Action, Anchor, Decision, Frame, Rules
+from smartmeter.server.frames import Action, Anchor, Decision, Frame, Rules, parse_choices
 from smartmeter.server.photos_repo import PhotoRow
 from smartmeter.server.readings_repo import audit, store_reading
 from smartmeter.server.validation import MeterValidator
@@ -49,7 +49,9 @@ def load_validator(db: Database, settings: Settings, meter_id: str, start: datet
         image = str(source).startswith(IMAGE)
         key = source[len(IMAGE):] if image else f"{source}@{ts_ms}"
         anchors.append(Anchor(key, from_ms(ts_ms), value, not image, conf, version, fine))
-    pending = [(Frame(key, ts, value, conf, ds, version, None), Action.HOLD if status == "held" else Action.SUSPECT)
+    choices = photos_repo.held_choices(db, meter_id)
+    pending = [(Frame(key, ts, value, conf, ds, version, None, choices=parse_choices(choices.get(key, ""))),
+                Action.HOLD if status == "held" else Action.SUSPECT)
                for key, ts, value, conf, ds, version, status in photos_repo.pending(db, meter_id)]
     return MeterValidator(meter_id, rules, anchors, pending)
 

@@ -81,6 +81,7 @@ class Frame:
     reader_version: str = ""
     decimals: int | None = None
     error: str | None = None
+    choices: tuple[float, ...] = ()  # refused by the assembler: the readings all plausible (``choose``)
 
     def __post_init__(self) -> None:
         self.ts = utc(self.ts)
@@ -88,13 +89,10 @@ class Frame:
 
     @classmethod
     def from_ocr(cls, key: str, ts: datetime, result: OcrResult) -> Frame:
-        decimals = None
-        if result.reading and "." in result.reading:
-            decimals = len(result.reading.rsplit(".", 1)[1])
-        elif result.reading:
-            decimals = 0
+        text = result.reading or (result.candidates[0] if result.candidates else None)
+        decimals = None if text is None else len(text.rsplit(".", 1)[1]) if "." in text else 0
         return cls(key, ts, result.value, result.confidence, list(result.digits), result.reader_version,
-                   decimals, result.error)
+                   decimals, result.error, parse_choices(result.candidates) if result.value is None else ())
 
     def fine(self, resolution: float) -> float | None:
         """The value with the last drum's fraction added (mid-step estimate when the drum does not match)."""
@@ -233,3 +231,38 @@ def off_line(frame: Frame, prev: Anchor, nxt: Anchor, rules: Rules) -> str | Non
     if abs(off) > rules.validation.surprise_steps * res + 1e-9:
         return f"weak digit, {off / res:+.1f} steps off the line between {prev.key} and {nxt.key}"
     return None
+
+
+def parse_choices(texts: Sequence[str] | str) -> tuple[float, ...]:
+    """The values of the readings an assembler found all plausible (``OcrResult.candidates``, or the photos
+    table's ``reading`` of such a frame: ``"1834 or 1835"``); () when fewer than two or not numbers."""
+    if isinstance(texts, str):
+        texts = texts.split(" or ")
+    try:
+        values = tuple(float(t) for t in texts)
+    except ValueError:
+        return ()
+    return values if len(values) > 1 else ()
+
+
+def choose(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules
+           ) -> tuple[float | None, str]:
+    """Which of a refused frame's plausible readings (``frame.choices``) its neighbours allow: the value, or None,
+    and why. History chooses only when there are anchors on both sides, exactly one reading fits both (the rule of
+    ``Rules.fits``, as for a held frame) and that one is no surprise (``surprise``, at the typical ``rate``; its
+    fine value is mid-step, as the anchor it becomes)."""
+    shown = " or ".join(f"{c:g}" for c in frame.choices)
+    if prev is None or nxt is None:
+        return None, f"{shown}: both plausible, and no neighbours on both sides to choose"
+    fitting = [c for c in frame.choices
+               if rules.fits(prev.t, prev.value, frame.t, c) and rules.fits(frame.t, c, nxt.t, nxt.value)]
+    if len(fitting) != 1:
+        which = "fit" if fitting else "fits"
+        return None, f"{shown}: {'both' if fitting else 'neither'} {which} {prev.key} ({prev.value:g}) and " \
+                     f"{nxt.key} ({nxt.value:g})"
+    pick = Frame(frame.key, frame.ts, fitting[0], frame.confidence, [], frame.reader_version, frame.decimals)
+    why = surprise(pick, prev, nxt, rate, rules)
+    if why is not None:
+        return None, f"{shown}: only {fitting[0]:g} fits the neighbours, but it is {why}"
+    return fitting[0], f"{shown} read; {fitting[0]:g} chosen by {prev.key} ({prev.value:g}) and {nxt.key} " \
+                       f"({nxt.value:g})"

@@ -81,6 +81,13 @@ def pending(db: Database, meter_id: str) -> list[tuple[str, datetime, float | No
     return out
 
 
+def held_choices(db: Database, meter_id: str) -> dict[str, str]:
+    """The meter's held photos that were read as two plausible readings: ``{key: "1834 or 1835"}`` (``reading``)."""
+    return {str(k): str(r) for k, r in db.query(
+        "SELECT photo_key, reading FROM photos WHERE meter_id = ? AND status = 'held' AND value_kwh IS NULL"
+        " AND reading IS NOT NULL", (meter_id,))}
+
+
 def review_target(db: Database, key: str) -> tuple[str | None, int | None, str, float | None, str] | None:
     """(meter, ts_ms, status, published value, reader version) of one photo, or None when unknown."""
     rows = db.query("SELECT meter_id, ts_ms, status, published_kwh, reader_version FROM photos WHERE photo_key = ?",

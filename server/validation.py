@@ -30,6 +30,7 @@ from smartmeter.server.frames import (
     Rules,
     anchor_fine,
     candidates,
+    choose,
     mid_roll,
     off_line,
     surprise,
@@ -111,6 +112,9 @@ class MeterValidator:
         r = self.rules.validation
         if frame.key in self._anchors or frame.key in self._pending:
             return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
+        if frame.value is None and frame.choices and frame.confidence >= r.min_confidence and r.confirm_frames > 0:
+            self._pending[frame.key] = (frame, Action.HOLD)  # two plausible readings: the neighbours may choose
+            return [self._decide(Action.HOLD, frame, None, f"{frame.error}; waits for neighbours"), *self._resolve()]
         if frame.value is None or frame.confidence < r.min_confidence:
             why = frame.error or ("unreadable" if frame.value is None
                                   else f"confidence {frame.confidence:.2f} < {r.min_confidence:.2f}")
@@ -201,12 +205,12 @@ class MeterValidator:
             for f, kind in self.pending:
                 if f.key not in self._pending:
                     continue
-                assert f.value is not None
                 if kind is Action.HOLD:
                     if self._after(f.t) >= self.rules.validation.confirm_frames:
                         out.extend(self._settle_held(f))
                         changed = True
                     continue
+                assert f.value is not None
                 ok, _ = self._fits_around(f.t, f.value)
                 if ok and self._unproven(f) is None:
                     out.append(self._publish(f, f.value, "consistent after neighbours changed"))
@@ -228,8 +232,13 @@ class MeterValidator:
         return out
 
     def _settle_held(self, f: Frame) -> list[Decision]:
-        assert f.value is not None
         prev, nxt = self._around(f.t)
+        if f.value is None:  # refused between plausible readings (frames.choose)
+            value, chosen = choose(f, prev, nxt, self._rate(f.t), self.rules)
+            if value is not None:
+                return [self._publish(f, value, chosen)]
+            del self._pending[f.key]
+            return [self._decide(Action.REJECT, f, None, chosen, evidence=tuple(a.key for a in (prev, nxt) if a))]
         ok, _ = self._fits_around(f.t, f.value)
         if prev is not None and nxt is not None and ok and weak(f, self.rules):
             loose = off_line(f, prev, nxt, self.rules)

@@ -223,8 +223,9 @@ def judge(db: Database, settings: Settings, read: Sequence[tuple[_Item, OcrResul
             continue
         frame = Frame.from_ocr(it.ref.key, it.ts, res)
         rules = Rules.from_settings(settings, it.meter)
+        shown = res.reading or " or ".join(res.candidates) or None  # a held frame's choices survive a restart
         book.record_photo(db, it.ref.key, it.ref.content_hash, it.meter, it.ts, "read", res.error or "", frame,
-                          res.reading, it.ts_source, rules)
+                          shown, it.ts_source, rules)
         by_meter.setdefault(it.meter, []).append(frame)
     for meter, frames in by_meter.items():
         v = book.load_validator(db, settings, meter, frames[0].ts)

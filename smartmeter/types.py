@@ -143,3 +143,4 @@ class OcrResult:
     pointers: list[DigitValue] = field(default_factory=list)
     error: str | None = None
     reader_version: str = ""
+    candidates: list[str] = field(default_factory=list)  # refused: readings all plausible, likeliest first

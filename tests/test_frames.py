@@ -3,11 +3,11 @@ last drum's fraction, and the values a frame may stand for when drums are caught
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smartmeter.server.frames import Frame, Rules, candidates, mid_roll
+from smartmeter.server.frames import Anchor, Frame, Rules, candidates, choose, mid_roll, parse_choices
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
@@ -60,3 +60,51 @@ def test_fits_allows_the_main_fuse_and_the_backwards_tolerance_only() -> None:
     assert rules.fits(600, 101.0, 0, 100.0)  # either order
     assert not rules.fits(0, 100.0, 600, 99.9)  # backwards
     assert Rules.of(resolution_kwh=0.1, backwards_tolerance_kwh=0.2).fits(0, 100.0, 600, 99.9)
+
+
+# -- a refused frame with two plausible readings: the neighbours choose (frames.choose) --------------------------
+def _anchor(key: str, minutes: float, value: float) -> Anchor:
+    return Anchor(key, T0 + timedelta(minutes=minutes), value)
+
+
+def _choice_frame(choices: tuple[float, ...], decimals: int = 1) -> Frame:
+    return Frame("x", T0 + timedelta(minutes=15), None, 0.95, drums("18349"), "v1", decimals, "both plausible",
+                 choices)
+
+
+R01 = Rules.of(resolution_kwh=0.1)
+# (choices, anchor before 15 min earlier, anchor after 15 min later, rules, typical rate kWh/s, chosen or None, why)
+CHOICE_CASES = [
+    ((1835.0, 1834.9), 1835.0, 1835.1, R01, 0.0, 1835.0, "a resting drum read low: 1834.9 would run backwards"),
+    ((1834.9, 1835.0), 1834.9, 1835.0, R01, 0.0, None, "both fit the neighbours: refused"),
+    ((1834.9, 1835.0), 1834.9, 1834.9, R01, 0.0, 1834.9, "neighbours show the same value: only that one fits"),
+    ((35.82, 36.82), 35.70, 35.95, Rules.of(resolution_kwh=0.01), 1 / 3600, 35.82, "a drum at 5.7 beside a pointer"),
+    ((1834.9, 1835.0), 1840.0, 1841.0, R01, 0.0, None, "neither fits: refused, never the nearer one"),
+    ((109.5, 110.5), 100.0, 110.0, R01, 0.0, None, "only one fits, but a jump the typical power does not allow"),
+    ((109.5, 110.5), 100.0, 110.0, R01, 45.0 / 3600, 109.5, "the same jump when the typical power allows it"),
+]
+
+
+@pytest.mark.parametrize(("choices", "before", "after", "rules", "rate", "chosen", "why"), CHOICE_CASES,
+                         ids=[c[-1] for c in CHOICE_CASES])
+def test_history_chooses_between_plausible_readings(choices: tuple[float, ...], before: float, after: float,
+                                                    rules: Rules, rate: float, chosen: float | None,
+                                                    why: str) -> None:
+    value, reason = choose(_choice_frame(choices), _anchor("p", 0, before), _anchor("n", 30, after), rate, rules)
+    assert value == chosen, reason
+    assert ("chosen by p" in reason) == (chosen is not None)
+
+
+def test_choice_needs_neighbours_on_both_sides() -> None:
+    f = _choice_frame((1835.0, 1834.9))
+    assert choose(f, _anchor("p", 0, 1835.0), None, 0.0, R01)[0] is None
+    assert choose(f, None, _anchor("n", 30, 1835.0), 0.0, R01)[0] is None
+
+
+def test_frame_carries_the_assemblers_candidates() -> None:
+    res = OcrResult(None, None, 0.9, drums("18349"), error="1835 or 1834: both plausible", candidates=["1835", "1834"])
+    f = Frame.from_ocr("k", T0, res)
+    assert f.choices == (1835.0, 1834.0) and f.decimals == 0 and f.value is None
+    assert Frame.from_ocr("k", T0, OcrResult("1835", 1835.0, 0.9, drums("1835"))).choices == ()
+    assert parse_choices("0123.4 or 0123.5") == (123.4, 123.5)  # the photos table's reading of a held frame
+    assert parse_choices("") == () and parse_choices("12.3") == () and parse_choices(["a", "b"]) == ()

@@ -240,3 +240,33 @@ def test_simulated_month_with_many_misreads_still_stores_nothing_wrong() -> None
     stats, _ = run_validation(simulate_frames(days=30, seed=3, rates=FaultRates().scaled(5)), Rules())
     assert stats.wrong_stored == 0
     assert stats.yield_ratio >= 0.95
+
+
+def choice_frame(i: int, choices: tuple[float, ...], conf: float = 0.95) -> Frame:
+    """Frame i refused by the assembler between ``choices`` (a resting last drum read low: 1834.93)."""
+    digits = [DigitValue(float(c), conf) for c in "18349"] + [DigitValue(9.93, conf)]
+    return Frame(f"f{i:04d}", T0 + timedelta(minutes=10 * i), None, conf, digits, "v1", 1,
+                 " or ".join(f"{c:g}" for c in choices) + ": both plausible", choices)
+
+
+@pytest.mark.parametrize(("before", "after", "published"), [
+    ((1835.0, 1835.0), (1835.0, 1835.1), 1835.0),  # 1834.9 would run backwards from f0000
+    ((1834.8, 1834.9), (1834.9, 1834.9), 1834.9),  # 1835.0 would run backwards to f0002
+    ((1834.8, 1834.9), (1835.0, 1835.1), None),  # both fit: refused, never the likelier one
+    ((1840.0, 1840.0), (1840.1, 1840.1), None),  # neither fits
+])
+def test_validation_chooses_a_refused_frames_reading_by_history(before: tuple[float, float],
+                                                                after: tuple[float, float],
+                                                                published: float | None) -> None:
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, before[0]), frame(1, before[1]), choice_frame(2, (1835.0, 1834.9)),
+                       frame(3, after[0]), frame(4, after[1])])
+    got = [d for d in out if d.key == "f0002"]
+    assert [d.action for d in got] == [Action.HOLD, Action.PUBLISH if published else Action.REJECT]
+    assert got[-1].value == published and ("chosen by f0001" in got[-1].reason) == (published is not None)
+    assert [a.value for a in v.anchors if a.key == "f0002"] == ([published] if published else [])
+
+
+def test_refused_frame_with_choices_below_min_confidence_is_rejected_at_once() -> None:
+    out = MeterValidator("m", RULES).feed(choice_frame(0, (1835.0, 1834.9), conf=0.3))
+    assert [d.action for d in out] == [Action.REJECT]

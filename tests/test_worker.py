@@ -19,10 +19,10 @@ from smartmeter.cli import cli
 from smartmeter.errors import InputError, StoreError
 from smartmeter.server.database import Database, open_database
 from smartmeter.server.reprocess import reprocess
-from smartmeter.server.worker import Worker, exif_time, photo_meter_and_time
+from smartmeter.server.worker import Worker, _Item, exif_time, judge, photo_meter_and_time
 from smartmeter.settings import Settings, parse_settings
 from smartmeter.store.local import LocalStore
-from smartmeter.types import photo_name
+from smartmeter.types import DigitValue, ImageRef, OcrResult, photo_name
 
 PHOTOS = Path(__file__).parent / "resources" / "photos"
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
@@ -293,3 +293,35 @@ worker: {{poll_interval_s: 0.2}}
     assert proc.returncode == 0, out.decode()
     with open_database(f"sqlite:///{tmp_path / 'db.sqlite'}") as db:
         assert len(db.readings("meter")) == 2
+
+
+def test_held_frame_with_two_readings_survives_pages_and_history_chooses(
+        env: tuple[Settings, Database, LocalStore]) -> None:
+    """A photo the assembler refused between 01835.0 and 01834.9 (a resting last drum read 9.93) is held, its
+    readings kept in the photos table across pages (each page reloads the validator), and published as the one
+    its neighbours allow — audited with the reason. Digits come as the reader returned them."""
+    settings, db, _ = env
+
+    def item(i: int) -> _Item:
+        key = photo_name("meter", T0 + timedelta(minutes=10 * i))
+        return _Item(ImageRef(key, 1, f"h{i}"), "meter", T0 + timedelta(minutes=10 * i), "name", b"")
+
+    def read(text: str) -> OcrResult:
+        ds = [DigitValue(float(c), 0.98) for c in text.replace(".", "")]
+        return OcrResult(text, float(text), 0.98, ds, reader_version="cnn")
+
+    refused = OcrResult(None, None, 0.97, [DigitValue(float(c), 0.98) for c in "01834"] + [DigitValue(9.93, 0.97)],
+                        error="01835.0 or 01834.9: both plausible", reader_version="cnn",
+                        candidates=["01835.0", "01834.9"])
+    pages = [[(item(0), read("01835.0"))], [(item(1), refused)], [(item(2), read("01835.0"))],
+             [(item(3), read("01835.1"))]]
+    for page in pages:
+        with db.transaction():
+            judge(db, settings, page)
+    key = item(1).ref.key
+    [(status, value, reading, reason)] = db.query(
+        "SELECT status, published_kwh, reading, reason FROM photos WHERE photo_key = ?", (key,))
+    assert (status, value, reading) == ("published", 1835.0, "01835.0 or 01834.9")
+    assert "1835 chosen by" in reason
+    stored = [v for (v,) in db.query("SELECT value_kwh FROM readings WHERE meter_id = 'meter' ORDER BY ts_ms")]
+    assert stored == [1835.0, 1835.0, 1835.0, 1835.1]
