@@ -148,7 +148,13 @@
     document.querySelectorAll("button.range").forEach((x) => x.classList.remove("active"));
     b.classList.add("active"); range = b.dataset.range; loadHistory();
   }));
-  meterSel.addEventListener("change", () => { startStream(); loadHistory(); loadPanels(); });
+  function pageLinks() {
+    const m = "/meters/" + encodeURIComponent(meterSel.value || "");
+    if ($("invoice-link")) $("invoice-link").href = m + "/invoice";
+    if ($("setup-link")) $("setup-link").href = m + "/setup";
+  }
+  meterSel.addEventListener("change", () => { pageLinks(); startStream(); loadHistory(); loadPanels(); });
+  pageLinks();
   $("interval").addEventListener("change", startStream);
   startStream(); loadHistory().catch((e) => { $("history-info").textContent = e.message; });
   loadPanels().catch((e) => { $("review-msg").textContent = e.message; });

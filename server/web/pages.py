@@ -4,6 +4,8 @@ logout, and Prometheus ``/metrics``.
 - ``GET /`` — the dashboard (a login page first when the asker is nobody): live power from the stream, today /
   month / year, history with zoom, events, capture health, the latest photo with its boxes, the review queue.
 - ``GET /login``, ``POST /login`` (form or JSON ``{"user", "password"}``) → session cookie; ``POST /logout``.
+- ``GET /meters/{id}/invoice?period=2026-11`` — the invoice of one billing period (``YYYY-MM`` or
+  ``YYYY-MM-DD``; default the current month in the meter's time zone): lines, boundary readings, payment QR.
 - ``GET /api/session`` — who is logged in, their meters and the CSRF token the page sends with writes.
 - ``GET /metrics`` — Prometheus text: readings stored, photos by outcome, unreadable share, review queue, last
   reading age per meter. Readable like the API (token, login, or an open network).
@@ -11,26 +13,37 @@ logout, and Prometheus ``/metrics``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from smartmeter import __version__
-from smartmeter.errors import InputError
+from smartmeter.errors import ConfigError, InputError
 from smartmeter.server import auth, photos_repo, readings_repo, review_repo
 from smartmeter.server.auth import SESSION_COOKIE, Unauthorized
+from smartmeter.server.cli_invoice import render_html
 from smartmeter.server.database import Database, now_ms, to_ms
-from smartmeter.server.payloads import decode_json
-from smartmeter.server.web.context import Web, read_body
+from smartmeter.server.invoice import PERIOD, invoice_for, previous_period
+from smartmeter.server.payloads import check_meter_id, decode_json
+from smartmeter.server.web.context import BadParameter, Web, known_meter, read_body
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Environment(loader=FileSystemLoader(ROOT / "templates"), autoescape=select_autoescape(["html"]))
 UNREADABLE = ("failed", "rejected")
+
+
+class NoTariff(InputError):
+    """An invoice asked for while the settings price nothing (billing.tariffs is empty)."""
+
+    http_status = 409
 
 
 def metrics_text(db: Database) -> str:
@@ -77,6 +90,10 @@ def add_pages(app: FastAPI, web: Web) -> None:
         return HTMLResponse(TEMPLATES.get_template(name).render(version=__version__, **context),
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
+    from smartmeter.server.web.setup import add_setup_routes
+
+    add_setup_routes(app, web, page)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard(request: Request) -> Response:
         p = await web.principal(request)
@@ -85,6 +102,32 @@ def add_pages(app: FastAPI, web: Web) -> None:
         meters = p.visible(await web.run(lambda db: db.meters()))
         return page("dashboard.html", user=p.name, via=p.via, meters=meters, csrf=p.csrf or "",
                     can_write=p.can_write, intervals=web.settings.web.stream_intervals_s)
+
+    @app.get("/meters/{meter_id}/invoice", response_class=HTMLResponse, include_in_schema=False)
+    async def invoice_page(meter_id: str, request: Request, period: str | None = None) -> Response:
+        p = await web.principal(request)
+        if p is None:
+            return RedirectResponse("/login", status_code=303)
+        check_meter_id(meter_id)
+        p.check_meter(meter_id)
+        zone = ZoneInfo(web.settings.meter(meter_id).timezone)
+        period = (period or "").strip() or datetime.now(zone).strftime("%Y-%m")
+        if not PERIOD.match(period):
+            raise BadParameter(f"period: {period[:40]!r} is not a billing period", hint="use YYYY-MM or YYYY-MM-DD")
+
+        def build(db: Database) -> str:
+            known_meter(db, meter_id)
+            try:
+                inv = invoice_for(db, web.settings, meter_id, period)
+            except ConfigError as exc:  # no tariff: the settings' problem, said plainly (not a 5xx)
+                raise NoTariff(exc.message, hint=exc.hint) from exc
+            except InputError as exc:
+                raise BadParameter(f"period: {exc.message}", hint=exc.hint) from exc
+            return render_html(inv, web.settings.billing)
+
+        fragment = await web.run(build)
+        return page("invoice.html", user=p.name, meter=meter_id, period=period, invoice=Markup(fragment),
+                    previous=previous_period(period))
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(error: str | None = None) -> HTMLResponse:
