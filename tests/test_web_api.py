@@ -206,3 +206,31 @@ def test_heatmap_hour_by_day(client: TestClient, db_url: str) -> None:
     assert h["kwh"][0] == [None] * 24 and h["kwh"][3] == [None] * 24  # no readings: unknown, not zero
     assert h["kwh"][1] == pytest.approx([1.2] * 24) and h["kwh"][2] == pytest.approx([1.2] * 24)
     assert client.get("/api/meters/meter1/heatmap", params={"days": 0}).status_code == 422
+
+
+def test_invoice_page(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/meters/{id}/invoice?period=``: the billing invoice on a dashboard page (lines, boundaries, payment QR);
+    login first, 404 unknown meter, 422 bad period, 409 when no tariff prices anything."""
+    monkeypatch.setenv("SMARTMETER_API_TOKEN", TOKEN)
+    minute_series(db_url, 3 * 24 * 60 + 1)  # 2014-12-12 .. 12-15 at 1.2 kW
+    priced = Settings.model_validate({"billing": {"tariffs": [
+        {"name": "flat", "start": "2014-01-01", "energy": [{"tiers": [{"price": 0.25}]}]}]}})
+    with TestClient(create_app(priced, lambda: open_database(db_url)), headers=AUTH) as c:
+        r = c.get("/meters/meter1/invoice", params={"period": "2014-12-13"})
+        assert r.status_code == 200, r.text
+        page = r.text
+        assert '<table class="invoice-lines">' in page and "<svg" in page and "SM-meter1-2014-12-13" in page
+        assert "<td>7.20</td>" in page  # 24 h x 1.2 kW = 28.8 kWh x 0.25
+        assert "&lt;" not in page.split('id="invoice"')[1][:200]  # the fragment is HTML, not escaped text
+        assert 'href="?period=2014-12-12"' in page
+        for period, status in (("2014-13", 422), ("13/2014", 422), ("2099-01", 404)):
+            r = c.get("/meters/meter1/invoice", params={"period": period})
+            assert r.status_code == status and "error" in r.json(), (period, r.text)
+        assert c.get("/meters/nosuch/invoice", params={"period": "2014-12"}).status_code == 404
+        assert c.get("/meters/bad%20id/invoice").status_code == 400
+        r = c.get("/meters/meter1/invoice", headers={"Authorization": ""}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert 'id="invoice-link" href="/meters/meter1/invoice"' in c.get("/").text
+    with TestClient(create_app(Settings(), lambda: open_database(db_url)), headers=AUTH) as c:
+        r = c.get("/meters/meter1/invoice", params={"period": "2014-12"})
+        assert r.status_code == 409 and "no tariff" in r.json()["error"]

@@ -1,7 +1,9 @@
 """The dashboard end to end in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)
 against a real uvicorn server and SQLite file: a write refused without login, log in, a chart with data, the live
 stream followed for a few intervals, the latest photo drawn with its boxes, a review value saved from the queue
-(with the page's CSRF token), a cookie write without the CSRF token refused, log out.
+(with the page's CSRF token), a cookie write without the CSRF token refused, log out; the meter setup page (a
+photo uploaded, a digit box dragged and resized with the mouse, the live reading, the profile YAML saved) and the
+invoice page reached from the dashboard.
 
 ``make test`` installs chromium and chromium-driver when missing; where they cannot start the test is skipped
 with the reason.
@@ -9,6 +11,7 @@ with the reason.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from smartmeter.server import auth, photos_repo, review_repo
 from smartmeter.server.api import create_app
@@ -26,6 +30,7 @@ from smartmeter.types import DigitValue, Reading
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
@@ -60,13 +65,20 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("web")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("web")
+
+
+@pytest.fixture(scope="module")
+def site(work: Path) -> Iterator[str]:
     url = f"sqlite:///{work / 'readings.db'}"
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(hours=26)
     shot = now - timedelta(minutes=30, seconds=-30)  # between two readings: 522.95 and 522.965 kWh
     (work / "images").mkdir()
+    (work / "profile").mkdir()
+    for name in ("meter.yaml", "reference.jpg"):
+        shutil.copy(RESOURCES / name, work / "profile" / name)
     (work / "images" / PHOTO).write_bytes((RESOURCES / "upright.jpg").read_bytes())
     with open_database(url) as db:
         db.register_meter("home")
@@ -80,8 +92,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     mp = pytest.MonkeyPatch()
     mp.delenv("SMARTMETER_API_TOKEN", raising=False)
     mp.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
-    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001, profile=RESOURCES / "meter.yaml")],
-                        store={"local": {"root": work / "images"}})
+    profile = work / "profile" / "meter.yaml"
+    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001, profile=profile)],
+                        store={"local": {"root": work / "images"}},
+                        billing={"tariffs": [{"name": "flat", "start": "2020-01-01",
+                                              "energy": [{"tiers": [{"price": 0.25}]}]}]})
     with live_server(create_app(settings, lambda: open_database(url))) as base:
         yield base
     mp.undo()
@@ -147,6 +162,67 @@ def test_dashboard_in_chromium(browser: Any, site: str) -> None:
     assert fetch(browser, "/api/meters")[0] == 401
     browser.get(site + "/")
     wait.until(lambda d: d.current_url.endswith("/login"))
+
+
+def login(driver: Any, site: str) -> None:
+    driver.get(site + "/login")
+    status, text = fetch(driver, "/login", method="POST", body='{"user": "anna", "password": "correct horse"}')
+    assert status == 200, text
+
+
+def box_row(driver: Any, i: int) -> list[int]:
+    row = driver.find_elements(By.CSS_SELECTOR, "#boxes tbody tr")[i]
+    return [int(x.get_attribute("value")) for x in row.find_elements(By.CSS_SELECTOR, "input")]
+
+
+def test_setup_page_in_chromium(browser: Any, site: str, work: Path) -> None:
+    """Upload the reference photo, see it read live, drag and resize digit 1 with the mouse, save: the YAML on disk
+    has the moved box (the others as they were) and still loads; then the invoice page from the dashboard."""
+    wait = WebDriverWait(browser, 30)
+    login(browser, site)
+    browser.get(site + "/meters/home/setup")
+    wait.until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-ready") == "true")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#box-layer rect.box")) == 8  # the saved profile's boxes
+    browser.find_element(By.ID, "photo-file").send_keys(str(RESOURCES / "reference.jpg"))
+    wait.until(lambda d: "640×480" in d.find_element(By.ID, "photo-info").text)
+    wait.until(lambda d: d.find_element(By.ID, "live-reading").text == "5555555.5")
+    before = box_row(browser, 0)
+    assert before == [108, 202, 38, 58]
+
+    svg = browser.find_element(By.ID, "canvas")
+    scale = 640 / svg.rect["width"]  # photo pixels per screen pixel
+    reads = int(browser.find_element(By.ID, "live-reading").get_attribute("data-reads"))
+    rect = browser.find_element(By.CSS_SELECTOR, "#box-layer rect.box[data-index='0']")
+    ActionChains(browser).drag_and_drop_by_offset(rect, 0, round(40 / scale)).perform()  # 40 px down
+    wait.until(lambda d: box_row(d, 0)[1] > 230)
+    moved = box_row(browser, 0)
+    assert abs(moved[1] - 242) <= 3 and abs(moved[0] - 108) <= 2 and moved[2:] == [38, 58]
+    # the live reading follows the edit: digit 1 off its drum is read again (and the page says how)
+    wait.until(lambda d: int(d.find_element(By.ID, "live-reading").get_attribute("data-reads")) > reads)
+    handle = browser.find_elements(By.CSS_SELECTOR, "#box-layer rect.handle")[0]
+    ActionChains(browser).drag_and_drop_by_offset(handle, round(6 / scale), round(-40 / scale)).perform()
+    wait.until(lambda d: box_row(d, 0)[3] < 30)
+    edited = box_row(browser, 0)
+    assert edited[:2] == moved[:2] and abs(edited[2] - 44) <= 3 and abs(edited[3] - 18) <= 3
+    browser.find_element(By.ID, "decimals").clear()
+    browser.find_element(By.ID, "decimals").send_keys("2")
+    browser.find_element(By.ID, "save").click()
+    wait.until(lambda d: d.find_element(By.ID, "saved-yaml").is_displayed())
+    assert browser.find_element(By.ID, "setup-msg").get_attribute("class") == ""
+    saved = yaml.safe_load((work / "profile" / "meter.yaml").read_text(encoding="utf-8"))
+    assert saved["digits"][0] == edited and saved["decimals"] == 2
+    assert saved["digits"][1:] == [[108 + 52 * i, 202, 38, 58] for i in range(1, 8)]
+    assert saved["reference"] == "meter-reference.png" and (work / "profile" / "meter-reference.png").exists()
+    assert re.search(r"digits:\n- \[" + str(edited[0]), browser.find_element(By.ID, "saved-yaml").text)
+
+    # the invoice page, linked from the dashboard
+    browser.get(site + "/")
+    wait.until(lambda d: d.find_element(By.ID, "invoice-link").get_attribute("href").endswith("/meters/home/invoice"))
+    browser.find_element(By.ID, "invoice-link").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.invoice-lines tbody tr"))
+    assert "/meters/home/invoice" in browser.current_url
+    assert browser.find_elements(By.CSS_SELECTOR, ".payment-qr svg")
+    assert "EUR" in browser.find_element(By.CSS_SELECTOR, "table.invoice-lines").text
 
 
 def test_static_assets_are_vendored() -> None:
