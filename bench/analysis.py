@@ -11,7 +11,11 @@ resample of the same rows and with the previous code; precision and recall on th
 4. Old code (``git show OLD:server/analysis.py`` and ``power.py``, the list-of-Reading analysis) on ``--old-years``.
 5. Scoring: ``--score-weeks`` simulated weeks (seeds 1..N) with one event of each kind injected
    (simulator/events.py), stored twice: as a sensor meter (CSV: register + power) and as a camera meter (register
-   only, photos every minute, none while the camera is stale). Per injected kind: recall = injected events
+   only, photos every minute, none while the camera is stale), and again as a camera meter whose photos carry the
+   last drum's fine position (``photos.fine_kwh``: the register + jitter of 1 % of a step, 5 % of photos with the
+   mid-step estimate) — the camera rows without and with it are the before -> after of the fine-drum blackouts.
+   ``fridge_failure`` is scored on the sensor meter only (a register cannot show a cycle). Per injected kind:
+   recall = injected events
    overlapped by a detected event of the matching kind; precision = detected events of that kind that overlap an
    injected one (a household's own 3 kW kettle is a true superamento, but counts against precision here).
 
@@ -42,7 +46,7 @@ from smartmeter.server import analysis, events, readings_repo, rollups  # noqa: 
 from smartmeter.server.database import Database, open_database  # noqa: E402
 from smartmeter.settings import MeterSettings, Settings  # noqa: E402
 from smartmeter.simulator.dataset import sample  # noqa: E402
-from smartmeter.simulator.events import plan_events  # noqa: E402
+from smartmeter.simulator.events import KINDS, plan_events  # noqa: E402
 from smartmeter.simulator.household import generate  # noqa: E402
 
 OLD = "3ff359b"  # the commit before the rollups
@@ -50,7 +54,11 @@ START = datetime(2015, 1, 1, tzinfo=UTC)
 TZ = "Europe/Rome"
 INCREMENTAL_RUNS = 9
 MATCH = {"blackout": "blackout", "threshold_exceedance": "power_high", "heater_left_on": "long_load",
-         "stale_camera": "camera_stale"}
+         "stale_camera": "camera_stale", "fridge_failure": "fridge_stopped"}
+PHOTO = ("INSERT INTO photos (photo_key, content_hash, meter_id, ts_ms, status, value_kwh, published_kwh, fine_kwh, "
+         "confidence, updated_ms) VALUES (?, ?, ?, ?, 'published', ?, ?, ?, 1.0, 0)")
+FINE_JITTER = 0.01  # the reader's error on the last drum's fraction, share of a step (sd)
+FINE_UNMATCHED = 0.05  # photos whose drum did not match: the reader's mid-step estimate instead
 INSERT = ("INSERT INTO readings (meter_id, ts_ms, value_kwh, power_w, source, confidence, reader_version, status, "
           "created_ms) VALUES (?, ?, ?, ?, ?, 1.0, '', 'accepted', 0)")
 
@@ -133,13 +141,14 @@ def score(weeks: int) -> dict[tuple[str, str], list[int]]:
         db = open_database(f"sqlite:///{tmp}/score.db")
         for w in range(weeks):
             start = START + timedelta(days=7 * w)
-            evs = plan_events(start, 7 * 86400, seed=w + 1, power_threshold_w=3000.0)
+            evs = plan_events(start, 7 * 86400, seed=w + 1, kinds=KINDS, power_threshold_w=3000.0)
             ts, reg, pw, true_w = household_rows(7.0, w + 1, start, evs, truth=True)
             t0 = int(start.timestamp() * 1000)
             stale = next(e for e in evs if e.kind == "stale_camera")
             a, b = stale.start.timestamp() * 1000, stale.end.timestamp() * 1000
-            for kind in ("sensor", "camera"):
-                mid = f"{kind}{w}"
+            rng = np.random.default_rng(w)
+            for kind in ("sensor", "camera", "cam+fine"):
+                mid = f"{kind.replace('+', '')}{w}"
                 db.register_meter(mid)
                 if kind == "sensor":
                     rows = [(mid, int(t), float(r), float(p), "csv:s") for t, r, p in zip(ts, reg, pw, strict=True)]
@@ -147,6 +156,14 @@ def score(weeks: int) -> dict[tuple[str, str], list[int]]:
                     rows = [(mid, int(t), float(r), None, f"image:{mid}/{i}.jpg")
                             for i, (t, r) in enumerate(zip(ts, np.floor(reg * 10) / 10, strict=True))
                             if not a <= t < b]
+                if kind == "cam+fine":
+                    exact = {int(t): float(r) for t, r in zip(ts, reg, strict=True)}
+                    photos = []
+                    for m, t, v, _, src in rows:
+                        f = min(max(exact[t] + rng.normal(0, FINE_JITTER * 0.1), v), v + 0.1)
+                        f = v + 0.05 if rng.random() < FINE_UNMATCHED else f
+                        photos.append((src[6:], src, m, t, v, v, f))
+                    db.executemany(PHOTO, photos)
                 db.executemany(INSERT, rows)
                 readings_repo.mark_changed(db, ((r[0], r[1]) for r in rows))
                 settings = Settings(meters=[MeterSettings(id=mid, resolution_kwh=0.001 if kind == "sensor" else 0.1,
@@ -154,7 +171,7 @@ def score(weeks: int) -> dict[tuple[str, str], list[int]]:
                 events.analyse_meter(db, settings, mid, now=datetime.fromtimestamp(rows[-1][1] / 1000 + 60, UTC))
                 found = events.stored_events(db, mid)
                 for inj_kind, det_kind in MATCH.items():
-                    if kind == "sensor" and inj_kind == "stale_camera":
+                    if inj_kind == ("stale_camera" if kind == "sensor" else "fridge_failure"):
                         continue
                     inj = [(int(e.start.timestamp() * 1000), int(e.end.timestamp() * 1000)) for e in evs
                            if e.kind == inj_kind]

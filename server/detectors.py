@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from smartmeter.server.analysis import BASE_PERCENT
 from smartmeter.server.database import Database
 from smartmeter.server.rollups import HOUR_MS, load_raw
 from smartmeter.settings import AnalysisSettings, MeterSettings
@@ -171,6 +172,8 @@ FINE_STILL = 0.05  # the drum's running maximum moving by less than this share o
 FINE_VISIBLE = 0.3  # ... while the base load should have turned it by at least this share of a step
 FINE_MIN_PHOTOS = 5
 FINE_STATUSES = ("published", "reviewed")  # photos whose reading is the stored one
+FINE_BASE_H = 72  # hours of drum movement the base load is taken from
+FINE_LOOKBACK_MS = 4 * 24 * HOUR_MS  # photos read before a pass's start (base hours + the longest still span)
 
 
 def fine_photos(db: Database, meter: MeterSettings, start_ms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +203,7 @@ def fine_blackouts(t: np.ndarray, fine: np.ndarray, h: Hours, base: np.ndarray, 
     span = t[e] - t
     hour = np.clip(np.searchsorted(h.hour, t, "right") - 1, 0, h.size - 1)
     b = np.nan_to_num(base[hour], nan=0.0)
+    b = np.where(b > 1.0, b, fine_base(t, g))  # a 0.1 kWh register's hours are mostly 0 or 100 Wh: no base load
     due = b * span / 3.6e9  # kWh the base load should have turned the drum by
     ok = (e - np.arange(n) + 1 >= FINE_MIN_PHOTOS) & (span >= cfg.blackout_min_s * 1000) & (b > 1.0) & \
         (due >= FINE_VISIBLE * res)
@@ -215,6 +219,16 @@ def fine_blackouts(t: np.ndarray, fine: np.ndarray, h: Hours, base: np.ndarray, 
     if cur is not None:
         out.append(_fine_event(t, cur, b, res, n))
     return [ev for ev in out if ev.end_ms >= start_ms]
+
+
+def fine_base(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Per photo: the base load from the drum itself, W: the ``BASE_PERCENT`` percentile of the hourly mean powers
+    of the ``FINE_BASE_H`` hours before the photo's hour (NaN with under 12 of them)."""
+    h0 = int(t[0]) - int(t[0]) % HOUR_MS
+    edges = np.arange(h0, int(t[-1]) + HOUR_MS, HOUR_MS, dtype=np.int64)
+    power = np.diff(np.interp(edges.astype(np.float64), t.astype(np.float64), g)) * 3.6e9 / HOUR_MS
+    q = pd.Series(power).rolling(FINE_BASE_H, min_periods=12).quantile(BASE_PERCENT / 100).shift(1).to_numpy()
+    return np.nan_to_num(q[np.clip((t - h0) // HOUR_MS, 0, q.size - 1)], nan=0.0)
 
 
 def _fine_event(t: np.ndarray, cur: list[int], b: np.ndarray, res: float, n: int) -> Event:
