@@ -9,7 +9,9 @@ Steps (``STEPS``, small functions over one ``Demo`` context, so more parts plug 
 5. accuracy    OCR readings against the simulator's ground truth
 6. report      power and anomalies of both meters (server.report), beside the injected events
 
-A step whose module is missing prints that it is skipped; the others still run.
+A step whose module is missing prints that it is skipped; the others still run. Then the dashboard is served on
+the demo's data (``serve_dashboard``: its URL printed, viewing open to loopback, until Ctrl-C); ``--no-serve``
+stops after the steps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -278,6 +281,45 @@ def run_demo(d: Demo, steps: list[Step] | None = None) -> dict[str, str]:
     return status
 
 
+DEMO_TARIFF = {"name": "demo flat 0.25/kWh", "start": "2000-01-01", "energy": [{"tiers": [{"price": 0.25}]}]}
+
+
+def serve_dashboard(settings: Settings, host: str = "127.0.0.1", port: int = 8080,
+                    stop: threading.Event | None = None, echo: Callable[[str], None] = click.echo) -> None:
+    """Serve the dashboard on the demo's data until ``stop`` is set (Ctrl-C / SIGTERM when None): viewing open
+    to loopback clients (no login; writes still need one), the invoice page priced at a demo flat tariff."""
+    import uvicorn
+
+    from smartmeter.lifecycle import stop_on_signals
+    from smartmeter.server.api import create_app
+    from smartmeter.server.database import open_database
+
+    served = settings.model_copy(update={
+        "auth": settings.auth.model_copy(update={"open_read_networks": ["127.0.0.0/8", "::1/128"]}),
+        "billing": settings.billing if settings.billing.tariffs else
+        settings.billing.model_validate({**settings.billing.model_dump(), "tariffs": [DEMO_TARIFF]})})
+    url = served.database.url
+    server = uvicorn.Server(uvicorn.Config(create_app(served, lambda: open_database(url)), host=host, port=port,
+                                           log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name="demo-dashboard", daemon=True)
+    with stop_on_signals(stop, "stopping the dashboard") as event:
+        thread.start()
+        while not server.started and thread.is_alive() and not event.is_set():
+            time.sleep(0.05)
+        if not server.started:
+            server.should_exit = True
+            thread.join(5)
+            if event.is_set():
+                return
+            raise InputError(f"the dashboard cannot listen on {host}:{port}", hint="another port: --port N")
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        echo(f"dashboard: http://{shown}:{port}/  (the demo's meters {CAMERA_METER} and {CSV_METER}; setup page "
+             f"/meters/{CAMERA_METER}/setup, invoices /meters/{CSV_METER}/invoice?period=YYYY-MM); Ctrl-C stops it")
+        event.wait()
+        server.should_exit = True
+        thread.join(10)
+
+
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("var/demo"), show_default=True,
               help="Fresh output folder (emptied if an earlier demo made it).")
@@ -287,8 +329,14 @@ def run_demo(d: Demo, steps: list[Step] | None = None) -> dict[str, str]:
 @click.option("--profile", type=click.Choice(["day-worker", "office", "shift-worker"]), default="day-worker",
               show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def demo_cmd(out: Path, days: float, every: float, profile: str, seed: int) -> None:
-    """Run the whole loop on a simulated meter (embedded defaults, output in a fresh folder)."""
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="End by serving the dashboard on the demo's data until Ctrl-C.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard listen address.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Dashboard port.")
+def demo_cmd(out: Path, days: float, every: float, profile: str, seed: int, serve: bool, host: str,
+             port: int) -> None:
+    """Run the whole loop on a simulated meter (embedded defaults, output in a fresh folder), then serve the
+    dashboard on its data until Ctrl-C (``--no-serve``: stop after the run)."""
     out = out.resolve()
     t0 = time.perf_counter()
     d = Demo(out, demo_settings(out), days=days, every_s=every, profile=profile, seed=seed)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from web_live import free_port
 
 from smartmeter.cli import cli
 from smartmeter.errors import InputError
@@ -19,6 +23,7 @@ from smartmeter.simulator.demo import (
     fresh_folder,
     match_events,
     run_demo,
+    serve_dashboard,
 )
 from smartmeter.simulator.events import Event
 from smartmeter.simulator.meter_render import Truth
@@ -26,7 +31,7 @@ from smartmeter.simulator.meter_render import Truth
 
 def test_tiny_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--days", "0.25", "--every", "300"])
+    res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--days", "0.25", "--every", "300", "--no-serve"])
     assert res.exit_code == 0, res.output
     text = res.output
     for step in ("household", "camera", "import", "worker", "accuracy", "report"):
@@ -41,9 +46,52 @@ def test_tiny_demo_end_to_end(tmp_path: Path) -> None:
     photos = list((out / "images").glob("*_sim1.jpg"))
     assert 40 <= len(photos) <= 73  # 6 h every 5 min, minus the stale-camera window
     # a second run starts from a fresh folder
-    again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--days", "0.1", "--every", "600"])
+    assert "dashboard: http" not in text  # --no-serve: the command ends after the steps
+    serves_the_dashboard(out)
+    again = CliRunner().invoke(cli, ["demo", "--out", str(out), "--days", "0.1", "--every", "600", "--no-serve"])
     assert again.exit_code == 0, again.output
     assert len(list((out / "images").glob("*.jpg"))) <= 15
+
+
+def serves_the_dashboard(out: Path) -> None:
+    """What ``demo`` ends with (without --no-serve): the dashboard's URL printed and served on the demo's data,
+    viewing open on loopback, until the stop event (Ctrl-C in the command)."""
+    lines: list[str] = []
+    stop = threading.Event()
+    port = free_port()
+    thread = threading.Thread(target=serve_dashboard, args=(demo_settings(out), "127.0.0.1", port, stop,
+                                                             lines.append), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not lines and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert lines and lines[0].startswith(f"dashboard: http://127.0.0.1:{port}/"), lines
+        base = f"http://127.0.0.1:{port}"
+        page = httpx.get(base + "/", timeout=10)
+        assert page.status_code == 200 and '<option value="sim1">' in page.text  # no login on loopback
+        meters = httpx.get(base + "/api/meters", timeout=10).json()["meters"]
+        assert sorted(meters) == ["house1", "sim1"]
+        readings = httpx.get(base + "/api/meters/house1/readings", params={"limit": 5}, timeout=10).json()
+        assert readings["count"] == 5
+        invoice = httpx.get(base + "/meters/house1/invoice", params={"period": "2024-07-01"}, timeout=10)
+        assert invoice.status_code == 200 and '<table class="invoice-lines">' in invoice.text
+        refused = httpx.post(base + "/api/meters/house1/readings", json=[], timeout=10)
+        assert refused.status_code == 401  # writes still need a login
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
+    taken = httpx_fails(f"http://127.0.0.1:{port}/healthz")
+    assert taken, "the dashboard still answers after the stop event"
+
+
+def httpx_fails(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return True
+    return False
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
