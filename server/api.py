@@ -3,7 +3,8 @@
 ``create_app(settings, db_factory)`` builds it; ``smartmeter serve`` runs it with uvicorn. Here: health, meters,
 readings (ingest and paginated query), state and events. ``server.web.data``: latest reading, power series,
 period totals, statistics, capture health, latest photo, review queue. ``server.web.stream``: the SSE live
-stream and its statistics. ``server.web.pages``: dashboard, login/logout, ``/metrics``.
+stream and its statistics. ``server.web.pages``: dashboard, invoice page, login/logout, ``/metrics``.
+``server.web.setup``: the meter setup page and its API.
 
 - ``GET  /healthz`` — the database answers (200) or not (503). Open to anyone (no data in it).
 - ``POST /api/meters`` — register a meter (body ``{"id": "...", "name": "..."}``, both optional; without an id
