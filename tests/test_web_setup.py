@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smartmeter.ocr.pipeline import MeterReader
 from smartmeter.ocr.profile import load_profile
@@ -131,8 +133,11 @@ def test_refusals(client: TestClient, work: Path) -> None:
         for path in ("read", "save"):
             r = client.post(f"/api/meters/meter/setup/{path}", json=body)
             assert r.status_code == 422 and needle in r.json()["error"], (path, body, r.text)
-    r = client.post("/api/meters/meter/setup/save", json={**DRAFT, "digits": [[600, 400, 60, 90]]})
-    assert r.status_code == 422 and "outside the 640x480 photo" in r.json()["error"]
+    for path, box in (("save", [600, 400, 60, 90]), ("read", [0, 0, 10**9, 10**9])):  # a huge crop is refused
+        r = client.post(f"/api/meters/meter/setup/{path}", json={**DRAFT, "digits": [box]})
+        assert r.status_code == 422 and "outside the 640x480 photo" in r.json()["error"], r.text
+    r = client.post("/api/meters/meter/setup/read", json={**DRAFT, "rotate": 90})  # turned: 480x640
+    assert r.status_code == 422 and "outside the 480x640 photo" in r.json()["error"], r.text
     assert client.get("/api/meters/meter/setup/photo.png", params={"flip": "sideways"}).status_code == 422
     assert client.get("/api/meters/bare/setup/photo.png").status_code == 404  # no setup photo for it
     assert upload(client, meter="bare").status_code == 200
@@ -168,3 +173,23 @@ def test_confirm_the_register_once(client: TestClient, work: Path) -> None:
     assert [(x["contatore"], x["source"]) for x in rows] == [(48127.3, "review:" + key)]
     r = client.post("/api/meters/bare/setup/confirm", json={"reading": "1.0"})
     assert r.status_code in (404, 409), r.text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=8),
+                         lambda kids: st.lists(kids, max_size=5) | st.dictionaries(
+                             st.sampled_from(["rotate", "flip", "kind", "decimals", "digits", "pointers", "x"]),
+                             kids, max_size=6), max_leaves=20),
+       meter=st.sampled_from(["meter", "bare", "nosuch", "bad id", "a" * 300]),
+       path=st.sampled_from(["read", "save", "propose", "confirm"]))
+def test_fuzzed_setup_bodies_never_5xx(client: TestClient, work: Path, body: Any, meter: str, path: str) -> None:
+    """Any JSON to the setup endpoints: a 4xx naming the problem or an answer, never a 5xx, and a refused save
+    leaves the profile file as it was."""
+    before = (work / "profile" / "meter.yaml").read_bytes()
+    if meter == "meter" and not client.get("/api/meters/meter/setup").json()["photo"]:
+        assert upload(client).status_code == 200
+    r = client.post(f"/api/meters/{meter}/setup/{path}", json=body)
+    assert r.status_code < 500, (path, body, r.text)
+    if r.status_code >= 400:
+        assert r.json()["error"]
+        assert (work / "profile" / "meter.yaml").read_bytes() == before

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from smartmeter.errors import ConfigError, InputError, NotFoundError, SmartMeterError
 from smartmeter.ocr.image_io import decode_image
 from smartmeter.ocr.profile import Box, Profile, Transform, load_profile
-from smartmeter.ocr.transforms import apply_transform
+from smartmeter.ocr.transforms import apply_transform, transformed_size
 from smartmeter.server import photos_repo
 from smartmeter.server.database import Database
 from smartmeter.server.payloads import check_meter_id, decode_json
@@ -127,17 +127,28 @@ class Setup:
         from smartmeter.ocr.pipeline import MeterReader
         from smartmeter.ocr.readers.config import open_reader, resolve_reader, with_threshold
 
+        photo = self.photo(meter_id)
+        inside(profile, *transformed_size(*decode_image(photo, "the setup photo", grey=True).shape[1::-1],
+                                          profile.transform))
         config = resolve_reader(self.web.settings.ocr, profile)
         engines: dict[Any, Any] = self.local.__dict__.setdefault("engines", {})
         if config not in engines:
             engines[config] = open_reader(config)
         prof = with_threshold(profile, config)
-        result = MeterReader(prof, engines[config]).read(self.photo(meter_id), "setup photo")
+        result = MeterReader(prof, engines[config]).read(photo, "setup photo")
         boxes = [{"name": name, "box": list(box), "value": None if v is None else v.value,
                   "confidence": None if v is None else round(v.confidence, 3), "problems": problems}
                  for name, box, v, problems in box_problems(prof, result)]
         return {"reading": result.reading, "value": result.value, "confidence": round(result.confidence, 3),
                 "error": result.error, "boxes": boxes}
+
+
+def inside(profile: Profile, w: int, h: int) -> None:
+    """422 unless every box lies inside the ``w`` x ``h`` turned photo (a huge box would cost a huge crop)."""
+    for x, y, bw, bh in [*profile.digits, *profile.pointers]:
+        if x + bw > w or y + bh > h:
+            raise BadParameter(f"box {[x, y, bw, bh]} falls outside the {w}x{h} photo",
+                               hint="boxes are in the pixels of the photo turned as the profile says")
 
 
 def save_profile(path: Path, profile: Profile, reference: np.ndarray) -> Path:
@@ -239,6 +250,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
     @app.get("/api/meters/{meter_id}/setup/photo.png", response_class=Response)
     async def setup_photo_png(meter_id: str, request: Request, rotate: float = 0.0, flip: str = "none") -> Response:
         """The setup photo turned by ``rotate`` (degrees counter-clockwise) and ``flip``, as PNG."""
+        check_meter_id(meter_id)
         await web.reader(request, meter_id)
         transform = transform_of(rotate, flip)
         turned = await web.run(lambda _db: setup.turned(meter_id, transform))
@@ -250,6 +262,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
     @app.post("/api/meters/{meter_id}/setup/propose")
     async def setup_propose(meter_id: str, request: Request) -> dict[str, Any]:
         """Auto-locate's digit boxes in the setup photo turned by ``{"rotate", "flip"}`` (none found: [])."""
+        check_meter_id(meter_id)
         await web.reader(request, meter_id)
         data = decode_json(await read_limited(request, 10_000) or b"{}")
         if not isinstance(data, dict):
@@ -270,6 +283,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
     @app.post("/api/meters/{meter_id}/setup/read")
     async def setup_read(meter_id: str, request: Request) -> dict[str, Any]:
         """Read the setup photo with the edited profile: the reading (or why none), each box's value."""
+        check_meter_id(meter_id)
         await web.reader(request, meter_id)
         draft = draft_of(await read_limited(request, 100_000))
         prof = draft.profile(setup.existing(meter_id), meter_id)
@@ -289,10 +303,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
 
         def save(_db: Database) -> dict[str, Any]:
             turned = setup.turned(meter_id, prof.transform)
-            h, w = turned.shape[:2]
-            for x, y, bw, bh in [*prof.digits, *prof.pointers]:
-                if x + bw > w or y + bh > h:
-                    raise BadParameter(f"box {[x, y, bw, bh]} falls outside the {w}x{h} photo")
+            inside(prof, turned.shape[1], turned.shape[0])
             ref = save_profile(path, prof, turned)
             load_profile(path)  # what we wrote loads
             return {"meter_id": meter_id, "profile": str(path), "reference": str(ref),
