@@ -128,8 +128,8 @@ class Setup:
         from smartmeter.ocr.readers.config import open_reader, resolve_reader, with_threshold
 
         photo = self.photo(meter_id)
-        inside(profile, *transformed_size(*decode_image(photo, "the setup photo", grey=True).shape[1::-1],
-                                          profile.transform))
+        h, w = decode_image(photo, "the setup photo", grey=True).shape[:2]
+        inside(profile, *transformed_size(w, h, profile.transform))
         config = resolve_reader(self.web.settings.ocr, profile)
         engines: dict[Any, Any] = self.local.__dict__.setdefault("engines", {})
         if config not in engines:
