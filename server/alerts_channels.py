@@ -4,7 +4,8 @@ A :class:`Channel` has a ``name`` and ``send(message)``, which returns once the 
 :class:`DeliveryError` otherwise:
 
 - :class:`MqttChannel`: QoS 1 publish to ``alerts.mqtt_topic`` on the ``mqtt:`` broker (password
-  SMARTMETER_MQTT_PASSWORD); returns when the broker acknowledged it (PUBACK).
+  SMARTMETER_MQTT_PASSWORD); returns when the broker acknowledged it (PUBACK). Channel ``mqtt_state``: the same,
+  retained, to ``analysis.state_topic`` with the analysis's ``{"blackout", "superamento"}`` per meter.
 - :class:`WebhookChannel`: HTTP POST of the JSON to ``alerts.webhook_url`` with ``X-SmartMeter-Timestamp: <unix s>``
   and ``X-SmartMeter-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + body>`` keyed by the secret
   SMARTMETER_ALERTS_WEBHOOK_SECRET; any 2xx is delivered.
@@ -117,11 +118,13 @@ class SmtpChannel:
 class MqttChannel:
     name = "mqtt"
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.topic, self.timeout_s = topic, settings.alerts.timeout_s
+    def __init__(self, settings: Settings, topic: str, retain: bool = False, fields: tuple[str, ...] = (),
+                 name: str = "alerts") -> None:
+        """``fields``: publish only these keys of the message (all when empty); ``name``: the client id's suffix."""
+        self.topic, self.timeout_s, self.retain, self.fields = topic, settings.alerts.timeout_s, retain, fields
         m = settings.mqtt
         self.connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-alerts")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-{name}")
         if m.username:
             pw = get_secret("mqtt_password", required=False)
             self.client.username_pw_set(m.username, pw.get_secret_value() if pw else None)
@@ -134,7 +137,9 @@ class MqttChannel:
     def send(self, message: dict[str, Any]) -> None:
         if not self.connected.wait(min(self.timeout_s, 2.0)):  # a broker that is down fails fast
             raise DeliveryError("MQTT broker not connected")
-        info = self.client.publish(self.topic.format(meter=message["meter"]), json.dumps(message), qos=1)
+        body = {k: message[k] for k in self.fields} if self.fields else message
+        info = self.client.publish(self.topic.format(meter=message["meter"]), json.dumps(body), qos=1,
+                                   retain=self.retain)
         try:
             info.wait_for_publish(self.timeout_s)
         except (RuntimeError, ValueError) as exc:
@@ -154,6 +159,9 @@ def channels_from(settings: Settings) -> dict[str, Channel]:
     out: dict[str, Channel] = {}
     if "mqtt" in names and cfg.mqtt_topic:
         out["mqtt"] = MqttChannel(settings, cfg.mqtt_topic)
+    if settings.analysis.state_topic:  # the analysis's {'blackout', 'superamento'} per meter, retained
+        out["mqtt_state"] = MqttChannel(settings, settings.analysis.state_topic, retain=True,
+                                        fields=("blackout", "superamento"), name="state")
     if "webhook" in names and cfg.webhook_url:
         secret = get_secret("alerts_webhook_secret")
         assert secret is not None

@@ -9,8 +9,10 @@ condition still holds at the last reading is stored open (``is_open``) and close
 
 The state returned and stored is the original system's dictionary ``{"blackout": bool, "superamento": bool}``
 (an open blackout / an open power_high event, threshold ``analysis.power_threshold_w``, default 3 kW) plus
-``camera_stale``, the last reading and the open events. ``analyse_all`` does every meter; ``smartmeter analyse
---every 5m`` and the worker (``worker.analyse_every_s``) call it on a schedule.
+``camera_stale``, the last reading and the open events. When ``analysis.state_topic`` is set, each change of
+``blackout`` or ``superamento`` (and a meter's first pass) queues the pair in the alert outbox (channel
+``mqtt_state``: published retained to that topic by ``smartmeter alerts``). ``analyse_all`` does every meter;
+``smartmeter analyse --every 5m`` and the worker (``worker.analyse_every_s``) call it on a schedule.
 
 Kinds (see ``smartmeter.server.detectors`` for those found in raw readings): blackout, power_high, long_load,
 fridge_stopped, gap, camera_stale (photos further apart than ``stale_camera_s``, or none since the last one until
@@ -31,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smartmeter.server import alerts_repo, rollups
 from smartmeter.server import detectors as det
-from smartmeter.server import rollups
 from smartmeter.server.analysis import daily, hourly, local_index
 from smartmeter.server.database import Database, from_ms, now_ms, to_ms
 from smartmeter.server.detectors import Event, dur
@@ -208,6 +210,7 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
                        "detail = excluded.detail, updated_ms = excluded.updated_ms",
                        [(meter_id, e.kind, e.start_ms, e.end_ms, int(e.is_open), e.value, e.detail, now_)
                         for e in found])
+        before = stored_state(db, meter_id)
         opened = [e for e in found if e.is_open]
         state = {"meter": meter_id, "blackout": any(e.kind == "blackout" for e in opened),
                  "superamento": any(e.kind == "power_high" for e in opened),
@@ -217,6 +220,13 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
         db.execute("INSERT INTO analysis_state (meter_id, analysed_ms, state, updated_ms) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (meter_id) DO UPDATE SET analysed_ms = excluded.analysed_ms, state = excluded.state, "
                    "updated_ms = excluded.updated_ms", (meter_id, now_, json.dumps(state), now_ms()))
+        topic = settings.analysis.state_topic
+        if topic and (before is None or any(before.get(k) != state[k] for k in ("blackout", "superamento"))):
+            # in the pass's transaction: a change is never lost; the outbox keeps the order and retries
+            flags = "".join("1" if state[k] else "0" for k in ("blackout", "superamento"))
+            alerts_repo.enqueue(db, f"state/{meter_id}/{now_}/{flags}",
+                                "mqtt_state", json.dumps({k: state[k] for k in ("meter", "blackout", "superamento")}),
+                                now_ms())
     return state
 
 

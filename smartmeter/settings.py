@@ -358,6 +358,10 @@ class AnalysisSettings(Section):
                                                       "the median of the same hour of week is unusual.")
     unusual_min_kwh: float = Field(0.5, ge=0, description="... and at least this much above that median, kWh.")
     baseline_weeks: int = Field(8, ge=2, description="Past weeks the hour-of-week baseline is taken from.")
+    state_topic: str = Field("", description="MQTT topic ('{meter}': the meter id, e.g. smartmeter/{meter}/state) "
+                                             "that gets each meter's {'blackout', 'superamento'} state, retained, "
+                                             "whenever the analysis changes it (the broker: the mqtt section; "
+                                             "sent from the alert outbox by `smartmeter alerts`); empty: off.")
     baseload_shift_w: float = Field(50.0, gt=0, description="The base load (a week's median of daily base loads) "
                                                              "moving by more than this from the previous four "
                                                              "weeks is a baseload shift, W.")

@@ -260,3 +260,44 @@ def test_a_fridge_that_stopped_cycling_from_the_simulated_household(mem: Databas
             assert len(got) == 1 and "stopped cycling" in got[0].detail
             assert to_ms(stop.start) <= got[0].start_ms and got[0].end_ms <= to_ms(stop.end) + 3_600_000
             assert got[0].end_ms - got[0].start_ms >= 3 * 3_600_000
+
+
+def test_the_state_is_published_retained_on_mqtt_when_the_analysis_changes_it(tmp_path: object) -> None:
+    import json
+
+    from local_servers import MqttWatcher
+    from test_mqtt_ingest import Broker
+
+    from smartmeter.server import alerts_repo
+    from smartmeter.server.alerts_channels import channels_from, deliver_due
+    from smartmeter.settings import AnalysisSettings, MqttSettings
+
+    broker = Broker(tmp_path)  # type: ignore[arg-type]
+    broker.start()
+    try:
+        s = Settings(meters=[M01], mqtt=MqttSettings(host="127.0.0.1", port=broker.port),
+                     analysis=AnalysisSettings(state_topic="smartmeter/{meter}/state"))
+        db = open_database("sqlite:///:memory:")
+        rs = minutes(lambda m: 0.0 if m >= 100 else 300.0, 200)
+        db.insert_readings(rs[:90])
+        events.analyse_meter(db, s, "m", now=rs[89].timestamp)  # the first pass: both False
+        db.insert_readings(rs[90:130])
+        for _ in range(2):  # the blackout opens; the second pass changes nothing and queues nothing
+            assert events.analyse_meter(db, s, "m", now=rs[129].timestamp)["blackout"] is True
+        queued = [json.loads(r.payload) for r in alerts_repo.outbox(db) if r.channel == "mqtt_state"]
+        assert queued == [{"meter": "m", "blackout": False, "superamento": False},
+                          {"meter": "m", "blackout": True, "superamento": False}]
+        channels = channels_from(s)
+        try:
+            assert deliver_due(db, channels, s, 2**62) == (2, 0)
+        finally:
+            for ch in channels.values():
+                ch.close()
+        late = MqttWatcher(broker.port, "smartmeter/+/state")  # subscribes after: gets the retained last state
+        topic, payload, retained = late.drain(1.0)[0]
+        assert (topic, json.loads(payload), retained) == ("smartmeter/m/state",
+                                                          {"blackout": True, "superamento": False}, True)
+        assert alerts_repo.outbox(db, pending_only=True) == []
+        late.close()
+    finally:
+        broker.stop()
