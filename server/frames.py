@@ -266,3 +266,22 @@ def choose(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, r
         return None, f"{shown}: only {fitting[0]:g} fits the neighbours, but it is {why}"
     return fitting[0], f"{shown} read; {fitting[0]:g} chosen by {prev.key} ({prev.value:g}) and {nxt.key} " \
                        f"({nxt.value:g})"
+
+
+def witnessed(frame: Frame, later: Sequence[tuple[float, float]], rules: Rules) -> bool:
+    """Do ``witnesses - 1`` of the ``later`` (time, value) readings, each different from the one before, follow
+    ``frame`` in a chain that fits it? Equal values are one witness; the first different one that does not fit
+    contradicts it."""
+    assert frame.value is not None
+    need = rules.validation.witnesses - 1
+    t, v = frame.t, frame.value
+    for gt, gv in sorted(later):
+        if need <= 0:
+            break
+        if abs(gv - v) < rules.resolution_kwh / 2:
+            continue
+        if not rules.fits(t, v, gt, gv):
+            return False
+        need -= 1
+        t, v = gt, gv
+    return need <= 0

@@ -36,6 +36,7 @@ from smartmeter.server.frames import (
     surprise,
     typical_rate,
     weak,
+    witnessed,
 )
 
 log = logging.getLogger(__name__)
@@ -358,26 +359,12 @@ class MeterValidator:
         return self._rates[hour]
 
     def _witnessed(self, f: Frame) -> bool:
-        """Do ``witnesses - 1`` later values, each different from the one before, follow ``f`` in a chain that
-        fits it? Later photos showing the same value are one witness; the first different value that does not fit
-        contradicts it."""
-        assert f.value is not None
-        need = self.rules.validation.witnesses - 1
+        """``frames.witnessed`` over the anchors and suspects after ``f``."""
         i = bisect.bisect_right(self._order, (f.t, "\uffff"))
         later = [(self._anchors[k].t, self._anchors[k].value) for _, k in self._order[i:i + 200]]
         later += [(g.t, g.value) for g, kind in self._pending.values()
                   if kind is Action.SUSPECT and g.t > f.t and g.value is not None and g.key != f.key]
-        t, v = f.t, f.value
-        for gt, gv in sorted(later):
-            if need <= 0:
-                break
-            if abs(gv - v) < self.rules.resolution_kwh / 2:
-                continue
-            if not self.rules.fits(t, v, gt, gv):
-                return False
-            need -= 1
-            t, v = gt, gv
-        return need <= 0
+        return witnessed(f, later, self.rules)
 
     def _witnesses(self, group: Sequence[Frame], conflicts: Sequence[Anchor]) -> int:
         """Independent witnesses of a consensus group: its distinct values, plus one when the anchor just before the
