@@ -215,6 +215,12 @@ def test_setup_page_in_chromium(browser: Any, site: str, work: Path) -> None:
     assert saved["reference"] == "meter-reference.png" and (work / "profile" / "meter-reference.png").exists()
     assert re.search(r"digits:\n- \[" + str(edited[0]), browser.find_element(By.ID, "saved-yaml").text)
 
+    # confirming the register: the server's refusal is shown on the page (8 digit boxes, 3 digits typed)
+    browser.find_element(By.ID, "confirm-reading").send_keys("123")
+    browser.find_element(By.ID, "confirm").click()
+    wait.until(lambda d: "8 digit boxes" in d.find_element(By.ID, "setup-msg").text)
+    assert browser.find_element(By.ID, "setup-msg").get_attribute("class") == "error"
+
     # the invoice page, linked from the dashboard
     browser.get(site + "/")
     wait.until(lambda d: d.find_element(By.ID, "invoice-link").get_attribute("href").endswith("/meters/home/invoice"))
