@@ -10,7 +10,8 @@ hours of register-only meters heavy enough to hide a superamento.
   carry the last drum's fine position (``photos.fine_kwh``: the register plus the drum's fraction): the drum still
   (its running maximum moves by less than ``FINE_STILL`` of a step) over at least ``FINE_MIN_PHOTOS`` photos with
   no ``stale_camera_s`` gap, for at least ``blackout_min_s``, while the base load should have turned it by
-  ``FINE_VISIBLE`` of a step or more: from the first still photo to the first that moved. This sees a 45-minute
+  ``FINE_VISIBLE`` of a step or more (the base load: the drum's own, see :func:`fine_base`): from the first still
+  photo to the first that moved. This sees a 45-minute
   outage at ~100 W on a 0.1 kWh register, which (b) cannot (no step is due for an hour). Photos whose drum did
   not match (fine = the register + half a step: the reader's mid-step estimate) are left out.
 - ``power_high`` (value: peak W): sensor samples at or above ``power_threshold_w`` (no minimum duration, as the
@@ -189,11 +190,11 @@ def fine_photos(db: Database, meter: MeterSettings, start_ms: int) -> tuple[np.n
     return a[keep, 0].astype(np.int64), a[keep, 2]
 
 
-def fine_blackouts(t: np.ndarray, fine: np.ndarray, h: Hours, base: np.ndarray, meter: MeterSettings,
-                   cfg: AnalysisSettings, start_ms: int = -(2**62)) -> list[Event]:
+def fine_blackouts(t: np.ndarray, fine: np.ndarray, meter: MeterSettings, cfg: AnalysisSettings,
+                   start_ms: int = -(2**62)) -> list[Event]:
     """Blackouts of camera meters from the last drum's fine position (see (c) above), ending at/after ``start_ms``."""
     n = t.size
-    if n < FINE_MIN_PHOTOS or not h.size:
+    if n < FINE_MIN_PHOTOS:
         return []
     res, stale = meter.resolution_kwh, cfg.stale_camera_s * 1000
     g = np.maximum.accumulate(fine)  # last-digit jitter backwards is no movement
@@ -201,9 +202,7 @@ def fine_blackouts(t: np.ndarray, fine: np.ndarray, h: Hours, base: np.ndarray, 
     gaps = np.concatenate(([0], np.cumsum(np.diff(t) >= stale)))
     e = np.minimum(e, np.searchsorted(gaps, gaps, "right") - 1)  # a stale gap ends the still span
     span = t[e] - t
-    hour = np.clip(np.searchsorted(h.hour, t, "right") - 1, 0, h.size - 1)
-    b = np.nan_to_num(base[hour], nan=0.0)
-    b = np.where(b > 1.0, b, fine_base(t, g))  # a 0.1 kWh register's hours are mostly 0 or 100 Wh: no base load
+    b = fine_base(t, g)  # a 0.1 kWh register's hours are mostly 0 or 100 Wh: the drum tells the base load better
     due = b * span / 3.6e9  # kWh the base load should have turned the drum by
     ok = (e - np.arange(n) + 1 >= FINE_MIN_PHOTOS) & (span >= cfg.blackout_min_s * 1000) & (b > 1.0) & \
         (due >= FINE_VISIBLE * res)

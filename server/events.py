@@ -137,7 +137,7 @@ def detect(db: Database, meter: MeterSettings, cfg: AnalysisSettings, from_ms_: 
     found = det.sensor_events(h, meter, cfg, start) + det.camera_blackouts(h, meter, cfg, base_h)
     if int(hours["n_camera"].sum()):
         t, fine = det.fine_photos(db, meter, -(2**62) if from_ms_ is None else from_ms_ - det.FINE_LOOKBACK_MS)
-        found += det.fine_blackouts(t, fine, h, base_h, meter, cfg, start)
+        found += det.fine_blackouts(t, fine, meter, cfg, start)
         found = det.merge_blackouts(found)
     found += det.gap_events(h, cfg)
     found += det.fridge_stopped(h, start)

@@ -301,3 +301,19 @@ def test_the_state_is_published_retained_on_mqtt_when_the_analysis_changes_it(tm
         late.close()
     finally:
         broker.stop()
+
+
+def test_fine_blackouts_incremental_passes_store_what_one_full_pass_stores(tmp_path: object) -> None:
+    settings = Settings(meters=[MeterSettings(id="f", resolution_kwh=0.1)])
+    prof = lambda m: 0.0 if 1500 <= m < 1550 or 2300 <= m < 2340 else 110.0  # noqa: E731
+    inc, full = (open_database(f"sqlite:///{tmp_path}/{n}.db") for n in ("inc", "full"))
+    rs = camera_with_fine(inc, "f", prof, 2400)
+    camera_with_fine(full, "f", prof, 2400)
+    for i in range(0, len(rs), 30):
+        inc.insert_readings(rs[i:i + 30])
+        events.analyse_meter(inc, settings, "f", now=rs[min(i + 29, len(rs) - 1)].timestamp)
+    full.insert_readings(rs)
+    events.analyse_meter(full, settings, "f", now=rs[-1].timestamp, full=True)
+    a = events.stored_events(inc, "f")
+    assert a == events.stored_events(full, "f")
+    assert kinds(a).count("blackout") == 2
