@@ -229,7 +229,8 @@ def test_camera_blackout_from_the_last_drums_fine_position(mem: Database) -> Non
     assert "blackout" not in kinds(evs)
 
 
-def test_camera_blackout_from_the_fine_position_is_open_while_it_lasts(mem: Database) -> None:
+def test_camera_blackout_from_the_fine_position_is_open_while_it_lasts(db: Database) -> None:
+    mem = db  # SQLite and PostgreSQL
     settings = Settings(meters=[MeterSettings(id="f", resolution_kwh=0.1)])
     rs = camera_with_fine(mem, "f", lambda m: 0.0 if m >= 2000 else 110.0, 2060)
     mem.insert_readings(rs)
