@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from smartmeter.server import photos_repo
 from smartmeter.server.analysis import BASE_PERCENT
 from smartmeter.server.database import Database
 from smartmeter.server.rollups import HOUR_MS, load_raw
@@ -179,10 +180,7 @@ FINE_LOOKBACK_MS = 4 * 24 * HOUR_MS  # photos read before a pass's start (base h
 
 def fine_photos(db: Database, meter: MeterSettings, start_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """(capture ms, fine kWh) of the meter's stored photos from ``start_ms``, time order, mid-step estimates out."""
-    marks = ", ".join("?" * len(FINE_STATUSES))
-    rows = db.query(f"SELECT ts_ms, value_kwh, fine_kwh FROM photos WHERE meter_id = ? AND ts_ms >= ? AND "
-                    f"fine_kwh IS NOT NULL AND value_kwh IS NOT NULL AND published_kwh = value_kwh AND status IN "
-                    f"({marks}) ORDER BY ts_ms", (meter.id, start_ms, *FINE_STATUSES))
+    rows = photos_repo.fine_positions(db, meter.id, start_ms, FINE_STATUSES)
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0)
     a = np.asarray(rows, np.float64)

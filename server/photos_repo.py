@@ -177,6 +177,17 @@ def status_counts(db: Database) -> dict[tuple[str, str], int]:
 
 
 # ---- worker_cursor ------------------------------------------------------------------------------------------
+def fine_positions(db: Database, meter_id: str, start_ms: int,
+                   statuses: Sequence[str]) -> list[tuple[int, float, float]]:
+    """(capture ms, value, fine kWh) of the meter's photos from ``start_ms`` in ``statuses`` whose stored reading is
+    the one read (published = value), time order."""
+    marks = ", ".join("?" * len(statuses))
+    rows = db.query(f"SELECT ts_ms, value_kwh, fine_kwh FROM photos WHERE meter_id = ? AND ts_ms >= ? AND "
+                    f"fine_kwh IS NOT NULL AND value_kwh IS NOT NULL AND published_kwh = value_kwh AND status IN "
+                    f"({marks}) ORDER BY ts_ms", (meter_id, start_ms, *statuses))
+    return [(int(a), float(b), float(c)) for a, b, c in rows]
+
+
 def store_id(store: ImageStore) -> str:
     """The key of a store's cursor: backend name and root (folder or Dropbox path)."""
     return f"{store.name}:{getattr(store, 'root', '')}"
