@@ -133,6 +133,7 @@ worker: {{batch_size: {batch}}}
             digits = dict(db.query("SELECT photo_key, digits FROM photos WHERE meter_id = ?", [meter]))
     step = 10.0 ** -renderer.decimals
     stored = {src.split(":", 1)[1]: float(v) for src, v in rows if src.startswith(("image:", "review:"))}
+    order = sorted(stored)
     for key, t in truth.items():
         day = (t.timestamp - START).total_seconds() / 86400
         res.photos += 1
@@ -153,9 +154,11 @@ worker: {{batch_size: {batch}}}
         res.wrong2 += off >= 2
         res.late_wrong += day >= 2 and off >= 1
         if off >= 1:
+            i = order.index(key)
+            near = ", ".join(f"{k[9:13]} {stored[k]:g}" for k in order[max(0, i - 2):i + 3])
             logging.getLogger("bench").info("%s: stored %s, register showed %s (%.3f), %d steps off; drums %s, "
-                                            "read %s", key, stored[key], t.reading, t.register_kwh, off,
-                                            t.positions, digits.get(key))
+                                            "read %s; stored around it (HHMM value): %s", key, stored[key],
+                                            t.reading, t.register_kwh, off, t.positions, digits.get(key), near)
     res.seconds = time.perf_counter() - t0
     return res
 
