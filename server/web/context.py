@@ -168,17 +168,17 @@ class PayloadTooLarge(InputError):
     http_status = 413
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refusing to buffer more than MAX_BYTES."""
+async def read_body(request: Request, limit: int = MAX_BYTES, what: str = "body") -> bytes:
+    """The request body, refusing to buffer more than ``limit`` bytes (the declared length is checked first)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BYTES:
-        raise PayloadTooLarge(f"body is {declared} bytes; at most {MAX_BYTES} are accepted")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{what} is {declared} bytes; at most {limit} are accepted")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BYTES:
-            raise PayloadTooLarge(f"body is over {MAX_BYTES} bytes")
+        if size > limit:
+            raise PayloadTooLarge(f"{what} is over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

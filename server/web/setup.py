@@ -37,7 +37,7 @@ from smartmeter.ocr.transforms import apply_transform, transformed_size
 from smartmeter.server import photos_repo
 from smartmeter.server.database import Database
 from smartmeter.server.payloads import check_meter_id, decode_json
-from smartmeter.server.web.context import BadParameter, PayloadTooLarge, Web, known_meter
+from smartmeter.server.web.context import BadParameter, Web, known_meter, read_body
 from smartmeter.validation_errors import describe
 
 MAX_PHOTO_BYTES = 20_000_000
@@ -166,16 +166,6 @@ def save_profile(path: Path, profile: Profile, reference: np.ndarray) -> Path:
     return ref
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"photo is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
     setup = Setup(web)
     settings = web.settings
@@ -240,7 +230,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
 
             data = await web.run(lambda _db: load())
         else:
-            data = await read_limited(request, MAX_PHOTO_BYTES)
+            data = await read_body(request, MAX_PHOTO_BYTES, "photo")
             if not data:
                 raise InputError("the body is empty: send the photo's bytes, or use ?source=latest")
         image = await web.run(lambda _db: setup.keep(meter_id, data))
@@ -264,7 +254,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         """Auto-locate's digit boxes in the setup photo turned by ``{"rotate", "flip"}`` (none found: [])."""
         check_meter_id(meter_id)
         await web.reader(request, meter_id)
-        data = decode_json(await read_limited(request, 10_000) or b"{}")
+        data = decode_json(await read_body(request, 10_000) or b"{}")
         if not isinstance(data, dict):
             raise BadParameter("body: must be an object {rotate, flip}")
         try:
@@ -285,7 +275,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         """Read the setup photo with the edited profile: the reading (or why none), each box's value."""
         check_meter_id(meter_id)
         await web.reader(request, meter_id)
-        draft = draft_of(await read_limited(request, 100_000))
+        draft = draft_of(await read_body(request, 100_000))
         prof = draft.profile(setup.existing(meter_id), meter_id)
         return await web.run(lambda _db: setup.read(meter_id, prof))
 
@@ -294,7 +284,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         """Save the edited profile to the meter's profile path, the turned setup photo as its reference."""
         await web.writer(request, meter_id)
         await meter_known(meter_id)
-        draft = draft_of(await read_limited(request, 100_000))
+        draft = draft_of(await read_body(request, 100_000))
         path = settings.meter(meter_id).profile
         if path is None:
             raise NoProfilePath(f"meter {meter_id!r} has no profile path in the settings",
@@ -316,7 +306,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         """``{"reading": "012345.6"}``: confirm the register once on the latest photo (``meter confirm``)."""
         await web.writer(request, meter_id)
         await meter_known(meter_id)
-        data = decode_json(await read_limited(request, 10_000))
+        data = decode_json(await read_body(request, 10_000))
         reading = data.get("reading") if isinstance(data, dict) else None
         if not isinstance(reading, str):
             raise BadParameter('reading: send {"reading": "012345.6"}, the register as the meter shows it')
