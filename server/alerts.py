@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from smartmeter.errors import SmartMeterError
 from smartmeter.server import alerts_repo, invoice
-from smartmeter.server.database import Database
+from smartmeter.server.database import Database, iso_ms
 from smartmeter.server.events import stored_events
 from smartmeter.settings import Settings
 from smartmeter.settings_billing import AlertRule
-from smartmeter.types import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +45,13 @@ class Condition:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _iso(ms: int) -> str:
-    return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
-
-
 def event_condition(db: Database, rule: AlertRule, meter_id: str, seen_ms: int | None, now_ms: int) -> Condition:
     kinds = set(rule.events)
     evs = [e for e in stored_events(db, meter_id, None if seen_ms is None else seen_ms, None) if e.kind in kinds]
     hits = [e for e in evs if e.is_open or (seen_ms is not None and e.start_ms > seen_ms)]
     newest = max([e.start_ms for e in evs] + ([seen_ms] if seen_ms is not None else []), default=None)
     detail = "; ".join(f"{e.kind}: {e.detail}" for e in hits) or "no " + ", ".join(sorted(kinds))
-    return Condition(bool(hits), detail, newest, [{"kind": e.kind, "start": _iso(e.start_ms), "end": _iso(e.end_ms),
+    return Condition(bool(hits), detail, newest, [{"kind": e.kind, "start": iso_ms(e.start_ms), "end": iso_ms(e.end_ms),
                                                    "open": e.is_open, "detail": e.detail} for e in hits])
 
 
@@ -149,4 +144,4 @@ def step(st: alerts_repo.State, cond: Condition, rule: AlertRule, quiet_s: float
     title = (f"SmartMeter {st.meter_id}: {rule.name}" if kind == "alert" else
              f"SmartMeter {st.meter_id}: {rule.name} is over")
     return {"id": f"{st.meter_id}/{rule.name}/{st.seq}", "meter": st.meter_id, "rule": rule.name, "kind": kind,
-            "at": _iso(now_ms), "title": title, "detail": cond.detail, "events": cond.events}
+            "at": iso_ms(now_ms), "title": title, "detail": cond.detail, "events": cond.events}

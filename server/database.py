@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from smartmeter.errors import DatabaseError
-from smartmeter.types import Reading
+from smartmeter.types import Reading, format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def to_ms(ts: datetime) -> int:
 
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Stored epoch milliseconds as ISO 8601 with a four-digit year (``format_timestamp``); None stays None."""
+    return None if ms is None else format_timestamp(from_ms(ms))
 
 
 def now_ms() -> int:

@@ -36,10 +36,9 @@ import pandas as pd
 from smartmeter.server import alerts_repo, rollups
 from smartmeter.server import detectors as det
 from smartmeter.server.analysis import daily, hourly, local_index
-from smartmeter.server.database import Database, from_ms, now_ms, to_ms
+from smartmeter.server.database import Database, iso_ms, now_ms, to_ms
 from smartmeter.server.detectors import Event, dur
 from smartmeter.settings import AnalysisSettings, MeterSettings, Settings
-from smartmeter.types import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,6 @@ HOUR_MS = rollups.HOUR_MS
 DAY_MS = 24 * HOUR_MS
 MARGIN_MS = 2 * HOUR_MS
 BASE_DAYS = 28  # the base load an hour is judged against: the median daily base load of the 4 weeks up to it
-
-
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else format_timestamp(from_ms(ms))  # four-digit years, also before 1000
 
 
 def _base_by_hour(days: pd.DataFrame, hr: pd.DataFrame, tz: str) -> pd.Series:
@@ -215,7 +210,7 @@ def analyse_meter(db: Database, settings: Settings, meter_id: str, now: datetime
         state = {"meter": meter_id, "blackout": any(e.kind == "blackout" for e in opened),
                  "superamento": any(e.kind == "power_high" for e in opened),
                  "camera_stale": any(e.kind == "camera_stale" for e in opened),
-                 "analysed": _iso(now_), "last_reading": _iso(last), "last_reading_ms": last,
+                 "analysed": iso_ms(now_), "last_reading": iso_ms(last), "last_reading_ms": last,
                  "open_events": [event_dict(e) for e in opened]}
         db.execute("INSERT INTO analysis_state (meter_id, analysed_ms, state, updated_ms) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (meter_id) DO UPDATE SET analysed_ms = excluded.analysed_ms, state = excluded.state, "
@@ -237,7 +232,7 @@ def analyse_all(db: Database, settings: Settings, now: datetime | None = None,
 
 def event_dict(e: Event) -> dict[str, Any]:
     d = asdict(e)
-    d.update(start=_iso(e.start_ms), end=_iso(e.end_ms), value=round(e.value, 3))
+    d.update(start=iso_ms(e.start_ms), end=iso_ms(e.end_ms), value=round(e.value, 3))
     del d["start_ms"], d["end_ms"]
     return d
 

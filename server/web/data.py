@@ -17,17 +17,13 @@ from fastapi.responses import Response
 
 from smartmeter.errors import InputError, NotFoundError, SmartMeterError
 from smartmeter.server import photos_repo, review_repo
-from smartmeter.server.database import Database, from_ms, now_ms, to_ms
+from smartmeter.server.database import Database, iso_ms, now_ms, to_ms
 from smartmeter.server.payloads import decode_json
 from smartmeter.server.web.context import BadParameter, Web, json_body, known_meter, read_body, span
 from smartmeter.server.web.series import clean, load_curve
 from smartmeter.types import format_timestamp
 
 STEPS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
-
-
-def iso(ms: int | None) -> str | None:
-    return None if ms is None else format_timestamp(from_ms(ms))
 
 
 def period_starts(now: datetime, tz: str) -> dict[str, datetime]:
@@ -72,7 +68,7 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
         lo = to_ms(t0) if t0 is not None else hi - 86_400_000
         lo -= lo % (seconds * 1000) if t0 is None else 0
         if hi <= lo:
-            raise BadParameter(f"start: {start!r} must be before end ({iso(hi)})")
+            raise BadParameter(f"start: {start!r} must be before end ({iso_ms(hi)})")
         n = -(-(hi - lo) // (seconds * 1000))
         if n > settings.web.max_points:
             raise BadParameter(f"step: {n} buckets of {seconds} s from start to end; at most "
@@ -84,8 +80,9 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
             meter = settings.meter(meter_id)
             curve = load_curve(db, meter, lo, int(edges[-1]), int(settings.analysis.gap_s * 1000))
             energy, watts, reported = curve.buckets(edges)
-            return json_body({"meter_id": meter_id, "step_s": seconds, "start": iso(lo), "end": iso(int(edges[-1])),
-                    "t": [int(x) // 1000 for x in edges[:-1]], "power_w": [clean(x) for x in watts],
+            return json_body({"meter_id": meter_id, "step_s": seconds, "start": iso_ms(lo),
+                    "end": iso_ms(int(edges[-1])), "t": [int(x) // 1000 for x in edges[:-1]],
+                    "power_w": [clean(x) for x in watts],
                     "energy_kwh": [clean(x) for x in energy], "reported_w": [clean(x) for x in reported]})
 
         return await web.run(fetch)
@@ -186,7 +183,7 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
             bad = by.get("failed", 0) + by.get("rejected", 0)
             last = rows[-1][0] if rows else None
             return {"meter_id": meter_id, "hours": hours, "photos": len(rows), "by_status": by,
-                    "unreadable_share": clean(bad / len(rows)) if rows else None, "last_photo": iso(last),
+                    "unreadable_share": clean(bad / len(rows)) if rows else None, "last_photo": iso_ms(last),
                     "review_open": review_repo.count_open(db, meter_id)}
 
         return await web.run(fetch)
@@ -213,7 +210,7 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
                              "decimals": prof.decimals}
                 except SmartMeterError as exc:  # the photo is still worth showing without its boxes
                     boxes["error"] = exc.message
-            return {"meter_id": meter_id, **row, "timestamp": iso(int(row["ts_ms"])),  # type: ignore[call-overload]
+            return {"meter_id": meter_id, **row, "timestamp": iso_ms(int(row["ts_ms"])),  # type: ignore[call-overload]
                     "boxes": boxes, "image": f"/api/meters/{meter_id}/photo.jpg"}
 
         return await web.run(fetch)
