@@ -2,9 +2,10 @@
 
 Writes (ingest, meters, review) are refused without credentials, always:
 
-- machines send ``Authorization: Bearer <token>``; the token is the secret ``api_token``
-  (``SMARTMETER_API_TOKEN`` or ``SMARTMETER_API_TOKEN_FILE``), never the settings or the repository. It sees
-  every meter.
+- machines send ``Authorization: Bearer <token>``. The global token is the secret ``api_token``
+  (``SMARTMETER_API_TOKEN`` or ``SMARTMETER_API_TOKEN_FILE``), never the settings or the repository; it sees
+  every meter (admin). A per-meter token (``smartmeter user token create --meter ID``, ``smt_<id>_<secret>``)
+  reads and writes only its meters; only its SHA-256 is stored, and ``token revoke`` ends it at once.
 - people log in (``POST /login``) with a name and password added by ``smartmeter user add``; the password is
   kept as an argon2id hash. The session cookie is HttpOnly and SameSite=Strict, and a write made with it must
   also send the session's CSRF token in ``X-CSRF-Token`` (the dashboard's pages carry it). A user sees and
@@ -12,7 +13,8 @@ Writes (ingest, meters, review) are refused without credentials, always:
 - reads need one of the two as well, unless the client's address is in ``auth.open_read_networks`` (a LAN):
   those clients may view everything, and write nothing.
 
-Users and sessions live in the readings database (``web_users``, ``web_sessions``; migration 006).
+Users and sessions live in the readings database (``web_users``, ``web_sessions``; migration 006), machine
+tokens too (``machine_tokens``; migration 009).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from smartmeter.server.database import Database, now_ms
 from smartmeter.settings import AuthSettings
 
 SESSION_COOKIE = "smartmeter_session"
+MAX_TOKEN_CHARS = 200
 CSRF_HEADER = "x-csrf-token"
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a password")  # same work for unknown names: no user enumeration by timing
@@ -84,17 +87,26 @@ class Gate:
         self.token = token.encode() if token else None
         self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.open_read_networks]
 
-    def from_token(self, authorization: str) -> Principal | None:
-        """The machine principal for a right bearer token; None when no Authorization was sent."""
-        if not authorization:
-            return None
+    def bearer(self, authorization: str) -> str:
+        """The token of an ``Authorization: Bearer <token>`` header (401 for another scheme or an empty one)."""
         scheme, _, given = authorization.partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given or len(given) > MAX_TOKEN_CHARS:
+            raise self.wrong_token()
+        return given
+
+    def admin(self, given: str) -> Principal | None:
+        """The machine principal of every meter when ``given`` is the global token, else None."""
+        if self.token is not None and hmac.compare_digest(given.encode(), self.token):
+            return Principal("api-token", "token")
+        return None
+
+    def wrong_token(self) -> Unauthorized:
+        hint = "send Authorization: Bearer <token>"
         if self.token is None:
-            raise Unauthorized("this server has no API token", hint="set SMARTMETER_API_TOKEN(_FILE) on the server, "
-                                                                    "or log in")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
-            raise Unauthorized("missing or wrong API token", hint="send Authorization: Bearer <token>")
-        return Principal("api-token", "token")
+            hint = ("this server has no global API token (SMARTMETER_API_TOKEN(_FILE)); per-meter tokens come "
+                    "from `smartmeter user token create`, or log in")
+        return Unauthorized("missing or wrong API token", hint=hint)
 
     def open_network(self, client_host: str | None) -> Principal | None:
         if not client_host or not self.networks:
@@ -243,3 +255,86 @@ def session(db: Database, token: str, hours: float) -> Principal | None:
 
 def end_session(db: Database, token: str) -> None:
     db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (_hash(token),))
+
+
+# ---- per-meter machine tokens (machine_tokens) ------------------------------------------------------------
+TOKEN_PREFIX = "smt_"
+_TOKEN_ID_HEX = 12
+_USED_EVERY_MS = 3_600_000  # used_ms is written at most once an hour per token: reads stay reads
+
+
+@dataclass(frozen=True)
+class MachineToken:
+    """One row of ``token list`` (never the token itself)."""
+
+    id: str
+    name: str
+    meters: str
+    created_ms: int
+    used_ms: int | None
+    revoked_ms: int | None
+
+
+def token_id(given: str) -> str | None:
+    """The public id a per-meter token begins with (``smt_<12 hex>_<secret>``), None for any other form."""
+    tid = given[len(TOKEN_PREFIX):len(TOKEN_PREFIX) + _TOKEN_ID_HEX]
+    if (not given.startswith(TOKEN_PREFIX) or given[len(TOKEN_PREFIX) + _TOKEN_ID_HEX:][:1] != "_"
+            or len(tid) != _TOKEN_ID_HEX or any(c not in "0123456789abcdef" for c in tid)):
+        return None
+    return tid
+
+
+def create_token(db: Database, meters: Iterable[str], name: str | None = None) -> tuple[str, str]:
+    """A new token for ``meters`` (at least one): (its id, the token). The token is shown this once: only its
+    SHA-256 is stored."""
+    ids = sorted(set(meters))
+    if not ids:
+        raise InputError("a machine token needs at least one meter", hint="--meter ID (repeat for more)")
+    text = _meters_text(ids)
+    tid = secrets.token_hex(_TOKEN_ID_HEX // 2)
+    name = ids[0] if name is None else name
+    if not name or len(name) > 64 or not name.isprintable() or name != name.strip():
+        raise InputError(f"bad token name {name!r}: 1-64 printable characters, no surrounding spaces")
+    token = f"{TOKEN_PREFIX}{tid}_{secrets.token_urlsafe(32)}"
+    db.execute("INSERT INTO machine_tokens (id, name, token_hash, meters, created_ms) VALUES (?, ?, ?, ?, ?)",
+               (tid, name, _hash(token), text, now_ms()))
+    return tid, token
+
+
+def machine_tokens(db: Database) -> list[MachineToken]:
+    rows = db.query("SELECT id, name, meters, created_ms, used_ms, revoked_ms FROM machine_tokens "
+                    "ORDER BY created_ms, id")
+    return [MachineToken(str(i), str(n), str(m), int(c), None if u is None else int(u),
+                         None if r is None else int(r)) for i, n, m, c, u, r in rows]
+
+
+def revoke_token(db: Database, which: str) -> list[str]:
+    """Revoke the token with id ``which``, or every live token named ``which``; returns the ids revoked."""
+    with db.transaction():
+        rows = db.query("SELECT id FROM machine_tokens WHERE (id = ? OR name = ?) AND revoked_ms IS NULL",
+                        (which, which))
+        if not rows:
+            raise NotFoundError(f"no live machine token with id or name {which!r}", hint="smartmeter user token list")
+        ids = sorted(str(r[0]) for r in rows)
+        now = now_ms()
+        for tid in ids:
+            db.execute("UPDATE machine_tokens SET revoked_ms = ? WHERE id = ?", (now, tid))
+    return ids
+
+
+def machine_principal(db: Database, given: str) -> Principal | None:
+    """The principal of a per-meter token: its meters only. None when ``given`` is no such token; 401 when it
+    was revoked."""
+    tid = token_id(given)
+    if tid is None:
+        return None
+    rows = db.query("SELECT name, token_hash, meters, used_ms, revoked_ms FROM machine_tokens WHERE id = ?", (tid,))
+    if not rows or not hmac.compare_digest(str(rows[0][1]).encode(), _hash(given).encode()):
+        return None
+    name, _, meters, used, revoked = rows[0]
+    if revoked is not None:
+        raise Unauthorized(f"machine token {tid} was revoked", hint="create a new one: smartmeter user token create")
+    now = now_ms()
+    if used is None or now - int(used) > _USED_EVERY_MS:
+        db.execute("UPDATE machine_tokens SET used_ms = ? WHERE id = ?", (now, tid))
+    return Principal(f"token:{name}", "token", frozenset(m for m in str(meters).split(",") if m))  # never "all"

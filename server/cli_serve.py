@@ -1,5 +1,6 @@
 """``smartmeter serve`` (the HTTP API and dashboard with uvicorn, stopping cleanly on SIGTERM and Ctrl-C) and
-``smartmeter user`` (the dashboard's logins). ``serve(settings)`` does the work and can be called from Python.
+``smartmeter user`` (the dashboard's logins; ``user token``: per-meter machine tokens).
+``serve(settings)`` does the work and can be called from Python.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def serve_cmd(obj: object, host: str | None, port: int | None) -> None:
 
 @click.group("user")
 def user_group() -> None:
-    """Logins for the dashboard (passwords kept as argon2 hashes in the readings database)."""
+    """Logins for the dashboard (passwords kept as argon2 hashes in the readings database), and machine tokens."""
 
 
 @user_group.command("add")
@@ -94,3 +95,55 @@ def user_remove(obj: object, name: str) -> None:
     with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
         remove_user(db, name)
     click.echo(f"user {name} removed", err=True)
+
+
+@user_group.group("token")
+def token_group() -> None:
+    """Per-meter machine tokens: each reads and writes only its meters (the global SMARTMETER_API_TOKEN sees
+    every meter)."""
+
+
+@token_group.command("create")
+@click.option("--meter", "meters", multiple=True, required=True,
+              help="A meter this token may read and write (repeat for several).")
+@click.option("--name", default=None, help="A name to recognise the token by (default: its first meter).")
+@click.pass_obj
+def token_create(obj: object, meters: tuple[str, ...], name: str | None) -> None:
+    """Make a token and print it once (only its SHA-256 is kept): give it to the machine as its bearer token."""
+    from smartmeter.server.auth import create_token
+
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        tid, token = create_token(db, meters, name)
+        unknown = [m for m in sorted(set(meters)) if not db.meter_exists(m)]
+    if unknown:
+        click.echo(f"note: meter(s) {', '.join(unknown)} not registered yet (the token may register them: "
+                   "POST /api/meters)", err=True)
+    click.echo(f"token {tid} for {', '.join(sorted(set(meters)))}: shown this once, keep it secret", err=True)
+    click.echo(token)
+
+
+@token_group.command("list")
+@click.pass_obj
+def token_list(obj: object) -> None:
+    """The tokens: id, name, meters, created, last used (hourly), revoked (never the tokens themselves)."""
+    from smartmeter.server.auth import machine_tokens
+    from smartmeter.server.database import iso_ms
+
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        rows = machine_tokens(db)
+    for t in rows:
+        used = "-" if t.used_ms is None else iso_ms(t.used_ms)
+        state = "live" if t.revoked_ms is None else f"revoked {iso_ms(t.revoked_ms)}"
+        click.echo(f"{t.id}\t{t.name}\t{t.meters}\t{iso_ms(t.created_ms)}\t{used}\t{state}")
+
+
+@token_group.command("revoke")
+@click.argument("which")
+@click.pass_obj
+def token_revoke(obj: object, which: str) -> None:
+    """Revoke the token with id WHICH, or every live token named WHICH (refused at once from then on)."""
+    from smartmeter.server.auth import revoke_token
+
+    with database_factory(obj.settings) as db:  # type: ignore[attr-defined]
+        ids = revoke_token(db, which)
+    click.echo(f"revoked {', '.join(ids)}", err=True)

@@ -102,9 +102,16 @@ class Web:
         return await run_in_threadpool(self.pool.use, work)
 
     async def principal(self, request: Request) -> Principal | None:
-        """Who sent ``request``: the token, a session cookie, an open network, or nobody (None)."""
-        p = self.gate.from_token(request.headers.get("authorization", ""))
-        if p is not None:
+        """Who sent ``request``: a token (global or per-meter), a session cookie, an open network, or nobody
+        (None). A token that is sent must be right: a wrong or revoked one is 401, whatever else comes along."""
+        authorization = request.headers.get("authorization", "")
+        if authorization:
+            given = self.gate.bearer(authorization)
+            p = self.gate.admin(given)
+            if p is None and auth.token_id(given) is not None:  # the database only for a per-meter token's form
+                p = await self.run(lambda db: auth.machine_principal(db, given))
+            if p is None:
+                raise self.gate.wrong_token()
             return p
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
