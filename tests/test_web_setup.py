@@ -23,8 +23,10 @@ from smartmeter.ocr.profile import load_profile
 from smartmeter.ocr.readers.cnn import CnnReader
 from smartmeter.server import auth, photos_repo
 from smartmeter.server.api import create_app
-from smartmeter.server.database import open_database
+from smartmeter.server.database import Database, open_database
 from smartmeter.server.photos_repo import PhotoRow
+from smartmeter.server.web import setup as setup_mod
+from smartmeter.server.web.context import Web
 from smartmeter.settings import MeterSettings, Settings
 from smartmeter.types import DigitValue
 
@@ -44,18 +46,23 @@ def work(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def server(work: Path) -> TestClient:
+    """A fresh app on the test's database and files (a second one = the server restarted)."""
+    url = f"sqlite:///{work / 'readings.db'}"
+    settings = Settings(meters=[MeterSettings(id="meter", profile=work / "profile" / "meter.yaml"),
+                                MeterSettings(id="bare")], store={"local": {"root": work / "images"}})
+    return TestClient(create_app(settings, lambda: open_database(url)), headers=AUTH)
+
+
 @pytest.fixture
 def client(work: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("SMARTMETER_API_TOKEN", TOKEN)
     monkeypatch.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
-    url = f"sqlite:///{work / 'readings.db'}"
-    with open_database(url) as db:
+    with open_database(f"sqlite:///{work / 'readings.db'}") as db:
         db.register_meter("meter")
         db.register_meter("bare")
         auth.add_user(db, "anna", "correct horse")
-    settings = Settings(meters=[MeterSettings(id="meter", profile=work / "profile" / "meter.yaml"),
-                                MeterSettings(id="bare")], store={"local": {"root": work / "images"}})
-    with TestClient(create_app(settings, lambda: open_database(url)), headers=AUTH) as c:
+    with server(work) as c:
         yield c
 
 
@@ -85,6 +92,59 @@ def test_state_photo_and_live_reading(client: TestClient) -> None:
     assert off["reading"] != "5555555.5"
     # decimals are the draft's: the same drums with 3 decimals
     assert client.post("/api/meters/meter/setup/read", json={**DRAFT, "decimals": 3}).json()["reading"] == "55555.555"
+
+
+def stored_photos(work: Path, meter: str = "meter") -> list[tuple[int, int]]:
+    with open_database(f"sqlite:///{work / 'readings.db'}") as db:
+        return [(int(q), int(n)) for q, n in db.query("SELECT seq, bytes FROM setup_photos WHERE meter_id = ? "
+                                                        "ORDER BY seq", (meter,))]
+
+
+def test_setup_photo_survives_a_restart(client: TestClient, work: Path) -> None:
+    """The uploaded photo is stored, not held in memory: a restarted server still has it mid-setup."""
+    assert upload(client).status_code == 200
+    live = client.post("/api/meters/meter/setup/read", json=DRAFT).json()
+    client.close()
+    with server(work) as restarted:
+        assert restarted.get("/api/meters/meter/setup").json()["photo"] is True
+        assert restarted.post("/api/meters/meter/setup/read", json=DRAFT).json() == live
+        assert restarted.get("/api/meters/bare/setup").json()["photo"] is False
+        assert restarted.post("/api/meters/meter/setup/save", json=DRAFT).status_code == 200
+
+
+def test_setup_photos_are_bounded_and_pruned(client: TestClient, work: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most KEEP_PER_METER photos per meter (the oldest pruned; the newest is edited), none over the size cap,
+    and a refused upload stores nothing and keeps the current photo."""
+    names = ["reference.jpg", "upright.jpg", "reference.jpg", "upright.jpg", "reference.jpg"]
+    for name in names:
+        assert upload(client, name).status_code == 200
+    sizes = [(PHOTOS / n).stat().st_size for n in names]
+    assert stored_photos(work) == list(zip(range(3, 6), sizes[2:], strict=True))
+    assert client.post("/api/meters/meter/setup/read", json=DRAFT).json()["reading"] == "5555555.5"  # the newest
+    assert upload(client, "upright.jpg", meter="bare").status_code == 200
+    assert stored_photos(work, "bare") == [(1, sizes[1])] and len(stored_photos(work)) == 3  # per meter
+    monkeypatch.setattr(setup_mod, "MAX_PHOTO_BYTES", sizes[0] - 1)
+    r = upload(client)
+    assert r.status_code == 413 and f"at most {sizes[0] - 1}" in r.json()["error"]
+    assert 400 <= upload(client, "meter.yaml").status_code < 500  # not an image: refused, nothing stored
+    assert stored_photos(work)[-1] == (5, sizes[4])
+    assert client.post("/api/meters/meter/setup/read", json=DRAFT).json()["reading"] == "5555555.5"
+
+
+def test_setup_photos_on_both_backends(db: Database) -> None:
+    """The setup_photos queries (migration 009) on SQLite and PostgreSQL; a second server (its own cache)
+    sees the newest photo the first one stored."""
+    db.register_meter("meter")
+    ours, theirs = (setup_mod.Setup(Web(Settings(), lambda: db, None)) for _ in range(2))
+    photos = [(PHOTOS / n).read_bytes() for n in ("reference.jpg", "upright.jpg")]
+    assert ours.newest(db, "meter") is None
+    for i in range(4):
+        ours.keep(db, "meter", photos[i % 2])
+    assert ours.photo(db, "meter") == theirs.photo(db, "meter") == photos[1]
+    theirs.keep(db, "meter", photos[0])
+    assert ours.photo(db, "meter") == photos[0] and ours.newest(db, "meter") == 5
+    assert db.query("SELECT COUNT(*) FROM setup_photos") == [(setup_mod.KEEP_PER_METER,)]
 
 
 def test_auto_locate_proposes_the_counter(client: TestClient) -> None:

@@ -5,7 +5,9 @@ setup reading confirmed once, and the profile saved as the YAML ``smartmeter rea
 - ``GET  /api/meters/{id}/setup`` — the meter's profile as the page edits it (``rotate``, ``flip``, ``kind``,
   ``decimals``, ``digits``, ``pointers``; defaults when it has none yet) and whether a photo is loaded.
 - ``POST /api/meters/{id}/setup/photo`` — the reference photo: the JPEG/PNG bytes as the body, or
-  ``?source=latest`` for the meter's latest stored photo. Kept in memory until saved.
+  ``?source=latest`` for the meter's latest stored photo. Kept in the readings database (``setup_photos``,
+  migration 009) so a restarted server resumes the setup: at most ``MAX_PHOTO_BYTES`` each, the newest
+  ``KEEP_PER_METER`` per meter (older ones pruned on upload); the newest is the one the page edits.
 - ``GET  /api/meters/{id}/setup/photo.png?rotate=&flip=`` — that photo turned as the profile says.
 - ``POST /api/meters/{id}/setup/propose`` — ``{"rotate", "flip"}`` -> the digit boxes auto-locate proposes.
 - ``POST /api/meters/{id}/setup/read`` — the edited profile -> the reading of the photo with it, per box.
@@ -19,8 +21,10 @@ Photo, save and confirm are writes (token, or a login with the CSRF token); the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,13 +39,14 @@ from smartmeter.ocr.image_io import decode_image
 from smartmeter.ocr.profile import Box, Profile, Transform, load_profile
 from smartmeter.ocr.transforms import apply_transform, transformed_size
 from smartmeter.server import photos_repo
-from smartmeter.server.database import Database
+from smartmeter.server.database import Database, now_ms
 from smartmeter.server.payloads import check_meter_id, decode_json
 from smartmeter.server.web.context import BadParameter, Web, known_meter, read_body
 from smartmeter.validation_errors import describe
 
 MAX_PHOTO_BYTES = 20_000_000
-MAX_DRAFTS = 32
+KEEP_PER_METER = 3
+MAX_CACHED = 8  # meters whose newest setup photo is also held in memory (the page asks for it on every edit)
 
 
 class Draft(BaseModel):
@@ -85,33 +90,59 @@ def draft_of(raw: bytes) -> Draft:
 
 
 class Setup:
-    """The photos being set up (one per meter, in memory) and a digit reader per thread."""
+    """The setup photos (in ``setup_photos``; the newest per meter cached in memory) and a digit reader per
+    thread."""
 
     def __init__(self, web: Web) -> None:
         self.web = web
-        self.photos: dict[str, bytes] = {}
+        self.cache: OrderedDict[str, tuple[int, bytes]] = OrderedDict()  # meter -> (seq, bytes) of its newest
         self.lock = threading.Lock()
         self.local = threading.local()
 
-    def photo(self, meter_id: str) -> bytes:
+    @staticmethod
+    def newest(db: Database, meter_id: str) -> int | None:
+        """The seq of the meter's newest setup photo, None when it has none."""
+        rows = db.query("SELECT MAX(seq) FROM setup_photos WHERE meter_id = ?", (meter_id,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def _remember(self, meter_id: str, seq: int, data: bytes) -> None:
         with self.lock:
-            data = self.photos.get(meter_id)
-        if data is None:
+            self.cache[meter_id] = (seq, data)
+            self.cache.move_to_end(meter_id)
+            while len(self.cache) > MAX_CACHED:
+                self.cache.popitem(last=False)
+
+    def photo(self, db: Database, meter_id: str) -> bytes:
+        """The bytes of the meter's newest setup photo (from memory when it is still the newest stored)."""
+        seq = self.newest(db, meter_id)
+        if seq is None:
             raise NotFoundError(f"no setup photo for meter {meter_id!r}",
                                 hint="upload one (POST .../setup/photo) or take the latest (?source=latest)")
+        with self.lock:
+            cached = self.cache.get(meter_id)
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        rows = db.query("SELECT data FROM setup_photos WHERE meter_id = ? AND seq = ?", (meter_id, seq))
+        if not rows:  # pruned by another server's upload just now: that one is the newest
+            return self.photo(db, meter_id)
+        data = bytes(rows[0][0])
+        self._remember(meter_id, seq, data)
         return data
 
-    def keep(self, meter_id: str, data: bytes) -> np.ndarray:
+    def keep(self, db: Database, meter_id: str, data: bytes) -> np.ndarray:
+        """Store ``data`` as the meter's newest setup photo (a whole image only) and prune the older ones."""
         image = decode_image(data, "the uploaded photo")  # ImageError (400) when it is not a whole image
-        with self.lock:
-            self.photos.pop(meter_id, None)
-            while len(self.photos) >= MAX_DRAFTS:
-                self.photos.pop(next(iter(self.photos)))
-            self.photos[meter_id] = data
+        with db.transaction():
+            seq = (self.newest(db, meter_id) or 0) + 1
+            db.execute("INSERT INTO setup_photos (meter_id, seq, sha256, bytes, data, uploaded_ms) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (meter_id, seq, hashlib.sha256(data).hexdigest(), len(data), data, now_ms()))
+            db.execute("DELETE FROM setup_photos WHERE meter_id = ? AND seq <= ?", (meter_id, seq - KEEP_PER_METER))
+        self._remember(meter_id, seq, data)
         return image
 
-    def turned(self, meter_id: str, transform: Transform) -> np.ndarray:
-        return apply_transform(decode_image(self.photo(meter_id), "the setup photo"), transform)
+    def turned(self, db: Database, meter_id: str, transform: Transform) -> np.ndarray:
+        return apply_transform(decode_image(self.photo(db, meter_id), "the setup photo"), transform)
 
     def existing(self, meter_id: str) -> Profile | None:
         path = self.web.settings.meter(meter_id).profile
@@ -122,12 +153,12 @@ class Setup:
         except ConfigError:
             return None  # a broken file is replaced by what the page saves
 
-    def read(self, meter_id: str, profile: Profile) -> dict[str, Any]:
+    def read(self, db: Database, meter_id: str, profile: Profile) -> dict[str, Any]:
         from smartmeter.ocr.cli_profile import box_problems
         from smartmeter.ocr.pipeline import MeterReader
         from smartmeter.ocr.readers.config import open_reader, resolve_reader, with_threshold
 
-        photo = self.photo(meter_id)
+        photo = self.photo(db, meter_id)
         h, w = decode_image(photo, "the setup photo", grey=True).shape[:2]
         inside(profile, *transformed_size(w, h, profile.transform))
         config = resolve_reader(self.web.settings.ocr, profile)
@@ -197,8 +228,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         await web.reader(request, meter_id)
         await meter_known(meter_id)
         prof = setup.existing(meter_id)
-        with setup.lock:
-            has_photo = meter_id in setup.photos
+        has_photo = await web.run(lambda db: setup.newest(db, meter_id) is not None)
         path = settings.meter(meter_id).profile
         draft = None if prof is None else {
             "rotate": prof.transform.rotate, "flip": prof.transform.flip, "kind": prof.kind,
@@ -233,7 +263,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
             data = await read_body(request, MAX_PHOTO_BYTES, "photo")
             if not data:
                 raise InputError("the body is empty: send the photo's bytes, or use ?source=latest")
-        image = await web.run(lambda _db: setup.keep(meter_id, data))
+        image = await web.run(lambda db: setup.keep(db, meter_id, data))
         h, w = image.shape[:2]
         return {"meter_id": meter_id, "width": w, "height": h, "bytes": len(data), "source": source or "upload"}
 
@@ -243,7 +273,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         check_meter_id(meter_id)
         await web.reader(request, meter_id)
         transform = transform_of(rotate, flip)
-        turned = await web.run(lambda _db: setup.turned(meter_id, transform))
+        turned = await web.run(lambda db: setup.turned(db, meter_id, transform))
         ok, png = cv2.imencode(".png", turned)
         if not ok:
             raise InputError("the turned photo cannot be encoded")
@@ -262,10 +292,10 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         except (TypeError, ValueError) as exc:
             raise BadParameter(f"rotate: {exc}") from exc
 
-        def propose(_db: Database) -> list[Box] | None:
+        def propose(db: Database) -> list[Box] | None:
             from smartmeter.ocr.cli_profile import _locate_digits
 
-            return _locate_digits(setup.turned(meter_id, transform))
+            return _locate_digits(setup.turned(db, meter_id, transform))
 
         boxes = await web.run(propose)
         return {"meter_id": meter_id, "located": boxes is not None, "digits": [list(b) for b in boxes or []]}
@@ -277,7 +307,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         await web.reader(request, meter_id)
         draft = draft_of(await read_body(request, 100_000))
         prof = draft.profile(setup.existing(meter_id), meter_id)
-        return await web.run(lambda _db: setup.read(meter_id, prof))
+        return await web.run(lambda db: setup.read(db, meter_id, prof))
 
     @app.post("/api/meters/{meter_id}/setup/save")
     async def setup_save(meter_id: str, request: Request) -> dict[str, Any]:
@@ -291,8 +321,8 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
                                 hint="set meters[].profile to where its profile YAML goes, then save again")
         prof = draft.profile(setup.existing(meter_id), meter_id)
 
-        def save(_db: Database) -> dict[str, Any]:
-            turned = setup.turned(meter_id, prof.transform)
+        def save(db: Database) -> dict[str, Any]:
+            turned = setup.turned(db, meter_id, prof.transform)
             inside(prof, turned.shape[1], turned.shape[0])
             ref = save_profile(path, prof, turned)
             load_profile(path)  # what we wrote loads
