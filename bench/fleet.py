@@ -25,13 +25,12 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from local_servers import clean_env, free_port, smartmeter_serve  # noqa: E402
 
 from smartmeter.server import storage_postgres  # noqa: E402
 from smartmeter.server.database import Database, open_database  # noqa: E402
@@ -67,9 +68,7 @@ def postgres() -> Iterator[str]:
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     work = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     work.chmod(0o777)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(work / "data"), "-U", "smartmeter", "--auth=trust",
                     "-E", "UTF8"], check=True, capture_output=True)
     opts = f"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c max_connections=100"
@@ -128,15 +127,7 @@ def ingest_run(url: str, meters: int, seconds: float, connections: int, old_lock
     with ThreadPoolExecutor(connections) as pool:
         for _ in range(connections):
             pool.submit(conn)
-        start = time.perf_counter()
-        for i in range(total):
-            due = start + i / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            pool.submit(post, i, due)
-        pool.shutdown(wait=True)
-        elapsed = time.perf_counter() - start
+        elapsed = paced(pool, total, rate, post)
     check = open_database(url, migrate=False)
     stored, distinct = check.query("SELECT COUNT(*), COUNT(DISTINCT (meter_id, ts_ms)) FROM readings")[0]
     check.close()
@@ -149,33 +140,18 @@ def ingest_run(url: str, meters: int, seconds: float, connections: int, old_lock
             "expected_duplicates": sum(1 for i in range(total) if i % 100 == 7)}
 
 
-@contextmanager
-def serve(url: str, port: int, connections: int, work: Path) -> Iterator[None]:
-    """``smartmeter serve`` on ``url`` in its own process (as in production), until the block ends."""
-    import httpx
-
-    cfg = work / "serve.yaml"
-    cfg.write_text(f'database: {{url: "{url}"}}\napi: {{host: 127.0.0.1, port: {port}}}\n'
-                   f"web: {{db_connections: {connections}}}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")} | {"SMARTMETER_API_TOKEN": TOKEN}
-    with (work / "serve.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(cfg), "serve"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("smartmeter serve did not start: " + (work / "serve.log").read_text()[-2000:])
-            time.sleep(0.2)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(30)
+def paced(pool: ThreadPoolExecutor, total: int, rate: float, work: Callable[[int, float], None]) -> float:
+    """Open loop: ``work(i, due)`` is handed to ``pool`` at its due time ``start + i / rate`` (never later because
+    an earlier one is slow: each measures its latency from ``due``); returns the seconds until all had finished."""
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        pool.submit(work, i, due)
+    pool.shutdown(wait=True)
+    return time.perf_counter() - start
 
 
 def http_run(url: str, meters: int, seconds: float, connections: int) -> dict[str, float]:
@@ -187,9 +163,7 @@ def http_run(url: str, meters: int, seconds: float, connections: int) -> dict[st
         db.executemany("INSERT INTO meters (id, name, created_ms) VALUES (?, '', 0)",
                        [(f"m{i:05d}",) for i in range(meters)])
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     rate, total = meters / 60.0, int(meters / 60.0 * seconds)
     local = threading.local()
     lock = threading.Lock()
@@ -221,18 +195,14 @@ def http_run(url: str, meters: int, seconds: float, connections: int) -> dict[st
         with lock:
             lat.append(done - due)
 
-    with serve(url, port, connections, work), ThreadPoolExecutor(connections) as pool:
+    cfg = work / "serve.yaml"
+    cfg.write_text(f'database: {{url: "{url}"}}\napi: {{host: 127.0.0.1, port: {port}}}\n'
+                   f"web: {{db_connections: {connections}}}\n")
+    env = clean_env(SMARTMETER_API_TOKEN=TOKEN)
+    with smartmeter_serve(cfg, port, env, work / "serve.log"), ThreadPoolExecutor(connections) as pool:
         for _ in range(connections):
             pool.submit(client)
-        start = time.perf_counter()
-        for i in range(total):
-            due = start + i / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            pool.submit(post, i, due)
-        pool.shutdown(wait=True)
-        elapsed = time.perf_counter() - start
+        elapsed = paced(pool, total, rate, post)
         for c in clients:
             c.close()
     shutil.rmtree(work, ignore_errors=True)

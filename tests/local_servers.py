@@ -1,16 +1,26 @@
-"""Real local servers the alert and Home Assistant tests (and bench/alerts.py) deliver to: an HTTP server that
-records webhook POSTs, an SMTP server (aiosmtpd) that records mails, an MQTT client that records what arrives."""
+"""Real local servers for the tests and benches: ``smartmeter serve`` in its own process (the API tests,
+bench/api.py, bench/fleet.py), and what the alert and Home Assistant tests (and bench/alerts.py) deliver to: an
+HTTP server that records webhook POSTs, an SMTP server (aiosmtpd) that records mails, an MQTT client that records
+what arrives."""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
@@ -20,6 +30,44 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any SMARTMETER_* variable, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")} | extra
+
+
+@contextmanager
+def smartmeter_serve(config: Path, port: int, env: Mapping[str, str], log: Path, cwd: Path | None = None,
+                     timeout: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``smartmeter -c config serve`` in its own process (as in production; output to ``log``), yielded once
+    ``/healthz`` on ``port`` answers 200; SIGTERM and a wait for its exit afterwards (its ``returncode`` then
+    tells how it ended). ``env`` is its whole environment: with ``PYTHONPATH`` pointing at another tree (and a
+    ``cwd`` outside this one) that tree's code runs. A server that exits or does not answer within ``timeout``
+    seconds raises RuntimeError with the end of its log."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"], env=dict(env),
+                                cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"smartmeter serve did not come up: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class WebhookServer:
@@ -81,7 +129,8 @@ class MqttWatcher:
     def __init__(self, port: int, *topics: str) -> None:
         self.received: queue.Queue[tuple[float, str, bytes, bool]] = queue.Queue()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{time.monotonic_ns()}")
-        self.c.on_message = lambda c, u, m: self.received.put((time.monotonic(), m.topic, m.payload, bool(m.retain)))
+        self.c.on_message = lambda c, u, m: self.received.put(
+            (time.monotonic(), m.topic, bytes(m.payload), bool(m.retain)))
         done = threading.Event()
         self.c.on_subscribe = lambda *a: done.set()
         self.c.connect("127.0.0.1", port)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from local_servers import clean_env, free_port, smartmeter_serve
 
 from smartmeter.server.api import create_app
 from smartmeter.server.database import Database, open_database
@@ -238,32 +236,19 @@ def test_smartmeter_serve_runs_the_api_until_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "smartmeter.yaml"
     config.write_text(f"database:\n  url: sqlite:///{tmp_path / 'readings.db'}\napi:\n  host: 127.0.0.1\n"
                       f"  port: {port}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
     (tmp_path / "token").write_text(TOKEN + "\n")
-    env["SMARTMETER_API_TOKEN_FILE"] = str(tmp_path / "token")
-    proc = subprocess.Popen([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    env = clean_env(SMARTMETER_API_TOKEN_FILE=str(tmp_path / "token"))
+    log = tmp_path / "serve.log"
+    with smartmeter_serve(config, port, env, log, timeout=20) as proc:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
         assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}).status_code == 401  # auth by default
         assert httpx.post(f"{base}/api/meters", json={"id": "meter1"}, headers=AUTH).status_code == 201
         r = httpx.post(f"{base}/api/meters/meter1/readings", json=rows(0, [1.0, 1.01]), headers=AUTH)
         assert r.status_code == 201 and r.json()["accepted"] == 2
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+    out = log.read_text()
     # uvicorn shuts down gracefully, then re-raises SIGTERM (systemd counts that as a clean stop)
-    assert proc.returncode in (0, -signal.SIGTERM), out.decode()
-    assert "Finished server process" in out.decode()
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert "Finished server process" in out
     assert len(stored(f"sqlite:///{tmp_path / 'readings.db'}", "meter1")) == 2
 
 
@@ -273,12 +258,6 @@ def test_smartmeter_serve_fails_fast_on_a_bad_database(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "smartmeter.cli", "-c", str(config), "serve"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 74 and "unsupported database url" in r.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_install_guide_settings_example_is_valid() -> None:
