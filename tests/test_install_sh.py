@@ -97,7 +97,13 @@ def test_install_sh_repairs_wrong_modes_and_keeps_edited_settings(tmp_path: Path
     assert stat.S_IMODE((root / "etc/smartmeter").stat().st_mode) == 0o750
 
 
-WHEELHOUSE = os.environ.get("SMARTMETER_WHEELHOUSE")
+def _wheelhouse() -> str | None:
+    """The [pi] wheels for an offline venv (``make test`` downloads them into var/test-fixtures/wheels)."""
+    folder = os.environ.get("SMARTMETER_WHEELHOUSE")
+    return folder if folder and any(Path(folder).glob("dropbox-*.whl")) else None
+
+
+WHEELHOUSE = _wheelhouse()
 
 
 def apt_numpy() -> bool:
@@ -106,7 +112,8 @@ def apt_numpy() -> bool:
 
 @pytest.mark.skipif(not WHEELHOUSE or not apt_numpy(),
                     reason="the venv step needs the [pi] wheels offline (SMARTMETER_WHEELHOUSE=DIR filled with `pip "
-                           "download -d DIR dropbox setuptools>=77 pydantic pyyaml click wheel`) and Debian's "
+                           "download -d DIR dropbox setuptools>=77 pydantic pyyaml click wheel`, as `make test` does) "
+                           "and Debian's "
                            "python3-numpy (apt-get install python3-numpy python3-pil)")
 def test_install_sh_venv_keeps_apt_numpy_and_installs_no_opencv(tmp_path: Path) -> None:
     root = make_root(tmp_path, gpio=True)
@@ -132,7 +139,8 @@ BOOKWORM = os.environ.get("SMARTMETER_BOOKWORM_ROOT")
 def bookworm(tmp_path: Path) -> Iterator[Path]:
     """A writable copy-on-write view (overlayfs) of a Debian Bookworm root made with debootstrap."""
     if not BOOKWORM or not (Path(BOOKWORM) / "usr/bin/python3").exists() or not WHEELHOUSE:
-        pytest.skip("needs SMARTMETER_BOOKWORM_ROOT (sudo debootstrap --variant=minbase --include=python3,"
+        pytest.skip("needs SMARTMETER_BOOKWORM_ROOT (`make test` makes one as root: sudo debootstrap "
+                    "--variant=minbase --include=python3,"
                     "python3-venv,python3-numpy,python3-pil,systemd,passwd,login bookworm DIR) and "
                     "SMARTMETER_WHEELHOUSE (see above)")
     upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
