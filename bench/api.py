@@ -1,16 +1,19 @@
 """Load on the HTTP API with a year of 1-minute readings: the previous code and this tree, side by side, in one run.
 
-A bounded open-loop generator (asyncio + httpx): requests are scheduled at ``--rate`` per second for ``--seconds``
-and each latency is measured from its scheduled time, so a server that falls behind shows its queue (no
-coordinated omission). Non-200 answers and transport errors are counted. Scenarios, each on a random day of the
-year: the latest reading (the old API has no endpoint: its nearest is the last hour of readings), one day's power
-(old: the day's readings, 170 KB, the client derives power; new: ``/power?step=15m``), and one request for the
-whole history without bounds (old: every row; new: one page). Then ``--sse-clients`` live streams for
-``--sse-seconds`` at a 5 s interval: events received against the intervals expected, gaps in the event ids, and the
-server's RSS before and after.
+A bounded open-loop generator: requests are scheduled at ``--rate`` per second for ``--seconds`` and each latency
+is measured from its scheduled time, so a server that falls behind shows its queue (no coordinated omission).
+Non-200 answers and transport errors are counted. The generator is cheap (raw asyncio HTTP/1.1 on a few keep-alive
+connections, uvloop when installed) so that on a small machine it leaves the CPU to the server it measures.
+Scenarios: the latest reading (an ``--old`` tree without that endpoint is asked its nearest, the last hour of
+readings), one day's power on a random day of the year (without the endpoint: the day's readings, 170 KB, the
+client derives power; with it: ``/power?step=15m``), and one request for the whole history without bounds (old:
+every row; new: one page). Then ``--sse-clients`` live streams for ``--sse-seconds`` at a 5 s interval: events
+received against the intervals expected, gaps in the event ids, and the server's RSS before and after.
 
 Both servers run ``smartmeter serve`` in their own process (the old one from ``git archive REV``) on a copy of the
-same SQLite file, one after the other. Run: ``.venv/bin/python bench/api.py`` (about 5 minutes).
+same SQLite file; each scenario runs on the old one, then at once on the new one (a busy machine changes both
+alike). Run: ``.venv/bin/python bench/api.py`` (about 5 minutes); ``--old HEAD~3 --sse-clients 0`` compares
+with a recent commit in under a minute.
 """
 
 from __future__ import annotations
@@ -26,20 +29,25 @@ import tarfile
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from local_servers import clean_env, smartmeter_serve  # noqa: E402
+
 OLD_REV = "b52274ad6344b7d83c3d58a16dceb61d4f10e5be"  # the tree before issue 17's first commit
 TOKEN = "bench-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+T = TypeVar("T")
 
 MAKE_DB = """
 import sys
@@ -80,65 +88,83 @@ def rss_mb(pid: int) -> float:
 
 @contextmanager
 def server(tree: Path, db: Path, port: int, extra: str = "") -> Iterator[subprocess.Popen[bytes]]:
+    """``smartmeter serve`` of ``tree`` on ``db`` (its own process, the code of ``tree`` only)."""
     cfg = db.parent / f"serve-{port}.yaml"
     cfg.write_text(f"database:\n  url: sqlite:///{db}\napi:\n  host: 127.0.0.1\n  port: {port}\n{extra}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTMETER_")}
-    env.update(PYTHONPATH=str(tree), SMARTMETER_API_TOKEN=TOKEN)
-    log = (db.parent / f"serve-{port}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", "from smartmeter.cli import main; main()", "-c", str(cfg),
-                             "serve"], env=env, cwd=db.parent, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"server from {tree} did not start: "
-                             f"{(db.parent / f'serve-{port}.log').read_text()[-2000:]}")
-        time.sleep(0.2)
-    try:
+    env = clean_env(PYTHONPATH=str(tree), SMARTMETER_API_TOKEN=TOKEN)
+    with smartmeter_serve(cfg, port, env, db.parent / f"serve-{port}.log", cwd=db.parent) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
-async def load(base: str, path: Callable[[], str], rate: float, seconds: float) -> dict[str, Any]:
-    """``rate`` requests/s for ``seconds`` over a pool of 100 keep-alive connections; a request not answered
-    30 s after the last one was due counts as an error (unanswered)."""
+async def _answer(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 answer (headers, then Content-Length bytes of body); returns its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    at = head.lower().find(b"\r\ncontent-length:")
+    if at < 0:
+        raise ConnectionError("answer without Content-Length")
+    await reader.readexactly(int(head[at + 17:head.index(b"\r\n", at + 2)]))
+    return status
+
+
+async def load(port: int, path: Callable[[], str], rate: float, seconds: float,
+               connections: int = 16) -> dict[str, Any]:
+    """``rate`` GET requests/s for ``seconds``, open loop: request i is due at ``t0 + i / rate`` and its latency
+    runs from then to the last byte of its answer, so time spent queued behind a slow server counts. A cheap
+    client, so that it leaves the CPU to the server: ``connections`` keep-alive HTTP/1.1 connections on raw
+    asyncio streams, one request at a time each, the request bytes built by hand and the answer's body read by
+    its Content-Length. Bounded: a request not answered 30 s after the last one was due counts as an error
+    (unanswered), as does a status other than 200 or a broken connection."""
     loop = asyncio.get_running_loop()
     lat: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=2)
-    timeout = httpx.Timeout(30, pool=None)
-    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=timeout, limits=limits) as client:
-        await client.get(path())  # warm: connection, first database handle
-        n = int(rate * seconds)
-        t0 = loop.time() + 0.2
+    n = int(rate * seconds)
+    due: asyncio.Queue[float | None] = asyncio.Queue()
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            due = t0 + i / rate
-            await asyncio.sleep(max(0.0, due - loop.time()))
+    def request() -> bytes:
+        return (f"GET {path()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                "\r\n").encode()
+
+    async def connection() -> None:
+        nonlocal errors
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        streams = await asyncio.open_connection("127.0.0.1", port)
+        streams[1].write(request())  # warm: the connection and a database handle
+        await _answer(streams[0])
+        while (when := await due.get()) is not None:
+            ok = False
             try:
-                r = await client.get(path())
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            lat.append(loop.time() - due)
+                if streams is None:  # the last one broke: a new connection
+                    streams = await asyncio.open_connection("127.0.0.1", port)
+                streams[1].write(request())
+                ok = await _answer(streams[0]) == 200
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                if streams is not None:
+                    streams[1].close()
+                streams = None
+            lat.append(loop.time() - when)
             errors += not ok
+        if streams is not None:
+            streams[1].close()
 
-        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
-        _, late = await asyncio.wait(tasks, timeout=seconds + 30)
-        for t in late:
-            t.cancel()
-        took = loop.time() - t0
+    workers = [asyncio.ensure_future(connection()) for _ in range(connections)]
+    await asyncio.sleep(0.5)  # connected and warm
+    t0 = loop.time()
+    for i in range(n):
+        when = t0 + i / rate
+        if when > loop.time():
+            await asyncio.sleep(when - loop.time())
+        due.put_nowait(when)
+    for _ in workers:
+        due.put_nowait(None)
+    _, late = await asyncio.wait(workers, timeout=30)
+    for t in late:
+        t.cancel()
+    took = loop.time() - t0
+    unanswered = n - len(lat)
     ms = np.array(lat or [float("nan")]) * 1000
     return {"n": n, "rate": len(lat) / took, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)) if not late else float("inf"), "errors": errors + len(late)}
+            "p99": float(np.percentile(ms, 99)) if not unanswered else float("inf"), "errors": errors + unanswered}
 
 
 async def sse(base: str, clients: int, seconds: float, interval: int = 5) -> dict[str, Any]:
@@ -167,10 +193,18 @@ async def sse(base: str, clients: int, seconds: float, interval: int = 5) -> dic
             "missed": sum(max(0, expected - 1 - c) for c in counts)}  # the first interval may end after the cut
 
 
-def row(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    def cell(r: dict[str, Any] | None) -> str:
-        if r is None:
-            return f"{'n/a (no endpoint)':>40}"
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``main`` on a fresh event loop (uvloop's when installed: the generator's own cost is less)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def row(name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    def cell(r: dict[str, Any]) -> str:
         return f"p50 {r['p50']:7.1f} p99 {r['p99']:7.1f} ms {r['rate']:5.0f}/s err {r['errors']:4d}"
     return f"{name:<30} | {cell(old):>40} | {cell(new):>40}"
 
@@ -185,6 +219,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=None, help="web.db_connections of the new server (default: its "
                                                               "setting's default)")
     ap.add_argument("--old", default=OLD_REV, help="revision of the previous code")
+    ap.add_argument("--connections", type=int, default=16, help="keep-alive connections of the load generator")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     try:
@@ -207,7 +242,7 @@ def main() -> None:
         def last_hour() -> str:
             return (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        scenarios: dict[str, tuple[Callable[[], str] | None, Callable[[], str]]] = {
+        scenarios: dict[str, tuple[Callable[[], str], Callable[[], str]]] = {
             "latest reading": (lambda: "/api/meters/m/readings?start=" + last_hour(),
                                lambda: "/api/meters/m/latest"),
             "one-day power": (lambda: "/api/meters/m/readings?start={}&end={}".format(*day()),
@@ -215,23 +250,28 @@ def main() -> None:
         }
         results: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
         extra: dict[str, dict[str, Any]] = {"old": {}, "new": {}}
-        for side, tree, db, port in (("old", old_tree, db_old, 18171), ("new", REPO, db_new, 18172)):
-            pool = f"web:\n  db_connections: {args.pool}\n" if side == "new" and args.pool else ""
-            with server(tree, db, port, pool) as proc:
-                base = f"http://127.0.0.1:{port}"
+        pool = f"web:\n  db_connections: {args.pool}\n" if args.pool else ""
+        ports = {"old": 18171, "new": 18172}
+        with server(old_tree, db_old, ports["old"]) as old_proc, server(REPO, db_new, ports["new"], pool) as new_proc:
+            procs = {"old": old_proc, "new": new_proc}
+            # a previous tree that has the latest-reading and power endpoints is asked the same as this one
+            same = httpx.get(f"http://127.0.0.1:{ports['old']}/api/meters/m/latest", headers=AUTH).status_code == 200
+            for side, proc in procs.items():
                 extra[side]["rss0"] = rss_mb(proc.pid)
-                for name, (old_path, new_path) in scenarios.items():
-                    path = old_path if side == "old" else new_path
-                    results[side][name] = None if path is None else asyncio.run(
-                        load(base, path, args.rate, args.seconds))
+            for name, (old_path, new_path) in scenarios.items():  # old and new one after the other, per scenario
+                for side in ("old", "new"):
+                    path = old_path if side == "old" and not same else new_path
+                    results[side][name] = run(load(ports[side], path, args.rate, args.seconds, args.connections))
+            for side, proc in procs.items():
+                base = f"http://127.0.0.1:{ports[side]}"
                 t = time.monotonic()
                 r = httpx.get(base + "/api/meters/m/readings", headers=AUTH, timeout=300)
                 extra[side]["full"] = (time.monotonic() - t, len(r.content) / 1e6, r.json()["count"],
                                        rss_mb(proc.pid))
-                if side == "new" and args.sse_clients:
-                    before = rss_mb(proc.pid)
-                    s = asyncio.run(sse(base, args.sse_clients, args.sse_seconds))
-                    extra[side]["sse"] = (s, before, rss_mb(proc.pid))
+            if args.sse_clients:
+                before = rss_mb(new_proc.pid)
+                s = run(sse(f"http://127.0.0.1:{ports['new']}", args.sse_clients, args.sse_seconds))
+                extra["new"]["sse"] = (s, before, rss_mb(new_proc.pid))
         print(f"\n{'':<30} | {'before (' + args.old[:7] + ')':>40} | {'now':>40}")
         for name in scenarios:
             print(row(name, results["old"][name], results["new"][name]))
