@@ -104,9 +104,12 @@ def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _quarter_matrix(code: int, width: int, height: int) -> np.ndarray:
-    """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code``."""
+    """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code`` (a
+    quarter turn either way, or ``cv2.ROTATE_180``)."""
     if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
         return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
+    if code == cv2.ROTATE_180:
+        return np.array([[-1.0, 0.0, width - 1.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
     return np.array([[0.0, -1.0, height - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -120,7 +123,13 @@ def _candidates(image: np.ndarray, work: np.ndarray, scale: float,
     if quarter is not None:
         work = cv2.rotate(work, quarter)
         turn = _quarter_matrix(quarter, w, h)
-        w, h = h, w
+        if quarter != cv2.ROTATE_180:
+            w, h = h, w
+    def frame(angle: float) -> np.ndarray:
+        """Original photo -> the (turned and) de-skewed frame of ``angle``."""
+        matrix = deskew_matrix(w, h, angle)[0]
+        return matrix if turn is None else matrix @ turn
+
     out = []
     for row in find_rows(work):
         matrix, _, _ = deskew_matrix(w, h, row.angle)
@@ -128,8 +137,7 @@ def _candidates(image: np.ndarray, work: np.ndarray, scale: float,
         if slots is None or slots.count < MIN_DIGITS:
             continue
         geo = _geometry_score(slots, slots.digit_h * scale, slots.count)
-        crop_matrix = matrix if turn is None else matrix @ turn
-        out.append(Candidate(row, row.angle, crop_matrix, slots, 0, slots.count, geo))
+        out.append(Candidate(row, row.angle, frame(row.angle), slots, 0, slots.count, geo, frame=frame))
     _weigh_size(out, out)
     out.sort(key=lambda c: -c.geometry)
     return _distinct(out)
@@ -311,19 +319,29 @@ def crops_for(image_bgr: np.ndarray, profile: Profile) -> list[np.ndarray]:
 
 
 def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile | None]:
-    """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None."""
+    """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None.
+
+    Nothing read upright: the photo is tried turned by 180 degrees (a camera mounted upside down) and, when
+    nothing upright even looks like a counter, by a quarter either way (mounted sideways); a reading is given
+    only when exactly one of those turns reads (``_turned``), else the upright answer stands."""
     version = f"{reader.name}-{reader.version}+autolocate"
     image = _check_image(image_bgr)
-    work = _work_image(image)  # searched upright and, if need be, turned by a quarter either way
+    work = _work_image(image)  # searched upright and, if need be, turned
+    turns = [(cv2.ROTATE_180, 180.0)]
     try:
         found = locate(image, reader, work=work)
     except NoCounterFound as exc:  # nothing like a counter: perhaps the camera is turned by a quarter
-        result, profile = _quarter_turned(image, reader, work) or (_unread(exc.message), None)
+        turns += QUARTER_TURNS
+        result, profile = _unread(exc.message), None
     except UnreadableError as exc:
         result, profile = _unread(exc.message), None
     else:
         profile = found.profile
         result = _read_found(image_bgr, found, reader)
+    if result.reading is None:
+        turned = _turned(image, reader, work, turns)
+        if turned is not None:
+            result, profile = turned
     result.reader_version = version
     return result, profile
 
@@ -338,21 +356,25 @@ def _unread(error: str) -> OcrResult:
     return OcrResult(reading=None, value=None, confidence=0.0, error=error)
 
 
-def _quarter_turned(image_bgr: np.ndarray, reader: DigitReader,
-                    work: tuple[np.ndarray, float] | None = None) -> tuple[OcrResult, Profile] | None:
-    """The reading and profile of the photo turned by a quarter (a camera mounted sideways), when exactly one of
-    the two quarter turns reads; the profile's ``rotate`` then includes the quarter."""
+QUARTER_TURNS = [(cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)]
+
+
+def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, float] | None = None,
+            turns: list[tuple[int, float]] | None = None) -> tuple[OcrResult, Profile] | None:
+    """The reading and profile of the photo turned by one of ``turns`` (``cv2.rotate`` code, counter-clockwise
+    degrees; default the two quarter turns), when exactly one of them reads, each with the stricter check
+    ``QUARTER_TURNED_MARGIN`` (which way up is then unknown); the profile's ``rotate`` then includes the turn."""
     image = _check_image(image_bgr)
     work = work or _work_image(image)
     read: list[tuple[OcrResult, Profile]] = []
-    for code, quarter in ((cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)):
+    for code, degrees in QUARTER_TURNS if turns is None else turns:
         try:
             found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work)
         except UnreadableError:
             continue
         result = _assemble(found.digits, found.profile, found.unstable)  # read while locating
         if result.reading is not None:
-            rotate = round(found.profile.transform.rotate + quarter, 2)
+            rotate = round((found.profile.transform.rotate + degrees + 180.0) % 360.0 - 180.0, 2)
             transform = found.profile.transform.model_copy(update={"rotate": rotate})
             read.append((result, found.profile.model_copy(update={"transform": transform})))
     return read[0] if len(read) == 1 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -62,11 +63,15 @@ class Slots:
     pieces: float  # mean pieces per blob (seven-segment digits come in pieces)
     box_h: float = 1.22  # digit box height relative to the digit height
     box_w: float = 1.3  # digit box width relative to the digit width (at least 0.55 x the box height)
+    grow: float = 0.0  # perspective: slot k is centred at x0 + pitch k + grow k^2 (the pitch grows along the row)
+
+    def centre(self, k: int) -> float:
+        return self.x0 + k * self.pitch + self.grow * k * k
 
     def box(self, k: int) -> Box:
         bh = self.digit_h * self.box_h
         bw = min(self.pitch * 0.98, max(self.digit_w * self.box_w, bh * 0.55))
-        cx = self.x0 + k * self.pitch
+        cx = self.centre(k)
         return int(round(cx - bw / 2)), int(round(self.cy - bh / 2)), int(round(bw)), int(round(bh))
 
     def boxes(self, start: int = 0, stop: int | None = None) -> list[Box]:
@@ -196,21 +201,28 @@ def digit_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int,
     than the digits (the side of the window, a drum's cell edge) is never a digit.
     """
 
-    best: float | None = None
+    found = digit_centre(image, matrix, slots, k, light_on_dark, loose)
+    return None if found is None else found[0]
+
+
+def digit_centre(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, light_on_dark: bool | None,
+                 loose: bool = False) -> tuple[float, float] | None:
+    """``digit_offset``, with the blob centre's vertical offset from the row's centre line: (dx, dy)."""
+    best: tuple[float, float] | None = None
     for width in (1.4, 0.8):  # narrow: cut off a drum's cell edges that may touch the digit
         off = _blob_offset(image, matrix, slots, k, light_on_dark, loose, width)
-        if off is not None and (best is None or abs(off) < abs(best)):
+        if off is not None and (best is None or abs(off[0]) < abs(best[0])):
             best = off
     return best
 
 
 def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, light_on_dark: bool | None,
-                 loose: bool, width: float) -> float | None:
+                 loose: bool, width: float) -> tuple[float, float] | None:
     from smartmeter.ocr.locate_blobs import Blob, merge_stacked
 
     h = slots.digit_h
     cw, ch = max(4, int(round(width * slots.pitch))), max(8, int(round(1.8 * h)))
-    cx = slots.x0 + k * slots.pitch
+    cx = slots.centre(k)
     box = (int(round(cx - cw / 2)), int(round(slots.cy - ch / 2)), cw, ch)
     g = cv2.cvtColor(crop_deskewed(image, matrix, box), cv2.COLOR_BGR2GRAY)
     # the threshold comes from the middle of the slot (digit on its own background), not the window around it
@@ -218,7 +230,7 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
     centre = g[max(0, my):my + max(2, int(h)), max(0, mx):mx + max(2, int(0.6 * slots.pitch))]
     if float(centre.std()) < 8:
         return None
-    best: float | None = None
+    best: tuple[float, float] | None = None
     for light in ((True, False) if light_on_dark is None else (light_on_dark,)):
         mode = cv2.THRESH_BINARY if light else cv2.THRESH_BINARY_INV
         level, _ = cv2.threshold(centre, 0, 255, mode | cv2.THRESH_OTSU)
@@ -232,8 +244,10 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
         for lv in levels:
             _, binary = cv2.threshold(g, lv, 255, mode)
             n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+            # not cut by the crop's top or bottom (a frame's side, a panel edge), nor running across its whole
+            # width (a unit or text printed beside the digits: stacked on a symbol it made a digit-sized blob)
             found = [Blob(float(x), float(y), float(w), float(hh)) for x, y, w, hh, area in stats[1:n]
-                     if area >= 0.02 * h * h and y > 0 and y + hh < ch]
+                     if area >= 0.02 * h * h and y > 0 and y + hh < ch and not (x == 0 and x + w >= cw)]
             blobs += found + merge_stacked(found)
         for b in blobs:
             off = b.cx - (cx - box[0])
@@ -246,23 +260,65 @@ def _blob_offset(image: np.ndarray, matrix: np.ndarray, slots: Slots, k: int, li
             else:
                 fits = (0.65 * h <= b.h <= 1.4 * h and abs(b.cy - ch / 2) <= 0.3 * h and b.h >= 0.9 * b.w
                         and abs(off) <= 0.4 * slots.pitch)
-            if fits and (best is None or abs(off) < abs(best)):
-                best = off
+            if fits and (best is None or abs(off) < abs(best[0])):
+                best = off, b.cy - (slots.cy - box[1])
     return best
 
 
 def refit_slots(slots: Slots, first: int, last: int, offsets: dict[int, float]) -> Slots:
-    """Slots ``first..last`` renumbered from 0, spacing refitted with the centres found beyond the old ends."""
+    """Slots ``first..last`` renumbered from 0, spacing refitted with the centres found beyond the old ends
+    (a perspective term ``grow`` is kept)."""
     ks = np.arange(first, last)
-    xs = np.array([slots.x0 + k * slots.pitch + offsets.get(int(k), 0.0) for k in ks])
+    xs = np.array([slots.centre(int(k)) + offsets.get(int(k), 0.0) for k in ks]) - slots.grow * (ks - first) ** 2
     pitch, x0 = np.polyfit(ks - first, xs, 1) if len(ks) >= 2 else (slots.pitch, float(xs[0]))
     return replace(slots, x0=float(x0), pitch=float(pitch), count=last - first)
+
+
+MAX_GROW = 0.03  # perspective: the pitch changes by at most 2 x this share of it from one slot to the next
+STRAIGHTEN_MOVE = 0.1  # a refitted line matters when it moves an end slot by this share of the digit height
+
+
+def straighten(image: np.ndarray, matrix: np.ndarray, angle: float, slots: Slots, light_on_dark: bool,
+               frame: Callable[[float], np.ndarray]) -> tuple[float, np.ndarray, Slots] | None:
+    """The row's line and spacing refitted from the digit centres found in its own slots: (angle, matrix, slots),
+    or None when too few centres are found or the refit moves no end slot by ``STRAIGHTEN_MOVE`` of a digit.
+
+    A row grown over its neighbour slots was fitted on a part of it only: a small error in its angle, or a pitch
+    that grows along the row (perspective), moves the far slots off their digits (a drum digit cut off-centre
+    reads as one in transit). ``frame(angle)`` is the de-skew matrix of the photo for another angle."""
+    pts = []
+    for k in range(slots.count):
+        d = digit_centre(image, matrix, slots, k, light_on_dark)
+        if d is not None:
+            pts.append((float(k), slots.centre(k) + d[0], slots.cy + d[1]))
+    if len(pts) < max(4, math.ceil(0.7 * slots.count)):
+        return None
+    ks, xs, ys = (np.array(col) for col in zip(*pts, strict=True))
+    new_angle = angle + math.degrees(math.atan(float(np.polyfit(xs, ys, 1)[0])))
+    new_matrix = frame(new_angle)
+    to_new = new_matrix @ np.vstack([cv2.invertAffineTransform(matrix), [0.0, 0.0, 1.0]])
+    u, v = to_new @ np.vstack([xs, ys, np.ones_like(xs)])
+    grow = 0.0
+    if len(pts) >= 5:
+        grow = float(np.clip(np.polyfit(ks, u, 2)[0], -MAX_GROW * slots.pitch, MAX_GROW * slots.pitch))
+    pitch, x0 = (float(x) for x in np.polyfit(ks, u - grow * ks ** 2, 1))
+    if float(np.abs(u - (x0 + pitch * ks + grow * ks ** 2)).max()) > 0.25 * pitch:
+        return None
+    new = replace(slots, x0=x0, pitch=pitch, grow=grow, cy=float(np.median(v)))
+    old_ends = [cv2.invertAffineTransform(matrix) @ np.array([slots.centre(k), slots.cy, 1.0])
+                for k in (-1, slots.count)]
+    new_ends = [cv2.invertAffineTransform(new_matrix) @ np.array([new.centre(k), new.cy, 1.0])
+                for k in (-1, slots.count)]
+    if max(float(np.linalg.norm(a - b)) for a, b in zip(old_ends, new_ends, strict=True)) < (
+            STRAIGHTEN_MOVE * slots.digit_h):
+        return None
+    return new_angle, new_matrix, new
 
 
 def slot_ends(matrix: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]:
     """Centres of the first and last slot in the original photo."""
     inv = cv2.invertAffineTransform(matrix)
-    first, last = (inv @ np.array([slots.x0 + k * slots.pitch, slots.cy, 1.0]) for k in (0, slots.count - 1))
+    first, last = (inv @ np.array([slots.centre(k), slots.cy, 1.0]) for k in (0, slots.count - 1))
     return first, last
 
 

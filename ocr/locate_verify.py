@@ -10,13 +10,23 @@ seven-segment glyph), and a digit whose value depends on the exact box is not tr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from smartmeter.ocr.locate_blobs import Row
-from smartmeter.ocr.locate_geometry import Box, Slots, border_level, crop_deskewed, digit_offset, red_share, refit_slots
+from smartmeter.ocr.locate_geometry import (
+    Box,
+    Slots,
+    border_level,
+    crop_deskewed,
+    digit_offset,
+    red_share,
+    refit_slots,
+    straighten,
+)
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.types import DigitValue
 
@@ -45,6 +55,7 @@ class Candidate:
     digits: list[DigitValue] = field(default_factory=list)
     complete: bool = True  # no unread digit-like cell continues the row
     relative: float = 1.0  # the size factor in ``geometry`` (digit height relative to the tallest row), 0..1
+    frame: Callable[[float], np.ndarray] | None = None  # the photo's de-skew matrix for another angle
 
     @property
     def boxes(self) -> list[Box]:
@@ -165,30 +176,56 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
 
 def verify(image: np.ndarray, cands: list[Candidate], reader: DigitReader) -> None:
     """Read each candidate's digits and its neighbours (default box shape); extend rows that continue; set
-    confidence."""
-    read = _read_slots(image, [(c, c.slots, range(-EXTEND, c.slots.count + EXTEND)) for c in cands], reader)
-    for c, cells in zip(cands, read, strict=True):
-        first, last, c.complete, offsets = _extend(image, c, cells)
-        if first != 0 or last != c.slots.count:
+    confidence. A row that grew is straightened (``locate_geometry.straighten``: its line and spacing refitted
+    from all its digits) and, if that moved it, extended once more from the new geometry."""
+    final: dict[int, dict[int, _Cell]] = {}
+    reread: list[Candidate] = []
+    pending = list(cands)
+    for attempt in range(2):
+        read = _read_slots(image, [(c, c.slots, range(-EXTEND, c.slots.count + EXTEND)) for c in pending], reader)
+        again = []
+        for c, cells in zip(pending, read, strict=True):
+            first, last, c.complete, offsets = _extend(image, c, cells)
+            if first == 0 and last == c.slots.count:
+                final[id(c)] = cells
+                continue
             old = count_factor(c.slots.count)
             c.slots = refit_slots(c.slots, first, last, offsets)
             c.geometry *= count_factor(c.slots.count) / old
-            cells = _read_slots(image, [(c, c.slots, range(c.slots.count))], reader)[0]
-        n = c.slots.count
-        c.first, c.last = 0, n
-        used = [cells[k] for k in range(n)]
-        c.digits = [x.value for x in used]
-        c.confidence = _row_confidence(used)
-        if not c.complete:
-            c.confidence *= 0.5
-        if n >= 4 and all(x.value.value is not None and round(x.value.value) % 10 == 1 for x in used):
-            c.confidence *= 0.3  # a row of bars (drum gaps, frame edges) reads as all ones
-        levels = [x.level for x in used]
-        inner = float(np.median(levels))
-        lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))
-        # a digit on another background (a label next to the window); red decimal drums excepted
-        if any(abs(x.level - inner) >= 60 and not (x.red >= 0.12 and x.red >= lead_red + 0.1) for x in used):
-            c.confidence *= 0.5
+            straight = None if attempt or c.frame is None else straighten(
+                image, c.matrix, c.angle, c.slots, c.row.light_on_dark, c.frame)
+            if straight is None:
+                reread.append(c)
+            else:
+                c.angle, c.matrix, c.slots = straight
+                again.append(c)
+        pending = again
+        if not pending:
+            break
+    for c, cells in zip(reread, _read_slots(image, [(c, c.slots, range(c.slots.count)) for c in reread], reader),
+                        strict=True):
+        final[id(c)] = cells
+    for c in cands:
+        _score(c, final[id(c)])
+
+
+def _score(c: Candidate, cells: dict[int, _Cell]) -> None:
+    """The candidate's digits and row confidence from its cells."""
+    n = c.slots.count
+    c.first, c.last = 0, n
+    used = [cells[k] for k in range(n)]
+    c.digits = [x.value for x in used]
+    c.confidence = _row_confidence(used)
+    if not c.complete:
+        c.confidence *= 0.5
+    if n >= 4 and all(x.value.value is not None and round(x.value.value) % 10 == 1 for x in used):
+        c.confidence *= 0.3  # a row of bars (drum gaps, frame edges) reads as all ones
+    levels = [x.level for x in used]
+    inner = float(np.median(levels))
+    lead_red = float(np.median([x.red for x in used[: max(1, n - 3)]]))
+    # a digit on another background (a label next to the window); red decimal drums excepted
+    if any(abs(x.level - inner) >= 60 and not (x.red >= 0.12 and x.red >= lead_red + 0.1) for x in used):
+        c.confidence *= 0.5
 
 
 # digit box (height, width) relative to the digit's height and width (``Slots.box``) at which the chosen row is

@@ -201,22 +201,48 @@ def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple
         assert "continue past a digit" in (result.error or "")
 
 
-@pytest.mark.parametrize(("name", "wrong"), [("upside_down_lcd.jpg", "662650"), ("upside_down_drum.jpg", "99999")])
-def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("name", "wrong", "right"), [("upside_down_lcd.jpg", "662650", "059299"),
+                                                    ("upside_down_drum.jpg", "99999", "5555.6")])
+def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, right: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Turned by 180 degrees, a display reads confidently (0, 2, 5, 8 look alike turned; 6 and 9 swap): the row
-    reading as surely turned back is the sign, and the answer is no reading."""
+    reading as surely turned back is the sign, and upright the answer is no reading. ``read_auto`` then tries
+    the photo turned by 180 degrees, with the stricter check: read, it is the right reading (the LCD here reads
+    clearly surer turned back), else no reading (the drums)."""
     import smartmeter.ocr.autolocate
     from smartmeter.ocr.readers import get_reader
     from smartmeter.ocr.readers.cnn import CnnReader
 
     img = cv2.imread(str(PHOTOS / name))
-    result, profile = read_auto(img, get_reader("cnn"))
-    assert result.reading is None and profile is None  # the reader's reject may refuse a digit first
     plain = CnnReader(reject=False)
-    result, profile = read_auto(img, plain)
-    assert result.reading is None and profile is None and "upside down" in (result.error or "")
+    with pytest.raises(UnreadableError, match="upside down"):
+        locate(img, plain)
+    for reader in (get_reader("cnn"), plain):
+        result, profile = read_auto(img, reader)
+        assert result.reading in (None, right)
+        if result.reading is not None:  # the profile undoes the camera's half turn
+            assert profile is not None and abs(abs(profile.transform.rotate) - 180) < 20
     monkeypatch.setattr(smartmeter.ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check: a wrong reading
     assert read_auto(img, plain)[0].reading == wrong
+
+
+def test_a_camera_mounted_upside_down_reads_turned_back() -> None:
+    """Nothing reads upright: the photo turned by 180 degrees is tried like the quarter turns, and the profile's
+    rotate includes the half turn, so the proposed boxes cut the same digits from the photo."""
+    from smartmeter.ocr.readers import get_reader
+
+    reader = get_reader("cnn")
+    upright = cv2.imread(str(PHOTOS / "meter_42_001.jpg"))
+    want, want_profile = read_auto(upright, reader)
+    assert want.reading is not None and want_profile is not None
+    turned = cv2.rotate(upright, cv2.ROTATE_180)
+    result, profile = read_auto(turned, reader)
+    assert result.reading == want.reading
+    assert profile is not None
+    assert (profile.transform.rotate - want_profile.transform.rotate) % 360 == pytest.approx(180, abs=1.0)
+    values = [v.value for v in reader.read_batch(crops_for(turned, profile))]
+    assert [round(v) % 10 for v in values if v is not None] == [round(d.value) % 10 for d in want.digits
+                                                               if d.value is not None]
 
 
 @pytest.mark.parametrize(("code", "quarter"), [(cv2.ROTATE_90_CLOCKWISE, 90.0),
