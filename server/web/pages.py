@@ -38,6 +38,9 @@ from smartmeter.server.web.context import BadParameter, Web, known_meter, read_b
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Environment(loader=FileSystemLoader(ROOT / "templates"), autoescape=select_autoescape(["html"]))
 UNREADABLE = ("failed", "rejected")
+_LOGIN_SCHEMA = {"type": "object", "required": ["user", "password"], "properties": {
+    "user": {"type": "string", "description": "A name added by smartmeter user add."},
+    "password": {"type": "string"}}}
 
 
 class NoTariff(InputError):
@@ -133,7 +136,8 @@ def add_pages(app: FastAPI, web: Web) -> None:
     async def login_page(error: str | None = None) -> HTMLResponse:
         return page("login.html", error=error)
 
-    @app.post("/login")
+    @app.post("/login", openapi_extra={"requestBody": {"required": True, "content": {
+        m: {"schema": _LOGIN_SCHEMA} for m in ("application/json", "application/x-www-form-urlencoded")}}})
     async def login(request: Request) -> Response:
         """Log in with ``user`` and ``password`` (form or JSON): sets the session cookie."""
         raw = await read_body(request)

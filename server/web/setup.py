@@ -197,6 +197,20 @@ def save_profile(path: Path, profile: Profile, reference: np.ndarray) -> Path:
     return ref
 
 
+# The bodies the routes read themselves (bounded), declared for the OpenAPI schema.
+_PHOTO_DOC: dict[str, Any] = {"requestBody": {"required": False, "content": {
+    m: {"schema": {"type": "string", "format": "binary"}} for m in ("image/jpeg", "image/png")}}}
+_PROPOSE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
+    "rotate": {"type": "number", "minimum": -360, "maximum": 360, "description": "Degrees counter-clockwise."},
+    "flip": {"type": "string", "enum": ["none", "horizontal", "vertical", "both"]}}}
+_CONFIRM_SCHEMA: dict[str, Any] = {"type": "object", "required": ["reading"], "properties": {
+    "reading": {"type": "string", "description": "The register as the meter shows it, e.g. 012345.6."}}}
+
+
+def _json_doc(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
 def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
     setup = Setup(web)
     settings = web.settings
@@ -237,7 +251,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         return {"meter_id": meter_id, "profile_path": None if path is None else str(path), "profile": draft,
                 "photo": has_photo}
 
-    @app.post("/api/meters/{meter_id}/setup/photo")
+    @app.post("/api/meters/{meter_id}/setup/photo", openapi_extra=_PHOTO_DOC)
     async def setup_photo(meter_id: str, request: Request, source: str | None = None) -> dict[str, Any]:
         """The reference photo: JPEG/PNG bytes as the body, or ``?source=latest`` (the meter's latest photo)."""
         await web.writer(request, meter_id)
@@ -279,7 +293,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
             raise InputError("the turned photo cannot be encoded")
         return Response(png.tobytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/meters/{meter_id}/setup/propose")
+    @app.post("/api/meters/{meter_id}/setup/propose", openapi_extra=_json_doc(_PROPOSE_SCHEMA, required=False))
     async def setup_propose(meter_id: str, request: Request) -> dict[str, Any]:
         """Auto-locate's digit boxes in the setup photo turned by ``{"rotate", "flip"}`` (none found: [])."""
         check_meter_id(meter_id)
@@ -300,7 +314,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         boxes = await web.run(propose)
         return {"meter_id": meter_id, "located": boxes is not None, "digits": [list(b) for b in boxes or []]}
 
-    @app.post("/api/meters/{meter_id}/setup/read")
+    @app.post("/api/meters/{meter_id}/setup/read", openapi_extra=_json_doc(Draft.model_json_schema()))
     async def setup_read(meter_id: str, request: Request) -> dict[str, Any]:
         """Read the setup photo with the edited profile: the reading (or why none), each box's value."""
         check_meter_id(meter_id)
@@ -309,7 +323,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         prof = draft.profile(setup.existing(meter_id), meter_id)
         return await web.run(lambda db: setup.read(db, meter_id, prof))
 
-    @app.post("/api/meters/{meter_id}/setup/save")
+    @app.post("/api/meters/{meter_id}/setup/save", openapi_extra=_json_doc(Draft.model_json_schema()))
     async def setup_save(meter_id: str, request: Request) -> dict[str, Any]:
         """Save the edited profile to the meter's profile path, the turned setup photo as its reference."""
         await web.writer(request, meter_id)
@@ -331,7 +345,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
 
         return await web.run(save)
 
-    @app.post("/api/meters/{meter_id}/setup/confirm")
+    @app.post("/api/meters/{meter_id}/setup/confirm", openapi_extra=_json_doc(_CONFIRM_SCHEMA))
     async def setup_confirm(meter_id: str, request: Request) -> dict[str, Any]:
         """``{"reading": "012345.6"}``: confirm the register once on the latest photo (``meter confirm``)."""
         await web.writer(request, meter_id)
