@@ -81,6 +81,17 @@ TRACK_MIN_RESPONSE = 0.3  # tracking: both end windows must match at least this 
 TRACK_MAX_RESIDUAL_PX = 1.0  # ... and need less than this correction (fine-scale pixels), else the full search
 INSIDE_LARGER = 1.25  # a photo at least this much larger than the reference (both sides, after the transform) may
 # show it as a part: it is looked for inside (different aspect: at once; same aspect: when the whole does not align)
+SHIFT_SHARE = 0.125  # the default max shift: this share of the reference's long side (80 px at 640 px)
+SHAPE_TOLERANCE = 0.02  # aspects (width / height) this close, relative, are the same shape
+
+
+def max_shift(settings: Alignment, reference_size: tuple[int, int]) -> float:
+    """How far (reference pixels) a photo may have moved: ``max_shift_px`` when the profile sets it, else
+    ``SHIFT_SHARE`` of the reference's long side, at least the default (80 px): the same few per cent of the
+    frame at any resolution (a 4 % move of a 2448 px photo is 100 px)."""
+    if "max_shift_px" in settings.model_fields_set:
+        return settings.max_shift_px
+    return max(settings.max_shift_px, SHIFT_SHARE * max(reference_size))
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class Aligner:
         self.ref = reference
         self.settings = settings
         self.work_size = (reference.grey.shape[1], reference.grey.shape[0])
+        self.max_shift = max_shift(settings, reference.size)
         self.work_px = max(self.work_size)
         w, h = reference.size
         self.corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
@@ -126,10 +138,11 @@ class Aligner:
         # that show much more than the reference (a full camera frame against a cropped reference)
         self._inside: dict[tuple[tuple[int, ...], float, str], np.ndarray] = {}
 
-    def align(self, image: np.ndarray, transform: Transform | None = None) -> AlignResult:
+    def align(self, image: np.ndarray, transform: Transform | None = None, reduced: int = 1) -> AlignResult:
         """Homography photo -> reference, or AlignmentError. ``image`` is the photo as decoded (BGR or grey, any
         resolution with the reference's aspect); ``transform`` (the profile's rotate/flip) is folded into the
-        homography, so the photo itself is never rotated at full size."""
+        homography, so the photo itself is never rotated at full size. ``reduced``: how much smaller than its file
+        the photo was decoded (a full frame decoded at 1/2 is still a photo larger than the reference)."""
         if self.settings.method == "none":
             return AlignResult(np.eye(3), "identity", 0.0)
         grey = to_grey(image)
@@ -138,7 +151,7 @@ class Aligner:
             tracked = self._track(grey, transform)
             if tracked is not None:
                 return tracked
-        result = self._search(grey, transform)
+        result = self._search(grey, transform, reduced)
         if self.settings.track:
             self._last = (grey.shape, transform, result)
         return result
@@ -170,18 +183,18 @@ class Aligner:
         except AlignmentError:
             return None
         shift = self._shift(h_work)
-        if shift > self.settings.max_shift_px:
+        if shift > self.max_shift:
             return None
         return AlignResult(homography, "tracked", shift, score=min(responses))
 
-    def _search(self, grey: np.ndarray, transform: Transform) -> AlignResult:
+    def _search(self, grey: np.ndarray, transform: Transform, reduced: int = 1) -> AlignResult:
         """Full alignment (see the module docstring), inside a much larger photo where the reference is found."""
         key = _key(grey, transform)
         first: AlignmentError | None = None
-        other_shape, larger = self._compare(grey, transform)
+        other_shape, larger = self._compare(grey, transform, reduced)
         if key not in self._inside and not (larger and other_shape):
             try:
-                return self._search_once(grey, transform)
+                return self._search_once(grey, transform, reduced)
             except MovedTooFar:
                 raise  # a camera that moved too far stays refused
             except AlignmentError as exc:
@@ -190,7 +203,7 @@ class Aligner:
                 first = exc
         try:
             self._inside[key] = find_inside_photo(grey, transform, self.ref)[0]
-            return self._search_once(grey, transform)
+            return self._search_once(grey, transform, reduced)
         except AlignmentError as exc:
             self._inside.pop(key, None)
             if first is None:
@@ -199,13 +212,18 @@ class Aligner:
                                      f"{exc}") from exc
             raise AlignmentError(f"{first}; looked for inside the larger photo: {exc}") from exc
 
-    def _compare(self, grey: np.ndarray, transform: Transform) -> tuple[bool, bool]:
-        """Whether the turned photo has another shape than the reference, and whether it is much larger."""
+    def _compare(self, grey: np.ndarray, transform: Transform, reduced: int = 1) -> tuple[bool, bool]:
+        """Whether the turned photo has another shape than the reference (relative to the aspect, allowing the
+        pixel a reduced decode rounds away: a 785x101 strip decodes at 1/2 as 392x50), and whether it is much
+        larger (its file's size, not the reduced decode's: a full frame decoded at 1/2 may match the reference's
+        size while showing the meter at half the scale)."""
         (tw, th), (rw, rh) = transformed_size(grey.shape[1], grey.shape[0], transform), self.ref.size
-        return abs(tw / th - rw / rh) > 0.02, min(tw / rw, th / rh) >= INSIDE_LARGER
+        rounding = reduced / min(tw * reduced, th * reduced) if reduced > 1 else 0.0
+        other = abs((tw / th) / (rw / rh) - 1.0) > SHAPE_TOLERANCE + 2 * rounding
+        return other, min(tw * reduced / rw, th * reduced / rh) >= INSIDE_LARGER
 
-    def _search_once(self, grey: np.ndarray, transform: Transform) -> AlignResult:
-        small, photo_to_work = self.work_image(grey, transform)
+    def _search_once(self, grey: np.ndarray, transform: Transform, reduced: int = 1) -> AlignResult:
+        small, photo_to_work = self.work_image(grey, transform, reduced)
         reasons: list[str] = []
         too_far: MovedTooFar | None = None
         methods = [("translation", self._phase), ("features", self._orb), ("template", self._template)]
@@ -220,9 +238,9 @@ class Aligner:
                     h_work = self.ref_to_work @ homography @ np.linalg.inv(photo_to_work)
                 check_not_degenerate(h_work)
                 shift = self._shift(h_work)
-                if shift > self.settings.max_shift_px:
+                if shift > self.max_shift:
                     raise MovedTooFar(f"the photo moved {shift:.0f} px (more than max_shift_px "
-                                      f"{self.settings.max_shift_px:.0f}): check the camera or update the profile")
+                                      f"{self.max_shift:.0f}): check the camera or update the profile")
             except MovedTooFar as exc:
                 too_far = too_far or exc
                 reasons.append(f"{label}: {exc}")
@@ -257,17 +275,17 @@ class Aligner:
             size = (max(1, round(w * s)), max(1, round(h * s)))
         return size, np.asarray(transform_matrix(size[0], size[1], transform) @ scale_matrix(size[0] / w, size[1] / h))
 
-    def work_image(self, grey: np.ndarray, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
+    def work_image(self, grey: np.ndarray, transform: Transform, reduced: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The photo in the reference frame at work size (grey), and the 3x3 matrix photo pixels -> work pixels."""
         h, w = grey.shape[:2]
         tw, th = transformed_size(w, h, transform)
         rw, rh = self.ref.size
         key = _key(grey, transform)
-        other_shape, larger = self._compare(grey, transform)
+        other_shape, larger = self._compare(grey, transform, reduced)
         if key not in self._inside and other_shape:
             if not larger:
-                raise AlignmentError(f"photo is {tw}x{th} but the reference is {rw}x{rh} (another camera or "
-                                     "transform?)")
+                raise AlignmentError(f"photo is {tw * reduced}x{th * reduced} but the reference is {rw}x{rh} "
+                                     "(another camera or transform?)")
             self._inside[key] = find_inside_photo(grey, transform, self.ref)[0]
         if key in self._inside:
             to_work = np.asarray(self.ref_to_work @ self._inside[key])
@@ -387,7 +405,7 @@ class Aligner:
     def _template(self, small: np.ndarray) -> tuple[np.ndarray, AlignResult]:
         s = self.ref.scale
         x0, y0, x1, y1 = (round(v * s) for v in self.template_box)
-        h_work, best = match_region(small, self.ref.grey, (x0, y0, x1, y1), self.settings.max_shift_px * s)
+        h_work, best = match_region(small, self.ref.grey, (x0, y0, x1, y1), self.max_shift * s)
         return h_work, AlignResult(np.eye(3), "template", 0.0, score=best)
 
 

@@ -165,7 +165,7 @@ class MeterReader:
             grey, colour, reduced = _decode(image, name, self.reduce, self.colour)
             alignment = None
             if self.aligner is not None:
-                alignment = self.aligner.align(grey, transform)
+                alignment = self.aligner.align(grey, transform, reduced)
                 homography: np.ndarray | None = alignment.homography
             elif is_identity(transform):
                 homography = None

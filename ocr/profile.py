@@ -36,7 +36,9 @@ class Alignment(BaseModel):
         "auto", description="How to align a photo to the reference: auto (phase correlation, then ORB features + "
                             "homography, then a template match of the digit region; the first trusted wins), "
                             "template (the template match only) or none. 'orb', the older name of auto, still reads.")
-    max_shift_px: float = Field(80.0, gt=0, description="Reject alignments that move the image more than this.")
+    max_shift_px: float = Field(80.0, gt=0, description="Reject alignments that move the image more than this "
+                                                         "(reference pixels). Not set: an eighth of the reference's "
+                                                         "long side, at least 80.")
     min_inliers: int = Field(12, ge=4, description="ORB: fewest matching features for a trusted homography.")
     track: bool = Field(True, description="Photos after the first: look first at where the last photo was found "
                                           "(two windows, sub-pixel check); the full search runs when that fails.")

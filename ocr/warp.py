@@ -61,7 +61,8 @@ def crop_boxes(image: np.ndarray, boxes: list[Box], homography: np.ndarray | Non
     to_ref = float(np.sqrt(abs(np.linalg.det(a))))  # photo pixels -> reference pixels, about
     for box in boxes:
         in_photo = cv2.perspectiveTransform(box_corners(box).reshape(-1, 1, 2), inverse).reshape(-1, 2)
-        problem = outside_error(box, in_photo, w, h, f"the {w}x{h} photo after alignment", to_ref, slack=2.0)
+        problem = outside_error(box, in_photo, w, h, f"the {round(w / scale)}x{round(h / scale)} photo after "
+                                "alignment", to_ref, slack=2.0)  # the photo's own size, also decoded reduced
         if problem:
             raise AlignmentError(problem)
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)

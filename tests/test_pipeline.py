@@ -15,7 +15,7 @@ from ocr_doubles import FixedReader, LookupReader
 from smartmeter.errors import ConfigError, SmartMeterError
 from smartmeter.ocr.image_io import load_image
 from smartmeter.ocr.pipeline import MeterReader, make_reader
-from smartmeter.ocr.profile import Dials, Profile, load_profile
+from smartmeter.ocr.profile import Alignment, Dials, Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.simulator.dial_render import render_dial
 from smartmeter.types import DigitValue
@@ -276,3 +276,56 @@ def test_a_real_water_meter_with_dials_reads_its_asserted_value(tmp_path: Path, 
     result = MeterReader(profile, make_reader("cnn")).read(SHARED / "img2.png")
     assert result.error is None and result.reading == "00435.3767", result
     assert [round(p.value or -1) for p in result.pointers] == [4, 8, 7, 8]  # needles at 3.5, 7.8, 6.7, 7.6
+
+
+REAL = Path(__file__).parent / "resources" / "real_photos"  # MIT / CC-BY real photos, attribution in its README
+# hzeller/energy-reader's register strip (MIT): 17300.734, the last red drum rolling from 4 to 5
+STRIP_DIGITS = [(23, 12, 62, 89), (114, 11, 62, 89), (206, 10, 62, 89), (297, 9, 62, 89), (388, 8, 62, 89),
+                (480, 7, 62, 89), (571, 5, 62, 89), (662, 4, 62, 89)]
+
+
+def strip_profile(tmp_path: Path) -> Profile:
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), load_image(REAL / "hzeller-energy-reader" / "example-counter.png"))
+    return Profile(reference=reference, unit="m3", decimals=3, digits=STRIP_DIGITS)
+
+
+def test_a_wide_strip_decoded_at_half_size_is_not_another_shape(tmp_path: Path) -> None:
+    # its big boxes let the photo decode at 1/2: 785x101 became 392x50, whose aspect differs by 0.07 from the
+    # reference's, and every photo of the strip was refused as "another camera or transform"
+    meter = MeterReader(strip_profile(tmp_path), make_reader("cnn"))
+    assert meter.reduce == 2
+    result = meter.read(REAL / "hzeller-energy-reader" / "example-counter.png")
+    assert result.error is None and result.reading in ("17300.734", "17300.735"), result
+
+
+def test_a_full_frame_decoded_reduced_is_still_searched_for_the_reference(tmp_path: Path) -> None:
+    # the strip inside a frame twice as large, decoded at 1/2, is as large as the reference: it was taken for a
+    # photo of the reference's size, aligned as a whole and refused; the file's own size decides
+    meter = MeterReader(strip_profile(tmp_path), make_reader("cnn"))
+    strip = load_image(REAL / "hzeller-energy-reader" / "example-counter.png")
+    h, w = strip.shape[:2]
+    frame = np.full((2 * h, 2 * w, 3), 110, np.uint8)
+    frame += np.random.default_rng(1).integers(0, 20, frame.shape, dtype=np.uint8)
+    frame[40:40 + h, 300:300 + w] = strip
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    result = meter.read(tmp_path / "frame.png")
+    assert result.error is None and result.reading in ("17300.734", "17300.735"), result
+
+
+def test_a_large_photo_may_move_a_few_per_cent(tmp_path: Path) -> None:
+    # munich-ml's 2108x1226 gas meter (MIT) moved by 4 % / 3 %: 92 px, refused by a fixed 80 px limit; the
+    # default limit is now an eighth of the reference's long side, and a limit the profile sets still holds
+    photo = load_image(REAL / "munich-ml-gas_meter_OCR" / "gas_sample.jpg")
+    cv2.imwrite(str(tmp_path / "reference.png"), photo)
+    h, w = photo.shape[:2]
+    moved = cv2.warpAffine(photo, np.array([[1, 0, 0.04 * w], [0, 1, 0.03 * h]], np.float32), (w, h),
+                           borderMode=cv2.BORDER_REPLICATE)
+    digits = [(x - 6, y - 6, 74, 106) for x, y in ((496, 752), (619, 755), (741, 759), (865, 762), (988, 766),
+                                                    (1112, 769), (1235, 773), (1359, 776))]
+    profile = Profile(reference=tmp_path / "reference.png", unit="m3", decimals=3, digits=digits)
+    result = MeterReader(profile, make_reader("cnn")).read(moved)
+    assert result.error is None and result.reading in ("06376.341", "06376.340"), result  # the last drum rolls
+    strict = profile.model_copy(update={"alignment": Alignment(max_shift_px=80)})
+    result = MeterReader(strict, make_reader("cnn")).read(moved)
+    assert result.reading is None and "max_shift_px 80" in (result.error or ""), result
