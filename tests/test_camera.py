@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 
 from smartmeter.errors import ConfigError, ExternalToolError
+from smartmeter.raspi import picamera2_camera
 from smartmeter.raspi.camera import BACKENDS, open_camera
 from smartmeter.settings import CameraSettings
 
@@ -18,9 +19,14 @@ STANDINS = Path(__file__).parent / "standins"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def picamera2(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The picamera2 stand-in (real call signatures, see its docstring) in place of the apt package."""
+@pytest.fixture(params=["simplejpeg", "capture_file"])
+def picamera2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The picamera2 stand-in (real call signatures, see its docstring) in place of the apt package; every test
+    runs with both JPEG paths: simplejpeg (as on Raspberry Pi OS) and capture_file (where simplejpeg is missing)."""
+    if request.param == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+    else:
+        monkeypatch.setattr(picamera2_camera, "jpeg_encoder", lambda: None)
     monkeypatch.syspath_prepend(str(STANDINS))
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     import picamera2
@@ -105,6 +111,32 @@ def test_picamera2_failed_autofocus_still_takes_the_photo(picamera2: ModuleType,
     cam = open_camera(pi())
     assert cam.capture(T0)[:2] == b"\xff\xd8"
     assert cam.autofocus_failures == 1 and "autofocus did not converge" in caplog.text  # type: ignore[attr-defined]
+
+
+def test_simplejpeg_frames_keep_their_colours() -> None:
+    """A BGR888 frame is stored R, G, B (picamera2's format table): red in channel 0 stays red in the JPEG."""
+    simplejpeg = pytest.importorskip("simplejpeg")
+    import numpy as np
+    from PIL import Image
+
+    frame = np.zeros((64, 96, 3), dtype=np.uint8)
+    frame[:, :, 0] = 255
+    jpeg = picamera2_camera.encode_frame(simplejpeg, frame, 90)
+    img = Image.open(io.BytesIO(jpeg))
+    assert img.size == (96, 64)
+    r, g, b = img.convert("RGB").getpixel((48, 32))  # type: ignore[misc]
+    assert r > 240 and g < 15 and b < 15
+
+
+@pytest.mark.parametrize("picamera2", ["simplejpeg"], indirect=True)
+def test_picamera2_frame_simplejpeg_cannot_read_is_a_clear_error(picamera2: ModuleType,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cam = open_camera(pi())
+    import numpy as np
+
+    monkeypatch.setattr(picamera2.INSTANCES[0], "capture_array", lambda name="main": np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(ExternalToolError, match="cannot encode the Pi camera's frame"):
+        cam.capture(T0)
 
 
 def test_picamera2_no_camera_attached(picamera2: ModuleType) -> None:
