@@ -1,6 +1,7 @@
 """Auto-locate on real photos and on renders: read / refused / wrong and ms per 5 MP, this tree vs a baseline.
 
     .venv/bin/python bench/autolocate_real.py [--photos ../shared/data/photos] [--renders DIR ...] [--base REV]
+        [--upside-down]
 
 The baseline is the OCR code of git revision ``--base`` (default ``HEAD``), extracted with ``git archive`` into a
 temporary folder and run in a subprocess, so all rows come from one run on the same machine. This tree runs twice:
@@ -10,8 +11,9 @@ Real photos (``labels.csv`` of the photo set): *read* = the reading's digits equ
 one off where ``last_digit_rolling`` is ``yes``); *wrong* = any other reading; *refused* = no reading. Read with the
 production model (none of these photos is in its training data). Renders (``truth.json`` of
 ``tests/resources/autolocate/generate.py``): scored like ``tests/resources/autolocate/evaluate.py``, with the
-hold-out model. Time: ms per photo, median and worst, and for photos of at least ``LARGE_MP`` megapixels the
-worst ms per 5 MP (ms x 5 / megapixels).
+hold-out model; ``--upside-down`` scores each render set a second time with every photo turned by 180 degrees (a
+camera mounted upside down: a right reading counts as read). Time: ms per photo, median and worst, and for photos
+of at least ``LARGE_MP`` megapixels the worst ms per 5 MP (ms x 5 / megapixels).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
     out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
     for r in rows:
         img = cv2.imread(str(photos / r["file"]))
+        assert img is not None, "unreadable photo"
         res, ms = _timed(img, reader)
         out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
         want, got = _digits(r["reading"]), _digits(res.reading)
@@ -80,7 +83,7 @@ def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
     return out
 
 
-def score_renders(folder: Path, reject: bool | None) -> dict[str, Any]:
+def score_renders(folder: Path, reject: bool | None, turn: bool = False) -> dict[str, Any]:
     import cv2
 
     from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
@@ -93,6 +96,9 @@ def score_renders(folder: Path, reject: bool | None) -> dict[str, Any]:
     out: dict[str, Any] = {"read": 0, "refused": 0, "wrong": 0, "ms5": [], "rows": []}
     for t in truth:
         img = cv2.imread(str(folder / t["file"]))
+        assert img is not None, "unreadable photo"
+        if turn:
+            img = cv2.rotate(img, cv2.ROTATE_180)
         res, ms = _timed(img, reader)
         out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
         verdict = ("refused" if res.reading is None else
@@ -107,6 +113,8 @@ def _child(args: argparse.Namespace) -> None:
     reject = {"base": None, "on": True, "off": False}[args.reject]
     REPEAT[0] = args.repeat
     result = {"real": score_real(args.photos, reject), **{str(f): score_renders(f, reject) for f in args.renders}}
+    if args.upside_down:
+        result |= {f"{f} (turned 180)": score_renders(f, reject, turn=True) for f in args.renders}
     print("RESULT " + json.dumps(result))
 
 
@@ -137,12 +145,14 @@ def main() -> None:
     ap.add_argument("--renders", type=Path, nargs="*", default=[], help="generated sets (truth.json)")
     ap.add_argument("--base", default="HEAD", help="git revision of the baseline code")
     ap.add_argument("--repeat", type=int, default=1, help="read each photo N times, keep the fastest time")
+    ap.add_argument("--upside-down", action="store_true", help="score the render sets turned by 180 degrees too")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--reject", choices=("base", "on", "off"), default="on", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return _child(args)
-    argv = ["--child", "--repeat", str(args.repeat), "--photos", str(args.photos.resolve()),
+    argv = ["--child", "--repeat", str(args.repeat), *(["--upside-down"] if args.upside_down else []),
+            "--photos", str(args.photos.resolve()),
             "--renders", *[str(f.resolve()) for f in args.renders]]
     runs = {f"baseline {args.base}": _baseline(args.base, [*argv, "--reject", "base"]),
             "this tree, reader without reject": _run([*argv, "--reject", "off"]),
@@ -162,7 +172,8 @@ def main() -> None:
         for key in res:
             if key != "real":
                 for r in res[key]["rows"]:
-                    print(f"  WRONG ({name}) {Path(key).name}/{r[0]}: {r[2]} (truth {r[1]})")
+                    print(f"  WRONG ({name}) {Path(key.split(' (')[0]).name}/{r[0]}{key[len(key.split(' (')[0]):]}: "
+                          f"{r[2]} (truth {r[1]})")
 
 
 def _run(argv: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MAX_TILT_DEG = 18.0
 BLOCK_SIZES = (31, 91)
 MIN_HEIGHT = 10  # pixels in the working image
+MAX_PITCH = 2.2  # neighbouring digits at most this many digit heights apart (wide-set drums: about 2)
 
 
 @dataclass
@@ -124,7 +125,7 @@ def chain_rows(blobs: list[Blob], min_len: int = 3) -> list[list[Blob]]:
         for j in range(i + 1, len(blobs)):
             b = blobs[j]
             dx = b.cx - a.cx
-            if dx > 2.2 * max(a.h, b.h):
+            if dx > MAX_PITCH * max(a.h, b.h):
                 break
             hr = b.h / a.h
             if dx < 0.3 * a.h or not 0.72 <= hr <= 1.39:

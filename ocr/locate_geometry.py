@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from smartmeter.ocr.locate_blobs import Row
+from smartmeter.ocr.locate_blobs import MAX_PITCH, Row
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _even_spacing(u: np.ndarray, h: float) -> tuple[float, float, np.ndarray, fl
     pitch, x0 = np.polyfit(k, u, 1)
     resid = np.abs(u - (x0 + pitch * k))
     regularity = max(0.0, 1.0 - float(resid.max()) / (0.25 * pitch))
-    if regularity <= 0.0 or not 0.35 * h <= pitch <= 2.0 * h:
+    if regularity <= 0.0 or not 0.35 * h <= pitch <= MAX_PITCH * h:  # as far apart as a chain may link
         return None
     return float(x0), float(pitch), k, regularity
 
