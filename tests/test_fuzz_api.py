@@ -5,8 +5,8 @@ bodies, as the global token (admin), a per-meter token of another meter, and nob
 readings stored before are all still there after (count and checksum). ``tests/test_fuzz_ingest.py`` hunts
 the ingest bodies byte by byte; here the breadth is the point: every path, query parameter and body schema.
 
-Budget: ``SMARTMETER_FUZZ_EXAMPLES`` cases (default 250, well under a minute here). Found so far (fixed, each
-also a plain test below): none yet beyond those of ``test_fuzz_ingest.py``.
+Budget: ``SMARTMETER_FUZZ_EXAMPLES`` cases (default 250: about 20 s here; a 4000-case hunt took 3 min).
+Found so far: no 5xx (the ingest ones ``test_fuzz_ingest.py`` found were fixed before this test existed).
 """
 
 from __future__ import annotations
