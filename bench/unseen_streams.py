@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,9 @@ worker: {{batch_size: {batch}}}
             rows = db.query("SELECT source, value_kwh FROM readings WHERE meter_id = ? AND status IN "
                             "('accepted', 'corrected')", [meter])
             digits = dict(db.query("SELECT photo_key, digits FROM photos WHERE meter_id = ?", [meter]))
+            frames = {k: row for k, *row in db.query(
+                "SELECT photo_key, status, reading, published_kwh, confidence, reason FROM photos WHERE "
+                "meter_id = ?", [meter])}
     step = 10.0 ** -renderer.decimals
     stored = {src.split(":", 1)[1]: float(v) for src, v in rows if src.startswith(("image:", "review:"))}
     order = sorted(stored)
@@ -159,6 +163,22 @@ worker: {{batch_size: {batch}}}
             logging.getLogger("bench").info("%s: stored %s, register showed %s (%.3f), %d steps off; drums %s, "
                                             "read %s; stored around it (HHMM value): %s", key, stored[key],
                                             t.reading, t.register_kwh, off, t.positions, digits.get(key), near)
+            keys = sorted(truth)
+            j = keys.index(key)
+            for k in keys[max(0, j - 6):j + 5]:  # every photo around it: what was read, what validation did
+                status, reading, published, conf, reason = frames.get(k, ("-", None, None, 0.0, ""))
+                logging.getLogger("bench").info("  %s %s truth %.3f read %s (%.2f) %s %s: %s; last drum %s",
+                                                "*" if k == key else " ", k[9:13], truth[k].register_kwh,
+                                                reading, conf, status, published, reason,
+                                                (digits.get(k) or "[]")[-18:])
+    why: dict[str, int] = {}  # why photos from day 3 on were not stored (reason, digit numbers and values left out)
+    for key, t in truth.items():
+        if key not in stored and (t.timestamp - START).total_seconds() >= 2 * 86400:
+            status, _, _, _, reason = frames.get(key, ("-", None, None, 0.0, "not recorded"))
+            kind = re.sub(r"[-+]?\d[\d.]*", "N", re.sub(r" \(.*", "", (reason or status).split(":")[0]))
+            why[f"{status}: {kind}"] = why.get(f"{status}: {kind}", 0) + 1
+    for kind, n in sorted(why.items(), key=lambda p: -p[1])[:8]:
+        logging.getLogger("bench").info("  not stored from day 3 on: %5d  %s", n, kind)
     res.seconds = time.perf_counter() - t0
     return res
 
