@@ -131,7 +131,7 @@ worker: {{batch_size: {batch}}}
             Worker(settings, db, store).run_once()
             rows = db.query("SELECT source, value_kwh FROM readings WHERE meter_id = ? AND status IN "
                             "('accepted', 'corrected')", [meter])
-            digits = dict(db.query("SELECT photo_key, digits FROM photos WHERE meter_id = ?", [meter]))
+            read_digits = dict(db.query("SELECT photo_key, digits FROM photos WHERE meter_id = ?", [meter]))
             frames = {k: row for k, *row in db.query(
                 "SELECT photo_key, status, reading, published_kwh, confidence, reason FROM photos WHERE "
                 "meter_id = ?", [meter])}
@@ -162,7 +162,7 @@ worker: {{batch_size: {batch}}}
             near = ", ".join(f"{k[9:13]} {stored[k]:g}" for k in order[max(0, i - 2):i + 3])
             logging.getLogger("bench").info("%s: stored %s, register showed %s (%.3f), %d steps off; drums %s, "
                                             "read %s; stored around it (HHMM value): %s", key, stored[key],
-                                            t.reading, t.register_kwh, off, t.positions, digits.get(key), near)
+                                            t.reading, t.register_kwh, off, t.positions, read_digits.get(key), near)
             keys = sorted(truth)
             j = keys.index(key)
             for k in keys[max(0, j - 6):j + 5]:  # every photo around it: what was read, what validation did
@@ -170,7 +170,7 @@ worker: {{batch_size: {batch}}}
                 logging.getLogger("bench").info("  %s %s truth %.3f read %s (%.2f) %s %s: %s; last drum %s",
                                                 "*" if k == key else " ", k[9:13], truth[k].register_kwh,
                                                 reading, conf, status, published, reason,
-                                                (digits.get(k) or "[]")[-18:])
+                                                (read_digits.get(k) or "[]")[-18:])
     why: dict[str, int] = {}  # why photos from day 3 on were not stored (reason, digit numbers and values left out)
     for key, t in truth.items():
         if key not in stored and (t.timestamp - START).total_seconds() >= 2 * 86400:
