@@ -169,6 +169,9 @@ def box_problems(profile: Profile, result: OcrResult,
                 problems.append(f"overlaps {other_name}")
         if result.error and f"box {list(box)} falls outside" in result.error:
             problems.append(result.error.split(f"box {list(box)} ", 1)[1].split(" (reference")[0])
+        if result.error and result.error.startswith(f"{name} reads "):  # the second look moved the boxes
+            seen = result.error.split(" but ", 1)[1].split(": the reading", 1)[0]
+            problems.append(f"the reading depends on where the box sits ({seen}): centre it on the drum window")
         if value is not None and value.value is None:
             problems.append("unreadable")
         elif value is not None and value.confidence < profile.min_confidence:

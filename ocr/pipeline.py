@@ -52,6 +52,14 @@ log = logging.getLogger(__name__)
 
 BATCH = 512
 MIN_DIAL_PX = 48  # a reduced decode keeps every pointer box at least this large
+# second look: a reading that is not clean (its confidence below SURE: a digit less sure, or drums that barely fit)
+# is read again with the digit boxes moved sideways by SIDE_SHARE of their width (at least 1 px); a digit that then
+# reads more than UNSTABLE differently depends on where its box sits, and the photo is unreadable. Seen: a clear
+# "0" read 6.19 (0.82 sure) in exactly one place and 0.10 a pixel or two to either side, giving 62924.743 for
+# 02924.743 at confidence 0.61 (suapapa's ok.jpg). Moving sideways does not move a rolling drum's position.
+SURE = 0.9
+SIDE_SHARE = 0.08
+UNSTABLE = 0.4
 PhotoInput = np.ndarray | bytes | Path | str
 
 
@@ -71,6 +79,7 @@ class _Prepared:
     alignment: AlignResult | None = None
     crops: list[np.ndarray] | None = None  # the digit boxes
     dial_crops: list[np.ndarray] | None = None  # the pointer boxes (colour when decoded in colour)
+    shifted: list[tuple[int, list[np.ndarray]]] | None = None  # the digit boxes moved left (-1), right (+1)
     source: PhotoInput | None = None  # for a colour debug image of a photo read in grey
     reduced: int = 1
     error: str | None = None
@@ -123,14 +132,7 @@ class MeterReader:
         """Read many photos; all their digit crops go to the digit reader together (in chunks of 512)."""
         labels = list(names) if names is not None else [_default_name(img, i) for i, img in enumerate(images)]
         prepared = [self._prepare(img, label) for img, label in zip(images, labels, strict=True)]
-        crops = [c for p in prepared if p.crops is not None for c in p.crops]
-        values: list[DigitValue] = []
-        for start in range(0, len(crops), BATCH):
-            chunk = crops[start:start + BATCH]
-            got = self.reader.read_batch(chunk)
-            if len(got) != len(chunk):
-                raise SmartMeterError(f"reader {self.reader.name} returned {len(got)} values for {len(chunk)} crops")
-            values.extend(got)
+        values = self._read_digits([c for p in prepared if p.crops is not None for c in p.crops])
         results: list[OcrResult] = []
         pos = 0
         for p in prepared:
@@ -140,11 +142,40 @@ class MeterReader:
             mine = values[pos:pos + len(p.crops)]
             pos += len(p.crops)
             dials = [read_dial(c, spec) for c, spec in zip(p.dial_crops or [], self.dial_specs, strict=True)]
-            result = self._result(mine, dials)
-            results.append(result)
+            results.append(self._result(mine, dials))
+        self._second_look(prepared, results)
+        for p, result in zip(prepared, results, strict=True):
             if self.debug_dir is not None and p.image is not None:
-                self._write_debug(p, result, [*mine, *result.pointers])
+                self._write_debug(p, result, [*result.digits, *result.pointers])
         return results
+
+    def _read_digits(self, crops: list[np.ndarray]) -> list[DigitValue]:
+        values: list[DigitValue] = []
+        for start in range(0, len(crops), BATCH):
+            chunk = crops[start:start + BATCH]
+            got = self.reader.read_batch(chunk)
+            if len(got) != len(chunk):
+                raise SmartMeterError(f"reader {self.reader.name} returned {len(got)} values for {len(chunk)} crops")
+            values.extend(got)
+        return values
+
+    def _second_look(self, prepared: list[_Prepared], results: list[OcrResult]) -> None:
+        """Readings (or candidates) that are not clean are read again with the digit boxes moved sideways (``SURE``
+        above); one whose digit then reads otherwise becomes unreadable, in place."""
+        again = [k for k, (p, r) in enumerate(zip(prepared, results, strict=True))
+                 if p.shifted and (r.reading is not None or r.candidates) and r.confidence < SURE]
+        values = self._read_digits([c for k in again for _, side in prepared[k].shifted or [] for c in side])
+        pos = 0
+        for k in again:
+            first = results[k]
+            sides = []
+            for sign, side in prepared[k].shifted or []:
+                sides.append((sign, values[pos:pos + len(side)]))
+                pos += len(side)
+            problem = _unstable(first.digits, sides, self.profile.digits)
+            if problem:
+                log.info("%s: %s", prepared[k].name, problem)
+                results[k] = OcrResult(None, None, 0.0, first.digits, first.pointers, problem, self.version)
 
     def digit_crops(self, image: PhotoInput, name: str = "photo") -> list[np.ndarray] | None:
         """The digit crops of one photo as ``read`` cuts them (the per-meter adapter keeps them); None when the
@@ -182,6 +213,7 @@ class MeterReader:
             crops = crop_boxes(grey, self.boxes[:n], homography, 1.0 / reduced)
             dial_crops = (crop_boxes(colour if colour is not None else grey, self.boxes[n:], homography,
                                      1.0 / reduced) if self.profile.pointers else [])
+            shifted = _shifted_crops(grey, self.profile.digits, homography, 1.0 / reduced)
         except (ImageError, AlignmentError) as exc:
             log.info("%s: %s", name, exc)
             return _Prepared(name, error=str(exc))
@@ -189,9 +221,9 @@ class MeterReader:
             log.debug("%s: aligned by %s, shift %.1f px, %d inliers", name, alignment.method, alignment.shift_px,
                       alignment.inliers)
         if self.debug_dir is None:  # only the crops are kept: a batch of photos is not held in memory
-            return _Prepared(name, None, None, homography, alignment, crops, dial_crops)
+            return _Prepared(name, None, None, homography, alignment, crops, dial_crops, shifted)
         source = image if colour is None else None
-        return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops, source, reduced)
+        return _Prepared(name, grey, colour, homography, alignment, crops, dial_crops, shifted, source, reduced)
 
     def _result(self, digits: list[DigitValue], dials: list[DialReading]) -> OcrResult:
         n = len(digits)
@@ -258,6 +290,40 @@ class MeterReader:
         out = self.debug_dir / f"{_safe(p.name)}.debug.png"
         if not cv2.imwrite(str(out), canvas):
             log.warning("cannot write debug image %s", out)
+
+
+def _shifted_crops(grey: np.ndarray, boxes: list[tuple[int, int, int, int]], homography: np.ndarray | None,
+                   scale: float) -> list[tuple[int, list[np.ndarray]]]:
+    """The digit boxes moved left and right by ``SIDE_SHARE`` of their width, cut as ``crop_boxes`` does; a side
+    whose boxes leave the photo is left out (no second look there)."""
+    out = []
+    for sign in (-1, 1):
+        moved = [(x + sign * max(1, round(SIDE_SHARE * w)), y, w, h) for x, y, w, h in boxes]
+        with contextlib.suppress(AlignmentError):
+            out.append((sign, crop_boxes(grey, moved, homography, scale)))
+    return out
+
+
+def _unstable(first: list[DigitValue], sides: list[tuple[int, list[DigitValue]]],
+              boxes: list[tuple[int, int, int, int]]) -> str | None:
+    """Why the digits read with the boxes moved (each side: -1 left, +1 right, and its values) contradict the first
+    reading, or None: a digit that reads otherwise on a side, or that the reader refuses on both sides (it was read
+    in one place only)."""
+    for i, a in enumerate(first):
+        if a.value is None:
+            continue
+        px = max(1, round(SIDE_SHARE * boxes[i][2]))
+        moved = [(sign, side[i].value) for sign, side in sides]
+        for sign, b in moved:
+            if b is not None and abs((a.value - b + 5.0) % 10.0 - 5.0) > UNSTABLE:
+                return (f"digit {i + 1} reads {a.value:.2f} ({a.confidence:.2f}) but {b:.2f} with its box {px} px "
+                        f"further {'left' if sign < 0 else 'right'}: the reading depends on where the box sits "
+                        "(centre the box on the drum window: smartmeter profile check)")
+        if len(moved) == 2 and all(b is None for _, b in moved):
+            return (f"digit {i + 1} reads {a.value:.2f} ({a.confidence:.2f}) but not with its box {px} px further "
+                    "left or right: the reading depends on where the box sits (centre the box on the drum window: "
+                    "smartmeter profile check)")
+    return None
 
 
 def _position_name(i: int, n_digits: int) -> str:
