@@ -115,7 +115,6 @@ async def load(port: int, path: Callable[[], str], rate: float, seconds: float,
     asyncio streams, one request at a time each, the request bytes built by hand and the answer's body read by
     its Content-Length. Bounded: a request not answered 30 s after the last one was due counts as an error
     (unanswered), as does a status other than 200 or a broken connection."""
-    loop = asyncio.get_running_loop()
     lat: list[float] = []
     errors = 0
     n = int(rate * seconds)
@@ -142,25 +141,25 @@ async def load(port: int, path: Callable[[], str], rate: float, seconds: float,
                 if streams is not None:
                     streams[1].close()
                 streams = None
-            lat.append(loop.time() - when)
+            lat.append(time.perf_counter() - when)
             errors += not ok
         if streams is not None:
             streams[1].close()
 
     workers = [asyncio.ensure_future(connection()) for _ in range(connections)]
     await asyncio.sleep(0.5)  # connected and warm
-    t0 = loop.time()
+    t0 = time.perf_counter()  # not loop.time(): uvloop's counts whole milliseconds
     for i in range(n):
         when = t0 + i / rate
-        if when > loop.time():
-            await asyncio.sleep(when - loop.time())
+        if when > time.perf_counter():
+            await asyncio.sleep(when - time.perf_counter())
         due.put_nowait(when)
     for _ in workers:
         due.put_nowait(None)
     _, late = await asyncio.wait(workers, timeout=30)
     for t in late:
         t.cancel()
-    took = loop.time() - t0
+    took = time.perf_counter() - t0
     unanswered = n - len(lat)
     ms = np.array(lat or [float("nan")]) * 1000
     return {"n": n, "rate": len(lat) / took, "p50": float(np.percentile(ms, 50)),

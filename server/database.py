@@ -15,7 +15,7 @@ This module holds no table's SQL: each table's queries live in one repository mo
 - ``transaction()``: context manager; nests (inner levels are savepoints); rollback on any exception.
 - ``execute(sql, params)`` / ``executemany(sql, rows)`` / ``query(sql, params) -> list[tuple]`` for the
   repositories. Write SQL with ``?`` placeholders; PostgreSQL gets them translated to ``%s``.
-- ``migrate()``, ``schema_version()``, ``close()``.
+- ``migrate()``, ``schema_version()``, ``close()``; ``change_mark()`` for caches of answers (SQLite).
 - The readings API the worker, the HTTP API and MQTT use (names kept; the SQL is in ``readings_repo``):
   ``register_meter``, ``meter_exists``, ``meters``, ``insert_readings``, ``last_reading``,
   ``first_reading_after``, ``readings``, ``count_readings``.
@@ -184,6 +184,16 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def change_mark(self) -> tuple[int, int] | None:
+        """A value that differs from this handle's previous one whenever anything was committed to the database
+        since then, by any connection of any process (SQLite's ``data_version``) or through this handle itself
+        (its ``total_changes``): what a cache of answers checks before it trusts them. None where the backend
+        gives no such mark (PostgreSQL): nothing may then be cached."""
+        if self.dialect != "sqlite":
+            return None
+        with self._lock, self._guard("query"):
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0]), int(self._conn.total_changes)
 
     # ---- locks (PostgreSQL takes them; SQLite's BEGIN IMMEDIATE already serialises every writer) ----------------
     skip_locked = ""  # appended to a SELECT that claims rows: " FOR UPDATE SKIP LOCKED" on PostgreSQL

@@ -153,6 +153,13 @@ def raw_rows(db: Database, meter_id: str, lo_ms: int, hi_ms: int) -> list[tuple[
                     f"{CURRENT} AND ts_ms >= ? AND ts_ms < ?", (meter_id, lo_ms, hi_ms))
 
 
+def curve_rows(db: Database, meter_id: str, lo_ms: int, hi_ms: int) -> list[tuple[int, float, float | None, float]]:
+    """(ts_ms, value, power, confidence) of the current readings with ``lo_ms <= ts < hi_ms``, unordered: what
+    the power series need (``raw_rows`` without the source, which costs a string per row)."""
+    return db.query("SELECT ts_ms, value_kwh, power_w, confidence FROM readings WHERE meter_id = ? AND "
+                    f"{CURRENT} AND ts_ms >= ? AND ts_ms < ?", (meter_id, lo_ms, hi_ms))
+
+
 def nearest_trusted(db: Database, meter_id: str, ts: datetime, earlier: bool, not_source: str) -> Reading | None:
     """The nearest current reading strictly before (``earlier``) or after ``ts`` that no camera made (source not
     ``image:``) and whose source is not ``not_source``: what a person's review value must fit."""

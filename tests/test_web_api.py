@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smartmeter.server.api import create_app
-from smartmeter.server.database import open_database
+from smartmeter.server.database import Database, open_database
+from smartmeter.server.web.series import AnswerCache
 from smartmeter.settings import Settings
 from smartmeter.types import Reading
 
@@ -234,3 +235,53 @@ def test_invoice_page(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with TestClient(create_app(Settings(), lambda: open_database(db_url)), headers=AUTH) as c:
         r = c.get("/meters/meter1/invoice", params={"period": "2014-12"})
         assert r.status_code == 409 and "no tariff" in r.json()["error"]
+
+
+def test_power_answers_are_kept_until_anything_is_written(client: TestClient, db_url: str) -> None:
+    """A closed day's power answer is kept (server.web.series.AnswerCache), and every write shows at once: a
+    correction committed by another process (another connection) and a reading posted to this server."""
+    rs = minute_series(db_url, 181)
+    day = {"start": "2014-12-12T00:00:00Z", "end": "2014-12-12T03:30:00Z", "step": "1800"}
+    first = client.get("/api/meters/meter1/power", params=day).json()
+    assert client.get("/api/meters/meter1/power", params=day).json() == first
+    assert first["power_w"][:6] == pytest.approx([1200] * 6) and first["power_w"][6] is None
+    with open_database(db_url) as other:  # e.g. `smartmeter readings correct`: the register was 0.6 kWh higher
+        from smartmeter.server import readings_repo
+
+        for r in rs[60:]:
+            readings_repo.correct(other, "meter1", r.timestamp, r.source, r.value_kwh + 0.6)
+    corrected = client.get("/api/meters/meter1/power", params=day).json()
+    assert corrected["energy_kwh"][1] == pytest.approx(first["energy_kwh"][1] + 0.6)
+    posted = client.post("/api/meters/meter1/readings", json=[{"timestamp": "2014-12-12T03:30:00Z",
+                                                                "contatore": rs[-1].value_kwh + 0.6 + 0.6}])
+    assert posted.status_code == 201 and posted.json()["accepted"] == 1, posted.text
+    after = client.get("/api/meters/meter1/power", params=day).json()
+    assert corrected["power_w"][6] is None and after["power_w"][6] == pytest.approx(1200)
+
+
+def test_answer_cache_generations(db: Database, tmp_path: Path) -> None:
+    """A commit through the same handle or through any other starts a new generation (the old answers go, an
+    answer computed across it is not kept); where the backend gives no mark (PostgreSQL) nothing is kept."""
+    cache = AnswerCache(entries=2)
+    g = cache.generation(db)
+    cache.put("a", g, b"A")
+    if db.dialect != "sqlite":
+        assert g is None and cache.get("a", g) is None
+        return
+    assert cache.generation(db) == g and cache.get("a", g) == b"A"
+    db.register_meter("m1")  # through this handle
+    g2 = cache.generation(db)
+    assert g2 != g and cache.get("a", g2) is None
+    cache.put("late", g, b"computed before the write")
+    assert cache.get("late", g2) is None
+    cache.put("b", g2, b"B")
+    with open_database(db.url) as other:
+        assert cache.generation(other) != g2  # a handle it never saw: nothing it cannot vouch for is kept
+        g3 = cache.generation(other)
+        cache.put("c", g3, b"C")
+        db.register_meter("m2")  # another connection commits: `other` sees it
+        assert cache.generation(other) != g3 and cache.get("c", cache.current) is None
+    g4 = cache.generation(db)
+    for key in "xyz":  # at most `entries`, least recently used out first
+        cache.put(key, g4, key.encode())
+    assert cache.get("x", g4) is None and cache.get("z", g4) == b"z"

@@ -20,7 +20,7 @@ from smartmeter.server import photos_repo, review_repo
 from smartmeter.server.database import Database, iso_ms, now_ms, to_ms
 from smartmeter.server.payloads import decode_json
 from smartmeter.server.web.context import BadParameter, Web, json_body, known_meter, read_body, span
-from smartmeter.server.web.series import clean, load_curve
+from smartmeter.server.web.series import AnswerCache, clean, clean_all, load_curve
 from smartmeter.types import format_timestamp
 
 STEPS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
@@ -36,6 +36,7 @@ def period_starts(now: datetime, tz: str) -> dict[str, datetime]:
 
 def add_data_routes(app: FastAPI, web: Web) -> None:
     settings = web.settings
+    answers = AnswerCache()  # power series with explicit bounds, until the next commit to the database
 
     @app.get("/api/meters/{meter_id}/latest")
     async def latest(meter_id: str, request: Request) -> dict[str, Any]:
@@ -74,16 +75,22 @@ def add_data_routes(app: FastAPI, web: Web) -> None:
             raise BadParameter(f"step: {n} buckets of {seconds} s from start to end; at most "
                                f"{settings.web.max_points} (use a longer step or a shorter range)")
         edges = lo + np.arange(n + 1, dtype=np.int64) * seconds * 1000
+        key = (meter_id, lo, n, seconds) if t0 is not None else None  # "the last 24 hours" moves: not kept
 
         def fetch(db: Database) -> Response:
             known_meter(db, meter_id)
-            meter = settings.meter(meter_id)
-            curve = load_curve(db, meter, lo, int(edges[-1]), int(settings.analysis.gap_s * 1000))
-            energy, watts, reported = curve.buckets(edges)
-            return json_body({"meter_id": meter_id, "step_s": seconds, "start": iso_ms(lo),
-                    "end": iso_ms(int(edges[-1])), "t": [int(x) // 1000 for x in edges[:-1]],
-                    "power_w": [clean(x) for x in watts],
-                    "energy_kwh": [clean(x) for x in energy], "reported_w": [clean(x) for x in reported]})
+            generation = answers.generation(db) if key is not None else None
+            body = answers.get(key, generation)
+            if body is None:
+                meter = settings.meter(meter_id)
+                curve = load_curve(db, meter, lo, int(edges[-1]), int(settings.analysis.gap_s * 1000))
+                energy, watts, reported = curve.buckets(edges)
+                body = bytes(json_body({"meter_id": meter_id, "step_s": seconds, "start": iso_ms(lo),
+                                  "end": iso_ms(int(edges[-1])), "t": (edges[:-1] // 1000).tolist(),
+                                  "power_w": clean_all(watts), "energy_kwh": clean_all(energy),
+                                  "reported_w": clean_all(reported)}).body)
+                answers.put(key, generation, body)
+            return Response(body, media_type="application/json")
 
         return await web.run(fetch)
 

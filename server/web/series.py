@@ -9,7 +9,10 @@ guess. Where a sensor reported power, the bucket also carries the mean reported 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +36,13 @@ class Curve:
 
     @classmethod
     def of(cls, rows: Sequence[tuple[Any, ...]], resolution_kwh: float) -> Curve:
-        """From ``readings_repo.raw_rows`` rows (ts_ms, kWh, W, confidence, source), any order: one per timestamp
+        """From ``readings_repo.curve_rows`` rows (ts_ms, kWh, W, confidence, ...), any order: one per timestamp
         (the most confident), the register's running maximum, its steps (``power.step_points``' rule)."""
         if not rows:
             empty = np.array([], dtype=np.int64)
             return cls(empty, np.array([]), 0, -1, empty, np.array([]))
-        ts = np.array([r[0] for r in rows], dtype=np.int64)
-        kwh = np.array([r[1] for r in rows], dtype=float)
-        watts = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
-        conf = np.array([r[3] for r in rows], dtype=float)
+        table = np.array([r[:4] for r in rows] if len(rows[0]) > 4 else rows, dtype=float)  # None -> NaN
+        ts, kwh, watts, conf = table[:, 0].astype(np.int64), table[:, 1], table[:, 2], table[:, 3]
         order = np.lexsort((-conf, ts))
         ts, kwh, watts = ts[order], kwh[order], watts[order]
         first = np.concatenate([[True], ts[1:] != ts[:-1]])
@@ -98,15 +99,72 @@ class Curve:
         return None
 
 
+class AnswerCache:
+    """Encoded answers (bytes) of reads that depend on the stored data only, e.g. one day's power series: a closed
+    day answers the same until something is written. At most ``entries`` answers, least recently used out first.
+
+    Validity: every answer is stamped with a generation. Before a lookup the route hands its database handle to
+    :meth:`generation`, which compares the handle's ``Database.change_mark()`` with the one it saw last on that
+    handle; any commit since (a reading stored, a correction, by this server or any other process) starts a new
+    generation and drops every answer. An answer computed while a new generation began is not kept. Where the
+    backend gives no mark (PostgreSQL) nothing is cached.
+    """
+
+    def __init__(self, entries: int = 512) -> None:
+        self.entries = entries
+        self.lock = threading.Lock()
+        self.answers: OrderedDict[Hashable, bytes] = OrderedDict()
+        self.marks: weakref.WeakKeyDictionary[Database, tuple[int, int]] = weakref.WeakKeyDictionary()
+        self.current = 0
+        self.hits = self.misses = 0
+
+    def generation(self, db: Database) -> int | None:
+        """The current generation as seen through ``db`` (None: this backend cannot tell, do not cache)."""
+        mark = db.change_mark()
+        if mark is None:
+            return None
+        with self.lock:
+            if self.marks.get(db) != mark:  # a commit since this handle last looked (or a new handle)
+                self.marks[db] = mark
+                self.current += 1
+                self.answers.clear()
+            return self.current
+
+    def get(self, key: Hashable, generation: int | None) -> bytes | None:
+        with self.lock:
+            body = self.answers.get(key) if generation == self.current else None
+            if body is None:
+                self.misses += 1
+                return None
+            self.answers.move_to_end(key)
+            self.hits += 1
+            return body
+
+    def put(self, key: Hashable, generation: int | None, body: bytes) -> None:
+        with self.lock:
+            if generation is None or generation != self.current:
+                return  # the data changed while this answer was computed
+            self.answers[key] = body
+            self.answers.move_to_end(key)
+            while len(self.answers) > self.entries:
+                self.answers.popitem(last=False)
+
+
 def load_curve(db: Database, meter: MeterSettings, lo_ms: int, hi_ms: int, margin_ms: int) -> Curve:
     """The register curve around [lo_ms, hi_ms) (readings ``margin_ms`` either side, so edge buckets have both
     ends)."""
-    return Curve.of(readings_repo.raw_rows(db, meter.id, lo_ms - margin_ms, hi_ms + margin_ms), meter.resolution_kwh)
+    return Curve.of(readings_repo.curve_rows(db, meter.id, lo_ms - margin_ms, hi_ms + margin_ms),
+                    meter.resolution_kwh)
 
 
 def clean(x: float | None) -> float | None:
     """JSON-safe: None for NaN/inf, else 9 significant digits (a kWh register keeps its 0.001, a W its 0.01)."""
     return None if x is None or not math.isfinite(x) else float(f"{float(x):.9g}")
+
+
+def clean_all(values: np.ndarray) -> list[float | None]:
+    """:func:`clean` of each value (a series, in one pass)."""
+    return [float(f"{x:.9g}") if math.isfinite(x) else None for x in values.tolist()]
 
 
 def quick_stats(values: np.ndarray) -> dict[str, float | int | None]:
