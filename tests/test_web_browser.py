@@ -171,8 +171,15 @@ def login(driver: Any, site: str) -> None:
 
 
 def box_row(driver: Any, i: int) -> list[int]:
-    row = driver.find_elements(By.CSS_SELECTOR, "#boxes tbody tr")[i]
-    return [int(x.get_attribute("value")) for x in row.find_elements(By.CSS_SELECTOR, "input")]
+    """Box i's inputs read in one script call: the table is redrawn after each live reading, so element handles
+    taken one by one may go stale between two reads."""
+    values = driver.execute_script(
+        "const row = document.querySelectorAll('#boxes tbody tr')[arguments[0]];"
+        "return row ? Array.from(row.querySelectorAll('input'), x => x.value) : null;",
+        i,
+    )
+    assert values is not None, f"no row {i} in the box table"
+    return [int(v) for v in values]
 
 
 def test_setup_page_in_chromium(browser: Any, site: str, work: Path) -> None:
