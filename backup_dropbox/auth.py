@@ -18,7 +18,8 @@ import requests
 from dropbox.oauth import DropboxOAuth2FlowNoRedirect
 
 from smartmeter.errors import ConfigError, StoreError
-from smartmeter.store.dropbox_store import DEFAULT_API_HOST, ca_session
+from smartmeter.store.dropbox_common import DEFAULT_API_HOST
+from smartmeter.store.dropbox_store import ca_session
 
 log = logging.getLogger(__name__)
 

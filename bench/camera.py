@@ -1,7 +1,8 @@
 """Benchmark: the Pi camera daemon's memory and CPU, and its heartbeat with a big backlog, before and after.
 
-``smartmeter camera run`` runs as its own process against the TLS Dropbox fake (tests/fake_dropbox.py, the real
-Dropbox SDK), one photo a second, for ``--seconds``; peak resident memory (VmHWM), CPU and photos uploaded are
+``smartmeter camera run`` runs as its own process against the TLS Dropbox fake (tests/fake_dropbox.py; the real
+Dropbox SDK, and this tree also with the standard-library client, ``store.dropbox.client: http``), one photo a
+second, for ``--seconds``; peak resident memory (VmHWM), CPU and photos uploaded are
 read from /proc: "steady" is the median resident memory over the second half of the run (between shots, sampled
 every 0.1 s), "peak" the kernel's high-water mark. Each backend runs twice: with the code of ``--before``
 (default: the commit before the Pi-path rework, extracted with ``git archive``; any revision works, its settings
@@ -63,7 +64,8 @@ def unit_env(tree: Path) -> dict[str, str]:
     return env
 
 
-def settings(work: Path, fake: FakeDropbox, backend: str, interval_s: float, new: bool, tag: str = "") -> Path:
+def settings(work: Path, fake: FakeDropbox, backend: str, interval_s: float, new: bool, tag: str = "",
+             client: str = "") -> Path:
     replay = work / "replay"
     if not replay.exists():
         replay.mkdir()
@@ -84,7 +86,9 @@ def settings(work: Path, fake: FakeDropbox, backend: str, interval_s: float, new
         text = text.replace("  health_file:", "  health:\n    port: 0\n    file:")  # on, any free port
         text += NEW_KEYS + f"  replay_dir: {replay}\n  replay_loop: true\n"
     text += f"store:\n  backend: dropbox\n  dropbox:\n    app_key: {fake.app_key}\n    ca_certs: {fake.ca_file}\n"
-    path = work / f"settings-{backend}-{tag}{interval_s:g}.yaml"
+    if client:  # store.dropbox.client: sdk | http (this tree only)
+        text += f"    client: {client}\n"
+    path = work / f"settings-{backend}-{tag}{client}{interval_s:g}.yaml"
     path.write_text(text)
     return path
 
@@ -156,7 +160,7 @@ from smartmeter.raspi.daemon import return_big_buffers_to_the_os
 out.append(("settings loaded, raspi daemon modules", mem()))
 from smartmeter.store import open_store
 store = open_store(settings.store)
-out.append(("Dropbox store opened (requests, the Dropbox SDK)", mem()))
+out.append(("Dropbox store opened (" + type(store).__name__ + ")", mem()))
 from smartmeter.raspi.camera import open_camera
 camera = open_camera(settings.camera)
 out.append(("camera opened (picamera2: numpy, PIL)", mem()))
@@ -221,24 +225,29 @@ def main() -> None:
             for label, (tree, _) in trees.items():
                 print(f"{label}: {args.before if label == 'before' else 'this working tree'}, unit environment "
                       f"{unit_env(tree) or 'none'}")
-            print(f"\ncamera run, one photo a second for {args.seconds:.0f} s, Dropbox store (TLS fake, real SDK):")
+            print(f"\ncamera run, one photo a second for {args.seconds:.0f} s, Dropbox store (TLS fake); code 'before' "
+                  "and 'sdk' use the Dropbox SDK, 'http' this tree with store.dropbox.client: http (the Pi's):")
             print(f"{'backend':<11}{'code':<8}{'peak RSS MB':>12}{'steady MB':>10}{'CPU s':>7}{'uploaded':>9}")
+            runs = [("before", old, trees["before"][1], ""), ("sdk", REPO, True, "sdk"), ("http", REPO, True, "http")]
             for backend in ("sim", "picamera2", "replay"):
-                for label, (tree, new) in trees.items():
+                for label, tree, new, client in runs:
                     if backend == "replay" and not new:
                         continue  # no replay backend before the split
-                    r = run_daemon(tree, settings(work, fake, backend, 1, new, label), fake, args.seconds)
+                    r = run_daemon(tree, settings(work, fake, backend, 1, new, label, client), fake, args.seconds)
                     print(f"{backend:<11}{label:<8}{r['hwm_mb']:>12.1f}{r['rss_mb']:>10.1f}{r['cpu_s']:>7.2f}"
                           f"{r['uploaded']:>9.0f}")
-            print("\nwhere the memory goes (this tree, picamera2 + Dropbox, one process step by step), MB:")
-            print(f"{'step':<58}{'RSS':>7}{'+':>7}{'peak':>7}{'anon':>7}{'file':>7}")
-            prev, cfg = 0.0, settings(work, fake, "picamera2", 3600, True, "stages")
-            for name, (rss, hwm, anon, file) in stages(REPO, cfg, fake):
-                print(f"{name:<58}{rss:>7.1f}{rss - prev:>7.1f}{hwm:>7.1f}{anon:>7.1f}{file:>7.1f}")
-                prev = rss
+            for client in ("sdk", "http"):
+                print(f"\nwhere the memory goes (this tree, picamera2 + Dropbox {client} client, one process step by "
+                      "step), MB:")
+                print(f"{'step':<58}{'RSS':>7}{'+':>7}{'peak':>7}{'anon':>7}{'file':>7}")
+                prev, cfg = 0.0, settings(work, fake, "picamera2", 3600, True, "stages", client)
+                for name, (rss, hwm, anon, file) in stages(REPO, cfg, fake):
+                    print(f"{name:<58}{rss:>7.1f}{rss - prev:>7.1f}{hwm:>7.1f}{anon:>7.1f}{file:>7.1f}")
+                    prev = rss
             print("\nCPU between shots (picamera2, one photo an hour: none due), over the last 10 s:")
             for label, (tree, new) in trees.items():
-                r = run_daemon(tree, settings(work, fake, "picamera2", 3600, new, label), fake, 14, idle_window=10)
+                r = run_daemon(tree, settings(work, fake, "picamera2", 3600, new, label, "http" if new else ""), fake,
+                               14, idle_window=10)
                 print(f"  {label:<8}{r['idle_cpu_pct']:.2f} % CPU")
         finally:
             fake.stop()

@@ -76,7 +76,8 @@ def create_app(settings: Settings, db_factory: Callable[[], Database]) -> FastAP
     secret = get_secret("api_token", required=False)
     web = Web(settings, db_factory, secret.get_secret_value() if secret is not None else None)
     if secret is None:
-        log.info("no API token set (SMARTMETER_API_TOKEN): machines cannot write; people log in")
+        log.info("no shared API token set (SMARTMETER_API_TOKEN): machines write with per-meter tokens "
+                 "(smartmeter user token create --meter ID); people log in")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from fake_dropbox import FakeDropbox
 
 from smartmeter.errors import StoreError
 from smartmeter.store.base import ListResult
+from smartmeter.store.dropbox_http import DropboxHttpStore
 from smartmeter.store.dropbox_store import DropboxStore
 from smartmeter.store.local import LocalStore
 from smartmeter.types import ImageRef
@@ -61,11 +62,13 @@ class FlakyStore(LocalStore):
         super().delete(key)
 
 
-def dropbox_store(fake: FakeDropbox, sleep: Callable[[float], None] = lambda s: None,
-                  **kw: object) -> DropboxStore:
-    """A ``DropboxStore`` on the fake (its own CA, quick retries); ``kw`` overrides any constructor argument."""
+def dropbox_store(fake: FakeDropbox, sleep: Callable[[float], None] = lambda s: None, client: str = "sdk",
+                  **kw: object) -> DropboxStore | DropboxHttpStore:
+    """A Dropbox store on the fake (its own CA, quick retries): ``client`` "sdk" is ``DropboxStore`` (the real
+    SDK), "http" ``DropboxHttpStore`` (the standard-library client); ``kw`` overrides any constructor argument."""
     args: dict[str, object] = dict(app_key=fake.app_key, refresh_token=fake.refresh_token, root="/smartmeter",
                                    api_host=fake.api_host, content_host=fake.api_host, ca_certs=fake.ca_file,
                                    max_retries=3, backoff_s=0.01, timeout_s=5, sleep=sleep)
     args.update(kw)
-    return DropboxStore(**args)  # type: ignore[arg-type]
+    cls = DropboxHttpStore if client == "http" else DropboxStore
+    return cls(**args)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """The ``ImageStore`` contract (smartmeter/store/base.py), run on every backend: the local folder, and Dropbox through
-the real SDK against the HTTPS fake (tests/fake_dropbox.py). A backend passes these or it is not an image store.
+the real SDK and through the standard-library client, both against the HTTPS fake (tests/fake_dropbox.py). A backend
+passes these or it is not an image store.
 
 Listing: each page is in key order (photo names begin with the capture time, so a meter's photos come in capture
 order), pages follow the order the store received the photos, and following the cursors lists every photo once.
@@ -24,14 +25,14 @@ NAMES = ["m1/20250101T000300Z_m1.jpg", "m1/20250101T000100Z_m1.jpg", "m2/2025010
          "m1/20250101T000200Z_m1.JPEG", "20250101T000000Z_m3.jpg"]  # put in this (not name) order
 
 
-@pytest.fixture(params=["local", "dropbox"])
+@pytest.fixture(params=["local", "dropbox", "dropbox-http"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ImageStore]:
     if request.param == "local":
         yield LocalStore(tmp_path / "photos")
         return
     fake = FakeDropbox(tmp_path).start()
     try:
-        yield dropbox_store(fake)
+        yield dropbox_store(fake, client="http" if request.param == "dropbox-http" else "sdk")
     finally:
         fake.stop()
 

@@ -1,8 +1,10 @@
-"""DropboxStore: the real SDK against a local HTTPS fake of Dropbox (tests/fake_dropbox.py), faults included."""
+"""Both Dropbox clients against a local HTTPS fake of Dropbox (tests/fake_dropbox.py), faults included: every test
+runs on ``DropboxStore`` (the real SDK) and on ``DropboxHttpStore`` (the standard-library client the Pi uses)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +17,10 @@ from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundE
 from smartmeter.hashing import content_hash
 from smartmeter.settings import StoreSettings
 from smartmeter.store import open_store
+from smartmeter.store.dropbox_http import DropboxHttpStore
 from smartmeter.store.dropbox_store import DropboxStore
 
+Store = DropboxStore | DropboxHttpStore
 KEY = "m1/20250101T000000Z_m1.jpg"
 PHOTO = bytes(range(256)) * 40  # 10 KiB, enough to be cut in half
 
@@ -38,16 +42,25 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def make_store(fake: FakeDropbox, sleeps: Sleeps, **kw: object) -> DropboxStore:
-    return dropbox_store(fake, sleeps, **kw)
+CLIENT = "sdk"
+
+
+@pytest.fixture(params=["sdk", "http"], autouse=True)
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys.modules[__name__], "CLIENT", request.param)
+    return str(request.param)
+
+
+def make_store(fake: FakeDropbox, sleeps: Sleeps, **kw: object) -> Store:
+    return dropbox_store(fake, sleeps, client=CLIENT, **kw)
 
 
 @pytest.fixture
-def store(fake: FakeDropbox, sleeps: Sleeps) -> DropboxStore:
+def store(fake: FakeDropbox, sleeps: Sleeps) -> Store:
     return make_store(fake, sleeps)
 
 
-def test_happy_path(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_happy_path(store: Store, fake: FakeDropbox) -> None:
     ref = store.put(KEY, PHOTO)
     assert ref.key == KEY and ref.size == len(PHOTO) and ref.content_hash == content_hash(PHOTO)
     assert fake.files() == {"/smartmeter/" + KEY: PHOTO}
@@ -72,9 +85,9 @@ def test_open_store_reads_sdk_host_env(fake: FakeDropbox, monkeypatch: pytest.Mo
     # requests would let this override the SDK's CA bundle; the store must keep the configured one
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     settings = StoreSettings.model_validate({"backend": "dropbox", "dropbox": {
-        "app_key": fake.app_key, "root": "/meters/", "ca_certs": str(fake.ca_file)}})
+        "app_key": fake.app_key, "root": "/meters/", "ca_certs": str(fake.ca_file), "client": CLIENT}})
     s = open_store(settings)
-    assert isinstance(s, DropboxStore)
+    assert isinstance(s, DropboxHttpStore if CLIENT == "http" else DropboxStore)
     s.put(KEY, PHOTO)
     assert fake.files() == {"/meters/" + KEY: PHOTO}
     assert [r.key for r in s.list_new().refs] == [KEY]
@@ -109,7 +122,7 @@ def test_untrusted_certificate_is_not_retried(fake: FakeDropbox, sleeps: Sleeps)
     assert sleeps == []
 
 
-def test_dropped_connection_mid_download_is_retried(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+def test_dropped_connection_mid_download_is_retried(store: Store, fake: FakeDropbox, sleeps: Sleeps) -> None:
     store.put(KEY, PHOTO)
     fake.fail_next("files/download", "drop", times=2)
     assert store.get(KEY) == PHOTO
@@ -118,7 +131,7 @@ def test_dropped_connection_mid_download_is_retried(store: DropboxStore, fake: F
 
 @pytest.mark.fault("network cut mid-upload", proves="the upload is retried after the line goes dead mid-body; the "
                    "photo is stored once, intact")
-def test_dropped_connection_mid_upload_is_retried(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+def test_dropped_connection_mid_upload_is_retried(store: Store, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/upload", "drop")
     store.put(KEY, PHOTO)
     assert fake.files() == {"/smartmeter/" + KEY: PHOTO}
@@ -126,7 +139,7 @@ def test_dropped_connection_mid_upload_is_retried(store: DropboxStore, fake: Fak
 
 
 @pytest.mark.fault("Dropbox 429", proves="the upload waits the server's Retry-After, then succeeds")
-def test_rate_limit_honours_retry_after(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+def test_rate_limit_honours_retry_after(store: Store, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/upload", "429", retry_after=7)
     store.put(KEY, PHOTO)
     assert sleeps == [7.0]  # the server's wait, not our backoff
@@ -134,7 +147,7 @@ def test_rate_limit_honours_retry_after(store: DropboxStore, fake: FakeDropbox, 
 
 @pytest.mark.fault("Dropbox 5xx", proves="500s on listing and download are retried with backoff; past the retries "
                    "a clear error")
-def test_server_errors_retried_then_given_up(store: DropboxStore, fake: FakeDropbox, sleeps: Sleeps) -> None:
+def test_server_errors_retried_then_given_up(store: Store, fake: FakeDropbox, sleeps: Sleeps) -> None:
     fake.fail_next("files/list_folder", "500", times=2)
     store.put(KEY, PHOTO)
     assert [r.key for r in store.list_new().refs] == [KEY]
@@ -145,7 +158,7 @@ def test_server_errors_retried_then_given_up(store: DropboxStore, fake: FakeDrop
     assert sleeps == [0.01, 0.02, 0.04]
 
 
-def test_delete_retried_after_lost_answer(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_delete_retried_after_lost_answer(store: Store, fake: FakeDropbox) -> None:
     store.put(KEY, PHOTO)
     fake.fail_next("files/delete_v2", "500")
     store.delete(KEY)
@@ -154,7 +167,7 @@ def test_delete_retried_after_lost_answer(store: DropboxStore, fake: FakeDropbox
 
 @pytest.mark.fault("corrupt JPEG", proves="bytes flipped in transit (or a wrong hash) are refused by content hash, "
                    "never handed to the reader")
-def test_wrong_hash_on_download(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_wrong_hash_on_download(store: Store, fake: FakeDropbox) -> None:
     store.put(KEY, PHOTO)
     fake.fail_next("files/download", "bad_hash")
     with pytest.raises(IntegrityError):
@@ -165,13 +178,13 @@ def test_wrong_hash_on_download(store: DropboxStore, fake: FakeDropbox) -> None:
     assert store.get(KEY) == PHOTO
 
 
-def test_wrong_hash_on_upload(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_wrong_hash_on_upload(store: Store, fake: FakeDropbox) -> None:
     fake.fail_next("files/upload", "bad_hash")
     with pytest.raises(IntegrityError, match="stored hash"):
         store.put(KEY, PHOTO)
 
 
-def test_corrupted_upload_is_refused_and_old_version_kept(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_corrupted_upload_is_refused_and_old_version_kept(store: Store, fake: FakeDropbox) -> None:
     store.put(KEY, b"old photo")
     fake.fail_next("files/upload", "corrupt")
     with pytest.raises(IntegrityError, match="nothing was written"):
@@ -181,7 +194,7 @@ def test_corrupted_upload_is_refused_and_old_version_kept(store: DropboxStore, f
 
 @pytest.mark.fault("network cut mid-upload", proves="photos lost: 0 (every retry cut: the older photos and the "
                    "previous version stay as they were)")
-def test_nothing_stored_is_lost_after_failed_put(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_nothing_stored_is_lost_after_failed_put(store: Store, fake: FakeDropbox) -> None:
     store.put("a/20250101T000000Z_a.jpg", b"A")
     store.put(KEY, b"old B")
     fake.fail_next("files/upload", "drop", times=10)
@@ -193,7 +206,7 @@ def test_nothing_stored_is_lost_after_failed_put(store: DropboxStore, fake: Fake
 
 @pytest.mark.fault("Dropbox expired token", proves="the access token is refreshed and the call succeeds; no token in "
                    "the logs")
-def test_expired_token_is_refreshed(store: DropboxStore, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
+def test_expired_token_is_refreshed(store: Store, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     store.put(KEY, PHOTO)
     fake.expire_tokens()
@@ -204,7 +217,7 @@ def test_expired_token_is_refreshed(store: DropboxStore, fake: FakeDropbox, capl
     assert fake.refresh_token not in repr(store)
 
 
-def test_listing_with_cursor_across_pages(store: DropboxStore, fake: FakeDropbox) -> None:
+def test_listing_with_cursor_across_pages(store: Store, fake: FakeDropbox) -> None:
     keys = [f"m{i % 2}/2025010{i + 1}T000000Z_m{i % 2}.jpg" for i in range(5)]
     for k in keys:
         store.put(k, k.encode())
@@ -225,7 +238,7 @@ def test_listing_with_cursor_across_pages(store: DropboxStore, fake: FakeDropbox
     assert new.refs[0].content_hash == content_hash(b"late")
 
 
-def test_reset_cursor_starts_over(store: DropboxStore, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
+def test_reset_cursor_starts_over(store: Store, fake: FakeDropbox, caplog: pytest.LogCaptureFixture) -> None:
     store.put(KEY, PHOTO)
     cursor = store.list_new().cursor
     fake.reset_cursors()
@@ -235,14 +248,14 @@ def test_reset_cursor_starts_over(store: DropboxStore, fake: FakeDropbox, caplog
     assert "from the beginning" in caplog.text
 
 
-def test_bad_cursor_and_missing_root(store: DropboxStore) -> None:
+def test_bad_cursor_and_missing_root(store: Store) -> None:
     res = store.list_new()
     assert res.refs == [] and res.cursor == "" and not res.has_more
     with pytest.raises(InputError):
         store.list_new("garbage-cursor")
 
 
-def test_rejects_escaping_keys(store: DropboxStore) -> None:
+def test_rejects_escaping_keys(store: Store) -> None:
     for bad in ("../x.jpg", "a/../../x.jpg", ""):
         with pytest.raises(InputError):
             store.put(bad, b"x")

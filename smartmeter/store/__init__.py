@@ -7,7 +7,11 @@ from smartmeter.store.base import ImageStore, ListResult
 
 
 def open_store(settings: StoreSettings) -> ImageStore:
-    """Open the configured image store (local folder by default, or Dropbox)."""
+    """Open the configured image store (local folder by default, or Dropbox through the SDK or the lean HTTP client)."""
+    if settings.backend == "dropbox" and settings.dropbox.client == "http":
+        from smartmeter.store.dropbox_http import DropboxHttpStore
+
+        return DropboxHttpStore.from_settings(settings.dropbox)
     if settings.backend == "dropbox":
         from smartmeter.store.dropbox_store import DropboxStore
 

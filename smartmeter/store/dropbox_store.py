@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,9 +32,18 @@ from dropbox.exceptions import ApiError, AuthError, BadInputError, HttpError, In
 
 from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
 from smartmeter.hashing import content_hash
-from smartmeter.secrets import get_secret
 from smartmeter.settings import DropboxSettings
 from smartmeter.store.base import ImageStore, ListResult, check_key
+from smartmeter.store.dropbox_common import (
+    DEFAULT_API_HOST,
+    DEFAULT_CONTENT_HOST,
+    DEFAULT_NOTIFY_HOST,
+    MAX_SIMPLE_UPLOAD,
+    DropboxPaths,
+    check_credentials,
+    client_kwargs,
+    dropbox_root,
+)
 from smartmeter.store.local import IMAGE_SUFFIXES
 from smartmeter.types import ImageRef, utc
 
@@ -43,10 +51,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_SIMPLE_UPLOAD = 150 * 1024 * 1024  # files/upload limit; photos are a few MB
-DEFAULT_API_HOST = "api.dropboxapi.com"
-DEFAULT_CONTENT_HOST = "content.dropboxapi.com"
-DEFAULT_NOTIFY_HOST = "notify.dropboxapi.com"
 
 # Connection-level failures worth retrying (SSL verification failures are not: they are a configuration fault).
 _TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
@@ -83,26 +87,15 @@ def ca_session(ca_certs: Path | str) -> requests.Session:
     return session
 
 
-def _dropbox_root(root: str) -> str:
-    """'/smartmeter/' -> '/smartmeter'; '/' or '' -> '' (Dropbox spells the app folder root as '')."""
-    clean = root.strip().strip("/")
-    if clean and any(p in ("", ".", "..") for p in clean.split("/")):
-        raise ConfigError(f"store.dropbox.root {root!r} is not a clean Dropbox folder path")
-    return "/" + clean if clean else ""
-
-
-class DropboxStore(ImageStore):
+class DropboxStore(DropboxPaths, ImageStore):
     name = "dropbox"
 
     def __init__(self, *, app_key: str, refresh_token: str, app_secret: str | None = None,
                  root: str = "/smartmeter", timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
                  api_host: str = DEFAULT_API_HOST, content_host: str = DEFAULT_CONTENT_HOST,
                  ca_certs: Path | str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        if not app_key:
-            raise ConfigError("store.dropbox.app_key is empty", hint="see docs/dropbox.md")
-        if not refresh_token:
-            raise ConfigError("the Dropbox refresh token is empty", hint="set SMARTMETER_DROPBOX_REFRESH_TOKEN")
-        self.root = _dropbox_root(root)
+        check_credentials(app_key, refresh_token)
+        self.root = dropbox_root(root)
         self.max_retries, self.backoff_s, self._sleep = max_retries, backoff_s, sleep
         self.api_host, self.content_host = api_host, content_host
         client = _Client(oauth2_refresh_token=refresh_token, app_key=app_key, app_secret=app_secret or None,
@@ -115,31 +108,12 @@ class DropboxStore(ImageStore):
     @classmethod
     def from_settings(cls, settings: DropboxSettings, **kwargs: Any) -> DropboxStore:
         """Open the store from settings plus secrets; hosts from the SDK's own env variables, read now."""
-        token = get_secret("dropbox_refresh_token")
-        secret = get_secret("dropbox_app_secret", required=False)
-        assert token is not None  # required=True raises instead
-        kwargs.setdefault("api_host", os.environ.get("DROPBOX_API_HOST") or DEFAULT_API_HOST)
-        kwargs.setdefault("content_host", os.environ.get("DROPBOX_API_CONTENT_HOST") or DEFAULT_CONTENT_HOST)
-        kwargs.setdefault("ca_certs", settings.ca_certs)
-        return cls(app_key=settings.app_key, refresh_token=token.get_secret_value(),
-                   app_secret=secret.get_secret_value() if secret else None, root=settings.root,
-                   timeout_s=settings.timeout_s, max_retries=settings.max_retries, backoff_s=settings.backoff_s,
-                   **kwargs)
+        return cls(**client_kwargs(settings, **kwargs))
 
     def __repr__(self) -> str:  # never show the client (it holds the tokens)
         return f"DropboxStore(root={self.root!r}, api_host={self.api_host!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------------
-
-    def _path(self, key: str) -> str:
-        return f"{self.root}/{check_key(key)}"
-
-    def _key(self, path: str) -> str | None:
-        """Dropbox path -> key relative to the root (None if outside it)."""
-        if not self.root:
-            return path.lstrip("/")
-        prefix = self.root + "/"
-        return path[len(prefix):] if path.lower().startswith(prefix.lower()) else None
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one SDK call with our retry policy; translate transport and auth failures."""
