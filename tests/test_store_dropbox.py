@@ -4,6 +4,7 @@ runs on ``DropboxStore`` (the real SDK) and on ``DropboxHttpStore`` (the standar
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,3 +260,21 @@ def test_rejects_escaping_keys(store: Store) -> None:
     for bad in ("../x.jpg", "a/../../x.jpg", ""):
         with pytest.raises(InputError):
             store.put(bad, b"x")
+
+
+def test_http_client_imports_neither_sdk_nor_requests(fake: FakeDropbox, tmp_path: Path) -> None:
+    """The Pi's memory figure rests on this: with ``client: http`` the camera path never imports the SDK (40 MB)."""
+    import subprocess
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"store:\n  backend: dropbox\n  dropbox:\n    app_key: {fake.app_key}\n"
+                   f"    ca_certs: {fake.ca_file}\n    client: http\n")
+    code = ("import sys; from smartmeter.settings import load_settings; from smartmeter.store import open_store; "
+            "import smartmeter.raspi.cli, smartmeter.raspi.daemon; "
+            f"s = open_store(load_settings({str(cfg)!r}).store); s.put('m1/20250101T000000Z_m1.jpg', b'x'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dropbox', 'requests', 'urllib3', 'cv2')))")
+    env = dict(os.environ, DROPBOX_API_HOST=fake.api_host, DROPBOX_API_CONTENT_HOST=fake.api_host,
+               SMARTMETER_DROPBOX_REFRESH_TOKEN=fake.refresh_token)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert list(fake.files()) == ["/smartmeter/m1/20250101T000000Z_m1.jpg"]
