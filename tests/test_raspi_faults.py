@@ -23,6 +23,7 @@ from smartmeter.raspi.camera import Camera
 from smartmeter.raspi.daemon import CaptureLoop
 from smartmeter.raspi.spool import Spool
 from smartmeter.raspi.uploader import Uploader
+from smartmeter.store.dropbox_http import DropboxHttpStore
 from smartmeter.store.dropbox_store import DropboxStore
 from smartmeter.store.local import LocalStore
 from smartmeter.types import ImageRef, parse_photo_name
@@ -50,7 +51,18 @@ class NumberedCamera(Camera):
 
 
 class RecordingDropbox(DropboxStore):
-    """The real Dropbox store; remembers the keys it confirmed, in order."""
+    """The real Dropbox store (SDK client); remembers the keys it confirmed, in order."""
+
+    confirmed: list[str]
+
+    def put(self, key: str, data: bytes) -> ImageRef:
+        ref = super().put(key, data)
+        self.confirmed.append(key)
+        return ref
+
+
+class RecordingDropboxHttp(DropboxHttpStore):
+    """The real Dropbox store (standard-library client, the Pi's); remembers the keys it confirmed, in order."""
 
     confirmed: list[str]
 
@@ -69,10 +81,12 @@ def fake(tmp_path: Path) -> Iterator[FakeDropbox]:
 
 @pytest.mark.fault("network cut mid-upload", proves="photos lost: 0, duplicates: 0 (the network down for 100 captures "
                    "then back: all 100 reach Dropbox, in capture order, each once, intact)")
-def test_network_down_for_100_captures_then_back(tmp_path: Path, fake: FakeDropbox) -> None:
-    store = RecordingDropbox(app_key=fake.app_key, refresh_token=fake.refresh_token, root="/smartmeter",
-                             api_host=fake.api_host, content_host=fake.api_host, ca_certs=fake.ca_file,
-                             max_retries=1, backoff_s=0.01, timeout_s=5)
+@pytest.mark.parametrize("client", ["sdk", "http"])
+def test_network_down_for_100_captures_then_back(tmp_path: Path, fake: FakeDropbox, client: str) -> None:
+    kind = RecordingDropboxHttp if client == "http" else RecordingDropbox
+    store = kind(app_key=fake.app_key, refresh_token=fake.refresh_token, root="/smartmeter",
+                 api_host=fake.api_host, content_host=fake.api_host, ca_certs=fake.ca_file,
+                 max_retries=1, backoff_s=0.01, timeout_s=5)
     store.confirmed = []
     fake.fail_next("files/upload", "drop", times=10**6)  # every upload cut mid-body: the line is down
     spool = Spool(tmp_path / "spool", 10**8)
