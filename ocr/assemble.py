@@ -9,6 +9,8 @@ Positions are resolved right to left; docs/transitions.md explains the rules for
   ``roll`` (a drum whose right neighbours are left out of the profile): the drum rests on whole digits, so
   ``x.85-x.95`` is a resting ``x+1`` read low or an ``x`` about to roll over: the drum's appearance
   (``last_resting``) decides, and without it both readings are returned as ``candidates`` and no reading.
+  ``auto`` for a last drum showing decimals is ``either``: it may creep or rest, so ``x.85-x.92`` gives both
+  candidates as ``roll`` does, and from ``x.92`` on it is ``x+1`` as for ``continuous``.
 * **Every other position** moves with its right neighbour, whose value ``r`` is known by then (its digit plus
   the fraction its own neighbour implies). The coupling (``coupling``: per drum beside a drum, the last drum
   beside the first pointer, a pointer beside a pointer) gives the fraction ``e`` this position should show:
@@ -175,10 +177,10 @@ def _last_options(x: float, mode: str, resting: bool | None,
                   drum: bool = False) -> list[tuple[float, int, float, float]]:
     k = math.floor(x)
     g = x - k
-    snap = DRUM_SNAP_FRACTION if drum and mode == "continuous" else SNAP_FRACTION
+    snap = DRUM_SNAP_FRACTION if drum and mode in ("continuous", "either") else SNAP_FRACTION
     if g >= snap - _EPS:  # 9.95 - 9 is 0.9499999...
         return [(1.0 - g, (k + 1) % 10, 1.0 - g, float((k + 1) % 10))]
-    if mode == "roll" and g >= RESTING_BAND - _EPS:
+    if mode in ("roll", "either") and g >= RESTING_BAND - _EPS:
         arrived = (0.0, (k + 1) % 10, 1.0 - g, float((k + 1) % 10))  # a resting digit read low: the likelier
         rolling = (0.05, k, 0.0, x)  # about to roll over with the hidden drum to its right
         if resting is None:
@@ -222,8 +224,8 @@ def assemble(digits: Sequence[float | None], pointers: Sequence[float | None] = 
     values = [x for x in raw if x is not None]
     kinds = ["drum"] * n_digits + ["pointer"] * (n - n_digits)
     last = c.rightmost
-    if last == "auto":
-        last = "roll" if kinds[-1] == "drum" and decimals == 0 else "continuous"
+    if last == "auto":  # a last drum showing decimals may creep or rest on whole digits: "either"
+        last = ("roll" if decimals == 0 else "either") if kinds[-1] == "drum" else "continuous"
     branches = [_Branch([d], [v], [res], cost) for cost, d, res, v in _last_options(values[-1], last, last_resting,
                                                                                        kinds[-1] == "drum")]
     for i in range(n - 2, -1, -1):

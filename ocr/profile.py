@@ -80,7 +80,8 @@ class Coupling(BaseModel):
     rightmost: RightmostCoupling = Field(
         "auto", description="The rightmost box: continuous (a pointer, or the counter's last drum: it creeps), "
                             "roll (drums right of it are left out: it rests on whole digits); auto = roll for a "
-                            "drum when decimals is 0, else continuous.")
+                            "drum when decimals is 0, continuous for a pointer, and for a drum showing decimals "
+                            "either (x.85-x.92 gives both candidates).")
 
 
 class Profile(BaseModel):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from smartmeter.ocr.assemble import assemble
+from smartmeter.ocr.assemble import Coupling, assemble
 from smartmeter.server.frames import Action, Frame, Rules
 from smartmeter.server.validation import MeterValidator
 from smartmeter.types import DigitValue
@@ -81,6 +81,9 @@ def load_profile_w(minutes: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(p * rng.uniform(0.9, 1.1, minutes))
 
 
+CREEPING_LAST_DRUM = Coupling(rightmost="continuous")
+
+
 def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
     """Odometer positions, most significant first: a drum rolls while its right neighbour goes 9 -> 0."""
     units = value * 10**decimals
@@ -94,8 +97,9 @@ def drum_positions(value: float, n_digits: int, decimals: int) -> list[float]:
 
 
 def read_positions(pos: list[float], decimals: int) -> tuple[str, float]:
-    """Assemble the drums with the real assembler (``ocr.assemble``), so the simulation reads as the worker does."""
-    result = assemble(pos, decimals=decimals)
+    """Assemble the drums with the real assembler (``ocr.assemble``), so the simulation reads as the worker does;
+    its profile says what the simulated counter does: the last drum creeps (``drum_positions``)."""
+    result = assemble(pos, decimals=decimals, coupling=CREEPING_LAST_DRUM)
     if result.reading is None or result.value is None:
         raise ValueError(f"simulated drums {pos} do not assemble: {result.error}")
     return result.reading, result.value

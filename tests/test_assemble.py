@@ -193,4 +193,7 @@ def test_a_last_drum_with_its_decimals_left_out_is_decided_by_its_appearance(res
     assert assemble([1.0, 8.0, 3.0, 4.9], coupling=CREEPING).reading == "1834"  # a creeping last drum: the 4
     assert assemble([1.0, 8.0, 3.0, 4.7]).reading == "1834"  # mid-roll: no resting drum reads 0.3 low
     assert assemble([1.0, 8.0, 3.0, 5.1]).reading == "1835"  # a resting 5 read high
-    assert assemble([1.0, 8.0, 3.0, 4.9], decimals=1).reading == "183.4"  # a decimal drum creeps
+    # a decimal drum may creep or rest (rightmost: auto): 4.9 is either; said to creep, it is the 4
+    assert assemble([1.0, 8.0, 3.0, 4.9], decimals=1).candidates == ["183.5", "183.4"]
+    assert assemble([1.0, 8.0, 3.0, 4.9], decimals=1, coupling=CREEPING).reading == "183.4"
+    assert assemble([1.0, 8.0, 3.0, 4.8], decimals=1).reading == "183.4"  # below the band: creeping

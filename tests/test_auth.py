@@ -221,7 +221,7 @@ def test_per_meter_token_writes_and_reads_only_its_meter(client: TestClient, db_
     with open_database(db_url) as db:
         assert "flat3" not in db.meters()
         [(hashed, used)] = db.query("SELECT token_hash, used_ms FROM machine_tokens")
-    assert token not in hashed and token.split("_")[2] not in hashed and used is not None  # only a hash kept
+    assert token not in hashed and token.split("_", 2)[2] not in hashed and used is not None  # only a hash kept
 
 
 def test_revoked_and_forged_tokens_are_401_and_store_nothing(client: TestClient, db_url: str) -> None:

@@ -325,7 +325,8 @@ def test_a_large_photo_may_move_a_few_per_cent(tmp_path: Path) -> None:
                                                     (1112, 769), (1235, 773), (1359, 776))]
     profile = Profile(reference=tmp_path / "reference.png", unit="m3", decimals=3, digits=digits)
     result = MeterReader(profile, make_reader("cnn")).read(moved)
-    assert result.error is None and result.reading in ("06376.341", "06376.340"), result  # the last drum rolls
+    # the last drum at 0.85 is rolling, or a resting 1 read low: both candidates, the meter's history decides
+    assert result.reading in ("06376.341", "06376.340") or result.candidates == ["06376.341", "06376.340"], result
     strict = profile.model_copy(update={"alignment": Alignment(max_shift_px=80)})
     result = MeterReader(strict, make_reader("cnn")).read(moved)
     assert result.reading is None and "max_shift_px 80" in (result.error or ""), result
