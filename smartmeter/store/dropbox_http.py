@@ -126,8 +126,13 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             with self._opener.open(req, timeout=self.timeout_s) as resp:
                 return resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
-            status, text = exc.code, exc.read()
-            exc.close()
+            status = exc.code
+            try:
+                text = exc.read()
+            except (OSError, http.client.HTTPException):
+                text = b""  # the error body was cut off: the status still says what happened
+            finally:
+                exc.close()
             if status == 401:
                 raise _Expired(text[:200].decode(errors="replace")) from exc
             if status == 409:
@@ -168,8 +173,11 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             raise ConfigError(f"{what}: Dropbox refused our credentials ({reason})",
                               hint="the refresh token may be revoked, or the app key or secret is wrong: run "
                                    "'smartmeter backup auth' (docs/dropbox.md)") from exc
-        payload = json.loads(text)
-        self._token = str(payload["access_token"])
+        try:
+            payload = json.loads(text)
+            self._token = str(payload["access_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{what}: the Dropbox token endpoint answered without an access token") from exc
         self._token_until = time.monotonic() + max(0.0, float(payload.get("expires_in", 14400)) - TOKEN_MARGIN_S)
         return self._token
 
@@ -190,9 +198,12 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
                     headers["Content-Type"] = "application/json"
                     url, body = f"https://{self.api_host}/2/{route}", json.dumps(arg).encode()
                 text, got = self._send(what, url, body, headers)
-                if download:
-                    return json.loads(got.get("Dropbox-API-Result") or "{}"), text
-                return json.loads(text), b""
+                try:
+                    if download:
+                        return json.loads(got.get("Dropbox-API-Result") or "{}"), text
+                    return json.loads(text), b""
+                except ValueError as exc:
+                    raise StoreError(f"{what}: Dropbox answered something that is not JSON: {text[:80]!r}") from exc
             except _Expired as exc:
                 if refreshed:
                     raise ConfigError(f"{what}: Dropbox refused our credentials ({exc})",
