@@ -245,9 +245,12 @@ class MeterReader:
 
             names = ", ".join(f"{_position_name(i, n)} ({v.confidence:.2f}{why(i)})" for i, v in low)
             return unreadable(f"confidence below {min_conf:g}: {names}", min(v.confidence for _, v in low))
+        coupling = self.profile.coupling
+        if coupling.rightmost == "auto" and self.profile.decimals > 0 and not pointers and self.reader.knows_meter:
+            coupling = coupling.model_copy(update={"rightmost": "continuous"})  # see DigitReader.knows_meter
         try:
             assembly = assemble([v.value for v in digits], [v.value for v in pointers], self.profile.decimals,
-                                coupling=self.profile.coupling)
+                                coupling=coupling)
         except InputError as exc:  # a reader that returned values outside 0..10
             return unreadable(f"reader returned bad values: {exc}")
         if assembly.reading is None and len(assembly.candidates) > 1:  # the meter's history may choose

@@ -84,6 +84,9 @@ def pinned_labels(pin: tuple[str, float], digits: Sequence[DigitValue]) -> list[
     return labels
 
 
+KNOWN_PER_DIGIT = 5  # examples of each digit before the reader is taken to know the meter's typeface
+
+
 class MeterAdapters:
     """Each meter's examples and fitted adapter; ``reader`` wraps the CNN with the meter's current adapter."""
 
@@ -214,6 +217,14 @@ class MeterAdapters:
                 self._fitted[meter_id] = (Adapter(ex, logits), version) if len(ex) else None
             return self._fitted[meter_id]
 
+    def knows(self, meter_id: str, engine: DigitReader) -> bool:
+        """Has the adapter seen every digit of this meter resting, ``KNOWN_PER_DIGIT`` times at least? Until then
+        a resting digit it has not seen may still read low (``DigitReader.knows_meter``)."""
+        if self.current(meter_id, engine) is None:
+            return False
+        with self._lock:
+            return min(self._examples[meter_id].counts()) >= KNOWN_PER_DIGIT
+
     def reader(self, meter_id: str, engine: DigitReader) -> DigitReader:
         """``engine`` with the meter's adapter, when the engine is the CNN (it needs the logits) and enabled."""
         if not self.settings.adapter.enabled or not hasattr(engine, "logits"):
@@ -235,6 +246,10 @@ class LiveAdapted(DigitReader):
     def version(self) -> str:  # type: ignore[override]
         got = self.book.current(self.meter_id, self.engine)
         return self.engine.version if got is None else f"{self.engine.version}+{got[1]}"
+
+    @property
+    def knows_meter(self) -> bool:  # type: ignore[override]
+        return self.book.knows(self.meter_id, self.engine)
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
         got = self.book.current(self.meter_id, self.engine)

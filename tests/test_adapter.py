@@ -16,7 +16,7 @@ from smartmeter.cli import cli
 from smartmeter.ocr.adapter import CONFIDENCE, WEAK, AdaptedReader, Adapter, Examples, embed, settled_digit
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.server.adapter import MeterAdapters, digit_labels, pinned_labels
+from smartmeter.server.adapter import KNOWN_PER_DIGIT, MeterAdapters, digit_labels, pinned_labels
 from smartmeter.server.database import Database, open_database
 from smartmeter.server.worker import Worker
 from smartmeter.settings import Settings
@@ -204,6 +204,21 @@ def test_examples_are_stored_with_the_meter_on_both_databases(db: Database) -> N
     third = MeterAdapters(Settings(), db)
     assert third.version("m1") == 2 and len(third.examples("m1")) == 0 and third.status("m1")["bytes"] == 0
     assert MeterAdapters(Settings(), db).status("other")["version"] == 0
+
+
+def test_a_reader_knows_the_meter_only_while_its_adapter_has_examples(db: Database) -> None:
+    """``knows_meter`` lets the assembler take a last drum at x.85-x.92 as on its way (ocr/pipeline.py)."""
+    book, cnn = MeterAdapters(Settings(), db), FixedCnn([])
+    assert not book.reader("m1", cnn).knows_meter  # nothing learnt yet: the general model's bias applies
+    book.add("m1", [glyph(d, d) for d in (4, 1)], [4, 1], 32, 20)
+    book.save("m1")
+    assert not MeterAdapters(Settings(), db).reader("m1", cnn).knows_meter  # two digits seen, once each
+    book.add("m1", [glyph(d, 100 * i + d) for d in range(10) for i in range(KNOWN_PER_DIGIT)],
+             [d for d in range(10) for _ in range(KNOWN_PER_DIGIT)], 32, 20)
+    book.save("m1")
+    assert MeterAdapters(Settings(), db).reader("m1", cnn).knows_meter  # every digit, often enough
+    book.reset("m1")
+    assert not MeterAdapters(Settings(), db).reader("m1", cnn).knows_meter
 
 
 def test_a_confirmed_label_drops_the_examples_that_contradict_it(db: Database) -> None:

@@ -100,6 +100,21 @@ def test_low_digit_confidence_makes_the_photo_unreadable(lookup: LookupReader) -
     assert [d.value for d in result.digits] == [float(d) for d in range(8)]  # values kept for review
 
 
+def test_a_last_drum_between_digits_is_decided_by_a_reader_that_knows_the_meter() -> None:
+    """The general model reads a resting digit of an unseen meter up to 0.15 low, so a last drum at 7.87 is a
+    resting 8 or a 7 on its way: both candidates. A reader that has learnt this meter (the per-meter adapter) reads
+    its resting digits centred: then 7.87 is the 7 on its way."""
+    profile = load_profile(PHOTOS / "meter.yaml")  # decimals 1, rightmost auto
+    values = [DigitValue(v, 0.99) for v in [0, 0, 4, 8, 1, 2, 7, 7.87]]
+    general = MeterReader(profile, FixedReader(values)).read(PHOTOS / "upright.jpg")
+    assert general.reading is None and general.candidates == ["0048127.8", "0048127.7"], general
+
+    class Knowing(FixedReader):
+        knows_meter = True
+
+    assert MeterReader(profile, Knowing(values)).read(PHOTOS / "upright.jpg").reading == "0048127.7"
+
+
 def test_inconsistent_drums_and_unreadable_digits() -> None:
     profile = load_profile(PHOTOS / "meter.yaml")
     values = [DigitValue(v, 0.99) for v in [1, 2, 3, 4.5, 5, 6, 7, 8]]

@@ -36,6 +36,10 @@ class DigitReader(ABC):
 
     name: str = "reader"
     version: str = "0"
+    # True when the reader has learnt this very meter's typeface (the per-meter adapter): its resting digits then
+    # read centred, so a last drum read at x.85-x.92 is a drum on its way, not a resting digit read low
+    # (ocr.assemble, rightmost "auto"). A general model reads the digits of a meter it never saw up to 0.15 low.
+    knows_meter: bool = False
 
     @abstractmethod
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
