@@ -27,24 +27,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
 from smartmeter.hashing import content_hash
-from smartmeter.settings import DropboxSettings
-from smartmeter.store.base import ImageStore, ListResult, check_key
-from smartmeter.store.dropbox_common import (
-    DEFAULT_API_HOST,
-    DEFAULT_CONTENT_HOST,
-    MAX_SIMPLE_UPLOAD,
-    DropboxPaths,
-    check_credentials,
-    client_kwargs,
-    dropbox_root,
-)
+from smartmeter.store.base import ListResult, check_key
+from smartmeter.store.dropbox_common import MAX_SIMPLE_UPLOAD, DropboxBase
 from smartmeter.store.local import IMAGE_SUFFIXES
 from smartmeter.types import ImageRef
 
@@ -71,8 +61,12 @@ class RouteError(Exception):
         self.summary, self.tags = summary, _tags(error)
 
 
-class BadInput(Exception):
-    """A 400 from a route: Dropbox did not accept the request (the text says why)."""
+class BadInput(StoreError):
+    """A 400: Dropbox did not accept the request; ``text`` is what it said."""
+
+    def __init__(self, what: str, text: str) -> None:
+        super().__init__(f"{what}: Dropbox refused the request: {text}")
+        self.text = text
 
 
 def _tags(error: Any) -> list[str]:
@@ -91,17 +85,8 @@ def _modified(text: str | None) -> datetime | None:
         return None
 
 
-class DropboxHttpStore(DropboxPaths, ImageStore):
-    name = "dropbox"
-
-    def __init__(self, *, app_key: str, refresh_token: str, app_secret: str | None = None,
-                 root: str = "/smartmeter", timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
-                 api_host: str = DEFAULT_API_HOST, content_host: str = DEFAULT_CONTENT_HOST,
-                 ca_certs: Path | str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        check_credentials(app_key, refresh_token)
-        self.root = dropbox_root(root)
-        self.max_retries, self.backoff_s, self._sleep, self.timeout_s = max_retries, backoff_s, sleep, timeout_s
-        self.api_host, self.content_host = api_host, content_host
+class DropboxHttpStore(DropboxBase):
+    def _connect(self, app_key: str, refresh_token: str, app_secret: str | None, ca_certs: Path | str | None) -> None:
         self._form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": app_key}
         if app_secret:
             self._form["client_secret"] = app_secret
@@ -109,13 +94,6 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
         self._token_until = 0.0
         context = ssl.create_default_context(cafile=str(ca_certs) if ca_certs else None)
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-
-    @classmethod
-    def from_settings(cls, settings: DropboxSettings, **kwargs: Any) -> DropboxHttpStore:
-        return cls(**client_kwargs(settings, **kwargs))
-
-    def __repr__(self) -> str:  # never show the tokens
-        return f"DropboxHttpStore(root={self.root!r}, api_host={self.api_host!r})"
 
     # -- the wire ---------------------------------------------------------------------------------------
 
@@ -148,7 +126,7 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             if status >= 500:
                 raise _Retry(f"Dropbox server error {status}") from exc
             if status == 400:
-                raise BadInput(text[:300].decode(errors="replace")) from exc
+                raise BadInput(what, text[:300].decode(errors="replace")) from exc
             raise StoreError(f"{what}: Dropbox answered HTTP {status}: {text[:200]!r}") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
@@ -167,7 +145,7 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
                                  {"Content-Type": "application/x-www-form-urlencoded"})
         except (BadInput, _Expired) as exc:
             try:
-                reason = json.loads(str(exc)).get("error", "refused")
+                reason = json.loads(exc.text if isinstance(exc, BadInput) else str(exc)).get("error", "refused")
             except (ValueError, AttributeError):
                 reason = "refused"
             raise ConfigError(f"{what}: Dropbox refused our credentials ({reason})",
@@ -213,13 +191,9 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
                 continue
             except _Retry as exc:
                 wait, reason = (exc.wait if exc.wait is not None else delay), exc.reason
-            if attempt >= self.max_retries:
-                raise StoreError(f"{what}: gave up after {attempt + 1} attempts: {reason}")
-            attempt += 1
+            attempt = self._pause(what, attempt, reason, wait)
             if retried is not None:
                 retried[0] += 1
-            log.warning("%s: %s; retry %d/%d in %.2fs", what, reason, attempt, self.max_retries, wait)
-            self._sleep(wait)
             delay *= 2
 
     def _ref(self, md: dict[str, Any]) -> ImageRef | None:
@@ -244,8 +218,6 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
                 raise IntegrityError(f"{key}: Dropbox received corrupted bytes and refused them "
                                      "(nothing was written)") from exc
             raise StoreError(f"put {key}: Dropbox refused the upload: {exc.summary}") from exc
-        except BadInput as exc:
-            raise StoreError(f"put {key}: Dropbox refused the request: {exc}") from exc
         if md.get("content_hash") != expected or md.get("size") != len(data):
             raise IntegrityError(f"{key}: Dropbox stored hash {str(md.get('content_hash'))[:12]} / {md.get('size')} "
                                  f"bytes, sent {expected[:12]} / {len(data)} bytes")
@@ -271,8 +243,6 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             if exc.tags[:2] == ["path", "not_found"]:
                 return None
             raise StoreError(f"list {self.root or '/'}: {exc.summary}") from exc
-        except BadInput as exc:
-            raise StoreError(f"list {self.root or '/'}: Dropbox refused the request: {exc}") from exc
 
     def list_new(self, cursor: str | None = None, limit: int = 1000) -> ListResult:
         res = self._list_page(cursor, limit)
@@ -297,8 +267,6 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             if exc.tags[:2] == ["path", "not_found"]:
                 raise NotFoundError(f"no photo {key!r} in Dropbox {self.root or '/'}") from exc
             raise StoreError(f"get {key}: {exc.summary}") from exc
-        except BadInput as exc:
-            raise StoreError(f"get {key}: Dropbox refused the request: {exc}") from exc
         got = content_hash(data)
         if got != md.get("content_hash"):
             raise IntegrityError(f"{key}: downloaded {len(data)} bytes hash {got[:12]}, Dropbox says "
@@ -312,8 +280,6 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
             if exc.tags[:2] == ["path", "not_found"]:
                 return False
             raise StoreError(f"stat {key}: {exc.summary}") from exc
-        except BadInput as exc:
-            raise StoreError(f"stat {key}: Dropbox refused the request: {exc}") from exc
         return bool(md.get(".tag") == "file")
 
     def delete(self, key: str) -> None:
@@ -327,6 +293,4 @@ class DropboxHttpStore(DropboxPaths, ImageStore):
                     return
                 raise NotFoundError(f"no photo {key!r} in Dropbox {self.root or '/'}") from exc
             raise StoreError(f"delete {key}: {exc.summary}") from exc
-        except BadInput as exc:
-            raise StoreError(f"delete {key}: Dropbox refused the request: {exc}") from exc
         log.debug("deleted %s", key)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,18 +31,8 @@ from dropbox.exceptions import ApiError, AuthError, BadInputError, HttpError, In
 
 from smartmeter.errors import ConfigError, InputError, IntegrityError, NotFoundError, StoreError
 from smartmeter.hashing import content_hash
-from smartmeter.settings import DropboxSettings
-from smartmeter.store.base import ImageStore, ListResult, check_key
-from smartmeter.store.dropbox_common import (
-    DEFAULT_API_HOST,
-    DEFAULT_CONTENT_HOST,
-    DEFAULT_NOTIFY_HOST,
-    MAX_SIMPLE_UPLOAD,
-    DropboxPaths,
-    check_credentials,
-    client_kwargs,
-    dropbox_root,
-)
+from smartmeter.store.base import ListResult, check_key
+from smartmeter.store.dropbox_common import DEFAULT_API_HOST, DEFAULT_NOTIFY_HOST, MAX_SIMPLE_UPLOAD, DropboxBase
 from smartmeter.store.local import IMAGE_SUFFIXES
 from smartmeter.types import ImageRef, utc
 
@@ -87,31 +76,14 @@ def ca_session(ca_certs: Path | str) -> requests.Session:
     return session
 
 
-class DropboxStore(DropboxPaths, ImageStore):
-    name = "dropbox"
-
-    def __init__(self, *, app_key: str, refresh_token: str, app_secret: str | None = None,
-                 root: str = "/smartmeter", timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
-                 api_host: str = DEFAULT_API_HOST, content_host: str = DEFAULT_CONTENT_HOST,
-                 ca_certs: Path | str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        check_credentials(app_key, refresh_token)
-        self.root = dropbox_root(root)
-        self.max_retries, self.backoff_s, self._sleep = max_retries, backoff_s, sleep
-        self.api_host, self.content_host = api_host, content_host
-        client = _Client(oauth2_refresh_token=refresh_token, app_key=app_key, app_secret=app_secret or None,
-                         timeout=timeout_s, max_retries_on_error=0, max_retries_on_rate_limit=0,
+class DropboxStore(DropboxBase):
+    def _connect(self, app_key: str, refresh_token: str, app_secret: str | None, ca_certs: Path | str | None) -> None:
+        client = _Client(oauth2_refresh_token=refresh_token, app_key=app_key, app_secret=app_secret,
+                         timeout=self.timeout_s, max_retries_on_error=0, max_retries_on_rate_limit=0,
                          user_agent="smartmeter", session=ca_session(ca_certs) if ca_certs else None)
-        client.token_host = api_host
-        client._host_map = {"api": api_host, "content": content_host, "notify": DEFAULT_NOTIFY_HOST}
+        client.token_host = self.api_host
+        client._host_map = {"api": self.api_host, "content": self.content_host, "notify": DEFAULT_NOTIFY_HOST}
         self.client = client
-
-    @classmethod
-    def from_settings(cls, settings: DropboxSettings, **kwargs: Any) -> DropboxStore:
-        """Open the store from settings plus secrets; hosts from the SDK's own env variables, read now."""
-        return cls(**client_kwargs(settings, **kwargs))
-
-    def __repr__(self) -> str:  # never show the client (it holds the tokens)
-        return f"DropboxStore(root={self.root!r}, api_host={self.api_host!r})"
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -143,11 +115,7 @@ class DropboxStore(DropboxPaths, ImageStore):
                 raise
             except HttpError as exc:
                 raise StoreError(f"{what}: Dropbox answered HTTP {exc.status_code}: {str(exc.body)[:200]}") from exc
-            if attempt >= self.max_retries:
-                raise StoreError(f"{what}: gave up after {attempt + 1} attempts: {reason}")
-            attempt += 1
-            log.warning("%s: %s; retry %d/%d in %.2fs", what, reason, attempt, self.max_retries, wait)
-            self._sleep(wait)
+            attempt = self._pause(what, attempt, reason, wait)
             delay *= 2
 
     # -- the store interface ----------------------------------------------------------------------------
