@@ -36,12 +36,12 @@ class Curve:
 
     @classmethod
     def of(cls, rows: Sequence[tuple[Any, ...]], resolution_kwh: float) -> Curve:
-        """From ``readings_repo.curve_rows`` rows (ts_ms, kWh, W, confidence, ...), any order: one per timestamp
+        """From ``readings_repo.curve_rows`` rows (ts_ms, kWh, W, confidence), any order: one per timestamp
         (the most confident), the register's running maximum, its steps (``power.step_points``' rule)."""
         if not rows:
             empty = np.array([], dtype=np.int64)
             return cls(empty, np.array([]), 0, -1, empty, np.array([]))
-        table = np.array([r[:4] for r in rows] if len(rows[0]) > 4 else rows, dtype=float)  # None -> NaN
+        table = np.array(rows, dtype=float)  # None -> NaN
         ts, kwh, watts, conf = table[:, 0].astype(np.int64), table[:, 1], table[:, 2], table[:, 3]
         order = np.lexsort((-conf, ts))
         ts, kwh, watts = ts[order], kwh[order], watts[order]
