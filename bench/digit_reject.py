@@ -7,9 +7,9 @@ Reads with the hold-out model (``smartmeter.ocr.readers.cnn.HOLDOUT_MODEL``), wh
 within half a step of the label on the drum circle. Non-digit crops ("not a digit / cannot tell"), cut from the
 same meters' crops and from the real photos outside their counter windows (``non_digits``): the crop's two halves
 from two different drums side by side (a box between two drums), a frame edge over half the crop, a blank drum,
-glare over the digit, print from the meter face; plus the data set's NaN-labelled crops. Columns side by side:
-every crop answered (the reader before the reject), a confidence floor alone, and the reader's reject with the
-same floors.
+glare over the digit, print from the meter face; plus the data set's NaN-labelled crops. Rows side by side: one view of
+each crop (the reader before its views) and the views averaged (``readers/cnn.VIEWS``), each with every crop
+answered, a confidence floor alone, and the reader's reject with the same floors.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def nan_crops(root: Path, meters: set[str] | None = None) -> list[np.ndarray]:
 def main() -> None:
     from smartmeter.ocr.digit_data import HELD_OUT_METERS, load_digits
     from smartmeter.ocr.digit_preprocess import circular_error
-    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL, CnnReader
+    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL, VIEWS, CnnReader
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--digits", type=Path, default=ROOT.parent / "shared" / "data" / "digits")
@@ -99,13 +99,15 @@ def main() -> None:
     data = load_digits(args.digits, set(HELD_OUT_METERS), progress=False)
     negatives = non_digits(data.crops, load_photos(args.photos), args.n, seed=1)
     negatives["nan-labelled"] = nan_crops(args.digits)
-    plain = CnnReader(HOLDOUT_MODEL, reject=False)
-    rejecting = CnnReader(HOLDOUT_MODEL)
+    readers = (("one view, no reject", CnnReader(HOLDOUT_MODEL, reject=False, views=1)),
+               ("one view, reject", CnnReader(HOLDOUT_MODEL, views=1)),
+               (f"{len(VIEWS)} views, no reject", CnnReader(HOLDOUT_MODEL, reject=False)),
+               (f"{len(VIEWS)} views, reject (now)", CnnReader(HOLDOUT_MODEL)))
     print(f"held-out meters {', '.join(HELD_OUT_METERS)}: {len(data)} digit crops; non-digit crops: "
           + ", ".join(f"{k} {len(v)}" for k, v in negatives.items()))
-    print(f"{'reader':22s} {'floor':>5s} {'answered':>9s} {'right of answered':>18s} {'wrong answered':>15s}  "
+    print(f"{'reader':24s} {'floor':>5s} {'answered':>9s} {'right of answered':>18s} {'wrong answered':>15s}  "
           + " ".join(f"{k[:8]:>8s}" for k in negatives) + "   (non-digits refused)")
-    for name, reader in (("no reject (before)", plain), ("reject (after)", rejecting)):
+    for name, reader in readers:
         values = reader.read_batch(data.crops)
         neg = {k: reader.read_batch(v) for k, v in negatives.items()}
         for floor in FLOORS:
@@ -115,7 +117,7 @@ def main() -> None:
             answered = float(ok.mean())
             share = float(right[ok].mean()) if ok.any() else 0.0
             refused = [float(np.mean([v.value is None or v.confidence < floor for v in vs])) for vs in neg.values()]
-            print(f"{name:22s} {floor:5.2f} {answered:9.3f} {share:18.4f} {int((ok & ~right).sum()):15d}  "
+            print(f"{name:24s} {floor:5.2f} {answered:9.3f} {share:18.4f} {int((ok & ~right).sum()):15d}  "
                   + " ".join(f"{r:8.3f}" for r in refused))
 
 

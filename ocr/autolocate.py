@@ -188,6 +188,7 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     ``propose``: a proposal for a person to check (``smartmeter profile new``), so a rival row of about the same
     score does not refuse: the best row is returned and ``rival`` names the other's score."""
     image = _check_image(image_bgr)
+    reader = reader.searching() if reader is not None else None
     t0 = time.perf_counter()
     cands = _candidates(image, *(work or _work_image(image)), quarter)
     total = len(cands)
@@ -324,6 +325,7 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
     Nothing read upright: the photo is tried turned by 180 degrees (a camera mounted upside down) and, when
     nothing upright even looks like a counter, by a quarter either way (mounted sideways); a reading is given
     only when exactly one of those turns reads (``_turned``), else the upright answer stands."""
+    reader = reader.searching()
     version = f"{reader.name}-{reader.version}+autolocate"
     image = _check_image(image_bgr)
     work = _work_image(image)  # searched upright and, if need be, turned

@@ -19,7 +19,14 @@ from smartmeter.errors import ConfigError, ImageError
 from smartmeter.ocr.digit_data import HELD_OUT_METERS
 from smartmeter.ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
 from smartmeter.ocr.readers import get_reader
-from smartmeter.ocr.readers.cnn import DEFAULT_MODEL, HOLDOUT_MODEL, REJECT_ENTROPY, CnnReader
+from smartmeter.ocr.readers.cnn import (
+    DEFAULT_MODEL,
+    HOLDOUT_MODEL,
+    REJECT_ENTROPY,
+    REJECT_ENTROPY_PLAIN,
+    VIEWS,
+    CnnReader,
+)
 from smartmeter.types import DigitValue
 
 DIGITS = Path(__file__).parent / "resources" / "digits"
@@ -153,8 +160,13 @@ def test_get_reader_and_version() -> None:
     r = get_reader("cnn", threads=2)
     assert r.name == "cnn"
     model_version = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["version"]
-    assert r.version == f"{model_version}+reject{REJECT_ENTROPY:g}"  # the reject decides readings too
-    assert CnnReader(reject=False).version == model_version
+    # the views and the reject decide readings too
+    assert r.version == f"{model_version}+views{len(VIEWS)}+reject{REJECT_ENTROPY:g}"
+    assert CnnReader(reject=False, views=1).version == model_version
+    assert CnnReader(views=1).version == f"{model_version}+reject{REJECT_ENTROPY_PLAIN:g}"
+    assert r.searching().version == CnnReader(views=1).version  # auto-locate's search: one view
+    with pytest.raises(ConfigError, match="views"):
+        CnnReader(views=0)
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
 
 
@@ -171,6 +183,22 @@ def test_production_and_holdout_models_say_what_they_saw() -> None:
     assert hold["epochs"] == prod["epochs"] and hold["augment"] == prod["augment"]  # one recipe
     r = CnnReader(HOLDOUT_MODEL)
     assert r.version.split("+")[0] == hold["version"] and r.version != get_reader("cnn").version
+
+
+def test_views_answer_more_digits_of_unseen_meters_and_no_fewer_right(sample: Sample) -> None:
+    """Averaged over the views a crop of a meter the model never saw is answered more often than read once, and
+    what is answered is at least as often right; the search reader (one view) reads as the one-view reader."""
+    crops, labels, _ = sample
+    one, five = CnnReader(HOLDOUT_MODEL, views=1), CnnReader(HOLDOUT_MODEL)
+    scores = []
+    for r in (one, five):
+        got = r.read_batch(crops)
+        answered = np.array([g.value is not None for g in got])
+        values = np.array([np.nan if g.value is None else g.value for g in got])
+        right = np.nan_to_num(circular_error(values, labels), nan=99.0) <= 0.5 + 1e-6
+        scores.append((answered.mean(), right[answered].mean()))
+    assert scores[1][0] > scores[0][0] and scores[1][1] >= scores[0][1] - 1e-9, scores
+    assert five.searching().read_batch(crops[:20]) == one.read_batch(crops[:20])
 
 
 def test_decode_is_circular() -> None:
@@ -234,7 +262,8 @@ def test_reject_refuses_what_is_not_a_digit(reader: CnnReader, sample: Sample) -
     for kind, bad in _not_digits(crops).items():
         refused.append(np.mean([g.value is None for g in rejecting.read_batch(bad)]))
         before.append(np.mean([p.value is None or p.confidence < 0.5 for p in reader.read_batch(bad)]))
-        # a frame edge over half the crop leaves half a digit the network often still reads: the weakest kind
-        assert refused[-1] >= (0.6 if kind == "edge" else 0.8), (kind, refused[-1])
+        # a frame edge over half the crop leaves half a digit the network often still reads: the weakest kind (the
+        # views answer more real digits at the price of a few of these: bench/digit_reject.py)
+        assert refused[-1] >= (0.55 if kind == "edge" else 0.75), (kind, refused[-1])
     assert np.mean(refused) >= np.mean(before) + 0.2  # at the default floor (0.5) most passed
     assert REJECT_ENTROPY > 1.5  # a settled digit's output is about as spread as its training target (~1.42)

@@ -17,6 +17,7 @@ from smartmeter.ocr.image_io import load_image
 from smartmeter.ocr.pipeline import MeterReader, make_reader
 from smartmeter.ocr.profile import Alignment, Dials, Profile, load_profile
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.ocr.readers.cnn import CnnReader
 from smartmeter.simulator.dial_render import render_dial
 from smartmeter.types import DigitValue
 
@@ -356,10 +357,13 @@ def test_a_digit_read_in_one_place_only_is_not_trusted(tmp_path: Path) -> None:
     digits = [(225, 257, 26, 38), (265, 259, 26, 38), (304, 261, 26, 38), (344, 263, 26, 38), (384, 265, 26, 38),
               (424, 267, 26, 38), (463, 269, 26, 38), (503, 271, 26, 38)]
     profile = Profile(reference=tmp_path / "reference.png", unit="m3", decimals=3, digits=digits)
-    result = MeterReader(profile, make_reader("cnn")).read(photo)
+    result = MeterReader(profile, CnnReader(views=1)).read(photo)  # one view of each crop: the misread
     assert result.reading is None, result
     assert (result.error or "").startswith("digit 1 reads 6.19"), result
     assert "depends on where the box sits" in (result.error or "")
+    # the reader's views (docs/model.md) already refuse that crop: the photo is refused just the same
+    viewed = MeterReader(profile, make_reader("cnn")).read(photo)
+    assert viewed.reading is None and (viewed.error or "").startswith("digit 1 unreadable"), viewed
     # the same photo through boxes centred on the drums still reads (right, or refused: never 6xxxx)
     centred = Profile(reference=tmp_path / "reference.png", unit="m3", decimals=3,
                       digits=[(x + 3, y - 2, w, h) for x, y, w, h in digits])

@@ -48,6 +48,11 @@ class DigitReader(ABC):
     def read(self, crop: np.ndarray) -> DigitValue:
         return self.read_batch([crop])[0]
 
+    def searching(self) -> DigitReader:
+        """The reader to try many candidate boxes with (auto-locate's search): this one, unless a faster variant
+        reads them as well (the CNN reads one view of each crop there, ``readers.cnn``)."""
+        return self
+
     def probe(self) -> None:  # noqa: B027 - an optional hook: most readers have nothing to probe
         """Raise :class:`ReaderUnavailable` when the reader can no longer run at all (asked after a failure, to
         tell a bad crop from a broken installation). Readers without outside parts have nothing to check."""
@@ -92,6 +97,10 @@ class CheckedReader(DigitReader):
             if why is not None:
                 raise ReaderFault(f"reader {self.name} returned a bad value for crop {i + 1} of {count}: {why}")
         return values
+
+    def searching(self) -> DigitReader:
+        fast = self.inner.searching()
+        return self if fast is self.inner else CheckedReader(fast)
 
     def probe(self) -> None:
         self.inner.probe()

@@ -62,7 +62,7 @@ def build_reader(config: ReaderSettings) -> DigitReader:
             return TesseractReader(cmd=config.command, timeout_s=config.timeout_s)
         from smartmeter.ocr.readers.cnn import CnnReader
 
-        return CnnReader(model_path=config.model, threads=config.threads)
+        return CnnReader(model_path=config.model, threads=config.threads, views=config.views)
     except ReaderUnavailable:
         raise
     except ExternalToolError as exc:
