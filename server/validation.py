@@ -265,7 +265,8 @@ class MeterValidator:
         del self._pending[f.key]
         _, bad = self._fits_around(f.t, f.value)
         out: list[Decision] = []
-        if len(bad) == 1 and not bad[0].trusted and self._fits_around(f.t, f.value, frozenset({bad[0].key}))[0]:
+        if (len(bad) == 1 and not bad[0].trusted and not self._before_first(f)
+                and self._fits_around(f.t, f.value, frozenset({bad[0].key}))[0]):
             out.extend(self._withdraw(bad, f"disputed by {f.key} ({f.value:g}); neither can be trusted", (f.key,)))
             reason = f"disputes {bad[0].key} ({bad[0].value:g})"
         else:
@@ -276,7 +277,9 @@ class MeterValidator:
     def _consensus(self) -> list[Decision]:
         """``consensus_frames`` suspects that agree with each other overrule fewer image anchors they disagree with."""
         k = self.rules.validation.consensus_frames
-        suspects = [f for f, kind in self.pending if kind is Action.SUSPECT]
+        # frames that waited for the meter's first sure reading were not sure enough to be one: they cannot
+        # overrule it (a misread drum that does not move reads the same in all of them)
+        suspects = [f for f, kind in self.pending if kind is Action.SUSPECT and not self._before_first(f)]
         if len(suspects) < k:
             return []
         fits = self.rules.fits
@@ -337,12 +340,21 @@ class MeterValidator:
 
     # -- evidence --------------------------------------------------------------------------------------------
     def _unproven(self, f: Frame) -> str | None:
-        """Why ``f`` may not be published yet: a surprise (frames.surprise) without enough witnesses; or None."""
+        """Why ``f`` may not be published yet: the meter's first reading, not sure enough (``first_confidence``:
+        nothing can check it, and a misread drum that does not move reads the same in every photo, so later
+        photos are no witnesses); a surprise (frames.surprise) without enough witnesses; or None."""
         prev, nxt = self._around(f.t)
+        first = self.rules.validation.first_confidence
+        if prev is None and nxt is None and f.confidence < first:
+            return f"first reading of the meter, confidence {f.confidence:.2f} < {first:.2f}"
         why = surprise(f, prev, nxt, self._rate(f.t), self.rules)
         if why is None or self._witnessed(f):
             return None
         return why
+
+    def _before_first(self, f: Frame) -> bool:
+        """Is ``f`` a reading before the meter's first anchor, not sure enough to be its first reading?"""
+        return f.confidence < self.rules.validation.first_confidence and self._around(f.t)[0] is None
 
     def _rate(self, t: float) -> float:
         """The typical top rate (kWh/s) from the day of anchors before the hour of ``t`` (cached per hour)."""

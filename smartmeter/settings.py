@@ -186,6 +186,10 @@ class ValidationSettings(Section):
     witnesses: int = Field(2, ge=1, description="Distinct values (own included) that a surprising reading needs "
                                                 "before it is published: repeated photos of a drum that has not "
                                                 "moved are one witness.")
+    first_confidence: float = Field(0.95, ge=0, le=1, description="A meter's first reading (no accepted reading "
+                                                                  "before or after it to check it against) is "
+                                                                  "published only at this confidence or more; the "
+                                                                  "less sure ones wait for it (docs/validation.md).")
     typical_power_margin: float = Field(1.5, ge=1, description="The typical power is the highest hourly rate of "
                                                                "the last day's readings times this.")
     initial_power_w: float = Field(3000.0, gt=0, description="The typical power assumed until 6 h of readings "
