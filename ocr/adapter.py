@@ -6,10 +6,11 @@ meter's typeface, camera and light. :class:`Examples` holds such crops (preproce
 :class:`Adapter` embeds each crop as its unit-length pixels plus the CNN's class probabilities (square roots,
 so the embedding's two halves are both unit length), and answers a crop with the digit all of its ``K`` nearest
 examples agree on, when the crop is at least as close to them as the examples are to each other (calibrated at
-fit time: leave-one-out); otherwise it abstains. :class:`AdaptedReader` wraps the CNN reader: where the adapter
-answers and agrees with the CNN, the digit is read as resting there with the adapter's confidence; where it
-contradicts a confident CNN, the digit becomes weak (validation holds it); where the CNN is unsure or refuses the
-crop (not blank), the adapter's digit stands. Elsewhere the CNN's answer stands.
+fit time: leave-one-out) and the CNN gives that digit some probability (``SUPPORT``); otherwise it abstains.
+:class:`AdaptedReader` wraps the CNN reader: where the adapter answers and agrees with the CNN, the digit is read
+as resting there with the adapter's confidence; where it contradicts a confident CNN, the digit becomes weak
+(validation holds it); where the CNN is unsure or refuses the crop (not blank), the adapter's digit stands.
+Elsewhere the CNN's answer stands.
 
 Pure: numpy only (no database, no network, no torch). The server keeps the examples (``server/adapter.py``).
 """
@@ -32,6 +33,11 @@ CONFIDENCE = 0.97  # the confidence of an adapter answer
 SETTLED = 0.3  # a read position this close to a whole digit is a resting drum
 TRUSTED_CNN = 0.9  # a CNN answer this confident is never replaced; one the adapter contradicts becomes weak
 WEAK = 0.79  # below validation's default hold_confidence (0.8): the reading waits for its neighbours
+# The adapter answers a digit only where the CNN gives it at least this probability mass (within half a step): its
+# examples may lack the crop's true digit altogether (an LCD meter whose 1 has not been validated yet looks most like
+# its 7s), and the CNN rules that answer out. On the held-out meters' resting crops the CNN was unsure of, the true
+# digit always had at least 0.066; 98 % of the wrong digits had less than 0.05 (docs/adapter.md).
+SUPPORT = 0.05
 _Logits = Callable[[np.ndarray], np.ndarray]  # preprocessed batch -> CNN logits
 
 
@@ -42,6 +48,19 @@ def embed(batch: np.ndarray, logits: np.ndarray) -> np.ndarray:
     pix /= np.maximum(np.linalg.norm(pix, axis=1, keepdims=True), 1e-6)
     prob = np.sqrt(np.clip(softmax(logits.astype(np.float64)), 0.0, 1.0)).astype(np.float32)
     return np.concatenate([pix, prob], axis=1) / np.sqrt(2.0)
+
+
+def support(logits: np.ndarray, digits: Sequence[int | None]) -> np.ndarray:
+    """The CNN's probability mass within half a step of each crop's digit (0 where the digit is None)."""
+    p = softmax(logits.astype(np.float64))
+    classes = p.shape[1]
+    per_step = classes // 10
+    out = np.zeros(len(digits))
+    for i, d in enumerate(digits):
+        if d is not None:
+            idx = (np.arange(-(per_step // 2), per_step // 2 + 1) + d * per_step) % classes
+            out[i] = float(p[i, idx].sum())
+    return out
 
 
 def settled_digit(position: float | None) -> int | None:
@@ -173,7 +192,10 @@ class AdaptedReader(DigitReader):
             return []
         cnn = self.inner.read_batch(crops)  # the CNN's own answer, its refusals included
         batch = preprocess_batch(crops, self.height, self.width)
-        answers = self.adapter.answer(embed(batch, self.inner.logits(batch)))  # type: ignore[attr-defined]
+        logits = self.inner.logits(batch)  # type: ignore[attr-defined]
+        answers = self.adapter.answer(embed(batch, logits))
+        mass = support(logits, answers)
+        answers = [a if a is not None and m >= SUPPORT else None for a, m in zip(answers, mass, strict=True)]
         blank = is_blank(batch)
         return [DigitValue(None, 0.0) if b else self._combine(d, a)
                 for d, a, b in zip(cnn, answers, blank, strict=True)]

@@ -105,6 +105,32 @@ def test_adapted_reader_combines_with_the_cnn() -> None:
     assert blank == [DigitValue(None, 0.0)]
 
 
+class PeakedCnn(FixedCnn):
+    """A CNN stand-in whose output puts all its mass near one position (``peak``)."""
+
+    def __init__(self, answers: Sequence[DigitValue], peak: float) -> None:
+        super().__init__(answers)
+        self.peak = peak
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        out = np.full((len(batch), 100), -20.0, np.float32)
+        out[:, int(round(self.peak * 10)) % 100] = 0.0
+        return out
+
+
+def test_the_adapter_does_not_answer_a_digit_the_cnn_rules_out() -> None:
+    """lcd2: the adapter held 7s but no 1s yet, and a 1 looks most like its 7s; the CNN read the 1 as 0.99 at
+    0.65 (unsure) and the adapter's 7 replaced it. Where the CNN gives the adapter's digit no probability (less
+    than SUPPORT), the adapter abstains and the CNN's answer stands; where it gives some, the adapter reads."""
+    crops = [glyph(7, 700 + i) for i in range(3)]  # look like the adapter's 7s
+    unsure = [DigitValue(0.99, 0.65)] * 3
+    cnn = PeakedCnn(unsure, peak=0.99)
+    ruled_out = AdaptedReader(cnn, Adapter(examples(), cnn.logits), "adapt1")  # the same CNN half for all: pixels
+    assert ruled_out.read_batch(crops) == unsure and ruled_out.answered == 0
+    some = AdaptedReader(FixedCnn(unsure), Adapter(examples(), no_logits), "adapt1")  # flat output: 0.11 near 7
+    assert some.read_batch(crops) == [DigitValue(7.0, CONFIDENCE)] * 3
+
+
 def test_labels_only_where_the_drum_rests_on_the_validated_digit() -> None:
     read = [DigitValue(v, 0.9) for v in (0.0, 4.02, 8.0, 1.0, 2.6, 6.9, 3.1)]
     assert digit_labels("048127.3", 48127.3, read) == [0, 4, 8, 1, None, 7, 3]  # 2.6: rolling; 6.9 rests on 7
