@@ -324,15 +324,17 @@ def slot_ends(matrix: np.ndarray, slots: Slots) -> tuple[np.ndarray, np.ndarray]
 
 def runs_past(matrix: np.ndarray, slots: Slots, best_matrix: np.ndarray, best: Slots) -> bool:
     """A row lies on ``best``'s line, with digits of the same size or at the same pitch (the blobs of one of them
-    may be the drums' cells, taller than the digits), and reaches half a pitch beyond one end."""
+    may be the drums' cells, taller than the digits), and reaches half a pitch beyond one end. On the line: its ends
+    within half the taller row's height of it (a row of cells holds the digits anywhere in its height)."""
     h, pitch = best.digit_h, best.pitch
+    across = 0.5 * max(h, slots.digit_h)
     if not (0.75 <= slots.digit_h / h <= 1.33 or 0.85 <= slots.pitch / pitch <= 1.18):
         return False
     a, b = slot_ends(best_matrix, best)
     u = (b - a) / max(1e-6, float(np.linalg.norm(b - a)))
     normal = np.array([-u[1], u[0]])
     ends = slot_ends(matrix, slots)
-    if any(abs(float((p - a) @ normal)) > 0.5 * h for p in ends):
+    if any(abs(float((p - a) @ normal)) > across for p in ends):
         return False
     span = [float((p - a) @ u) for p in ends]
     length = float((b - a) @ u)

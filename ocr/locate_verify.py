@@ -157,14 +157,14 @@ def _extend(image: np.ndarray, c: Candidate, cells: dict[int, _Cell]) -> tuple[i
     first, last, complete = 0, n, True
     while first > -EXTEND:
         verdict = step(first - 1, False)
-        log.debug("slot %d: %s (%s)", first - 1, verdict, cells[first - 1])
+        log.debug("slot %d: %s (%s; row level %.0f, ink %.0f)", first - 1, verdict, cells[first - 1], level, spread)
         complete = complete and verdict != "maybe"
         if verdict != "digit":
             break
         first -= 1
     while last < n + EXTEND:
         verdict = step(last, True)
-        log.debug("slot %d: %s (%s)", last, verdict, cells[last])
+        log.debug("slot %d: %s (%s; row level %.0f, ink %.0f)", last, verdict, cells[last], level, spread)
         complete = complete and verdict != "maybe"
         if verdict != "digit":
             break

@@ -201,6 +201,19 @@ def test_a_faint_red_decimal_drum_is_read_or_refused_never_dropped(colour: tuple
         assert "continue past a digit" in (result.error or "")
 
 
+def test_a_row_of_drum_cells_past_the_read_digits_refuses_the_shorter_reading() -> None:
+    """A hard render (README): the four first drums read as a row (0302), while the six drum cells form a longer
+    row on the same line, taller, so its centre line sits lower than half the digits' height: the two rows are
+    one row when the longer one's ends lie within half the taller row's height of the line."""
+    from smartmeter.ocr.readers import get_reader
+    from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
+
+    img = cv2.imread(str(PHOTOS / "row_of_cells_runs_past.jpg"))
+    result, _ = read_auto(img, get_reader("cnn", model=HOLDOUT_MODEL))
+    assert result.reading in (None, "030200", "03020.0"), result
+    assert result.reading is not None or "runs past this one" in (result.error or ""), result
+
+
 @pytest.mark.parametrize(("name", "wrong", "right"), [("upside_down_lcd.jpg", "662650", "059299"),
                                                     ("upside_down_drum.jpg", "99999", "5555.6")])
 def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, right: str,
