@@ -71,19 +71,28 @@ def settled_digit(position: float | None) -> int | None:
     return d if abs(position - round(position)) <= SETTLED else None
 
 
+KEY_CHARS = 160  # the longest photo key kept with an example (longer ones are cut; they only need to tell apart)
+
+
 @dataclass
 class Examples:
-    """Labelled crops of one meter (``N x H x W`` float16, preprocessed) with digits 0-9, oldest first."""
+    """Labelled crops of one meter (``N x H x W`` float16, preprocessed) with digits 0-9, oldest first, and the key
+    of the photo each came from ("" when not known: examples stored before keys were)."""
 
     crops: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float16))
     digits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, f"<U{KEY_CHARS}"))
+
+    def __post_init__(self) -> None:
+        if len(self.keys) != len(self.digits):
+            self.keys = np.full(len(self.digits), "", f"<U{KEY_CHARS}")
 
     def __len__(self) -> int:
         return len(self.digits)
 
-    def add(self, crops: np.ndarray, digits: Sequence[int], per_digit: int) -> int:
-        """Add preprocessed crops (``N x 1 x H x W`` or ``N x H x W``); keep the newest ``per_digit`` of each digit.
-        Returns how many were added."""
+    def add(self, crops: np.ndarray, digits: Sequence[int], per_digit: int, key: str = "") -> int:
+        """Add preprocessed crops (``N x 1 x H x W`` or ``N x H x W``) of the photo ``key``; keep the newest
+        ``per_digit`` of each digit. Returns how many were added."""
         if len(digits) == 0:
             return 0
         new = crops.reshape(len(digits), crops.shape[-2], crops.shape[-1]).astype(np.float16)
@@ -94,34 +103,42 @@ class Examples:
             raise ValueError(f"crop size {new.shape[1:]} differs from the stored {self.crops.shape[1:]}")
         crops_all = new if not len(self) else np.concatenate([self.crops, new])
         digits_all = lab if not len(self) else np.concatenate([self.digits, lab])
+        keys_all = np.concatenate([self.keys, np.full(len(lab), key[:KEY_CHARS], f"<U{KEY_CHARS}")])
         keep = np.zeros(len(digits_all), bool)
         for d in range(10):
             idx = np.flatnonzero(digits_all == d)
             keep[idx[-per_digit:]] = True
-        self.crops, self.digits = crops_all[keep], digits_all[keep]
+        self.crops, self.digits, self.keys = crops_all[keep], digits_all[keep], keys_all[keep]
         return len(lab)
 
     def keep(self, mask: np.ndarray) -> int:
         """Keep only the examples where ``mask`` is true; returns how many went."""
         gone = int(len(self) - np.count_nonzero(mask))
-        self.crops, self.digits = self.crops[mask], self.digits[mask]
+        self.crops, self.digits, self.keys = self.crops[mask], self.digits[mask], self.keys[mask]
         return gone
+
+    def forget(self, keys: Sequence[str]) -> int:
+        """Drop the examples of these photos (their reading was withdrawn or corrected); returns how many went."""
+        if not len(self) or not keys:
+            return 0
+        return self.keep(~np.isin(self.keys, [k[:KEY_CHARS] for k in keys]))
 
     def counts(self) -> list[int]:
         return [int(np.sum(self.digits == d)) for d in range(10)]
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez_compressed(buf, crops=self.crops, digits=self.digits)
+        np.savez_compressed(buf, crops=self.crops, digits=self.digits, keys=self.keys)
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Examples:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             crops, digits = z["crops"], z["digits"]
-        if crops.ndim != 3 or digits.ndim != 1 or len(crops) != len(digits):
+            keys = z["keys"] if "keys" in z.files else np.full(len(digits), "", f"<U{KEY_CHARS}")
+        if crops.ndim != 3 or digits.ndim != 1 or len(crops) != len(digits) or len(keys) != len(digits):
             raise ValueError("not an adapter example file")
-        return cls(crops.astype(np.float16), digits.astype(np.int8))
+        return cls(crops.astype(np.float16), digits.astype(np.int8), keys.astype(f"<U{KEY_CHARS}"))
 
 
 class Adapter:

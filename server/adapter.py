@@ -3,9 +3,11 @@
 After each page the worker calls :meth:`MeterAdapters.learn` with the validator's decisions: every digit of a
 published photo whose read position rests on the validated digit becomes an example of that meter
 (``ocr.adapter.Examples``); a person's confirmed reading (``smartmeter meter confirm``) labels every digit of its
-photo; so does a photo between two published ones of the same value (every drum but the last). The examples live
-with the meter in the database (table ``meter_adapters``, migration 005: version, count, size and the crops as one
-compressed ``.npz``; at most ``adapter.max_examples`` per meter, the newest of each digit). Every change makes a
+photo; so does a photo between two published ones of the same value (every drum but the last). Each example keeps
+the key of its photo: when validation later withdraws or corrects that photo's reading, its crops are forgotten
+(they taught the wrong digits). The examples live with the meter in the database (table ``meter_adapters``,
+migration 005: version, count, size and the crops as one compressed ``.npz``; at most ``adapter.max_examples`` per
+meter, the newest of each digit). Every change makes a
 new version; readings record the reader version that produced them (``<model>+adapt<N>``), so ``smartmeter
 reprocess`` and the audit trail can tell them apart. ``reset`` removes the examples: the meter is read by the
 shipped model alone again. See docs/adapter.md.
@@ -148,12 +150,13 @@ class MeterAdapters:
 
     # -- learning ----------------------------------------------------------------------------------------
     def add(self, meter_id: str, crops: Sequence[np.ndarray], labels: Sequence[int | None], height: int,
-            width: int) -> int:
+            width: int, key: str = "") -> int:
+        """Add the labelled crops of the photo ``key`` ("" for a person's labels: no withdrawal forgets them)."""
         pairs = [(c, lab) for c, lab in zip(crops, labels, strict=False) if lab is not None]
         if not pairs:
             return 0
         batch = preprocess_batch([c for c, _ in pairs], height, width)
-        return self.examples(meter_id).add(batch, [lab for _, lab in pairs if lab is not None], self.per_digit)
+        return self.examples(meter_id).add(batch, [lab for _, lab in pairs if lab is not None], self.per_digit, key)
 
     def relabel(self, meter_id: str, crops: Sequence[np.ndarray], labels: Sequence[int | None], engine: DigitReader
                 ) -> tuple[int, int]:
@@ -178,11 +181,16 @@ class MeterAdapters:
     def learn(self, readers: Any, read: Sequence[tuple[Any, OcrResult]], decided: dict[str, list[Decision]]) -> None:
         """Keep the crops of this page's published photos whose digits rest on the validated value, and of the
         photos not published that lie between two published ones of the same value (pinned: every drum but the
-        last is known to rest on its digit)."""
-        published = {d.key: d.value for ds in decided.values() for d in ds
-                     if d.action is Action.PUBLISH and d.value is not None}
+        last is known to rest on its digit); forget the crops of photos whose reading was withdrawn or corrected."""
+        last = {d.key: d for ds in decided.values() for d in ds}  # what each photo's reading is now
+        published = {k: d.value for k, d in last.items() if d.action is Action.PUBLISH and d.value is not None}
         pinned = pinned_values(read, published)
         changed: set[str] = set()
+        for meter, ds in decided.items():  # a reading withdrawn or corrected taught the wrong digits: forget them
+            gone = sorted({d.key for d in ds if last[d.key].action in (Action.WITHDRAW, Action.CORRECT)})
+            if gone and self.examples(meter).forget(gone):
+                log.info("meter %s: adapter forgets the crops of %d withdrawn or corrected readings", meter, len(gone))
+                changed.add(meter)
         for it, res in read:
             value = published.get(it.ref.key)
             if value is not None and res.value is not None and res.digits:
@@ -202,7 +210,7 @@ class MeterAdapters:
             engine = reader.reader
             if crops is None or len(crops) != len(labels) or not hasattr(engine, "height"):
                 continue
-            if self.add(it.meter, crops, labels, int(engine.height), int(engine.width)):
+            if self.add(it.meter, crops, labels, int(engine.height), int(engine.width), it.ref.key):
                 changed.add(it.meter)
         for meter in changed:
             self.save(meter)

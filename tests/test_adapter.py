@@ -260,3 +260,40 @@ def test_a_confirmed_label_drops_the_examples_that_contradict_it(db: Database) -
     added, dropped = book.relabel("m1", [glyph(1, 998), glyph(4, 997)], [1, 4], engine)
     assert added == 2 and dropped >= 10 and book.examples("m1").counts()[7] <= 2
     assert book.examples("m1").counts()[2] >= 10 and book.examples("m1").counts()[4] >= 11  # the others (mostly) stay
+
+
+def test_examples_remember_their_photo_and_old_files_still_load() -> None:
+    ex = Examples()
+    ex.add(preprocess_batch([glyph(3, i) for i in range(4)]), [3] * 4, per_digit=10, key="a.jpg")
+    ex.add(preprocess_batch([glyph(5, i) for i in range(2)]), [5] * 2, per_digit=10, key="b.jpg")
+    back = Examples.from_bytes(ex.to_bytes())
+    assert list(back.keys) == ["a.jpg"] * 4 + ["b.jpg"] * 2
+    assert back.forget(["a.jpg", "nope.jpg"]) == 4 and back.counts()[3] == 0 and back.counts()[5] == 2
+    import io
+
+    buf = io.BytesIO()  # an adapter stored before examples had keys
+    np.savez_compressed(buf, crops=ex.crops, digits=ex.digits)
+    old = Examples.from_bytes(buf.getvalue())
+    assert len(old) == 6 and list(old.keys) == [""] * 6 and old.forget(["a.jpg"]) == 0
+
+
+def test_the_adapter_forgets_what_a_withdrawn_reading_taught_it(db: Database) -> None:
+    """lcd2: a misread published for a while (062772.7 for 062712.7), learnt, then overruled: its crops had
+    taught the adapter a 1 as a 7, and it kept reading the 1s as 7s. A withdrawn or corrected reading's crops go."""
+    from datetime import UTC, datetime
+
+    from smartmeter.server.frames import Action, Decision
+
+    book = MeterAdapters(Settings(), db)
+    book.add("m1", [glyph(1, 100 + i) for i in range(6)], [7] * 6, 32, 20, key="bad.jpg")
+    book.add("m1", [glyph(2, 200 + i) for i in range(6)], [2] * 6, 32, 20, key="good.jpg")
+    book.save("m1")
+    t = datetime(2025, 3, 1, tzinfo=UTC)
+    decided = {"m1": [Decision(Action.PUBLISH, "bad.jpg", t, 62772.7, "consistent"),
+                      Decision(Action.WITHDRAW, "bad.jpg", t, None, "overruled by consensus of 3 frames"),
+                      Decision(Action.WITHDRAW, "good.jpg", t, None, "disputed"),
+                      Decision(Action.PUBLISH, "good.jpg", t, 62712.7, "consistent after neighbours changed")]}
+    book.learn(None, [], decided)
+    again = MeterAdapters(Settings(), db)  # stored as a new version
+    assert again.examples("m1").counts()[7] == 0 and again.examples("m1").counts()[2] == 6
+    assert again.version("m1") == 2
