@@ -33,7 +33,15 @@ from typing import Any
 import numpy as np
 
 from smartmeter.errors import ConfigError
-from smartmeter.ocr.digit_preprocess import CLASSES, decode, entropy, is_blank, preprocess_batch, softmax
+from smartmeter.ocr.digit_preprocess import (
+    CLASSES,
+    decode,
+    entropy,
+    is_blank,
+    preprocess_batch,
+    softmax,
+    to_grey,
+)
 from smartmeter.ocr.readers.base import DigitReader, ReaderUnavailable
 from smartmeter.types import DigitValue
 
@@ -149,14 +157,15 @@ class CnnReader(DigitReader):
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
         if len(crops) == 0:
             return []
-        batch = preprocess_batch(crops, self.height, self.width)
-        logits = self.logits(batch)
-        if len(self.views) > 1:
-            prob = softmax(logits.astype(np.float64))
-            for view in self.views[1:]:
-                cut = preprocess_batch([cut_view(c, view) for c in crops], self.height, self.width)
-                prob += softmax(self.logits(cut).astype(np.float64))
-            logits = np.log(np.maximum(prob / len(self.views), 1e-12))
+        if len(self.views) == 1:
+            batch = preprocess_batch(crops, self.height, self.width)
+            logits = self.logits(batch)
+        else:  # every view of every crop in one model call: grey once, cut, resized
+            greys = [to_grey(c) for c in crops]
+            views = preprocess_batch([cut_view(g, v) for v in self.views for g in greys], self.height, self.width)
+            batch = views[:len(crops)]
+            prob = softmax(self.logits(views).astype(np.float64)).reshape(len(self.views), len(crops), -1)
+            logits = np.log(np.maximum(prob.mean(axis=0), 1e-12))
         value, conf = decode(logits)
         blank = is_blank(batch)
         refused = entropy(logits) > self.reject_entropy if self.reject else np.zeros(len(blank), bool)
