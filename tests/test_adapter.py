@@ -277,6 +277,8 @@ def test_examples_remember_their_photo_and_old_files_still_load() -> None:
     assert len(old) == 6 and list(old.keys) == [""] * 6 and old.forget(["a.jpg"]) == 0
 
 
+@pytest.mark.fault("misread digit", proves="a misread published, then withdrawn, leaves nothing in the adapter: "
+                   "its crops are forgotten, so it is not read that way again")
 def test_the_adapter_forgets_what_a_withdrawn_reading_taught_it(db: Database) -> None:
     """lcd2: a misread published for a while (062772.7 for 062712.7), learnt, then overruled: its crops had
     taught the adapter a 1 as a 7, and it kept reading the 1s as 7s. A withdrawn or corrected reading's crops go."""
