@@ -340,12 +340,20 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
     else:
         profile = found.profile
         result = _read_found(image_bgr, found, reader)
-    if result.reading is None:
+        if result.reading is None and _reads_upright(result.digits):
+            turns = []  # every digit of the row read surely, and not as surely turned (locate checks): upright
+    if result.reading is None and turns:
         turned = _turned(image, reader, work, turns)
         if turned is not None:
             result, profile = turned
     result.reader_version = version
     return result, profile
+
+
+def _reads_upright(values: list[DigitValue]) -> bool:
+    """Did every digit of the located row read surely? Then the photo is upright even when the reading is refused
+    (a last drum between two digits, an unstable box): turning it would only search it again."""
+    return bool(values) and all(v.value is not None and v.confidence >= AUTO_MIN_CONFIDENCE for v in values)
 
 
 def _read_found(image: np.ndarray, found: LocateResult, reader: DigitReader) -> OcrResult:
