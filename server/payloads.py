@@ -18,6 +18,7 @@ register going backwards, impossible power, time bounds) is decided by ``server.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated, Any
 
 import pydantic_core
@@ -70,6 +71,13 @@ class ReadingIn(_Body):
     def _float_range(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1e308:
             raise PydanticCustomError("finite_number", "must be a finite number")
+        return value
+
+    @field_validator("potenza")
+    @classmethod
+    def _watts_finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value * 1000.0):  # stored in W: 1.8e305 kW overflowed to inf
+            raise PydanticCustomError("finite_number", "must be a finite number of kW")
         return value
 
     @field_validator("timestamp")

@@ -274,6 +274,10 @@ HOSTILE = {
     "5,001 digits (ValueError)": b'{"timestamp": "2014-12-12T10:00:00Z", "contatore": 1' + b"0" * 5000 + b"}",
     "nested 5,000 deep (RecursionError)": b"[" * 5000 + b"]" * 5000,
     "nested objects": b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    # 1.8e305 kW is a finite float, but stored in W it overflowed to inf, and the rejection echoing it was a 500
+    # (found by tests/test_fuzz_api.py)
+    "power that overflows in W": b'[{"contatore": 0.0, "timestamp": "2000-01-01T00:00:00Z", '
+                                 b'"potenza": 1.797693134862316e+305}]',
 }
 
 
