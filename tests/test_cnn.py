@@ -267,3 +267,16 @@ def test_reject_refuses_what_is_not_a_digit(reader: CnnReader, sample: Sample) -
         assert refused[-1] >= (0.55 if kind == "edge" else 0.75), (kind, refused[-1])
     assert np.mean(refused) >= np.mean(before) + 0.2  # at the default floor (0.5) most passed
     assert REJECT_ENTROPY > 1.5  # a settled digit's output is about as spread as its training target (~1.42)
+
+
+@pytest.mark.xfail(strict=True, reason="a rolling drum the hold-out model misreads in every view "
+                                       "(tests/resources/digits_misread/README.md): not fixed yet")
+def test_known_misreads_of_a_rolling_drum() -> None:
+    root = Path(__file__).parent / "resources" / "digits_misread" / "powermeter-emeter1"
+    crops = sorted(root.glob("*.jpg"))
+    assert len(crops) == 2
+    reader = CnnReader(HOLDOUT_MODEL)
+    for path in crops:
+        got = reader.read(cv2.imread(str(path)))
+        label = float(path.name.split("_")[0])
+        assert got.value is None or circular_error(np.array([got.value]), np.array([label]))[0] <= 0.5, (path, got)
