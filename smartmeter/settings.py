@@ -69,9 +69,9 @@ class CnnReaderSettings(Section):
                                                       "(sees drums between two digits).")
     model: Path | None = Field(None, description="ONNX digit model; default: the model shipped with the package.")
     threads: int = Field(1, ge=1, description="Threads for the CNN runtime.")
-    views: int = Field(5, ge=1, le=5, description="Views of each digit crop the model's output is averaged over "
-                                                  "(the crop as cut, and with a thin strip cut off each side; "
-                                                  "docs/model.md); 1 reads the crop as cut, 5 times faster.")
+    views: Literal[1, 5] = Field(5, description="Views of each digit crop the model's output is averaged over "
+                                                "(the crop as cut, and with a thin strip cut off each side; "
+                                                "docs/model.md); 1 reads the crop as cut, with fewer crops answered.")
     min_confidence: float = Field(0.5, ge=0, le=1, description="A digit below this confidence makes the photo "
                                                                "unreadable.")
 

@@ -166,7 +166,7 @@ def test_get_reader_and_version() -> None:
     assert CnnReader(views=1).version == f"{model_version}+reject{REJECT_ENTROPY_PLAIN:g}"
     assert r.searching().version == CnnReader(views=1).version  # auto-locate's search: one view
     with pytest.raises(ConfigError, match="views"):
-        CnnReader(views=0)
+        CnnReader(views=3)
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
 
 

@@ -98,8 +98,8 @@ class CnnReader(DigitReader):
 
     def __init__(self, model_path: Path | None = None, threads: int = 1, reject: bool = True,
                  views: int = len(VIEWS)) -> None:
-        if not 1 <= views <= len(VIEWS):
-            raise ConfigError(f"views must be 1..{len(VIEWS)}, not {views}")
+        if views not in (1, len(VIEWS)):  # the reject level is calibrated for these two
+            raise ConfigError(f"views must be 1 or {len(VIEWS)}, not {views}")
         self.reject = reject
         self.views = VIEWS[:views]
         self.reject_entropy = REJECT_ENTROPY if views > 1 else REJECT_ENTROPY_PLAIN
@@ -116,9 +116,8 @@ class CnnReader(DigitReader):
         if expected and hashlib.sha256(blob).hexdigest() != expected:
             raise ModelError(f"digit model {self.model_path} does not match the checksum in its metadata",
                               hint="the file is corrupt or belongs to another model version")
-        # what gave the reading: the model, its views and its reject level
-        self.version = (meta["version"] + (f"+views{views}" if views > 1 else "")
-                        + (f"+reject{self.reject_entropy:g}" if reject else ""))
+        self.model_version = meta["version"]
+        self.version = self._describe()
         self.height, self.width = meta["height"], meta["width"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
@@ -142,11 +141,14 @@ class CnnReader(DigitReader):
         if len(self.views) == 1:
             return self
         fast = copy.copy(self)
-        fast.views = VIEWS[:1]
-        fast.reject_entropy = REJECT_ENTROPY_PLAIN
-        fast.version = self.version.replace(f"+views{len(self.views)}", "").replace(
-            f"+reject{self.reject_entropy:g}", f"+reject{REJECT_ENTROPY_PLAIN:g}")
+        fast.views, fast.reject_entropy = VIEWS[:1], REJECT_ENTROPY_PLAIN
+        fast.version = fast._describe()
         return fast
+
+    def _describe(self) -> str:
+        """What gives the readings (stored with each): the model, its views and its reject level."""
+        return (self.model_version + (f"+views{len(self.views)}" if len(self.views) > 1 else "")
+                + (f"+reject{self.reject_entropy:g}" if self.reject else ""))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw model output for preprocessed input (``N x 1 x H x W`` float32) → ``N x 100``."""
