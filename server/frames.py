@@ -217,6 +217,16 @@ def surprise(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float,
     return None
 
 
+def unanchored(frame: Frame, prev: Anchor | None, rules: Rules) -> str | None:
+    """Why a frame before the meter's first anchor (``prev`` None) may not be its first reading: below
+    ``first_confidence`` nothing can check it, and a misread drum that does not move reads the same in every
+    photo, so later photos are no witnesses (docs/validation.md); None when it may be."""
+    first = rules.validation.first_confidence
+    if prev is None and frame.confidence < first:
+        return f"first reading of the meter, confidence {frame.confidence:.2f} < {first:.2f}"
+    return None
+
+
 def off_line(frame: Frame, prev: Anchor, nxt: Anchor, rules: Rules) -> str | None:
     """Why a frame with a weak digit is not pinned by its neighbours: further than ``surprise_steps`` from the
     straight line between them. No later photo can witness the value at its time, so it is refused."""

@@ -35,6 +35,7 @@ from smartmeter.server.frames import (
     off_line,
     surprise,
     typical_rate,
+    unanchored,
     weak,
     witnessed,
 )
@@ -277,8 +278,7 @@ class MeterValidator:
     def _consensus(self) -> list[Decision]:
         """``consensus_frames`` suspects that agree with each other overrule fewer image anchors they disagree with."""
         k = self.rules.validation.consensus_frames
-        # frames that waited for the meter's first sure reading were not sure enough to be one: they cannot
-        # overrule it (a misread drum that does not move reads the same in all of them)
+        # frames that waited for the meter's first sure reading cannot overrule it (frames.unanchored)
         suspects = [f for f, kind in self.pending if kind is Action.SUSPECT and not self._before_first(f)]
         if len(suspects) < k:
             return []
@@ -340,21 +340,18 @@ class MeterValidator:
 
     # -- evidence --------------------------------------------------------------------------------------------
     def _unproven(self, f: Frame) -> str | None:
-        """Why ``f`` may not be published yet: the meter's first reading, not sure enough (``first_confidence``:
-        nothing can check it, and a misread drum that does not move reads the same in every photo, so later
-        photos are no witnesses); a surprise (frames.surprise) without enough witnesses; or None."""
+        """Why ``f`` may not be published yet: the meter's first reading, not sure enough (frames.unanchored); a
+        surprise (frames.surprise) without enough witnesses; or None."""
         prev, nxt = self._around(f.t)
-        first = self.rules.validation.first_confidence
-        if prev is None and nxt is None and f.confidence < first:
-            return f"first reading of the meter, confidence {f.confidence:.2f} < {first:.2f}"
+        if nxt is None and (first := unanchored(f, prev, self.rules)) is not None:
+            return first
         why = surprise(f, prev, nxt, self._rate(f.t), self.rules)
         if why is None or self._witnessed(f):
             return None
         return why
 
     def _before_first(self, f: Frame) -> bool:
-        """Is ``f`` a reading before the meter's first anchor, not sure enough to be its first reading?"""
-        return f.confidence < self.rules.validation.first_confidence and self._around(f.t)[0] is None
+        return unanchored(f, self._around(f.t)[0], self.rules) is not None  # waits for the first sure reading
 
     def _rate(self, t: float) -> float:
         """The typical top rate (kWh/s) from the day of anchors before the hour of ``t`` (cached per hour)."""
