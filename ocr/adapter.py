@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from smartmeter.ocr.digit_preprocess import is_blank, preprocess_batch, softmax
+from smartmeter.ocr.digit_preprocess import is_blank, mass_near, preprocess_batch, softmax
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.types import DigitValue
 
@@ -53,14 +53,9 @@ def embed(batch: np.ndarray, logits: np.ndarray) -> np.ndarray:
 def support(logits: np.ndarray, digits: Sequence[int | None]) -> np.ndarray:
     """The CNN's probability mass within half a step of each crop's digit (0 where the digit is None)."""
     p = softmax(logits.astype(np.float64))
-    classes = p.shape[1]
-    per_step = classes // 10
-    out = np.zeros(len(digits))
-    for i, d in enumerate(digits):
-        if d is not None:
-            idx = (np.arange(-(per_step // 2), per_step // 2 + 1) + d * per_step) % classes
-            out[i] = float(p[i, idx].sum())
-    return out
+    known = np.array([d is not None for d in digits], bool)
+    centre = np.array([0 if d is None else d for d in digits], np.int64) * (p.shape[1] // 10)
+    return np.where(known, mass_near(p, centre), 0.0)
 
 
 def settled_digit(position: float | None) -> int | None:

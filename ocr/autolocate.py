@@ -244,7 +244,7 @@ def _reads_other_way(image: np.ndarray, c: Candidate, boxes: list[Box], reader: 
     mirrored left-right (right to left) or mirrored top-bottom; None when no other way does. A photo upside down
     reads confidently wrong (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap), and so does one taken through
     a mirror: when two ways read, the orientation is not known."""
-    if not c.digits or any(d.value is None or d.confidence < AUTO_MIN_CONFIDENCE for d in c.digits):
+    if not _reads_upright(c.digits):
         return None  # refused anyway
     crops = [crop_deskewed(image, c.matrix, b) for b in boxes]
     batch: list[np.ndarray] = []

@@ -118,9 +118,15 @@ def decode(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift = (w * offs).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-12)
     value = np.mod((peak + shift) / (k / 10.0), 10.0)
     value = np.where(value >= 9.995, 0.0, value)  # keep 0.0 <= value < 10 after rounding
-    coffs = np.arange(-CONFIDENCE_RADIUS, CONFIDENCE_RADIUS + 1)
-    conf = p[rows, (peak[:, None] + coffs) % k].sum(axis=1)
-    return value, np.clip(conf, 0.0, 1.0)
+    return value, np.clip(mass_near(p, peak), 0.0, 1.0)
+
+
+def mass_near(prob: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``N x CLASSES`` probabilities -> each row's mass within ``CONFIDENCE_RADIUS`` classes (half a step) of its
+    ``centre`` class, wrapping around the drum."""
+    offs = np.arange(-CONFIDENCE_RADIUS, CONFIDENCE_RADIUS + 1)
+    idx = (np.asarray(centre, dtype=np.int64)[:, None] + offs) % prob.shape[1]
+    return np.asarray(prob[np.arange(len(prob))[:, None], idx].sum(axis=1))
 
 
 def entropy(logits: np.ndarray) -> np.ndarray:
