@@ -227,6 +227,21 @@ def unanchored(frame: Frame, prev: Anchor | None, rules: Rules) -> str | None:
     return None
 
 
+def kink(prev: Anchor, a: Anchor, nxt: Anchor, rules: Rules) -> str | None:
+    """Why the image anchor ``a`` is a confident misread that values alone cannot refute: further than
+    ``kink_steps`` off the straight line between its neighbouring anchors; None when it is not (or is trusted).
+    Only evenly spaced neighbours count: a gap (e.g. a withdrawn frame) hides load changes."""
+    gaps = (a.t - prev.t, nxt.t - a.t)
+    if a.trusted or min(gaps) <= 0 or max(gaps) > 1.5 * min(gaps):
+        return None
+    res = rules.resolution_kwh
+    p, n = anchor_fine(prev, res), anchor_fine(nxt, res)
+    off = (anchor_fine(a, res) - (p + (n - p) * (a.t - prev.t) / (nxt.t - prev.t))) / res
+    if abs(off) > rules.validation.kink_steps:
+        return f"{off:+.1f} steps off the line between {prev.key} and {nxt.key}"
+    return None
+
+
 def off_line(frame: Frame, prev: Anchor, nxt: Anchor, rules: Rules) -> str | None:
     """Why a frame with a weak digit is not pinned by its neighbours: further than ``surprise_steps`` from the
     straight line between them. No later photo can witness the value at its time, so it is refused."""
@@ -295,3 +310,14 @@ def witnessed(frame: Frame, later: Sequence[tuple[float, float]], rules: Rules) 
         need -= 1
         t, v = gt, gv
     return need <= 0
+
+
+def consensus_witnesses(group: Sequence[Frame], prev: Anchor | None, rules: Rules) -> int:
+    """Independent witnesses of a consensus group: its distinct values, plus one when ``prev`` (the anchor just
+    before the ones it overrules) shows the group's first value."""
+    n = len({g.value for g in group})
+    g = group[0]
+    assert g.value is not None
+    if prev is not None and prev.t < g.t and abs(prev.value - g.value) < rules.resolution_kwh / 2:
+        n += 1
+    return n

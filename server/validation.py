@@ -9,6 +9,7 @@ Outcomes (``Action``): PUBLISH a reading; HOLD a mid-roll or low-confidence fram
 anchors confirm it; SUSPECT a frame that disagrees with its neighbours; REJECT a frame to the review queue;
 CORRECT (replace the value of) or WITHDRAW (remove) an anchor that later frames overrule. See docs/validation.md.
 
+A photo refused for unreadable upper drums is held too: its neighbours may tell them (``unread_drums``).
 Evidence is counted by independent witnesses, not by frames: a frame further than a step from the expected
 register (``frames.surprise``) waits until ``witnesses`` distinct values agree with it, and consensus compares
 distinct values, since repeated photos of a drum that has not moved repeat the same misread.
@@ -31,6 +32,8 @@ from smartmeter.server.frames import (
     anchor_fine,
     candidates,
     choose,
+    consensus_witnesses,
+    kink,
     mid_roll,
     off_line,
     surprise,
@@ -39,6 +42,7 @@ from smartmeter.server.frames import (
     weak,
     witnessed,
 )
+from smartmeter.server.unread_drums import fill, unread
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +118,10 @@ class MeterValidator:
         r = self.rules.validation
         if frame.key in self._anchors or frame.key in self._pending:
             return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
-        if frame.value is None and frame.choices and frame.confidence >= r.min_confidence and r.confirm_frames > 0:
-            self._pending[frame.key] = (frame, Action.HOLD)  # two plausible readings: the neighbours may choose
+        # refused, but the neighbours may choose between plausible readings or tell its unread drums
+        told = (frame.choices and frame.confidence >= r.min_confidence) or unread(frame, self.rules) is not None
+        if frame.value is None and told and r.confirm_frames > 0:
+            self._pending[frame.key] = (frame, Action.HOLD)
             return [self._decide(Action.HOLD, frame, None, f"{frame.error}; waits for neighbours"), *self._resolve()]
         if frame.value is None or frame.confidence < r.min_confidence:
             why = frame.error or ("unreadable" if frame.value is None
@@ -158,28 +164,18 @@ class MeterValidator:
         self._new.append(f.t)
         return self._decide(Action.PUBLISH, f, value, reason)
 
-    def _fine(self, a: Anchor) -> float:
-        return a.fine if a.fine is not None else a.value + self.rules.resolution_kwh / 2
-
     def _kinks(self, t: float) -> list[Decision]:
-        """Check the image anchors next to a new anchor at ``t``: one far off the straight line between its own
-        neighbours is a confident misread that values alone cannot refute; it is withdrawn."""
-        out: list[Decision] = []
+        """Check the image anchors next to a new anchor at ``t`` (``frames.kink``): one far off the straight line
+        between its own neighbours is a confident misread that values alone cannot refute; it is withdrawn."""
         i = bisect.bisect_left(self._order, (t, ""))
         for j in (i - 1, i + 1):
             if not 1 <= j < len(self._order) - 1:
                 continue
             p, a, n = (self._anchors[self._order[x][1]] for x in (j - 1, j, j + 1))
-            gaps = (a.t - p.t, n.t - a.t)
-            if a.trusted or min(gaps) <= 0 or max(gaps) > 1.5 * min(gaps):
-                continue  # only evenly spaced neighbours: a gap (e.g. a withdrawn frame) hides load changes
-            line = self._fine(p) + (self._fine(n) - self._fine(p)) * (a.t - p.t) / (n.t - p.t)
-            off = (self._fine(a) - line) / self.rules.resolution_kwh
-            if abs(off) > self.rules.validation.kink_steps:
-                out.extend(self._withdraw([a], f"{off:+.1f} steps off the line between {p.key} and {n.key}",
-                                          (p.key, n.key)))
-                break
-        return out
+            why = kink(p, a, n, self.rules)
+            if why is not None:
+                return self._withdraw([a], why, (p.key, n.key))
+        return []
 
     def _judge(self, f: Frame) -> list[Decision]:
         assert f.value is not None
@@ -235,8 +231,12 @@ class MeterValidator:
 
     def _settle_held(self, f: Frame) -> list[Decision]:
         prev, nxt = self._around(f.t)
-        if f.value is None:  # refused between plausible readings (frames.choose)
-            value, chosen = choose(f, prev, nxt, self._rate(f.t), self.rules)
+        if f.value is None:  # refused between plausible readings (frames.choose) or with unread drums
+            if f.choices:
+                value, chosen = choose(f, prev, nxt, self._rate(f.t), self.rules)
+            else:
+                told, chosen = fill(f, prev, nxt, self._rate(f.t), self.rules)
+                f, value = (told, told.value) if told is not None else (f, None)
             if value is not None:
                 return [self._publish(f, value, chosen)]
             del self._pending[f.key]
@@ -334,9 +334,7 @@ class MeterValidator:
             else:
                 out.append(a)
             j += 1
-        if any(a.trusted for a in out):
-            return None
-        return out
+        return None if any(a.trusted for a in out) else out
 
     # -- evidence --------------------------------------------------------------------------------------------
     def _unproven(self, f: Frame) -> str | None:
@@ -376,16 +374,9 @@ class MeterValidator:
         return witnessed(f, later, self.rules)
 
     def _witnesses(self, group: Sequence[Frame], conflicts: Sequence[Anchor]) -> int:
-        """Independent witnesses of a consensus group: its distinct values, plus one when the anchor just before the
-        overruled ones shows the group's first value."""
-        n = len({g.value for g in group})
-        first = min(a.t for a in conflicts)
-        prev, _ = self._around(first - 1e-3, frozenset(a.key for a in conflicts))
-        g = group[0]
-        assert g.value is not None
-        if prev is not None and prev.t < g.t and abs(prev.value - g.value) < self.rules.resolution_kwh / 2:
-            n += 1
-        return n
+        """``frames.consensus_witnesses``, with the anchor just before the overruled ones."""
+        prev, _ = self._around(min(a.t for a in conflicts) - 1e-3, frozenset(a.key for a in conflicts))
+        return consensus_witnesses(group, prev, self.rules)
 
     def _withdraw(self, anchors: Sequence[Anchor], reason: str, evidence: tuple[str, ...]) -> list[Decision]:
         for a in anchors:

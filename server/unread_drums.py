@@ -1,0 +1,93 @@
+"""Drums a photo could not read, told by the published readings around it (pure rules, no database).
+
+A photo is refused when one of its drums is unreadable, even when every other drum reads surely. But a register
+only goes up: a photo taken between two published readings shows a value between them, so every drum on which
+those two agree (the common leading digits) shows the same digit in the photo too. When the unreadable drums are
+all among those and the drums the photo did read (the last one included) give exactly one value that fits both
+neighbours (``frames.choose``: the rate rule both ways, and no surprise at the meter's typical power), that value
+is what the photo shows. Nothing is guessed: the photo's own drums fix everything below the agreed digits, and the
+neighbours fix the agreed digits.
+
+:func:`unread_choices` lists the values a refused photo may show (every filling of its unread drums that the
+assembler accepts); :func:`fill` picks the one its neighbours allow. See docs/validation.md ("Unread drums").
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from smartmeter.ocr.assemble import assemble
+from smartmeter.server.frames import Anchor, Frame, Rules, surprise
+
+MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as before
+
+
+def unread(frame: Frame, rules: Rules) -> list[int] | None:
+    """Indexes of the drums a refused frame could not read surely (``hold_confidence``), or None when it is not
+    such a frame: it was read, has no drums, has too many unread ones, or cannot read its last drum. (With the
+    last drum unread the value would be the neighbours' alone: a misread neighbour would be copied, as it was
+    once in bench/unseen_streams.py, emeter1, 30 days.)"""
+    if frame.value is not None or frame.choices or not frame.digits:
+        return None
+    bar = rules.validation.hold_confidence
+    idx = [i for i, d in enumerate(frame.digits) if d.value is None or d.confidence < bar]
+    if not idx or len(idx) > MAX_UNREAD or idx[-1] == len(frame.digits) - 1:
+        return None
+    return idx
+
+
+def fillings(frame: Frame, i: int) -> list[float]:
+    """The positions an unread drum ``i`` may be at: any digit, resting, half-way on, or as far on as the first
+    drum read to its right (a drum carried along by its right neighbour's 9 -> 0 moves with it)."""
+    right = next((d.value for d in frame.digits[i + 1:] if d.value is not None), None)
+    fractions = {0.0, 0.5} | ({round(right % 1.0, 3)} if right is not None else set())
+    return [d + f for d in range(10) for f in sorted(fractions)]
+
+
+def unread_choices(frame: Frame, rules: Rules) -> tuple[float, ...]:
+    """Every value the frame may show, its unread drums at any position :func:`fillings` lists that the
+    assembler finds consistent with the drums read; () when it is not a frame with unread drums (:func:`unread`)."""
+    idx = unread(frame, rules)
+    if idx is None:
+        return ()
+    positions = [d.value for d in frame.digits]
+    out: set[float] = set()
+    for fill_in in itertools.product(*(fillings(frame, i) for i in idx)):
+        for i, x in zip(idx, fill_in, strict=True):
+            positions[i] = x
+        a = assemble(positions, decimals=rules.decimals)
+        texts = [a.reading] if a.reading is not None else a.candidates
+        out.update(round(float(t), 6) for t in texts)
+    return tuple(sorted(out))
+
+
+def known_confidence(frame: Frame, rules: Rules) -> float:
+    """The lowest confidence of the drums the frame did read surely (the confidence of a filled reading)."""
+    bar = rules.validation.hold_confidence
+    sure = [d.confidence for d in frame.digits if d.value is not None and d.confidence >= bar]
+    return min(sure, default=0.0)
+
+
+def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules
+         ) -> tuple[Frame | None, str]:
+    """The frame read as the one value its neighbours allow it (the rule of ``frames.choose``; its confidence that
+    of its sure drums, its drums as read), or None; and why."""
+    idx = unread(frame, rules)
+    drums = ", ".join(str(i + 1) for i in idx or [])
+    what = frame.error or f"digit {drums} unreadable"
+    choices = unread_choices(frame, rules)
+    if not choices:
+        return None, what
+    if prev is None or nxt is None:
+        return None, f"{what}, and no published readings on both sides to tell digit {drums}"
+    agreed = [c for c in choices if rules.fits(prev.t, prev.value, frame.t, c)
+              and rules.fits(frame.t, c, nxt.t, nxt.value)]
+    around = f"{prev.key} ({prev.value:g}) and {nxt.key} ({nxt.value:g})"
+    if len(agreed) != 1:
+        return None, f"{what}: {len(agreed)} of the values it may show fit {around}"
+    pick = replace(frame, value=agreed[0], confidence=known_confidence(frame, rules), decimals=rules.decimals)
+    why = surprise(pick, prev, nxt, rate, rules)
+    if why is not None:
+        return None, f"{what}: only {agreed[0]:g} fits {around}, but it is {why}"
+    return pick, f"{what}; {agreed[0]:g} from its other digits and {around}"
