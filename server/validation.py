@@ -21,15 +21,13 @@ import bisect
 import logging
 from collections.abc import Iterable, Sequence
 
+from smartmeter.server.anchor_book import AnchorBook
 from smartmeter.server.frames import (
-    DAY_S,
-    HOUR_S,
     Action,
     Anchor,
     Decision,
     Frame,
     Rules,
-    anchor_fine,
     candidates,
     choose,
     consensus_witnesses,
@@ -37,7 +35,6 @@ from smartmeter.server.frames import (
     mid_roll,
     off_line,
     surprise,
-    typical_rate,
     unanchored,
     weak,
     witnessed,
@@ -47,70 +44,21 @@ from smartmeter.server.unread_drums import fill, unread
 log = logging.getLogger(__name__)
 
 
-class MeterValidator:
+class MeterValidator(AnchorBook):
     """The state machine of one meter. ``feed`` frames in any order; apply the returned decisions in order."""
 
     def __init__(self, meter_id: str, rules: Rules, anchors: Iterable[Anchor] = (),
                  pending: Iterable[tuple[Frame, Action]] = ()) -> None:
-        self.meter_id, self.rules = meter_id, rules
-        self._order: list[tuple[float, str]] = []
-        self._anchors: dict[str, Anchor] = {}
+        super().__init__(rules, anchors)
+        self.meter_id = meter_id
         self._pending: dict[str, tuple[Frame, Action]] = {}
         self._new: list[float] = []  # times of anchors published since the last kink check
-        self._rates: dict[int, float] = {}  # typical rate by hour (epoch hours)
-        self._rates_end = 0.0  # start of the latest hour cached
-        for a in anchors:
-            self._insert(a)
         for f, kind in pending:
             self._pending[f.key] = (f, kind)
-
-    # -- anchors ---------------------------------------------------------------------------------------
-    @property
-    def anchors(self) -> list[Anchor]:
-        return [self._anchors[k] for _, k in self._order]
 
     @property
     def pending(self) -> list[tuple[Frame, Action]]:
         return sorted(self._pending.values(), key=lambda p: (p[0].t, p[0].key))
-
-    def _insert(self, a: Anchor) -> None:
-        if a.t < self._rates_end:
-            self._rates.clear()  # the history of a cached hour changed
-            self._rates_end = 0.0
-        bisect.insort(self._order, (a.t, a.key))
-        self._anchors[a.key] = a
-
-    def _remove(self, key: str) -> Anchor:
-        a = self._anchors.pop(key)
-        i = bisect.bisect_left(self._order, (a.t, key))
-        del self._order[i]
-        self._rates.clear()
-        self._rates_end = 0.0
-        return a
-
-    def _around(self, t: float, skip: frozenset[str] = frozenset()) -> tuple[Anchor | None, Anchor | None]:
-        """Nearest anchors before (<= t) and after (> t), ignoring keys in ``skip``."""
-        i = bisect.bisect_right(self._order, (t, "\uffff"))
-        prev = nxt = None
-        j = i - 1
-        while j >= 0 and prev is None:
-            if self._order[j][1] not in skip:
-                prev = self._anchors[self._order[j][1]]
-            j -= 1
-        j = i
-        while j < len(self._order) and nxt is None:
-            if self._order[j][1] not in skip:
-                nxt = self._anchors[self._order[j][1]]
-            j += 1
-        return prev, nxt
-
-    def _after(self, t: float) -> int:
-        return len(self._order) - bisect.bisect_right(self._order, (t, "\uffff"))
-
-    def _fits_around(self, t: float, v: float, skip: frozenset[str] = frozenset()) -> tuple[bool, list[Anchor]]:
-        prev, nxt = self._around(t, skip)
-        bad = [a for a in (prev, nxt) if a is not None and not self.rules.fits(a.t, a.value, t, v)]
-        return not bad, bad
 
     # -- entry points ------------------------------------------------------------------------------------
     def feed(self, frame: Frame) -> list[Decision]:
@@ -172,7 +120,7 @@ class MeterValidator:
             if not 1 <= j < len(self._order) - 1:
                 continue
             p, a, n = (self._anchors[self._order[x][1]] for x in (j - 1, j, j + 1))
-            why = kink(p, a, n, self.rules)
+            why = kink(p, a, n, self.rules, self._kink_limit(a.t))
             if why is not None:
                 return self._withdraw([a], why, (p.key, n.key))
         return []
@@ -350,20 +298,6 @@ class MeterValidator:
 
     def _before_first(self, f: Frame) -> bool:
         return unanchored(f, self._around(f.t)[0], self.rules) is not None  # waits for the first sure reading
-
-    def _rate(self, t: float) -> float:
-        """The typical top rate (kWh/s) from the day of anchors before the hour of ``t`` (cached per hour)."""
-        hour = int(t // HOUR_S)
-        if hour not in self._rates:
-            end = hour * HOUR_S
-            hi = bisect.bisect_left(self._order, (end, ""))
-            lo = max(bisect.bisect_left(self._order, (end - DAY_S, "")), hi - 200)
-            part = self._order[lo:hi]
-            fines = [anchor_fine(self._anchors[k], self.rules.resolution_kwh) for _, k in part]
-            rate = typical_rate([at for at, _ in part], fines, self.rules)
-            self._rates[hour] = self.rules.validation.initial_power_w / 3.6e6 if rate is None else rate
-            self._rates_end = max(self._rates_end, end)
-        return self._rates[hour]
 
     def _witnessed(self, f: Frame) -> bool:
         """``frames.witnessed`` over the anchors and suspects after ``f``."""

@@ -179,6 +179,10 @@ class ValidationSettings(Section):
     kink_steps: float = Field(2.0, gt=0, description="A reading this many register steps off the straight line "
                                                       "between its neighbours is withdrawn (confident last-digit "
                                                       "misread).")
+    kink_spread: float = Field(2.0, ge=0, description="For a meter with bursty load the kink limit grows: it is "
+                                                      "the larger of kink_steps and this many times the 90th "
+                                                      "percentile of how far the meter's readings of the day "
+                                                      "before lie off their lines (0: kink_steps always).")
     surprise_steps: float = Field(1.0, ge=0, description="A reading more than this many register steps beyond the "
                                                          "expected register (neighbours + the meter's typical "
                                                          "power) needs independent evidence before it is "

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
-from smartmeter.server.frames import Anchor, Frame, Rules, candidates, choose, mid_roll, parse_choices
+from smartmeter.server.frames import (
+    Anchor,
+    Frame,
+    Rules,
+    candidates,
+    choose,
+    kink,
+    kink_limit,
+    mid_roll,
+    parse_choices,
+)
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
@@ -108,3 +119,21 @@ def test_frame_carries_the_assemblers_candidates() -> None:
     assert Frame.from_ocr("k", T0, OcrResult("1835", 1835.0, 0.9, drums("1835"))).choices == ()
     assert parse_choices("0123.4 or 0123.5") == (123.4, 123.5)  # the photos table's reading of a held frame
     assert parse_choices("") == () and parse_choices("12.3") == () and parse_choices(["a", "b"]) == ()
+
+
+def history(increments: list[float], start: float = 100.0) -> tuple[list[float], list[float]]:
+    """Times 15 minutes apart and fine values of readings whose register rises by ``increments`` (kWh)."""
+    v = np.cumsum([start, *increments])
+    return [T0.timestamp() + 900.0 * i for i in range(len(v))], v.tolist()
+
+
+def test_the_kink_limit_grows_with_a_meters_bursty_load() -> None:
+    rules = Rules.of(resolution_kwh=0.1)
+    assert kink_limit(*history([0.05] * 40), rules) == rules.validation.kink_steps  # a smooth load
+    assert kink_limit(*history([0.0, 0.6] * 3), rules) == rules.validation.kink_steps  # too little history
+    bursty = history([0.0, 0.6] * 20)  # a tap opened every half hour: each reading 3 steps off its line
+    assert kink_limit(*bursty, rules) == pytest.approx(2 * 3.0)
+    assert kink_limit(*bursty, Rules.of(resolution_kwh=0.1, kink_spread=0)) == rules.validation.kink_steps
+    p, a, n = (Anchor(f"a{i}", datetime.fromtimestamp(bursty[0][i], UTC), round(bursty[1][i], 1), fine=bursty[1][i])
+               for i in (-3, -2, -1))
+    assert kink(p, a, n, rules) is not None and kink(p, a, n, rules, kink_limit(*bursty, rules)) is None

@@ -295,3 +295,14 @@ def test_first_reading_waiting_is_published_once_a_sure_one_confirms_it() -> Non
     out = feed_all(v, [frame(0, 100.0, conf=0.9), frame(1, 100.1, conf=0.97)])
     assert actions(out, "f0000") == [Action.SUSPECT, Action.PUBLISH]
     assert [a.value for a in v.anchors] == [100.0, 100.1]
+
+
+@pytest.mark.parametrize(("spread", "withdrawn"), [(2.0, False), (0.0, True)])
+def test_a_bursty_meters_right_readings_are_not_kinks(spread: float, withdrawn: bool) -> None:
+    """A water meter's tap opened every other photo puts each right reading 2.5 steps off the line between its
+    neighbours (more than kink_steps): the meter's own history raises its kink limit (kink_spread)."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, kink_spread=spread)
+    values = [round(100.0 + 0.5 * (i // 2), 1) for i in range(300)]  # 100.0 100.0 100.5 100.5 101.0 ...
+    out = feed_all(MeterValidator("m", rules), [frame(i, v, conf=0.97) for i, v in enumerate(values)])
+    late = [d for d in out if d.action is Action.WITHDRAW and d.ts >= T0 + timedelta(days=1, hours=1)]
+    assert bool(late) is withdrawn
