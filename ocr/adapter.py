@@ -202,9 +202,13 @@ class AdaptedReader(DigitReader):
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
         if len(crops) == 0:
             return []
-        cnn = self.inner.read_batch(crops)  # the CNN's own answer, its refusals included
-        batch = preprocess_batch(crops, self.height, self.width)
-        logits = self.inner.logits(batch)  # type: ignore[attr-defined]
+        read_plain = getattr(self.inner, "read_plain", None)  # the CNN reader hands back its plain view's output
+        if read_plain is not None:
+            cnn, batch, logits = read_plain(crops)  # the CNN's own answer, its refusals included
+        else:
+            cnn = self.inner.read_batch(crops)
+            batch = preprocess_batch(crops, self.height, self.width)
+            logits = self.inner.logits(batch)  # type: ignore[attr-defined]
         answers = self.adapter.answer(embed(batch, logits))
         mass = support(logits, answers)
         answers = [a if a is not None and m >= SUPPORT else None for a, m in zip(answers, mass, strict=True)]

@@ -299,3 +299,27 @@ def test_the_adapter_forgets_what_a_withdrawn_reading_taught_it(db: Database) ->
     again = MeterAdapters(Settings(), db)  # stored as a new version
     assert again.examples("m1").counts()[7] == 0 and again.examples("m1").counts()[2] == 6
     assert again.version("m1") == 2
+
+
+class WithoutPlain(DigitReader):
+    """The CNN reader seen without ``read_plain``: the adapter then runs the model on the plain view itself."""
+
+    def __init__(self, inner: DigitReader) -> None:
+        self.inner, self.name, self.version = inner, inner.name, inner.version
+        self.height, self.width = inner.height, inner.width  # type: ignore[attr-defined]
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return self.inner.read_batch(crops)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.inner.logits(batch)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_the_adapted_reader_reads_the_same_with_the_cnns_plain_view_output() -> None:
+    from smartmeter.ocr.readers.cnn import CnnReader
+
+    cnn = CnnReader()
+    adapter = Adapter(examples(), cnn.logits)
+    crops = [glyph(d, 900 + 10 * d + i, shift=0.3 * (i % 2)) for d in range(10) for i in range(3)]
+    assert AdaptedReader(cnn, adapter, "a1").read_batch(crops) == \
+        AdaptedReader(WithoutPlain(cnn), adapter, "a1").read_batch(crops)

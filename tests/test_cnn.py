@@ -280,3 +280,16 @@ def test_known_misreads_of_a_rolling_drum() -> None:
         got = reader.read(cv2.imread(str(path)))
         label = float(path.name.split("_")[0])
         assert got.value is None or circular_error(np.array([got.value]), np.array([label]))[0] <= 0.5, (path, got)
+
+
+@pytest.mark.parametrize("views", [1, 5])
+def test_read_plain_hands_back_the_plain_views_input_and_output(sample: Sample, views: int) -> None:
+    """What the per-meter adapter embeds (ocr/adapter.py): the plain view's model input and raw output, from the
+    same model call as the readings, equal to preprocessing and running the model on the crops once more."""
+    crops = sample[0][:40]
+    r = CnnReader(HOLDOUT_MODEL, views=views)
+    got, batch, plain = r.read_plain(crops)
+    assert got == r.read_batch(crops)
+    again = preprocess_batch(crops, r.height, r.width)
+    assert np.array_equal(batch, again) and np.allclose(plain, r.logits(again), atol=1e-5)
+    assert [len(x) for x in r.read_plain([])] == [0, 0, 0]

@@ -157,20 +157,27 @@ class CnnReader(DigitReader):
         return np.concatenate(outs) if outs else np.zeros((0, CLASSES), np.float32)
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return self.read_plain(crops)[0]
+
+    def read_plain(self, crops: Sequence[np.ndarray]) -> tuple[list[DigitValue], np.ndarray, np.ndarray]:
+        """The readings, and the plain view's model input and raw output (``N x 1 x H x W``, ``N x 100``): the
+        per-meter adapter embeds those, so it need not run the model on the plain view a second time."""
         if len(crops) == 0:
-            return []
+            return [], np.zeros((0, 1, self.height, self.width), np.float32), np.zeros((0, CLASSES), np.float32)
         if len(self.views) == 1:
             batch = preprocess_batch(crops, self.height, self.width)
-            logits = self.logits(batch)
+            logits = plain = self.logits(batch)
         else:  # every view of every crop in one model call: grey once, cut, resized
             greys = [to_grey(c) for c in crops]
             views = preprocess_batch([cut_view(g, v) for v in self.views for g in greys], self.height, self.width)
             batch = views[:len(crops)]
-            prob = softmax(self.logits(views).astype(np.float64)).reshape(len(self.views), len(crops), -1)
+            raw = self.logits(views)
+            plain = raw[:len(crops)]
+            prob = softmax(raw.astype(np.float64)).reshape(len(self.views), len(crops), -1)
             logits = np.log(np.maximum(prob.mean(axis=0), 1e-12))
         value, conf = decode(logits)
         blank = is_blank(batch)
         refused = entropy(logits) > self.reject_entropy if self.reject else np.zeros(len(blank), bool)
         return [DigitValue(None, 0.0) if b else DigitValue(None, round(float(c), 4)) if r
                 else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
-                for v, c, b, r in zip(value, conf, blank, refused, strict=True)]
+                for v, c, b, r in zip(value, conf, blank, refused, strict=True)], batch, plain
