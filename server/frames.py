@@ -218,12 +218,16 @@ def surprise(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float,
 
 
 def unanchored(frame: Frame, prev: Anchor | None, rules: Rules) -> str | None:
-    """Why a frame before the meter's first anchor (``prev`` None) may not be its first reading: below
-    ``first_confidence`` nothing can check it, and a misread drum that does not move reads the same in every
-    photo, so later photos are no witnesses (docs/validation.md); None when it may be."""
+    """Why a frame before the meter's first anchor (``prev`` None) may not be its first reading: a digit read
+    below ``first_confidence``. Nothing can check it, and a misread drum that does not move reads the same in
+    every photo, so later photos are no witnesses (docs/validation.md); None when it may be. The digits count,
+    not the whole reading's confidence: that one also falls when a resting drum of a meter the model never saw
+    reads a little off its digit (an altair 2 read 2.27: whole-reading confidence 0.85, every digit >= 0.97),
+    and such a meter got no first reading in 8 days, so nothing at all was stored."""
     first = rules.validation.first_confidence
-    if prev is None and frame.confidence < first:
-        return f"first reading of the meter, confidence {frame.confidence:.2f} < {first:.2f}"
+    least = min((d.confidence for d in frame.digits), default=frame.confidence)
+    if prev is None and least < first:
+        return f"first reading of the meter, a digit read at {least:.2f} < {first:.2f}"
     return None
 
 

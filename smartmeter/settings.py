@@ -192,7 +192,8 @@ class ValidationSettings(Section):
                                                 "moved are one witness.")
     first_confidence: float = Field(0.95, ge=0, le=1, description="A meter's first reading (no accepted reading "
                                                                   "before or after it to check it against) is "
-                                                                  "published only at this confidence or more; the "
+                                                                  "published only with every digit read at this "
+                                                                  "confidence or more; the "
                                                                   "less sure ones wait for it (docs/validation.md).")
     typical_power_margin: float = Field(1.5, ge=1, description="The typical power is the highest hourly rate of "
                                                                "the last day's readings times this.")
