@@ -25,7 +25,8 @@ MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as befor
 
 def unread(frame: Frame, rules: Rules) -> list[int] | None:
     """Indexes of the drums a refused frame could not read surely (``hold_confidence``), or None when it is not
-    such a frame: it was read, has no drums, has too many unread ones, or cannot read its last drum. (With the
+    such a frame: it was read, has no drums, has too many unread ones, cannot read its last drum, or read one of
+    the others below ``first_confidence`` (the value rests on those alone). (With the
     last drum unread the value would be the neighbours' alone: a misread neighbour would be copied, as it was
     once in bench/unseen_streams.py, emeter1, 30 days.)"""
     if frame.value is not None or frame.choices or not frame.digits:
@@ -34,6 +35,8 @@ def unread(frame: Frame, rules: Rules) -> list[int] | None:
     idx = [i for i, d in enumerate(frame.digits) if d.value is None or d.confidence < bar]
     if not idx or len(idx) > MAX_UNREAD or idx[-1] == len(frame.digits) - 1:
         return None
+    if known_confidence(frame, rules) < rules.validation.first_confidence:
+        return None  # what it did read must be sure: an LCD's last '1' read 7.10 at 0.88 filled 59081.7 for 59081.1
     return idx
 
 

@@ -36,6 +36,7 @@ from smartmeter.server.frames import (
     off_line,
     surprise,
     unanchored,
+    unsure_dispute,
     weak,
     witnessed,
 )
@@ -242,7 +243,7 @@ class MeterValidator(AnchorBook):
                 continue
             conflicts = self._conflicts(group)
             if conflicts is None or not conflicts or self._witnesses(group, conflicts) <= len(
-                    {a.value for a in conflicts}):
+                    {a.value for a in conflicts}) or unsure_dispute(group, conflicts, self.rules) is not None:
                 continue
             ev = tuple(g.key for g in group)
             for a in conflicts:
@@ -287,14 +288,15 @@ class MeterValidator(AnchorBook):
     # -- evidence --------------------------------------------------------------------------------------------
     def _unproven(self, f: Frame) -> str | None:
         """Why ``f`` may not be published yet: the meter's first reading, not sure enough (frames.unanchored); a
-        surprise (frames.surprise) without enough witnesses; or None."""
+        surprise (frames.surprise) without enough witnesses, or in drums it read unsurely (frames.unsure_dispute:
+        later values cannot witness a drum that does not move); or None."""
         prev, nxt = self._around(f.t)
         if nxt is None and (first := unanchored(f, prev, self.rules)) is not None:
             return first
         why = surprise(f, prev, nxt, self._rate(f.t), self.rules)
-        if why is None or self._witnessed(f):
-            return None
-        return why
+        if why is not None and (low := unsure_dispute([f], [a for a in (prev, nxt) if a], self.rules)):
+            return f"{why}; {low}"
+        return None if why is None or self._witnessed(f) else why
 
     def _before_first(self, f: Frame) -> bool:
         return unanchored(f, self._around(f.t)[0], self.rules) is not None  # waits for the first sure reading

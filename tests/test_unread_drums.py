@@ -129,3 +129,14 @@ def test_an_unread_drum_carried_along_by_its_neighbour() -> None:
     carries the tens drum half-way too: 12469.9 is among the values the photo may show."""
     f = refused(0, [1.0, 2.0, 4.0, None, None, 9.5])
     assert 12469.9 in unread_choices(f, RULES)
+
+
+def test_a_photo_whose_read_drums_are_not_sure_is_not_filled() -> None:
+    """The value of a filled photo rests on the drums it did read: an LCD's last '1' read as 7.10 at 0.88 gave
+    59081.7 for 59081.1 (bench/unseen_streams.py --meters lcd2 --seed 43). Below first_confidence: refused."""
+    f = refused(0, [1.0, 2.0, 4.0, 6.0, None, 3.4])
+    f.digits[-1] = DigitValue(7.1, 0.88)
+    assert unread(f, RULES) is None
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 12469.1), frame(1, 12469.2), refused(2, [1.0, 2.0, 4.0, 6.0, None, 7.1], 0.88)])
+    assert [d.action for d in out if d.key == "f0002"] == [Action.REJECT]

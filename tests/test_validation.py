@@ -318,3 +318,39 @@ def test_a_first_reading_is_sure_by_its_digits_not_by_how_well_the_drums_line_up
     f.confidence = 0.85
     out = feed_all(v, [f, frame(1, 12442.8, conf=0.97)])
     assert actions(out, "f0000") == [Action.PUBLISH] and actions(out, "f0001") == [Action.PUBLISH]
+
+
+def lcd_frame(i: int, value: float, slow_conf: float, start: datetime = T0) -> Frame:
+    """Frame i (15 minutes apart from ``start``) of 063xxx.x with its hundreds drum read at ``slow_conf``."""
+    f = frame(0, value, conf=0.99)
+    f.digits[3] = DigitValue(f.digits[3].value, slow_conf)
+    ts = start + timedelta(minutes=15 * i)
+    return Frame(f"g{ts:%Y%m%d%H%M}", ts, value, min(0.99, slow_conf), f.digits, "v1", 1)
+
+
+@pytest.mark.fault("misread digit", proves="wrong values stored: 0 when a slow drum's new digit is misread in "
+                   "every photo (an LCD's 1 read as 7 at 0.85): distinct later values do not witness it")
+@pytest.mark.parametrize(("slow_conf", "published"), [(0.85, False), (0.99, True)])
+def test_a_surprise_in_a_slow_drum_needs_a_sure_read_of_it(slow_conf: float, published: bool) -> None:
+    """63099.x, then after a day with no reading 63709.x (63109 with its new 1 read as 7): 610 kWh in a day fits
+    max_power, is a surprise at the meter's typical power, and later values (63709.3, 63709.8) differ only in
+    the moving drums. Read at 0.85 the hundreds drum cannot be witnessed by them; read surely it is."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, hold_confidence=0.8)
+    v = MeterValidator("m", rules)
+    feed_all(v, [lcd_frame(i, round(63098.0 + 0.1 * i, 1), 0.99) for i in range(16)])
+    later = T0 + timedelta(days=1, hours=4)
+    out = feed_all(v, [lcd_frame(i, round(63709.0 + 0.1 * i, 1), slow_conf, later) for i in range(12)])
+    assert any(d.action is Action.PUBLISH and d.value >= 63709 for d in out) is published
+    assert all(a.value < 63700 for a in v.anchors) is not published
+
+
+@pytest.mark.parametrize(("slow_conf", "overruled"), [(0.85, False), (0.99, True)])
+def test_a_consensus_in_a_slow_drum_needs_a_sure_read_of_it(slow_conf: float, overruled: bool) -> None:
+    """Five right readings 63099.0-63099.4, then eight photos whose hundreds drum reads 7 (63709.5 ...): they agree
+    with each other with more distinct values than the five, but those values differ only in the moving drums."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, hold_confidence=0.8)
+    v = MeterValidator("m", rules)
+    feed_all(v, [lcd_frame(i, round(63099.0 + 0.1 * i, 1), 0.99) for i in range(5)])
+    out = feed_all(v, [lcd_frame(5 + i, round(63709.5 + 0.1 * i, 1), slow_conf) for i in range(8)])
+    assert any(d.action in (Action.WITHDRAW, Action.CORRECT) for d in out) is overruled
+    assert all(a.value < 63700 for a in v.anchors) is not overruled
