@@ -26,7 +26,7 @@ from smartmeter.ocr.adapter import AdaptedReader, Adapter, Examples, embed, sett
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.server.database import Database, now_ms
-from smartmeter.server.frames import Action, Decision
+from smartmeter.server.frames import Action, Decision, drum_text
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
@@ -44,7 +44,7 @@ def digit_labels(reading: str | None, value: float, digits: Sequence[DigitValue]
         return [None] * len(digits)
     shown = [c for c in reading if c.isdigit()]
     decimals = len(reading.rsplit(".", 1)[1]) if "." in reading else 0
-    text = f"{value:0{len(shown) + (1 if decimals else 0)}.{decimals}f}".replace(".", "")
+    text = drum_text(value, len(shown), decimals)
     if len(text) != len(shown):
         return [None] * len(digits)
     out: list[int | None] = []

@@ -7,11 +7,17 @@ applies are the pure ones of ``smartmeter.server.frames``.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from smartmeter.server.frames import DAY_S, HOUR_S, Anchor, Rules, anchor_fine, kink_limit, typical_rate
 
 MAX_HISTORY = 200  # readings of the day before that the history rules look at, at most
+_T = TypeVar("_T", bound=tuple[Any, ...])
+
+
+def _time(entry: tuple[Any, ...]) -> float:
+    return float(entry[0])
 
 
 class AnchorBook:
@@ -78,19 +84,20 @@ class AnchorBook:
         return not bad, bad
 
     # -- history -----------------------------------------------------------------------------------------
-    def _day_before(self, hour: int) -> list[Anchor]:
-        """The anchors of the day before the start of ``hour`` (epoch hours), at most ``MAX_HISTORY``."""
+    def _day_before(self, items: Sequence[_T], hour: int) -> Sequence[_T]:
+        """The entries of ``items`` (sorted, capture time first) of the day before the start of ``hour`` (epoch
+        hours), at most ``MAX_HISTORY``; the caches of that hour are forgotten when an anchor comes before it."""
         end = hour * HOUR_S
-        hi = bisect.bisect_left(self._order, (end, ""))
-        lo = max(bisect.bisect_left(self._order, (end - DAY_S, "")), hi - MAX_HISTORY)
+        hi = bisect.bisect_left(items, end, key=_time)
+        lo = max(bisect.bisect_left(items, end - DAY_S, key=_time), hi - MAX_HISTORY)
         self._rates_end = max(self._rates_end, end)
-        return [self._anchors[k] for _, k in self._order[lo:hi]]
+        return items[lo:hi]
 
     def _rate(self, t: float) -> float:
         """The typical top rate (kWh/s) from the day of anchors before the hour of ``t`` (cached per hour)."""
         hour = int(t // HOUR_S)
         if hour not in self._rates:
-            day = self._day_before(hour)
+            day = [self._anchors[k] for _, k in self._day_before(self._order, hour)]
             fines = [anchor_fine(a, self.rules.resolution_kwh) for a in day]
             rate = typical_rate([a.t for a in day], fines, self.rules)
             self._rates[hour] = self.rules.validation.initial_power_w / 3.6e6 if rate is None else rate
@@ -100,9 +107,6 @@ class AnchorBook:
         """``frames.kink_limit`` over the day of readings published before the hour of ``t`` (cached per hour)."""
         hour = int(t // HOUR_S)
         if hour not in self._limits:
-            end = hour * HOUR_S
-            self._rates_end = max(self._rates_end, end)
-            hi = bisect.bisect_left(self._published, (end, -1.0))
-            day = self._published[max(bisect.bisect_left(self._published, (end - DAY_S, -1.0)), hi - MAX_HISTORY):hi]
+            day = self._day_before(self._published, hour)
             self._limits[hour] = kink_limit([p[0] for p in day], [p[1] for p in day], self.rules)
         return self._limits[hour]

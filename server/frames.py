@@ -196,30 +196,25 @@ def weak(frame: Frame, rules: Rules) -> bool:
     return any(d.confidence < rules.validation.hold_confidence for d in frame.digits)
 
 
-def surprise_excess(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules
-                    ) -> tuple[float, str]:
-    """How many register steps the frame's value lies beyond the expected register (the larger side; 0 when
-    within it), and where. Expected: from the anchor before, a rise of at most the typical rate over the time
-    between; to the anchor after, likewise."""
+def surprise(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules) -> str | None:
+    """Why the frame's value is further than ``surprise_steps`` from the expected register, or None.
+
+    Expected: from the anchor before, a rise of at most the typical rate over the time between; to the anchor
+    after, likewise. A surprise is not refused: it needs ``witnesses`` independent values."""
     assert frame.value is not None
     res = rules.resolution_kwh
+    slack = rules.validation.surprise_steps * res
     fine = frame.fine(res)
     assert fine is not None
-    out = (0.0, "")
     if prev is not None:
-        rise = (fine - anchor_fine(prev, res) - rate * (frame.t - prev.t)) / res
-        out = max(out, (rise, f"{rise:.1f} steps above the expected register after {prev.key}"))
+        rise = fine - anchor_fine(prev, res) - rate * (frame.t - prev.t)
+        if rise > slack + 1e-9:
+            return f"{rise / res:.1f} steps above the expected register after {prev.key}"
     if nxt is not None:
-        short = (anchor_fine(nxt, res) - fine - rate * (nxt.t - frame.t)) / res
-        out = max(out, (short, f"{short:.1f} steps below the expected register before {nxt.key}"))
-    return out
-
-
-def surprise(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules) -> str | None:
-    """Why the frame's value is further than ``surprise_steps`` from the expected register (``surprise_excess``),
-    or None. A surprise is not refused: it needs ``witnesses`` independent values."""
-    steps, where = surprise_excess(frame, prev, nxt, rate, rules)
-    return where if steps > rules.validation.surprise_steps + 1e-9 else None
+        short = anchor_fine(nxt, res) - fine - rate * (nxt.t - frame.t)
+        if short > slack + 1e-9:
+            return f"{short / res:.1f} steps below the expected register before {nxt.key}"
+    return None
 
 
 def unanchored(frame: Frame, prev: Anchor | None, rules: Rules) -> str | None:
@@ -236,6 +231,12 @@ def unanchored(frame: Frame, prev: Anchor | None, rules: Rules) -> str | None:
     return None
 
 
+def drum_text(value: float, drums: int, decimals: int) -> str:
+    """The digits ``drums`` drums show for ``value`` with ``decimals`` of them after the point ("0124693" for
+    12469.3 on 7 drums, 1 decimal); longer than ``drums`` when the value does not fit."""
+    return f"{value:0{drums + (1 if decimals else 0)}.{decimals}f}".replace(".", "")
+
+
 SLOW_FROM = 2  # drums left of the last two turn a hundred register steps apart: later photos rarely re-read them
 SLOW_STEPS = 10 ** SLOW_FROM  # a dispute this many register steps wide is one about slow drums
 
@@ -247,11 +248,7 @@ def disputed(frame: Frame, anchor: Anchor, rules: Rules) -> list[int]:
     if frame.value is None or n <= SLOW_FROM:
         return []
     dec = frame.decimals if frame.decimals is not None else rules.decimals
-
-    def text(v: float) -> str:
-        return f"{v:0{n + (1 if dec else 0)}.{dec}f}".replace(".", "")
-
-    mine, theirs = text(frame.value), text(anchor.value)
+    mine, theirs = drum_text(frame.value, n, dec), drum_text(anchor.value, n, dec)
     if len(mine) != n or len(theirs) != n:
         return list(range(n - SLOW_FROM))
     return [i for i in range(n - SLOW_FROM) if mine[i] != theirs[i]]
@@ -275,16 +272,22 @@ def unsure_dispute(group: Sequence[Frame], conflicts: Sequence[Anchor], rules: R
     return None
 
 
-def kink_off(prev: Anchor, a: Anchor, nxt: Anchor, rules: Rules) -> float | None:
-    """How many register steps the image anchor ``a`` lies off the straight line between its neighbouring anchors
-    (fine values); None when it is trusted or they are not evenly spaced (a gap, e.g. a withdrawn frame, hides
-    load changes)."""
-    gaps = (a.t - prev.t, nxt.t - a.t)
-    if a.trusted or min(gaps) <= 0 or max(gaps) > 1.5 * min(gaps):
+def line_off(times: Sequence[float], fines: Sequence[float], res: float) -> float | None:
+    """How many register steps the middle of three readings (capture times and fine values) lies off the straight
+    line between the other two; None when they are not evenly spaced (a gap, e.g. a withdrawn frame, hides load
+    changes)."""
+    (t0, t1, t2), (v0, v1, v2) = times, fines
+    g1, g2 = t1 - t0, t2 - t1
+    if min(g1, g2) <= 0 or max(g1, g2) > 1.5 * min(g1, g2):
         return None
+    return (v1 - (v0 + (v2 - v0) * g1 / (g1 + g2))) / res
+
+
+def kink_off(prev: Anchor, a: Anchor, nxt: Anchor, rules: Rules) -> float | None:
+    """``line_off`` of the image anchor ``a`` between its neighbouring anchors; None when it is trusted."""
     res = rules.resolution_kwh
-    p, n = anchor_fine(prev, res), anchor_fine(nxt, res)
-    return (anchor_fine(a, res) - (p + (n - p) * (a.t - prev.t) / (nxt.t - prev.t))) / res
+    fines = [anchor_fine(x, res) for x in (prev, a, nxt)]
+    return None if a.trusted else line_off((prev.t, a.t, nxt.t), fines, res)
 
 
 MIN_KINK_HISTORY = 8  # fewer recent offsets than this: the kink limit is kink_steps
@@ -294,20 +297,15 @@ def kink_limit(times: Sequence[float], fines: Sequence[float], rules: Rules) -> 
     """How far off the line a reading may lie before it is a kink: ``kink_steps``, or more for a meter whose load
     is bursty (a water meter: a tap opened for a minute): ``kink_spread`` times the 90th percentile of how far the
     meter's recent published readings (capture times, oldest first, and fine values; those withdrawn since
-    included, or a bursty meter's kinks would hide its burstiness) lie off the lines between their neighbours.
-    On two 30-day held-out streams every one of 101 readings withdrawn at ``kink_steps`` alone was right
-    (docs/validation.md)."""
-    base = rules.validation.kink_steps
-    t, v = np.asarray(times, np.float64), np.asarray(fines, np.float64)
-    if len(t) < MIN_KINK_HISTORY + 2 or rules.validation.kink_spread <= 0:
+    included, or a bursty meter's kinks would hide its burstiness) lie off the lines between their neighbours
+    (``line_off``). On two 30-day held-out streams every one of 101 readings withdrawn at ``kink_steps`` alone
+    was right (docs/validation.md)."""
+    base, res = rules.validation.kink_steps, rules.resolution_kwh
+    offs = [o for o in (line_off(times[i - 1:i + 2], fines[i - 1:i + 2], res) for i in range(1, len(times) - 1))
+            if o is not None]
+    if len(offs) < MIN_KINK_HISTORY or rules.validation.kink_spread <= 0:
         return base
-    g1, g2 = t[1:-1] - t[:-2], t[2:] - t[1:-1]
-    even = (np.minimum(g1, g2) > 0) & (np.maximum(g1, g2) <= 1.5 * np.minimum(g1, g2))
-    if even.sum() < MIN_KINK_HISTORY:
-        return base
-    line = v[:-2] + (v[2:] - v[:-2]) * g1 / np.where(g1 + g2 > 0, g1 + g2, 1.0)
-    offs = np.abs(v[1:-1] - line)[even] / rules.resolution_kwh
-    return max(base, rules.validation.kink_spread * float(np.quantile(offs, 0.9)))
+    return max(base, rules.validation.kink_spread * float(np.quantile(np.abs(offs), 0.9)))
 
 
 def kink(prev: Anchor, a: Anchor, nxt: Anchor, rules: Rules, limit: float | None = None) -> str | None:

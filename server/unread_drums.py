@@ -26,9 +26,9 @@ MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as befor
 def unread(frame: Frame, rules: Rules) -> list[int] | None:
     """Indexes of the drums a refused frame could not read surely (``hold_confidence``), or None when it is not
     such a frame: it was read, has no drums, has too many unread ones, cannot read its last drum, or read one of
-    the others below ``first_confidence`` (the value rests on those alone). (With the
-    last drum unread the value would be the neighbours' alone: a misread neighbour would be copied, as it was
-    once in bench/unseen_streams.py, emeter1, 30 days.)"""
+    the others below ``first_confidence`` (the value rests on those alone). With the last drum unread the value
+    would be the neighbours' alone: a misread neighbour would be copied, as it was once in
+    bench/unseen_streams.py, emeter1, 30 days."""
     if frame.value is not None or frame.choices or not frame.digits:
         return None
     bar = rules.validation.hold_confidence
@@ -52,8 +52,10 @@ def unread_choices(frame: Frame, rules: Rules) -> tuple[float, ...]:
     """Every value the frame may show, its unread drums at any position :func:`fillings` lists that the
     assembler finds consistent with the drums read; () when it is not a frame with unread drums (:func:`unread`)."""
     idx = unread(frame, rules)
-    if idx is None:
-        return ()
+    return () if idx is None else _choices(frame, idx, rules)
+
+
+def _choices(frame: Frame, idx: list[int], rules: Rules) -> tuple[float, ...]:
     positions = [d.value for d in frame.digits]
     out: set[float] = set()
     for fill_in in itertools.product(*(fillings(frame, i) for i in idx)):
@@ -79,7 +81,7 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
     idx = unread(frame, rules)
     drums = ", ".join(str(i + 1) for i in idx or [])
     what = frame.error or f"digit {drums} unreadable"
-    choices = unread_choices(frame, rules)
+    choices = () if idx is None else _choices(frame, idx, rules)
     if not choices:
         return None, what
     if prev is None or nxt is None:
