@@ -18,6 +18,7 @@ from enum import StrEnum
 import numpy as np
 
 from smartmeter.domain import step_violation
+from smartmeter.ocr.assemble import RESTING_BAND
 from smartmeter.settings import MeterSettings, Settings, ValidationSettings
 from smartmeter.types import DigitValue, OcrResult, utc
 
@@ -345,6 +346,22 @@ def parse_choices(texts: Sequence[str] | str) -> tuple[float, ...]:
     return values if len(values) > 1 else ()
 
 
+def just_below(frame: Frame, values: Sequence[float], rules: Rules) -> float | None:
+    """Of two readings one step apart that both fit the neighbours, the upper one when the frame's last drum reads
+    just below its digit (``ocr.assemble.RESTING_BAND`` on: 4.85-4.92 for a 5). That drum is a resting 5 read low,
+    or a 4 about to roll: the upper reading is at most 0.15 of a step above the register either way, the lower a
+    whole step below it in the first case (the CNN reads resting digits of unseen meters up to 0.1 low). None
+    otherwise."""
+    last = frame.digits[-1].value if frame.digits else None
+    if len(values) != 2 or last is None or last % 1.0 < RESTING_BAND:
+        return None
+    res = rules.resolution_kwh
+    lo, hi = sorted(values)
+    if abs(hi - lo - res) > res * 1e-3 or round(hi / res) % 10 != (math.floor(last) + 1) % 10:
+        return None
+    return hi
+
+
 def choose(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules
            ) -> tuple[float | None, str]:
     """Which of a refused frame's plausible readings (``frame.choices``) its neighbours allow: the value, or None,
@@ -356,6 +373,8 @@ def choose(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, r
         return None, f"{shown}: both plausible, and no neighbours on both sides to choose"
     fitting = [c for c in frame.choices
                if rules.fits(prev.t, prev.value, frame.t, c) and rules.fits(frame.t, c, nxt.t, nxt.value)]
+    upper = just_below(frame, fitting, rules)
+    fitting = fitting if upper is None else [upper]
     if len(fitting) != 1:
         which = "fit" if fitting else "fits"
         return None, f"{shown}: {'both' if fitting else 'neither'} {which} {prev.key} ({prev.value:g}) and " \
@@ -364,7 +383,8 @@ def choose(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, r
     why = surprise(pick, prev, nxt, rate, rules)
     if why is not None:
         return None, f"{shown}: only {fitting[0]:g} fits the neighbours, but it is {why}"
-    return fitting[0], f"{shown} read; {fitting[0]:g} chosen by {prev.key} ({prev.value:g}) and {nxt.key} " \
+    how = "(the last drum just below its digit) fits" if upper is not None else "chosen by"
+    return fitting[0], f"{shown} read; {fitting[0]:g} {how} {prev.key} ({prev.value:g}) and {nxt.key} " \
                        f"({nxt.value:g})"
 
 

@@ -252,7 +252,9 @@ def choice_frame(i: int, choices: tuple[float, ...], conf: float = 0.95) -> Fram
 @pytest.mark.parametrize(("before", "after", "published"), [
     ((1835.0, 1835.0), (1835.0, 1835.1), 1835.0),  # 1834.9 would run backwards from f0000
     ((1834.8, 1834.9), (1834.9, 1834.9), 1834.9),  # 1835.0 would run backwards to f0002
-    ((1834.8, 1834.9), (1835.0, 1835.1), None),  # both fit: refused, never the likelier one
+    # both fit: the last drum at 9.93 is a resting 0 read low or a 9 about to roll; 1835.0 is within 0.07 of a step
+    # of the register either way, 1834.9 a whole step below it in the first case (frames.just_below)
+    ((1834.8, 1834.9), (1835.0, 1835.1), 1835.0),
     ((1840.0, 1840.0), (1840.1, 1840.1), None),  # neither fits
 ])
 def test_validation_chooses_a_refused_frames_reading_by_history(before: tuple[float, float],
@@ -263,8 +265,18 @@ def test_validation_chooses_a_refused_frames_reading_by_history(before: tuple[fl
                        frame(3, after[0]), frame(4, after[1])])
     got = [d for d in out if d.key == "f0002"]
     assert [d.action for d in got] == [Action.HOLD, Action.PUBLISH if published else Action.REJECT]
-    assert got[-1].value == published and ("chosen by f0001" in got[-1].reason) == (published is not None)
+    assert got[-1].value == published and ("1835 or 1834.9 read; " in got[-1].reason) == (published is not None)
     assert [a.value for a in v.anchors if a.key == "f0002"] == ([published] if published else [])
+
+
+def test_two_fitting_readings_are_refused_unless_the_last_drum_is_just_below_a_digit() -> None:
+    """The same frame with its last drum at 9.6 (a 9 well on its way, not a resting 0 read low): both fit, refused."""
+    v = MeterValidator("m", RULES)
+    f = choice_frame(2, (1835.0, 1834.9))
+    f.digits[-1] = DigitValue(9.6, 0.95)
+    out = feed_all(v, [frame(0, 1834.8), frame(1, 1834.9), f, frame(3, 1835.0), frame(4, 1835.1)])
+    got = [d for d in out if d.key == "f0002"]
+    assert [d.action for d in got] == [Action.HOLD, Action.REJECT] and "both fit" in got[-1].reason
 
 
 def test_refused_frame_with_choices_below_min_confidence_is_rejected_at_once() -> None:
