@@ -121,7 +121,8 @@ class MeterValidator(AnchorBook):
             if not 1 <= j < len(self._order) - 1:
                 continue
             p, a, n = (self._anchors[self._order[x][1]] for x in (j - 1, j, j + 1))
-            why = kink(p, a, n, self.rules, self._kink_limit(a.t))
+            before = self._anchors[self._order[j - 2][1]] if j >= 2 else None
+            why = kink(p, a, n, self.rules, self._kink_limit(a.t), before)
             if why is not None:
                 return self._withdraw([a], why, (p.key, n.key))
         return []
