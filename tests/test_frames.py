@@ -137,3 +137,23 @@ def test_the_kink_limit_grows_with_a_meters_bursty_load() -> None:
     p, a, n = (Anchor(f"a{i}", datetime.fromtimestamp(bursty[0][i], UTC), round(bursty[1][i], 1), fine=bursty[1][i])
                for i in (-3, -2, -1))
     assert kink(p, a, n, rules) is not None and kink(p, a, n, rules, kink_limit(*bursty, rules)) is None
+
+
+def anchors(values: list[float]) -> list[Anchor]:
+    """Anchors 15 minutes apart with these fine values (value: the step below)."""
+    return [Anchor(f"a{i}", T0 + timedelta(minutes=15 * i), int(v * 10) / 10, fine=v) for i, v in enumerate(values)]
+
+
+def test_a_reading_on_the_trend_before_it_is_a_load_change_not_a_kink() -> None:
+    """A kettle switched on after a2: 100.05, 100.25, 100.45 rise steadily, then 101.05. a2 lies 2.0 steps below the
+    line from a1 to a3 but on the line of a0 and a1: not withdrawn. A misread (steady load, a2 read 3 steps high)
+    lies off both lines: withdrawn. An anchor long before gives no trend."""
+    rules = Rules.of(resolution_kwh=0.1)
+    b, p, a, n = anchors([100.05, 100.25, 100.45, 101.05])
+    assert kink(p, a, n, rules) is not None  # without the anchor before: withdrawn as before
+    assert kink(p, a, n, rules, before=b) is None
+    b, p, a, n = anchors([100.05, 100.45, 101.15, 101.25])  # the truth at a2: 100.85
+    assert kink(p, a, n, rules, before=b) is not None
+    b, p, a, n = anchors([100.05, 100.25, 100.45, 101.05])
+    long_before = Anchor("b", T0 - timedelta(hours=2), 99.9, fine=99.95)
+    assert kink(p, a, n, rules, before=long_before) is not None
