@@ -83,6 +83,7 @@ class Frame:
     decimals: int | None = None
     error: str | None = None
     choices: tuple[float, ...] = ()  # refused by the assembler: the readings all plausible (``choose``)
+    note: str = ""  # how a refused frame's value was told (``unread_drums.carried``): added to the reason published
 
     def __post_init__(self) -> None:
         self.ts = utc(self.ts)

@@ -24,7 +24,8 @@ import itertools
 from dataclasses import replace
 
 from smartmeter.ocr.assemble import assemble
-from smartmeter.server.frames import Anchor, Frame, Rules, just_below, off_line, surprise
+from smartmeter.server.frames import Anchor, Frame, Rules, drum_text, just_below, off_line, surprise
+from smartmeter.types import DigitValue
 
 MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as before
 
@@ -108,6 +109,33 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
     if why is not None:
         return None, f"{what}: only {agreed[0]:g} fits {around}, but it is {why}"
     return pick, f"{what}; {agreed[0]:g} from its other digits and {around}"
+
+
+def carried(frame: Frame, prev: Anchor, rules: Rules) -> Frame | None:
+    """The frame read as the one value the reading before it allows, or None. A slow drum that turns to a digit the
+    reader cannot read (an LCD's hundreds turning to a '1' the model never saw) stays unreadable in every photo
+    after it, so no photo after it is ever published and none can tell it from both sides (``fill``). But the
+    register only goes up, by at most ``max_power_w`` in the time: from 63099.8 a quarter of an hour earlier,
+    630?2.0 can only be 63102.0 (63002.0 runs backwards, 63202.0 is 100 kWh). The other drums must read at
+    ``first_confidence`` and the last one among them; the frame is then judged like a read one (fits, surprise,
+    witnesses), its unread drums taken as read at that confidence."""
+    idx = unread(frame, rules)
+    if idx is None or idx[-1] == len(frame.digits) - 1:
+        return None
+    sure = known_confidence(frame, rules)
+    if sure < rules.validation.first_confidence:
+        return None
+    fitting = sorted({c for c in _choices(frame, idx, rules) if rules.fits(prev.t, prev.value, frame.t, c)})
+    if len(fitting) != 1:
+        return None
+    value = fitting[0]
+    text = drum_text(value, len(frame.digits), rules.decimals)
+    if len(text) != len(frame.digits):
+        return None
+    digits = [DigitValue(float(text[i]), sure) if i in idx else d for i, d in enumerate(frame.digits)]
+    drums = ", ".join(str(i + 1) for i in idx)
+    return replace(frame, value=value, confidence=sure, digits=digits, decimals=rules.decimals, error=None,
+                   note=f"digit {drums} unreadable, {value:g} the only value {prev.key} ({prev.value:g}) allows")
 
 
 def pinned_last(prev: Anchor, nxt: Anchor, rules: Rules) -> bool:

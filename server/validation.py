@@ -40,7 +40,7 @@ from smartmeter.server.frames import (
     weak,
     witnessed,
 )
-from smartmeter.server.unread_drums import fill, unread
+from smartmeter.server.unread_drums import carried, fill, unread
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class MeterValidator(AnchorBook):
         self._pending: dict[str, tuple[Frame, Action]] = {}
         self._new: list[float] = []  # times of anchors published since the last kink check
         for f, kind in pending:
+            if f.value is None and kind is Action.SUSPECT:  # a carried frame (its photo row keeps no value)
+                prev, _ = self._around(f.t)
+                told = carried(f, prev, rules) if prev is not None else None
+                f, kind = (told, kind) if told is not None else (f, Action.HOLD)
             self._pending[f.key] = (f, kind)
 
     @property
@@ -67,6 +71,10 @@ class MeterValidator(AnchorBook):
         r = self.rules.validation
         if frame.key in self._anchors or frame.key in self._pending:
             return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
+        if frame.value is None and unread(frame, self.rules) is not None:
+            prev, nxt = self._around(frame.t)
+            carried_on = carried(frame, prev, self.rules) if prev is not None and nxt is None else None
+            frame = carried_on or frame
         # refused, but the neighbours may choose between plausible readings or tell its unread drums
         told = (frame.choices and frame.confidence >= r.min_confidence) or unread(frame, self.rules) is not None
         if frame.value is None and told and r.confirm_frames > 0:
@@ -111,7 +119,7 @@ class MeterValidator(AnchorBook):
         fine = f.fine(self.rules.resolution_kwh) if value == f.value else None
         self._insert(Anchor(f.key, f.ts, value, False, f.confidence, f.reader_version, fine))
         self._new.append(f.t)
-        return self._decide(Action.PUBLISH, f, value, reason)
+        return self._decide(Action.PUBLISH, f, value, f"{reason}; {f.note}" if f.note else reason)
 
     def _kinks(self, t: float) -> list[Decision]:
         """Check the image anchors next to a new anchor at ``t`` (``frames.kink``): one far off the straight line

@@ -55,15 +55,39 @@ def test_a_read_photo_is_not_filled() -> None:
 
 def test_an_unread_units_drum_is_told_by_the_neighbours() -> None:
     """The units drum resting on 9 read at 0.62 (refused), every other drum sure: 12469.2 before and 12469.4
-    after leave one value whose tenths are .3: 12469.3."""
+    after leave one value whose tenths are .3: 12469.3. (Delivered after the photo behind it: the reading before
+    it alone allows 12469.3 to 12469.3 + 10 kWh, which the photo's tens drum cuts to 12469.3, see below.)"""
     v = MeterValidator("m", RULES)
-    out = feed_all(v, [frame(0, 12469.1), frame(1, 12469.2), refused(2, [1.0, 2.0, 4.0, 6.0, None, 3.4]),
-                       frame(3, 12469.4), frame(4, 12469.5)])
+    out = feed_all(v, [frame(0, 12469.1), frame(1, 12469.2), frame(3, 12469.4), frame(4, 12469.5),
+                       refused(2, [1.0, 2.0, 4.0, 6.0, None, 3.4]), frame(5, 12469.6)])
     got = [d for d in out if d.key == "f0002"]
     assert [d.action for d in got] == [Action.HOLD, Action.PUBLISH]
     assert got[-1].value == 12469.3 and "from its other digits" in got[-1].reason
     assert got[-1].confidence == 0.97  # the sure drums' confidence, not the refused photo's 0
-    assert [a.value for a in v.anchors] == [12469.1, 12469.2, 12469.3, 12469.4, 12469.5]
+    assert [a.value for a in v.anchors] == [12469.1, 12469.2, 12469.3, 12469.4, 12469.5, 12469.6]
+
+
+def test_an_unread_drum_the_reading_before_allows_one_value_for_is_read_as_that() -> None:
+    """An LCD's hundreds turning to a '1' the model cannot read leaves every later photo with that drum unread, and
+    none is ever published between two others. From 63099.8 a quarter of an hour before, 630?2.0 can only be
+    63102.0 (63002.0 runs backwards; 63202.0 is 100 kWh in 15 minutes): the photo is judged as read so."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, max_power_w=43470)
+    v = MeterValidator("m", rules)
+    out = feed_all(v, [frame(0, 63099.6), frame(1, 63099.8), refused(2, [6.0, 3.0, None, 0.0, 2.0, 0.0])])
+    got = [d for d in out if d.key == "f0002"]  # 2.2 kWh in 15 minutes: a surprise, judged like any read photo
+    assert [(d.action, d.value) for d in got] == [(Action.SUSPECT, 63102.0)] and "steps above" in got[0].reason
+    v = MeterValidator("m", rules)  # a steady load: published at once
+    out = feed_all(v, [frame(0, 63099.6), frame(1, 63099.8), refused(2, [6.0, 3.0, None, 0.0, 0.0, 0.0])])
+    got = [d for d in out if d.key == "f0002"]
+    assert [d.action for d in got] == [Action.PUBLISH] and got[0].value == 63100.0
+    assert "the only value f0001 (63099.8) allows" in got[0].reason
+
+
+def test_an_unread_drum_the_reading_before_does_not_pin_waits_for_both_sides() -> None:
+    """From 12465.2, 1246?.3 may be 12465.3 to 12469.3: held for the neighbours after it."""
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(0, 12465.1), frame(1, 12465.2), refused(2, [1.0, 2.0, 4.0, 6.0, None, 3.4])])
+    assert [d.action for d in out if d.key == "f0002"] == [Action.HOLD]
 
 
 def test_an_unread_drum_the_neighbours_cannot_tell_is_refused() -> None:
