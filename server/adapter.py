@@ -3,7 +3,8 @@
 After each page the worker calls :meth:`MeterAdapters.learn` with the validator's decisions: every digit of a
 published photo whose read position rests on the validated digit becomes an example of that meter
 (``ocr.adapter.Examples``); a person's confirmed reading (``smartmeter meter confirm``) labels every digit of its
-photo; so does a photo between two published ones of the same value (every drum but the last). Each example keeps
+photo; so does a photo between two published ones of the same value (every drum but the last), and a photo the
+reader refused whose unread drums validation told (``told_labels``). Each example keeps
 the key of its photo: when validation later withdraws or corrects that photo's reading, its crops are forgotten
 (they taught the wrong digits). The examples live with the meter in the database (table ``meter_adapters``,
 migration 005: version, count, size and the crops as one compressed ``.npz``; at most ``adapter.max_examples`` per
@@ -26,7 +27,7 @@ from smartmeter.ocr.adapter import AdaptedReader, Adapter, Examples, embed, sett
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.server.database import Database, now_ms
-from smartmeter.server.frames import Action, Decision, drum_text
+from smartmeter.server.frames import Action, Decision, Rules, drum_text
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
@@ -74,6 +75,26 @@ def pinned_values(read: Sequence[tuple[Any, OcrResult]], published: Mapping[str,
             if last is not None and abs(last[1] - value) < 1e-9 and res.reading:
                 out.update({k: (res.reading, value) for k in waiting})
             last, waiting = (res.reading or "", value), []
+    return out
+
+
+def told_labels(value: float, digits: Sequence[DigitValue], decimals: int, hold: float) -> list[int | None]:
+    """The labels of a photo the reader refused but validation published from its neighbours (``unread_drums``:
+    its unread drums told by the readings around it): the drums read, where they rest on the value's digit; the
+    unread ones (no value, or below ``hold``) but the last, where the drum to their right was read below 9 (so
+    they were not carried along half-way). An LCD's hundreds turned to a '1' the model cannot read is learnt so."""
+    text = drum_text(value, len(digits), decimals)
+    if len(text) != len(digits):
+        return [None] * len(digits)
+    out: list[int | None] = []
+    for i, (c, d) in enumerate(zip(text, digits, strict=True)):
+        label = int(c)
+        if d.value is not None and d.confidence >= hold:
+            out.append(label if settled_digit(d.value) == label else None)
+            continue
+        right = digits[i + 1] if i + 1 < len(digits) else None
+        still = right is not None and right.value is not None and right.confidence >= hold and right.value < 9.0
+        out.append(label if still else None)
     return out
 
 
@@ -179,9 +200,10 @@ class MeterAdapters:
         return added, dropped
 
     def learn(self, readers: Any, read: Sequence[tuple[Any, OcrResult]], decided: dict[str, list[Decision]]) -> None:
-        """Keep the crops of this page's published photos whose digits rest on the validated value, and of the
-        photos not published that lie between two published ones of the same value (pinned: every drum but the
-        last is known to rest on its digit); forget the crops of photos whose reading was withdrawn or corrected."""
+        """Keep the crops of this page's published photos whose digits rest on the validated value (of a photo the
+        reader refused, its unread drums too: ``told_labels``), and of the photos not published that lie between
+        two published ones of the same value (pinned: every drum but the last is known to rest on its digit);
+        forget the crops of photos whose reading was withdrawn or corrected."""
         last = {d.key: d for ds in decided.values() for d in ds}  # what each photo's reading is now
         published = {k: d.value for k, d in last.items() if d.action is Action.PUBLISH and d.value is not None}
         pinned = pinned_values(read, published)
@@ -195,6 +217,9 @@ class MeterAdapters:
             value = published.get(it.ref.key)
             if value is not None and res.value is not None and res.digits:
                 labels = digit_labels(res.reading, value, res.digits)
+            elif value is not None and res.digits:  # refused by the reader, told by validation
+                labels = told_labels(value, res.digits, self._decimals(it.meter),
+                                     self.settings.validation.hold_confidence)
             elif it.ref.key in pinned and res.digits:
                 labels = pinned_labels(pinned[it.ref.key], res.digits)
             else:
@@ -214,6 +239,9 @@ class MeterAdapters:
                 changed.add(it.meter)
         for meter in changed:
             self.save(meter)
+
+    def _decimals(self, meter_id: str) -> int:
+        return Rules.from_settings(self.settings, meter_id).decimals
 
     # -- reading -----------------------------------------------------------------------------------------
     def current(self, meter_id: str, engine: DigitReader) -> tuple[Adapter, str] | None:

@@ -16,7 +16,7 @@ from smartmeter.cli import cli
 from smartmeter.ocr.adapter import CONFIDENCE, WEAK, AdaptedReader, Adapter, Examples, embed, settled_digit
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
-from smartmeter.server.adapter import KNOWN_PER_DIGIT, MeterAdapters, digit_labels, pinned_labels
+from smartmeter.server.adapter import KNOWN_PER_DIGIT, MeterAdapters, digit_labels, pinned_labels, told_labels
 from smartmeter.server.database import Database, open_database
 from smartmeter.server.worker import Worker
 from smartmeter.settings import Settings
@@ -139,6 +139,23 @@ def test_labels_only_where_the_drum_rests_on_the_validated_digit() -> None:
     assert digit_labels("048127.3", 48127.3, read, trusted=True) == [0, 4, 8, 1, 2, 7, 3]
     assert pinned_labels(("048127.3", 48127.3), [DigitValue(None, 0.0)] * 7) == [0, 4, 8, 1, 2, 7, None]
     assert settled_digit(9.8) == 0 and settled_digit(None) is None
+
+
+def test_a_photo_told_by_validation_labels_its_unread_drums_where_they_rested() -> None:
+    """063102.0 told from the reading before it (unread_drums.carried): its hundreds '1', unreadable to the model
+    (an LCD), is learnt; a drum unread beside a neighbour at 9.4 (which carries it along) and the last drum are not;
+    the drums read are labelled where they rest on the value's digit, as for any published photo."""
+    read = [DigitValue(v, c) for v, c in ((0.0, 0.99), (6.0, 0.99), (3.0, 0.98), (None, 0.5), (0.0, 0.97),
+                                          (2.02, 0.99), (0.0, 0.98))]
+    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, 0]
+    read[3] = DigitValue(7.11, 0.67)  # read as a 7, below hold_confidence: unread
+    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, 0]
+    carried_along = [DigitValue(v, 0.99) for v in (0.0, 6.0, 3.0, 1.0, 0.0)] + [DigitValue(None, 0.5),
+                                                                               DigitValue(9.4, 0.99)]
+    assert told_labels(63101.9, carried_along, 1, 0.8) == [0, 6, 3, 1, 0, None, None]  # 9.4: rolling
+    last_unread = read[:6] + [DigitValue(None, 0.5)]
+    assert told_labels(63102.0, last_unread, 1, 0.8)[-1] is None
+    assert told_labels(1e9, read, 1, 0.8) == [None] * 7  # does not fit the drums
 
 
 def adapter_rows(url: str) -> list[tuple]:
