@@ -81,14 +81,21 @@ def pinned_values(read: Sequence[tuple[Any, OcrResult]], published: Mapping[str,
 def told_labels(value: float, digits: Sequence[DigitValue], decimals: int, hold: float) -> list[int | None]:
     """The labels of a photo the reader refused but validation published from its neighbours (``unread_drums``:
     its unread drums told by the readings around it): the drums read, where they rest on the value's digit; the
-    unread ones (no value, or below ``hold``) but the last, where the drum to their right was read below 9 (so
-    they were not carried along half-way). An LCD's hundreds turned to a '1' the model cannot read is learnt so."""
+    unread ones (no value, or below ``hold``), where the drum to their right was read below 9 (so they were not
+    carried along half-way); never the last drum. An LCD's hundreds turned to a '1' the model cannot read is
+    learnt so."""
     text = drum_text(value, len(digits), decimals)
     if len(text) != len(digits):
         return [None] * len(digits)
     out: list[int | None] = []
     for i, (c, d) in enumerate(zip(text, digits, strict=True)):
         label = int(c)
+        if i == len(digits) - 1:
+            # never the last drum: validation may have taken the upper of two readings (frames.just_below), and a
+            # drum at 7.9 labelled 8 taught the adapter rolling crops as resting digits (emeter1 seeds 27 and 35:
+            # a tenths drum at 3.8 then read as a resting 6, stored two steps high)
+            out.append(None)
+            continue
         if d.value is not None and d.confidence >= hold:
             out.append(label if settled_digit(d.value) == label else None)
             continue

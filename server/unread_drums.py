@@ -21,6 +21,7 @@ assembler accepts); :func:`fill` picks the one its neighbours allow. See docs/va
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 
 from smartmeter.ocr.assemble import assemble
@@ -77,10 +78,11 @@ def known_confidence(frame: Frame, rules: Rules) -> float:
     return min(sure, default=0.0)
 
 
-def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules
-         ) -> tuple[Frame | None, str]:
+def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rules: Rules,
+         between: Sequence[float] = ()) -> tuple[Frame | None, str]:
     """The frame read as the one value its neighbours allow it (the rule of ``frames.choose``; its confidence that
-    of its sure drums, its drums as read), or None; and why."""
+    of its sure drums, its drums as read), or None; and why. ``between``: the values of the other photos waiting
+    between the neighbours (an unread last drum is told only when none of them reads another value)."""
     idx = unread(frame, rules)
     drums = ", ".join(str(i + 1) for i in idx or [])
     what = frame.error or f"digit {drums} unreadable"
@@ -93,6 +95,10 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
     last = idx is not None and idx[-1] == len(frame.digits) - 1
     if last and not pinned_last(prev, nxt, rules):
         return None, f"{what}: its last drum is told only between two sure readings of the same value, not {around}"
+    if last and any(abs(v - prev.value) > rules.resolution_kwh * 1e-3 for v in between):
+        # other photos between them read another value: one of the two may be a misread (a tenths drum at 3.6 read
+        # 5.7 at 0.98, the photos after it read .4 and waited), and the value would be copied from it
+        return None, f"{what}: photos between {around} read other values"
     sure = known_confidence(frame, rules)
     if sure < rules.validation.first_confidence:
         # what it did read must be sure: the value rests on it. An LCD's last '1' read as 7.10 at 0.88 filled

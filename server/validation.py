@@ -193,7 +193,9 @@ class MeterValidator(AnchorBook):
             if f.choices:
                 value, chosen = choose(f, prev, nxt, self._rate(f.t), self.rules)
             else:
-                told, chosen = fill(f, prev, nxt, self._rate(f.t), self.rules)
+                between = [g.value for g, _ in self.pending if g.value is not None and g.key != f.key
+                           and prev is not None and nxt is not None and prev.t < g.t < nxt.t]
+                told, chosen = fill(f, prev, nxt, self._rate(f.t), self.rules, between)
                 f, value = (told, told.value) if told is not None else (f, None)
             if value is not None:
                 return [self._publish(f, value, chosen)]

@@ -143,16 +143,17 @@ def test_labels_only_where_the_drum_rests_on_the_validated_digit() -> None:
 
 def test_a_photo_told_by_validation_labels_its_unread_drums_where_they_rested() -> None:
     """063102.0 told from the reading before it (unread_drums.carried): its hundreds '1', unreadable to the model
-    (an LCD), is learnt; a drum unread beside a neighbour at 9.4 (which carries it along) and the last drum are not;
-    the drums read are labelled where they rest on the value's digit, as for any published photo."""
+    (an LCD), is learnt; a drum unread beside a neighbour at 9.4 (which carries it along) and the last drum are not
+    (validation may have taken the upper of two readings: a drum at 7.9 labelled 8 taught the adapter rolling crops
+    as resting digits); the drums read are labelled where they rest on the value's digit."""
     read = [DigitValue(v, c) for v, c in ((0.0, 0.99), (6.0, 0.99), (3.0, 0.98), (None, 0.5), (0.0, 0.97),
                                           (2.02, 0.99), (0.0, 0.98))]
-    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, 0]
+    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, None]  # never the last drum
     read[3] = DigitValue(7.11, 0.67)  # read as a 7, below hold_confidence: unread
-    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, 0]
+    assert told_labels(63102.0, read, 1, 0.8) == [0, 6, 3, 1, 0, 2, None]
     carried_along = [DigitValue(v, 0.99) for v in (0.0, 6.0, 3.0, 1.0, 0.0)] + [DigitValue(None, 0.5),
                                                                                DigitValue(9.4, 0.99)]
-    assert told_labels(63101.9, carried_along, 1, 0.8) == [0, 6, 3, 1, 0, None, None]  # 9.4: rolling
+    assert told_labels(63101.9, carried_along, 1, 0.8) == [0, 6, 3, 1, 0, None, None]
     last_unread = read[:6] + [DigitValue(None, 0.5)]
     assert told_labels(63102.0, last_unread, 1, 0.8)[-1] is None
     assert told_labels(1e9, read, 1, 0.8) == [None] * 7  # does not fit the drums

@@ -196,3 +196,18 @@ def test_a_photo_whose_read_drums_are_not_sure_is_not_filled() -> None:
                        frame(3, 12469.7), frame(4, 12469.8)])
     got = [d for d in out if d.key == "f0002"]
     assert [d.action for d in got] == [Action.HOLD, Action.REJECT] and "not sure (0.88" in got[-1].reason
+
+
+@pytest.mark.fault("misread digit", proves="a confident misread is not copied into a photo whose last drum is "
+                   "unreadable when the photos between its equal neighbours read another value")
+def test_an_unread_last_drum_is_not_told_when_photos_between_read_another_value() -> None:
+    """emeter1 seed 33: a tenths drum at 3.6 read 5.7 at 0.98 published 40503.5; the next photo's last drum was
+    unreadable, the photos after it read 40503.4 (they wait: below a published value), and the first 40503.5 after
+    them made the neighbours equal: the unread photo got the misread's value."""
+    v = MeterValidator("m", RULES)
+    frames = [frame(0, 40503.3), frame(1, 40503.5), refused(2, [4.0, 0.0, 5.0, 0.0, 3.0, None]),
+              *(frame(i, 40503.4) for i in (3, 4)), *(frame(i, 40503.5) for i in (5, 6, 7))]
+    out = feed_all(v, frames)
+    got = [d for d in out if d.key == "f0002"]
+    assert got[-1].action is Action.REJECT and "read other values" in got[-1].reason, got
+    assert "f0002" not in {a.key for a in v.anchors}
