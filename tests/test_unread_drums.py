@@ -211,3 +211,18 @@ def test_an_unread_last_drum_is_not_told_when_photos_between_read_another_value(
     got = [d for d in out if d.key == "f0002"]
     assert got[-1].action is Action.REJECT and "read other values" in got[-1].reason, got
     assert "f0002" not in {a.key for a in v.anchors}
+
+
+def test_a_carried_photo_waiting_as_a_suspect_survives_a_restart() -> None:
+    """The photos table keeps no value for a photo the reader refused: a carried suspect comes back with its digits
+    alone, and is carried again from the anchors before it (or held, when they no longer allow one value)."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, max_power_w=43470)
+    f = refused(2, [6.0, 3.0, None, 0.0, 2.0, 0.0])
+    reloaded = Frame(f.key, f.ts, None, 0.0, f.digits, "v1", None)
+    anchors = [Anchor(x.key, x.ts, x.value or 0.0, confidence=0.97) for x in (frame(0, 63099.6), frame(1, 63099.8))]
+    v = MeterValidator("m", rules, anchors, [(reloaded, Action.SUSPECT)])
+    [(g, kind)] = v.pending
+    assert (g.value, kind) == (63102.0, Action.SUSPECT)
+    v = MeterValidator("m", rules, [], [(reloaded, Action.SUSPECT)])  # no anchor before it any more
+    [(g, kind)] = v.pending
+    assert (g.value, kind) == (None, Action.HOLD)
