@@ -10,7 +10,8 @@ import bisect
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from smartmeter.server.frames import DAY_S, HOUR_S, Anchor, Rules, anchor_fine, kink_limit, typical_rate
+from smartmeter.server.frames import DAY_S, HOUR_S, Anchor, Rules, anchor_fine, typical_rate
+from smartmeter.server.kinks import kink_limit
 
 MAX_HISTORY = 200  # readings of the day before that the history rules look at, at most
 _T = TypeVar("_T", bound=tuple[Any, ...])
@@ -104,7 +105,7 @@ class AnchorBook:
         return self._rates[hour]
 
     def _kink_limit(self, t: float) -> float:
-        """``frames.kink_limit`` over the day of readings published before the hour of ``t`` (cached per hour)."""
+        """``kinks.kink_limit`` over the day of readings published before the hour of ``t`` (cached per hour)."""
         hour = int(t // HOUR_S)
         if hour not in self._limits:
             day = self._day_before(self._published, hour)

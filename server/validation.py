@@ -31,15 +31,14 @@ from smartmeter.server.frames import (
     candidates,
     choose,
     consensus_witnesses,
-    kink,
     mid_roll,
-    off_line,
     surprise,
     unanchored,
     unsure_dispute,
     weak,
     witnessed,
 )
+from smartmeter.server.kinks import kink, off_line
 from smartmeter.server.unread_drums import carried, fill, unread
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class MeterValidator(AnchorBook):
         return self._decide(Action.PUBLISH, f, value, f"{reason}; {f.note}" if f.note else reason)
 
     def _kinks(self, t: float) -> list[Decision]:
-        """Check the image anchors next to a new anchor at ``t`` (``frames.kink``): one far off the straight line
+        """Check the image anchors next to a new anchor at ``t`` (``kinks.kink``): one far off the straight line
         between its own neighbours is a confident misread that values alone cannot refute; it is withdrawn."""
         i = bisect.bisect_left(self._order, (t, ""))
         for j in (i - 1, i + 1):

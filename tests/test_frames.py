@@ -14,11 +14,10 @@ from smartmeter.server.frames import (
     Rules,
     candidates,
     choose,
-    kink,
-    kink_limit,
     mid_roll,
     parse_choices,
 )
+from smartmeter.server.kinks import kink, kink_limit
 from smartmeter.settings import Settings
 from smartmeter.types import DigitValue, OcrResult
 
