@@ -14,13 +14,18 @@ import numpy as np
 from smartmeter.server.frames import Anchor, Frame, Rules, anchor_fine
 
 
+def evenly_spaced(g1: float, g2: float) -> bool:
+    """Are two consecutive gaps between captures (seconds) alike enough to draw a line through three readings? A
+    gap, e.g. a withdrawn frame, hides load changes."""
+    return min(g1, g2) > 0 and max(g1, g2) <= 1.5 * min(g1, g2)
+
+
 def line_off(times: Sequence[float], fines: Sequence[float], res: float) -> float | None:
     """How many register steps the middle of three readings (capture times and fine values) lies off the straight
-    line between the other two; None when they are not evenly spaced (a gap, e.g. a withdrawn frame, hides load
-    changes)."""
+    line between the other two; None when they are not evenly spaced (``evenly_spaced``)."""
     (t0, t1, t2), (v0, v1, v2) = times, fines
     g1, g2 = t1 - t0, t2 - t1
-    if min(g1, g2) <= 0 or max(g1, g2) > 1.5 * min(g1, g2):
+    if not evenly_spaced(g1, g2):
         return None
     return (v1 - (v0 + (v2 - v0) * g1 / (g1 + g2))) / res
 
@@ -70,7 +75,7 @@ def on_trend(before: Anchor, prev: Anchor, a: Anchor, rules: Rules) -> bool:
     (bench/unseen_streams.py, seed 11)."""
     res = rules.resolution_kwh
     g1, g2 = prev.t - before.t, a.t - prev.t
-    if min(g1, g2) <= 0 or max(g1, g2) > 1.5 * min(g1, g2):
+    if not evenly_spaced(g1, g2):
         return False
     b, p, x = (anchor_fine(y, res) for y in (before, prev, a))
     return abs(x - (p + (p - b) * g2 / g1)) <= rules.validation.surprise_steps * res + 1e-9

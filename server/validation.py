@@ -70,10 +70,10 @@ class MeterValidator(AnchorBook):
         r = self.rules.validation
         if frame.key in self._anchors or frame.key in self._pending:
             return [self._decide(Action.DUPLICATE, frame, None, "photo already judged")]
-        if frame.value is None and unread(frame, self.rules) is not None:
+        if frame.value is None:  # unread drums the reading before allows one value for (unread_drums.carried)
             prev, nxt = self._around(frame.t)
-            carried_on = carried(frame, prev, self.rules) if prev is not None and nxt is None else None
-            frame = carried_on or frame
+            if prev is not None and nxt is None:
+                frame = carried(frame, prev, self.rules) or frame
         # refused, but the neighbours may choose between plausible readings or tell its unread drums
         told = (frame.choices and frame.confidence >= r.min_confidence) or unread(frame, self.rules) is not None
         if frame.value is None and told and r.confirm_frames > 0:
