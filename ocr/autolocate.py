@@ -49,7 +49,7 @@ from smartmeter.ocr.locate_geometry import (
     red_share,
     runs_past,
 )
-from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, verify
+from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, rescue, verify
 from smartmeter.ocr.profile import Profile, Transform
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.reading import reading_confidence
@@ -199,6 +199,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
         _weigh_size(cands, [c for c in cands if c.complete and c.confidence >= READS_AS_DIGITS])
         cands.sort(key=lambda c: -c.score)
         floor = MIN_SCORE
+        if cands and cands[0].score < floor:
+            rescue(image, cands, reader, floor)
+            cands.sort(key=lambda c: -c.score)
     else:
         floor = MIN_GEOMETRY
     log.debug("locate: %d candidates in %.0f ms", total, 1000 * (time.perf_counter() - t0))

@@ -260,6 +260,27 @@ def read_shapes(image: np.ndarray, c: Candidate, reader: DigitReader) -> tuple[l
     return shaped[best].boxes(c.first, c.last), unstable
 
 
+RESCUED = 3  # candidates re-read at every box shape when none scores enough in the default box
+
+
+def rescue(image: np.ndarray, cands: list[Candidate], reader: DigitReader, floor: float) -> None:
+    """No candidate scores ``floor``: re-score the best few complete ones by the box shape their row reads surest
+    in (``READ_SHAPES``). One digit the reader refuses in the default box (a frame edge, a mark beside the drum)
+    takes a real counter below the floor although a tighter box reads it; ``read_shapes`` then still decides
+    whether each digit reads surely enough, and the same in most shapes."""
+    for c in [c for c in cands[:RESCUED] if c.complete and c.digits]:
+        if c.geometry < floor:
+            continue  # even a perfect reading would not lift it
+        shaped = [replace(c.slots, box_h=h, box_w=w) for h, w in READ_SHAPES[1:]]
+        read = _read_slots(image, [(c, s, range(c.first, c.last)) for s in shaped], reader)
+        default = _row_confidence([_Cell(v, 0.0, 0.0, 0.0) for v in c.digits])
+        best = max(_row_confidence([cells[k] for k in range(c.first, c.last)]) for cells in read)
+        if best > default > 0:
+            c.confidence *= best / default  # the penalties (a label, a row of bars) kept
+        elif best > default:
+            c.confidence = best
+
+
 def _circular(a: float, b: float) -> float:
     d = (a - b) % 10.0
     return min(d, 10.0 - d)
