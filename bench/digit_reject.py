@@ -1,15 +1,18 @@
 """The CNN reader's reject decision on held-out meters: share answered, share right of answered, non-digits refused.
 
     .venv/bin/python bench/digit_reject.py [--digits ../shared/data/digits] [--photos ../shared/data/photos]
+        [--model M.onnx ...]
 
-Reads with the hold-out model (``smartmeter.ocr.readers.cnn.HOLDOUT_MODEL``), which never saw the held-out meters
-(``smartmeter.ocr.digit_data.HELD_OUT_METERS``). Digit crops: every labelled crop of those meters; *right* =
-within half a step of the label on the drum circle. Non-digit crops ("not a digit / cannot tell"), cut from the
-same meters' crops and from the real photos outside their counter windows (``non_digits``): the crop's two halves
-from two different drums side by side (a box between two drums), a frame edge over half the crop, a blank drum,
-glare over the digit, print from the meter face; plus the data set's NaN-labelled crops. Rows side by side: one view of
-each crop (the reader before its views) and the views averaged (``readers/cnn.VIEWS``), each with every crop
-answered, a confidence floor alone, and the reader's reject with the same floors.
+Reads with the hold-out model (``smartmeter.ocr.readers.cnn.HOLDOUT_MODEL``, or each ``--model``: hold-out models
+to compare), which never saw the held-out meters (``smartmeter.ocr.digit_data.HELD_OUT_METERS``). Digit crops:
+every labelled crop of those meters; *right* = within half a step of the label on the drum circle. Non-digit crops
+("not a digit / cannot tell"), cut from the same meters' crops (``ocr.digit_negatives``, the kinds a reject class is
+trained on, here from meters it never saw) and from the real photos outside their counter windows (print, which
+training never sees): the crop's two halves from two different drums side by side (a box between two drums), a
+frame edge over half the crop, a blank drum, glare over the digit, print from the meter face; plus the data set's
+NaN-labelled crops. Rows side by side per model: one view of each crop and the views averaged
+(``readers/cnn.VIEWS``), each with every crop answered, a confidence floor alone, and the reader's reject with the
+same floors (for a model with a reject class, also its entropy rule alone).
 """
 
 from __future__ import annotations
@@ -25,37 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOORS = (0.0, 0.5, 0.9)
 
 
-def _resized(a: np.ndarray, like: np.ndarray) -> np.ndarray:
-    return cv2.resize(a, (like.shape[1], like.shape[0]), interpolation=cv2.INTER_AREA)
-
-
 def non_digits(crops: list[np.ndarray], photos: list[tuple[np.ndarray, tuple[int, int, int, int]]], n: int,
                seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """``n`` crops of each kind that is not one settled digit (see the module docstring)."""
+    """``n`` crops of each kind that is not one settled digit (see the module docstring): the kinds of
+    ``ocr.digit_negatives`` cut from ``crops``, and print cut from the real ``photos`` outside their windows."""
+    from smartmeter.ocr import digit_negatives as neg
+
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("between", "edge", "blank", "glare", "print")}
     for _ in range(n):
         a, b = (crops[int(i)] for i in rng.integers(0, len(crops), 2))
-        b = _resized(b, a)
-        h, w = a.shape[:2]
-        gap = np.full((h, max(1, w // 5), 3), int(np.percentile(a, 10)), np.uint8)  # the dark gap between drums
-        both = np.concatenate([a[:, w // 2:], gap, b[:, : w - w // 2]], axis=1)
-        out["between"].append(_resized(both, a))
-        band = int(w * rng.uniform(0.45, 0.6))
-        edge = a.copy()
-        side = slice(0, band) if rng.random() < 0.5 else slice(w - band, w)
-        edge[:, side] = rng.integers(0, 60) if rng.random() < 0.6 else rng.integers(180, 255)
-        out["edge"].append(edge)
-        ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-        level = np.median(ring, axis=0)
-        shade = np.linspace(rng.uniform(-25, 0), rng.uniform(0, 25), h)[:, None, None]
-        blank = np.clip(level + shade + rng.normal(0, 4, a.shape), 0, 255).astype(np.uint8)
-        out["blank"].append(blank)
-        glare = a.astype(np.float32)
-        yy, xx = np.mgrid[0:h, 0:w]
-        r = rng.uniform(0.35, 0.6) * h
-        spot = np.exp(-((xx - w / 2) ** 2 + (yy - h * rng.uniform(0.3, 0.7)) ** 2) / (2 * (r / 2) ** 2))
-        out["glare"].append(np.clip(glare + 255 * 1.5 * spot[..., None], 0, 255).astype(np.uint8))
+        out["between"].append(neg.between(a, b))
+        out["edge"].append(neg.edge(a, rng))
+        out["blank"].append(neg.blank(a, rng))
+        out["glare"].append(neg.glare(a, rng))
         img, (wx, wy, ww, wh) = photos[int(rng.integers(0, len(photos)))]
         ph, pw = img.shape[:2]
         for _try in range(50):
@@ -95,17 +81,26 @@ def main() -> None:
     ap.add_argument("--digits", type=Path, default=ROOT.parent / "shared" / "data" / "digits")
     ap.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos")
     ap.add_argument("--n", type=int, default=400, help="non-digit crops of each kind")
+    ap.add_argument("--model", type=Path, action="append", default=None,
+                    help="a hold-out digit model to measure (repeat to compare; default the shipped hold-out model)")
     args = ap.parse_args()
     data = load_digits(args.digits, set(HELD_OUT_METERS), progress=False)
     negatives = non_digits(data.crops, load_photos(args.photos), args.n, seed=1)
     negatives["nan-labelled"] = nan_crops(args.digits)
-    readers = (("one view, no reject", CnnReader(HOLDOUT_MODEL, reject=False, views=1)),
-               ("one view, reject", CnnReader(HOLDOUT_MODEL, views=1)),
-               (f"{len(VIEWS)} views, no reject", CnnReader(HOLDOUT_MODEL, reject=False)),
-               (f"{len(VIEWS)} views, reject (now)", CnnReader(HOLDOUT_MODEL)))
+    readers = []
+    for path in args.model or [HOLDOUT_MODEL]:
+        tag = CnnReader(path).model_version.removeprefix("digits-holdout-")
+        readers += [(f"{tag} 1 view, no reject", CnnReader(path, reject=False, views=1)),
+                    (f"{tag} 1 view, reject", CnnReader(path, views=1)),
+                    (f"{tag} {len(VIEWS)} views, no reject", CnnReader(path, reject=False)),
+                    (f"{tag} {len(VIEWS)} views, reject", CnnReader(path))]
+        if readers[-1][1].reject_class:  # the entropy rule alone, the reject class ignored
+            entropy_only = CnnReader(path)
+            entropy_only.reject_class = False
+            readers.append((f"{tag} {len(VIEWS)} views, entropy only", entropy_only))
     print(f"held-out meters {', '.join(HELD_OUT_METERS)}: {len(data)} digit crops; non-digit crops: "
           + ", ".join(f"{k} {len(v)}" for k, v in negatives.items()))
-    print(f"{'reader':24s} {'floor':>5s} {'answered':>9s} {'right of answered':>18s} {'wrong answered':>15s}  "
+    print(f"{'reader':40s} {'floor':>5s} {'answered':>9s} {'right of answered':>18s} {'wrong answered':>15s}  "
           + " ".join(f"{k[:8]:>8s}" for k in negatives) + "   (non-digits refused)")
     for name, reader in readers:
         values = reader.read_batch(data.crops)
@@ -117,7 +112,7 @@ def main() -> None:
             answered = float(ok.mean())
             share = float(right[ok].mean()) if ok.any() else 0.0
             refused = [float(np.mean([v.value is None or v.confidence < floor for v in vs])) for vs in neg.values()]
-            print(f"{name:24s} {floor:5.2f} {answered:9.3f} {share:18.4f} {int((ok & ~right).sum()):15d}  "
+            print(f"{name:40s} {floor:5.2f} {answered:9.3f} {share:18.4f} {int((ok & ~right).sum()):15d}  "
                   + " ".join(f"{r:8.3f}" for r in refused))
 
 

@@ -35,6 +35,8 @@ from torch import nn
 
 from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
 from smartmeter.ocr.digit_fonts import DigitFont, find_fonts, render_pool
+from smartmeter.ocr.digit_negatives import draw as draw_negatives
+from smartmeter.ocr.digit_negatives import share_count
 from smartmeter.ocr.digit_preprocess import CLASSES, HEIGHT, WIDTH, circular_error, decode, soft_targets
 from smartmeter.ocr.digit_rolls import build_roll_pools, synth_rolls
 from smartmeter.ocr.train_cli import TrainOptions, train_cmd
@@ -46,14 +48,16 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def build_model(widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.2) -> nn.Sequential:
-    """Three conv-BN-ReLU stages with 2x2 max-pooling (32x20 → 4x2), then one linear layer to 100 classes."""
+def build_model(widths: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.2,
+                reject_class: bool = False) -> nn.Sequential:
+    """Three conv-BN-ReLU stages with 2x2 max-pooling (32x20 → 4x2), then one linear layer to 100 classes (and a
+    101st, "not a digit", with ``reject_class``)."""
     c1, c2, c3 = widths
     return nn.Sequential(
         *_block(1, c1), nn.MaxPool2d(2),
         *_block(c1, c2), nn.MaxPool2d(2),
         *_block(c2, c3), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * (HEIGHT // 8) * (WIDTH // 8), CLASSES),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(c3 * (HEIGHT // 8) * (WIDTH // 8), CLASSES + int(reject_class)),
     )
 
 
@@ -66,9 +70,18 @@ def predict(model: nn.Module, planes: np.ndarray, batch: int = 1024) -> np.ndarr
     return np.concatenate(outs) if outs else np.zeros((0, CLASSES), np.float32)
 
 
+def targets_with_reject(labels: np.ndarray, sigma: float, negatives: int) -> np.ndarray:
+    """Soft position targets for the digit crops, then ``negatives`` rows all on the reject class (the last)."""
+    n = len(labels) - negatives
+    t = np.zeros((len(labels), CLASSES + 1), np.float32)
+    t[:n, :CLASSES] = soft_targets(labels[:n], sigma)
+    t[n:, CLASSES] = 1.0
+    return t
+
+
 def evaluate(model: nn.Module, data: DigitSet) -> dict[str, dict[str, float]]:
     """Per-meter and overall shares within 0.5 and 0.2 of the label."""
-    value, _ = decode(predict(model, plain_batch(data.crops)))
+    value, _ = decode(predict(model, plain_batch(data.crops))[:, :CLASSES])
     err = circular_error(value, data.labels)
     report: dict[str, dict[str, float]] = {}
     for m in sorted(set(data.meters.tolist())):
@@ -85,7 +98,9 @@ def train(train_set: DigitSet, val_set: DigitSet | None, o: TrainOptions) -> nn.
     epochs, batch, roll, ema = o.epochs, o.batch, o.roll, o.ema
     torch.manual_seed(o.seed)
     rng = np.random.default_rng(o.seed)
-    model = build_model(o.widths)
+    if o.reject > 0 and o.teacher:
+        raise ValueError("--reject and --teacher do not combine (a teacher has no reject class)")
+    model = build_model(o.widths, reject_class=o.reject > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=1e-4)
     targets_all = soft_targets(train_set.labels, o.sigma)
     pools = build_roll_pools(train_set, o.roll_static) if roll > 0 else {}
@@ -93,7 +108,10 @@ def train(train_set: DigitSet, val_set: DigitSet | None, o: TrainOptions) -> nn.
     faces = font_faces(o.font_dir, o.lcd_fonts, o.segment_drums) if o.fonts > 0 else []
     font_crops, font_labels = render_pool(faces, o.font_pool, o.seed + 2) if faces else ([], None)
     n_fonts = int(round(o.fonts * len(train_set))) if font_crops else 0
-    steps = epochs * ((len(train_set) + n_fonts + batch - 1) // batch)
+    n_neg = share_count(o.reject, len(train_set) + n_fonts)  # "not a digit" crops (ocr.digit_negatives)
+    neg_rng = np.random.default_rng(o.seed + 4)  # its own stream: reject=0 replays the recipe draw for draw
+    text_fonts = [f.path for f in (faces or find_fonts(o.font_dir)) if not f.segments] if n_neg else []
+    steps = epochs * ((len(train_set) + n_fonts + n_neg + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps, pct_start=0.15)
     averaged = copy.deepcopy(model) if ema > 0 else None
     teach = Teacher(list(o.teacher), o.distill_temp) if o.teacher else None
@@ -112,7 +130,12 @@ def train(train_set: DigitSet, val_set: DigitSet | None, o: TrainOptions) -> nn.
             pick = roll_rng.choice(len(font_crops), size=n_fonts, replace=False)
             crops = [*crops, *(font_crops[j] for j in pick)]
             labels = np.concatenate([labels, font_labels[pick]])
-        targets = soft_targets(labels, o.sigma) if pools or n_fonts else targets_all
+        if n_neg:
+            crops = [*crops, *draw_negatives(train_set.crops, n_neg, neg_rng, text_fonts)]
+            labels = np.concatenate([labels, np.zeros(n_neg)])
+            targets = targets_with_reject(labels, o.sigma, n_neg)
+        else:
+            targets = soft_targets(labels, o.sigma) if pools or n_fonts else targets_all
         planes, _ = augment_batch(crops, labels, rng, glare=o.glare, frame=o.frame,
                                   hshift=o.hshift, vscale=o.vscale, recipe=o.recipe, lines=o.lines)
         if teach is not None:  # the teacher's view of the same augmented crops, mixed into the targets
@@ -197,7 +220,8 @@ def font_faces(font_dir: Path, lcd_fonts: bool, segment_drums: bool) -> list[Dig
 
 
 def export_onnx(model: nn.Module, out: Path) -> None:
-    """ONNX, opset 17, dynamic batch: input ``x`` (N x 1 x 32 x 20), output ``logits`` (N x 100)."""
+    """ONNX, opset 17, dynamic batch: input ``x`` (N x 1 x 32 x 20), output ``logits`` (N x 100, or N x 101 with
+    the reject class last)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     torch.onnx.export(model, (torch.zeros(1, 1, HEIGHT, WIDTH),), str(out), input_names=["x"],
@@ -253,7 +277,8 @@ def train_variant(o: TrainOptions, data: DigitSet, variant: str, out: Path) -> N
         "version": f"digits-{'holdout-' if val_set is not None else ''}{datetime.now(UTC):%Y%m%d}-{digest[:8]}",
         "input": {"name": "x", "height": HEIGHT, "width": WIDTH, "channels": 1,
                   "preprocess": "smartmeter.ocr.digit_preprocess.preprocess_batch"},
-        "output": {"name": "logits", "classes": CLASSES, "decode": "smartmeter.ocr.digit_preprocess.decode"},
+        "output": {"name": "logits", "classes": CLASSES, "reject_class": o.reject > 0,
+                   "decode": "smartmeter.ocr.digit_preprocess.decode"},
         "sha256": digest,
         "trained_on": "all meters" if val_set is None else "all meters except held_out_meters",
         "held_out_meters": [] if val_set is None else list(HELD_OUT_METERS),
@@ -263,7 +288,7 @@ def train_variant(o: TrainOptions, data: DigitSet, variant: str, out: Path) -> N
         "epochs": o.epochs,
         "widths": list(o.widths),
         "ema": o.ema,
-        "augment": {"recipe": o.recipe, "roll": o.roll, "fonts": o.fonts,
+        "augment": {"recipe": o.recipe, "roll": o.roll, "fonts": o.fonts, "reject": o.reject,
                     "lcd_fonts": o.lcd_fonts, "segment_drums": o.segment_drums,
                     "teacher": [p.name for p in o.teacher],
                     "distill": o.distill if o.teacher else 0.0, "distill_temp": o.distill_temp,

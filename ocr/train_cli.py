@@ -79,6 +79,10 @@ class TrainOptions:
     roll: float = field(default=0.3, metadata=opt(
         "Share of crops of rolling meters replaced each epoch by a synthetic half-rolled drum made from two "
         "whole-digit crops of the same meter (ocr.digit_rolls).", SHARE))
+    reject: float = field(default=0.0, metadata=opt(
+        "Share of each epoch that is \"not a digit\" crops (ocr.digit_negatives: a box between two drums, a frame "
+        "edge, a blank drum, glare, print), trained onto a 101st output, the reject class (0 = no reject class).",
+        click.FloatRange(0.0, 0.9)))
     fonts: float = field(default=0.5, metadata=opt(
         "Rendered font digits added each epoch, as a share of the real crops (ocr.digit_fonts).",
         click.FloatRange(0.0)))

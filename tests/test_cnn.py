@@ -293,3 +293,38 @@ def test_read_plain_hands_back_the_plain_views_input_and_output(sample: Sample, 
     again = preprocess_batch(crops, r.height, r.width)
     assert np.array_equal(batch, again) and np.allclose(plain, r.logits(again), atol=1e-5)
     assert [len(x) for x in r.read_plain([])] == [0, 0, 0]
+
+
+REJECT_MODELS = Path(__file__).parent / "resources" / "reject_class"
+
+
+@pytest.mark.parametrize("views", [1, 5])
+def test_a_model_with_a_reject_class_refuses_what_it_calls_not_a_digit(views: int) -> None:
+    """A model trained with the reject class (``smartmeter ocr train --reject``) has a 101st output, "not a
+    digit": above ``REJECT_CLASS`` the crop is refused (its position confidence kept), the reader's version says
+    so, and the adapter still gets the 100 position logits. The two test models give every crop the same output:
+    position 3.0, the reject class certain or impossible (tests/resources/reject_class)."""
+    from smartmeter.ocr.readers.cnn import REJECT_CLASS
+
+    crops = [np.random.default_rng(i).integers(0, 256, (40, 24, 3)).astype(np.uint8) for i in range(3)]
+    never = CnnReader(REJECT_MODELS / "never.onnx", views=views)
+    always = CnnReader(REJECT_MODELS / "always.onnx", views=views)
+    assert never.reject_class and never.outputs == 101
+    assert [v.value for v in never.read_batch(crops)] == [3.0] * 3
+    refused = always.read_batch(crops)
+    assert [v.value for v in refused] == [None] * 3 and all(v.confidence > 0.99 for v in refused)
+    assert [v.value for v in CnnReader(REJECT_MODELS / "always.onnx", reject=False, views=views).read_batch(crops)] \
+        == [3.0] * 3  # the reject turned off: the position alone
+    assert always.version.endswith(f"+not{REJECT_CLASS:g}") and "+not" not in CnnReader(HOLDOUT_MODEL).version
+    _, batch, plain = always.read_plain(crops)
+    assert plain.shape == (3, 100) and always.logits(batch).shape == (3, 100)
+
+
+def test_a_model_whose_outputs_do_not_match_its_metadata_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    shutil.copy(REJECT_MODELS / "never.onnx", model)
+    meta = json.loads((REJECT_MODELS / "never.json").read_text())
+    meta["output"]["reject_class"] = False  # 101 outputs, metadata says 100
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="outputs 101 classes"):
+        CnnReader(model)

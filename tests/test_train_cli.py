@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -19,7 +20,7 @@ SHIPPED = {"meters": "both", "epochs": 50, "seed": 20240601, "threads": 2, "glar
            "hshift": 0.15, "vscale": 0.0, "recipe": 1, "roll": 0.3, "fonts": 0.5, "roll_static": 0.0,
            "lcd_fonts": False, "segment_drums": False, "teacher": (), "distill": 0.5, "distill_temp": 2.0,
            "balance": 0.0, "ema": 0.0, "lines": 0.0, "widths": (16, 32, 64), "tag": "", "batch": 128, "lr": 3e-3,
-           "sigma": 1.0, "font_pool": 20000, "limit_per_meter": None}
+           "sigma": 1.0, "font_pool": 20000, "limit_per_meter": None, "reject": 0.0}
 
 
 @pytest.fixture
@@ -78,8 +79,10 @@ def test_without_torch_the_command_says_what_to_install() -> None:
     assert out.exit_code == 2 and "training needs torch" in out.output and "smartmeter[train]" in out.output
 
 
-def test_smoke_run_with_torch(tmp_path: Path) -> None:
-    """A few seconds: 20 crops per meter, one epoch, the holdout model; checks data, training, export, metadata."""
+@pytest.mark.parametrize("reject", ["0", "0.2"])
+def test_smoke_run_with_torch(tmp_path: Path, reject: str) -> None:
+    """A few seconds: 20 crops per meter, one epoch, the holdout model; checks data, training, export, metadata,
+    and that the reader loads the model (with ``--reject``: a 101st output, the reject class)."""
     pytest.importorskip("torch")
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "digits"
     if not data.is_dir():
@@ -88,7 +91,12 @@ def test_smoke_run_with_torch(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit) as done:  # python -m smartmeter.ocr.train: exit status 0
         train.main(["--data", str(data), "--meters", "holdout", "--epochs", "1", "--limit-per-meter", "20",
-                    "--fonts", "0", "--roll", "0", "--threads", "1", "--out-dir", str(tmp_path)])
+                    "--fonts", "0", "--roll", "0", "--threads", "1", "--out-dir", str(tmp_path), "--reject", reject])
     assert done.value.code == 0
     assert (tmp_path / "digits-holdout.onnx").stat().st_size > 1000
     assert '"epochs": 1' in (tmp_path / "digits-holdout.json").read_text()
+    from smartmeter.ocr.readers.cnn import CnnReader
+
+    reader = CnnReader(tmp_path / "digits-holdout.onnx")
+    assert reader.reject_class == (reject != "0") and reader.outputs == 100 + (reject != "0")
+    assert len(reader.read_batch([np.full((40, 24, 3), 128, np.uint8)] * 2)) == 2

@@ -9,7 +9,9 @@ model has seen them, so its numbers there would flatter it.
 Preprocessing and decoding are ``ocr.digit_preprocess``, the very code the model was trained with. A crop with no
 contrast at all reads as ``None`` (unreadable). So does a crop the reader refuses ("not a digit / cannot tell"):
 the entropy of the model's 100-way output above :data:`REJECT_ENTROPY` (see ``docs/model.md``: blank drums, frame
-edges, glare, print, a box between two drums spread the output wide or over two modes); it keeps its confidence.
+edges, glare, print, a box between two drums spread the output wide or over two modes), and, for a model trained
+with the reject class (a 101st output, "not a digit"), that class's probability above :data:`REJECT_CLASS`; a
+refused crop keeps its confidence.
 Every other crop gets a drum position and a confidence (the model's probability mass within half a step of its
 peak), and callers decide what confidence they trust.
 
@@ -59,6 +61,9 @@ VIEWS: tuple[tuple[float, float, float, float], ...] = (
 # (bench/digit_reject.py): the views' average is narrower, so its level is higher than one view's.
 REJECT_ENTROPY = 2.2
 REJECT_ENTROPY_PLAIN = 2.0  # the level for one view (views=1)
+# A model trained with the reject class (a 101st output, "not a digit": ``ocr.digit_negatives``) also refuses a
+# crop whose probability of that class is above this (``docs/model.md``, "Reject class").
+REJECT_CLASS = 0.5
 
 
 class ModelError(ReaderUnavailable, ConfigError):
@@ -72,6 +77,7 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
         height, width = int(meta["input"]["height"]), int(meta["input"]["width"])
         classes = int(meta["output"]["classes"])
+        reject_class = bool(meta["output"].get("reject_class", False))
         version = str(meta["version"])
     except FileNotFoundError as exc:
         raise ModelError(f"digit model metadata {meta_path} is missing") from exc
@@ -79,7 +85,7 @@ def load_metadata(model_path: Path) -> dict[str, Any]:
         raise ModelError(f"digit model metadata {meta_path} is unreadable: {exc}") from exc
     if classes != CLASSES or not (8 <= height <= 256 and 8 <= width <= 256):
         raise ModelError(f"digit model metadata {meta_path}: unsupported shape {height}x{width}, {classes} classes")
-    return {**meta, "version": version, "height": height, "width": width}
+    return {**meta, "version": version, "height": height, "width": width, "reject_class": reject_class}
 
 
 def cut_view(crop: np.ndarray, view: tuple[float, float, float, float]) -> np.ndarray:
@@ -117,8 +123,10 @@ class CnnReader(DigitReader):
             raise ModelError(f"digit model {self.model_path} does not match the checksum in its metadata",
                               hint="the file is corrupt or belongs to another model version")
         self.model_version = meta["version"]
-        self.version = self._describe()
         self.height, self.width = meta["height"], meta["width"]
+        self.reject_class = bool(meta["reject_class"])  # the model's last output is "not a digit"
+        self.outputs = CLASSES + int(self.reject_class)
+        self.version = self._describe()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
@@ -132,6 +140,9 @@ class CnnReader(DigitReader):
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, self.height, self.width]:
             raise ModelError(f"digit model {self.model_path} expects input {inputs[0].shape if inputs else None}, "
                               f"metadata says 1x{self.height}x{self.width}")
+        width = outputs[0].shape[1] if outputs and len(outputs[0].shape) == 2 else None
+        if isinstance(width, int) and width != self.outputs:
+            raise ModelError(f"digit model {self.model_path} outputs {width} classes, metadata says {self.outputs}")
         self._input, self._output = inputs[0].name, outputs[0].name
         log.debug("loaded digit model %s (%s), %d thread(s)", self.model_path, self.version, threads)
 
@@ -148,13 +159,19 @@ class CnnReader(DigitReader):
     def _describe(self) -> str:
         """What gives the readings (stored with each): the model, its views and its reject level."""
         return (self.model_version + (f"+views{len(self.views)}" if len(self.views) > 1 else "")
-                + (f"+reject{self.reject_entropy:g}" if self.reject else ""))
+                + (f"+reject{self.reject_entropy:g}" if self.reject else "")
+                + (f"+not{REJECT_CLASS:g}" if self.reject and self.reject_class else ""))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model output for preprocessed input (``N x 1 x H x W`` float32) → ``N x 100``."""
+        """The model's position logits for preprocessed input (``N x 1 x H x W`` float32) → ``N x 100`` (a reject
+        class, where the model has one, left out: their softmax is the position distribution given a digit)."""
+        return self.raw(batch)[:, :CLASSES]
+
+    def raw(self, batch: np.ndarray) -> np.ndarray:
+        """The model's whole output → ``N x 100``, or ``N x 101`` with the reject class last."""
         outs = [self._session.run([self._output], {self._input: batch[i:i + CHUNK]})[0]
                 for i in range(0, len(batch), CHUNK)]
-        return np.concatenate(outs) if outs else np.zeros((0, CLASSES), np.float32)
+        return np.concatenate(outs) if outs else np.zeros((0, self.outputs), np.float32)
 
     def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
         return self.read_plain(crops)[0]
@@ -166,18 +183,24 @@ class CnnReader(DigitReader):
             return [], np.zeros((0, 1, self.height, self.width), np.float32), np.zeros((0, CLASSES), np.float32)
         if len(self.views) == 1:
             batch = preprocess_batch(crops, self.height, self.width)
-            logits = plain = self.logits(batch)
+            raw = self.raw(batch)
+            prob = softmax(raw.astype(np.float64))
         else:  # every view of every crop in one model call: grey once, cut, resized
             greys = [to_grey(c) for c in crops]
             views = preprocess_batch([cut_view(g, v) for v in self.views for g in greys], self.height, self.width)
             batch = views[:len(crops)]
-            raw = self.logits(views)
-            plain = raw[:len(crops)]
-            prob = softmax(raw.astype(np.float64)).reshape(len(self.views), len(crops), -1)
-            logits = np.log(np.maximum(prob.mean(axis=0), 1e-12))
+            raw = self.raw(views)
+            prob = softmax(raw.astype(np.float64)).reshape(len(self.views), len(crops), -1).mean(axis=0)
+        plain = raw[:len(crops), :CLASSES]
+        positions = prob[:, :CLASSES]  # given a digit: renormalised without the reject class
+        logits = np.log(np.maximum(positions / positions.sum(axis=1, keepdims=True), 1e-12))
         value, conf = decode(logits)
         blank = is_blank(batch)
-        refused = entropy(logits) > self.reject_entropy if self.reject else np.zeros(len(blank), bool)
+        refused = np.zeros(len(blank), bool)
+        if self.reject:
+            refused = entropy(logits) > self.reject_entropy
+            if self.reject_class:
+                refused |= prob[:, CLASSES] > REJECT_CLASS
         return [DigitValue(None, 0.0) if b else DigitValue(None, round(float(c), 4)) if r
                 else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
                 for v, c, b, r in zip(value, conf, blank, refused, strict=True)], batch, plain
