@@ -12,7 +12,8 @@ one off where ``last_digit_rolling`` is ``yes``); *wrong* = any other reading; *
 production model (none of these photos is in its training data). Renders (``truth.json`` of
 ``tests/resources/autolocate/generate.py``): scored like ``tests/resources/autolocate/evaluate.py``, with the
 hold-out model; ``--upside-down`` scores each render set a second time with every photo turned by 180 degrees (a
-camera mounted upside down: a right reading counts as read). Time: ms per photo, median and worst, and for photos
+camera mounted upside down: a right reading counts as read), ``--mirrored`` with every photo mirrored left-right
+(a counter seen through a mirror). Time: ms per photo, median and worst, and for photos
 of at least ``LARGE_MP`` megapixels the worst ms per 5 MP (ms x 5 / megapixels).
 """
 
@@ -83,7 +84,7 @@ def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
     return out
 
 
-def score_renders(folder: Path, reject: bool | None, turn: bool = False) -> dict[str, Any]:
+def score_renders(folder: Path, reject: bool | None, turn: bool = False, mirror: bool = False) -> dict[str, Any]:
     import cv2
 
     from smartmeter.ocr.readers.cnn import HOLDOUT_MODEL
@@ -99,6 +100,8 @@ def score_renders(folder: Path, reject: bool | None, turn: bool = False) -> dict
         assert img is not None, "unreadable photo"
         if turn:
             img = cv2.rotate(img, cv2.ROTATE_180)
+        if mirror:
+            img = cv2.flip(img, 1)
         res, ms = _timed(img, reader)
         out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
         verdict = ("refused" if res.reading is None else
@@ -115,6 +118,8 @@ def _child(args: argparse.Namespace) -> None:
     result = {"real": score_real(args.photos, reject), **{str(f): score_renders(f, reject) for f in args.renders}}
     if args.upside_down:
         result |= {f"{f} (turned 180)": score_renders(f, reject, turn=True) for f in args.renders}
+    if args.mirrored:
+        result |= {f"{f} (mirrored)": score_renders(f, reject, mirror=True) for f in args.renders}
     print("RESULT " + json.dumps(result))
 
 
@@ -146,12 +151,15 @@ def main() -> None:
     ap.add_argument("--base", default="HEAD", help="git revision of the baseline code")
     ap.add_argument("--repeat", type=int, default=1, help="read each photo N times, keep the fastest time")
     ap.add_argument("--upside-down", action="store_true", help="score the render sets turned by 180 degrees too")
+    ap.add_argument("--mirrored", action="store_true", help="score the render sets mirrored left-right too (seen "
+                                                            "in a mirror)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--reject", choices=("base", "on", "off"), default="on", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return _child(args)
     argv = ["--child", "--repeat", str(args.repeat), *(["--upside-down"] if args.upside_down else []),
+            *(["--mirrored"] if args.mirrored else []),
             "--photos", str(args.photos.resolve()),
             "--renders", *[str(f.resolve()) for f in args.renders]]
     runs = {f"baseline {args.base}": _baseline(args.base, [*argv, "--reject", "base"]),

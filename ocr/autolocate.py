@@ -22,9 +22,11 @@ Method (details and measured results in ``docs/autolocate.md``):
    the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
-6. Nothing like a counter upright: the photo turned by a quarter either way (a camera mounted sideways). Only
-   the reduced copy is turned; crops are cut from the original through the composed matrix (``_candidates``),
-   so a large photo costs no full-size rotation.
+6. Nothing reads upright: the photo turned by 180 degrees and mirrored left-right and top-bottom (a camera
+   mounted upside down, or looking at the meter in a mirror), and when nothing even looks like a counter, turned
+   by a quarter either way (mounted sideways); a reading only when exactly one of them reads. Only the reduced
+   copy is turned or mirrored; crops are cut from the original through the composed matrix (``_candidates``), so
+   a large photo costs no full-size rotation.
 """
 
 from __future__ import annotations
@@ -103,9 +105,17 @@ def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
     return work, scale
 
 
+MIRROR_H, MIRROR_V = -1, -2  # "turns" that mirror the photo left-right / top-bottom (a camera looking in a mirror)
+MIRRORS = {MIRROR_H: ("horizontal", 1), MIRROR_V: ("vertical", 0)}  # the profile's flip, cv2.flip's code
+
+
 def _quarter_matrix(code: int, width: int, height: int) -> np.ndarray:
     """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code`` (a
-    quarter turn either way, or ``cv2.ROTATE_180``)."""
+    quarter turn either way, or ``cv2.ROTATE_180``), or mirrored (``MIRROR_H``, ``MIRROR_V``)."""
+    if code == MIRROR_H:
+        return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    if code == MIRROR_V:
+        return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
     if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
         return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
     if code == cv2.ROTATE_180:
@@ -121,9 +131,9 @@ def _candidates(image: np.ndarray, work: np.ndarray, scale: float,
     h, w = image.shape[:2]
     turn = None
     if quarter is not None:
-        work = cv2.rotate(work, quarter)
+        work = cv2.flip(work, MIRRORS[quarter][1]) if quarter in MIRRORS else cv2.rotate(work, quarter)
         turn = _quarter_matrix(quarter, w, h)
-        if quarter != cv2.ROTATE_180:
+        if quarter not in (cv2.ROTATE_180, *MIRRORS):
             w, h = h, w
     def frame(angle: float) -> np.ndarray:
         """Original photo -> the (turned and) de-skewed frame of ``angle``."""
@@ -325,14 +335,15 @@ def crops_for(image_bgr: np.ndarray, profile: Profile) -> list[np.ndarray]:
 def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Profile | None]:
     """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None.
 
-    Nothing read upright: the photo is tried turned by 180 degrees (a camera mounted upside down) and, when
-    nothing upright even looks like a counter, by a quarter either way (mounted sideways); a reading is given
-    only when exactly one of those turns reads (``_turned``), else the upright answer stands."""
+    Nothing read upright: the photo is tried turned by 180 degrees (a camera mounted upside down), mirrored
+    left-right and top-bottom (a meter seen in a mirror: the profile then turns and flips) and, when nothing
+    upright even looks like a counter, by a quarter either way (mounted sideways); a reading is given only when
+    exactly one of those turns reads (``_turned``), else the upright answer stands."""
     reader = reader.searching()
     version = f"{reader.name}-{reader.version}+autolocate"
     image = _check_image(image_bgr)
     work = _work_image(image)  # searched upright and, if need be, turned
-    turns = [(cv2.ROTATE_180, 180.0)]
+    turns = [(cv2.ROTATE_180, 180.0), *MIRROR_TURNS]
     try:
         found = locate(image, reader, work=work)
     except NoCounterFound as exc:  # nothing like a counter: perhaps the camera is turned by a quarter
@@ -370,6 +381,7 @@ def _unread(error: str) -> OcrResult:
 
 
 QUARTER_TURNS = [(cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)]
+MIRROR_TURNS = [(MIRROR_H, 0.0), (MIRROR_V, 0.0)]
 
 
 def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, float] | None = None,
@@ -387,8 +399,12 @@ def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, 
             continue
         result = _assemble(found.digits, found.profile, found.unstable)  # read while locating
         if result.reading is not None:
-            rotate = round((found.profile.transform.rotate + degrees + 180.0) % 360.0 - 180.0, 2)
-            transform = found.profile.transform.model_copy(update={"rotate": rotate})
+            t = found.profile.transform
+            if code in MIRRORS:  # searched: mirrored, then de-skewed by a; the profile: turned by -a, then mirrored
+                transform = t.model_copy(update={"rotate": -t.rotate, "flip": MIRRORS[code][0]})
+            else:
+                rotate = round((t.rotate + degrees + 180.0) % 360.0 - 180.0, 2)
+                transform = t.model_copy(update={"rotate": rotate})
             read.append((result, found.profile.model_copy(update={"transform": transform})))
     return read[0] if len(read) == 1 else None
 

@@ -460,7 +460,8 @@ def test_a_row_at_the_same_pitch_with_taller_blobs_is_the_same_row() -> None:
 
 def test_a_mirrored_photo_is_refused_not_misread(monkeypatch: pytest.MonkeyPatch) -> None:
     """A counter seen through a mirror reads confidently wrong (here the drums 55556, upside down, mirrored
-    left-right: 2222.0): the row reading as surely mirrored is the sign, and the answer is no reading."""
+    left-right: 2222.0): the row reading as surely mirrored is the sign. The photo mirrored back reads too, but
+    as surely mirrored top-bottom (fives and a six), so which way is right stays unknown: no reading."""
     import smartmeter.ocr.autolocate
     from smartmeter.ocr.readers import get_reader
 
@@ -469,6 +470,28 @@ def test_a_mirrored_photo_is_refused_not_misread(monkeypatch: pytest.MonkeyPatch
     assert result.reading is None and profile is None and "mirrored" in (result.error or "")
     monkeypatch.setattr(smartmeter.ocr.autolocate, "OTHER_WAYS", smartmeter.ocr.autolocate.OTHER_WAYS[:1])
     assert read_auto(img, get_reader("cnn"))[0].reading == "2222.0"  # only the upside-down check: misread
+
+
+@pytest.mark.parametrize(("code", "flip"), [(1, "horizontal"), (0, "vertical")])
+def test_a_photo_taken_through_a_mirror_reads_mirrored_back(code: int, flip: str) -> None:
+    """Nothing reads as it is: the photo is also tried mirrored left-right and top-bottom (a camera looking at the
+    meter in a mirror); the proposed profile turns, then mirrors (``flip``), so it cuts the same digits."""
+    from smartmeter.ocr.readers import get_reader
+    from smartmeter.ocr.transforms import apply_transform
+
+    reader = get_reader("cnn")
+    upright = cv2.imread(str(PHOTOS / "meter_42_001.jpg"))
+    want, want_profile = read_auto(upright, reader)
+    assert want.reading is not None and want_profile is not None
+    mirrored = cv2.flip(upright, code)
+    result, profile = read_auto(mirrored, reader)
+    assert result.reading == want.reading and profile is not None
+    assert profile.transform.flip == flip
+    assert profile.transform.rotate == pytest.approx(-want_profile.transform.rotate, abs=1.0)
+    turned = apply_transform(mirrored, profile.transform)
+    values = reader.read_batch([turned[y:y + h, x:x + w] for x, y, w, h in profile.digits])
+    assert [round(v.value) % 10 for v in values if v.value is not None] == [
+        round(d.value) % 10 for d in want.digits if d.value is not None]
 
 
 def test_drums_set_two_heights_apart_are_a_row() -> None:
