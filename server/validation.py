@@ -130,8 +130,19 @@ class MeterValidator(AnchorBook):
             p, a, n = (self._anchors[self._order[x][1]] for x in (j - 1, j, j + 1))
             before = self._anchors[self._order[j - 2][1]] if j >= 2 else None
             why = kink(p, a, n, self.rules, self._kink_limit(a.t), before)
-            if why is not None:
+            if why is None:
+                continue
+            new = p if p.t == t else n if n.t == t else None
+            sure = min(a.confidence, self.rules.validation.first_confidence)
+            if new is None or new.trusted or new.confidence >= sure:
                 return self._withdraw([a], why, (p.key, n.key))
+            # the reading that makes ``a`` a kink is not sure, and less sure than ``a`` itself: either may be the
+            # misread (a sure reading withdrawn next to a weaker misread kept, docs/validation.md "Kinks"): both go
+            for x in (a, new):
+                self._remove(x.key)
+            return [*self._replace([a], why, (p.key, n.key)),
+                    *self._replace([new], f"makes {a.key}, read more surely ({a.confidence:.2f} against "
+                                          f"{new.confidence:.2f}), a kink: either may be the misread", (a.key,))]
         return []
 
     def _judge(self, f: Frame) -> list[Decision]:

@@ -309,6 +309,24 @@ def test_first_reading_waiting_is_published_once_a_sure_one_confirms_it() -> Non
     assert [a.value for a in v.anchors] == [100.0, 100.1]
 
 
+def test_a_kink_made_by_a_weaker_reading_withdraws_that_reading_too() -> None:
+    """An LCD '1' read as a 7 at 0.90 (lcd2, bench/unseen_streams.py seed 15): 62693.7 for 62693.1, later
+    "confirmed" by the register catching up, made the sure reading before it (62692.5 at 0.97) a kink, and only
+    that right reading was withdrawn. When the reading that makes a kink is less sure than the kink, either may be
+    the misread: both are withdrawn."""
+    v = MeterValidator("m", RULES)
+    values = [(99.0, 0.97), (99.2, 0.97), (99.4, 0.97), (99.6, 0.97), (100.2, 0.97), (100.5, 0.97), (101.4, 0.90),
+              (101.4, 0.97), (101.5, 0.97), (101.6, 0.97)]  # f0006 is the misread (the register showed 100.8)
+    out = feed_all(v, [frame(i, x, conf=c) for i, (x, c) in enumerate(values)])
+    assert actions(out, "f0006")[-1] is Action.WITHDRAW and "either may be the misread" in out[-2].reason
+    assert actions(out, "f0005")[-1] is Action.WITHDRAW
+    assert [a.key for a in v.anchors] == ["f0000", "f0001", "f0002", "f0003", "f0004", "f0007", "f0008", "f0009"]
+    # a kink made by a surer reading: only the kink goes (as before)
+    v = MeterValidator("m", RULES)
+    out = feed_all(v, [frame(i, x, conf=0.97 if i != 5 else 0.9) for i, (x, _) in enumerate(values)])
+    assert actions(out, "f0005")[-1] is Action.WITHDRAW and "f0006" in [a.key for a in v.anchors]
+
+
 @pytest.mark.parametrize(("spread", "withdrawn"), [(2.0, False), (0.0, True)])
 def test_a_bursty_meters_right_readings_are_not_kinks(spread: float, withdrawn: bool) -> None:
     """A water meter's tap opened every other photo puts each right reading 2.5 steps off the line between its
