@@ -22,8 +22,8 @@ Method (details and measured results in ``docs/autolocate.md``):
    the drums inconsistent.
    An incomplete row's reading is a digit short, which is worse than no reading.
 5. Profile cues: red drums (or red frames) at the end mean decimals; a seven-segment point gives LCD decimals.
-6. Nothing reads upright: the photo turned by 180 degrees and mirrored left-right and top-bottom (a camera
-   mounted upside down, or looking at the meter in a mirror), and when nothing even looks like a counter, turned
+6. Nothing reads upright: the photo turned by 180 degrees and mirrored left-right (a camera mounted upside
+   down, or looking at the meter in a mirror; drum rows only), and when nothing even looks like a counter, turned
    by a quarter either way (mounted sideways); a reading only when exactly one of them reads. Only the reduced
    copy is turned or mirrored; crops are cut from the original through the composed matrix (``_candidates``), so
    a large photo costs no full-size rotation.
@@ -336,7 +336,7 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
     """Locate, read and assemble. Not found -> ``OcrResult(reading=None, error=...)`` and profile None.
 
     Nothing read upright: the photo is tried turned by 180 degrees (a camera mounted upside down), mirrored
-    left-right and top-bottom (a meter seen in a mirror: the profile then turns and flips) and, when nothing
+    left-right (a meter seen in a mirror, drum rows only: the profile then turns and flips) and, when nothing
     upright even looks like a counter, by a quarter either way (mounted sideways); a reading is given only when
     exactly one of those turns reads (``_turned``), else the upright answer stands."""
     reader = reader.searching()
@@ -381,7 +381,9 @@ def _unread(error: str) -> OcrResult:
 
 
 QUARTER_TURNS = [(cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)]
-MIRROR_TURNS = [(MIRROR_H, 0.0), (MIRROR_V, 0.0)]
+# left-right only, and drums only (``_turned``): seven-segment digits read as other digits mirrored (2 and 5 swap
+# top-bottom, 7 reads 1), and a photo mirrored top-bottom read an LCD's 07321 as 01351 at 0.93 and more
+MIRROR_TURNS = [(MIRROR_H, 0.0)]
 
 
 def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, float] | None = None,
@@ -397,6 +399,8 @@ def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, 
             found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work)
         except UnreadableError:
             continue
+        if code in MIRRORS and found.profile.kind == "lcd":
+            continue  # mirrored seven-segment digits read as other digits (``MIRROR_TURNS``)
         result = _assemble(found.digits, found.profile, found.unstable)  # read while locating
         if result.reading is not None:
             t = found.profile.transform
