@@ -62,7 +62,7 @@ VIEWS: tuple[tuple[float, float, float, float], ...] = (
 REJECT_ENTROPY = 2.2
 REJECT_ENTROPY_PLAIN = 2.0  # the level for one view (views=1)
 # A model trained with the reject class (a 101st output, "not a digit": ``ocr.digit_negatives``) also refuses a
-# crop whose probability of that class is above this (``docs/model.md``, "Reject class").
+# crop whose probability of that class is above this (``docs/model.md``, "Round 5": trained, not shipped).
 REJECT_CLASS = 0.5
 
 
