@@ -105,17 +105,15 @@ def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
     return work, scale
 
 
-MIRROR_H, MIRROR_V = -1, -2  # "turns" that mirror the photo left-right / top-bottom (a camera looking in a mirror)
-MIRRORS = {MIRROR_H: ("horizontal", 1), MIRROR_V: ("vertical", 0)}  # the profile's flip, cv2.flip's code
+MIRROR_H = -1  # the "turn" that mirrors the photo left-right (a camera looking at the meter in a mirror)
+MIRRORS = {MIRROR_H: ("horizontal", 1)}  # the profile's flip, cv2.flip's code
 
 
 def _quarter_matrix(code: int, width: int, height: int) -> np.ndarray:
     """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code`` (a
-    quarter turn either way, or ``cv2.ROTATE_180``), or mirrored (``MIRROR_H``, ``MIRROR_V``)."""
+    quarter turn either way, or ``cv2.ROTATE_180``), or mirrored left-right (``MIRROR_H``)."""
     if code == MIRROR_H:
         return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    if code == MIRROR_V:
-        return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
     if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
         return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
     if code == cv2.ROTATE_180:
@@ -382,7 +380,7 @@ def _unread(error: str) -> OcrResult:
 
 QUARTER_TURNS = [(cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWISE, -90.0)]
 # left-right only, and drums only (``_turned``): seven-segment digits read as other digits mirrored (2 and 5 swap
-# top-bottom, 7 reads 1), and a photo mirrored top-bottom read an LCD's 07321 as 01351 at 0.93 and more
+# top-bottom, 7 reads 1): a photo mirrored top-bottom read an LCD's 07321 as 01351 at 0.93 and more
 MIRROR_TURNS = [(MIRROR_H, 0.0)]
 
 

@@ -93,7 +93,12 @@ def _read_slots(image: np.ndarray, jobs: list[tuple[Candidate, Slots, range]],
 
 def _row_confidence(cells: list[_Cell]) -> float:
     """A row of real digits reads confidently everywhere: 0.7 x mean + 0.3 x the weakest digit."""
-    confs = [x.value.confidence if x.value.value is not None else 0.0 for x in cells]
+    return _values_confidence([x.value for x in cells])
+
+
+def _values_confidence(values: list[DigitValue]) -> float:
+    """``_row_confidence`` of the digits read (an unread one counts 0)."""
+    confs = [v.confidence if v.value is not None else 0.0 for v in values]
     return 0.7 * float(np.mean(confs)) + 0.3 * float(min(confs))
 
 
@@ -273,12 +278,10 @@ def rescue(image: np.ndarray, cands: list[Candidate], reader: DigitReader, floor
             continue  # even a perfect reading would not lift it
         shaped = [replace(c.slots, box_h=h, box_w=w) for h, w in READ_SHAPES[1:]]
         read = _read_slots(image, [(c, s, range(c.first, c.last)) for s in shaped], reader)
-        default = _row_confidence([_Cell(v, 0.0, 0.0, 0.0) for v in c.digits])
+        default = _values_confidence(c.digits)
         best = max(_row_confidence([cells[k] for k in range(c.first, c.last)]) for cells in read)
-        if best > default > 0:
+        if best > default > 0:  # a row that read nothing in the default box is not rescued
             c.confidence *= best / default  # the penalties (a label, a row of bars) kept
-        elif best > default:
-            c.confidence = best
 
 
 def _circular(a: float, b: float) -> float:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smartmeter.errors import ConfigError
 from smartmeter.ocr.digit_data import HELD_OUT_METERS, DigitSet, augment_batch, circular_hits, load_digits, plain_batch
 from smartmeter.ocr.digit_fonts import DigitFont, find_fonts, render_pool
 from smartmeter.ocr.digit_negatives import draw as draw_negatives
@@ -99,7 +100,7 @@ def train(train_set: DigitSet, val_set: DigitSet | None, o: TrainOptions) -> nn.
     torch.manual_seed(o.seed)
     rng = np.random.default_rng(o.seed)
     if o.reject > 0 and o.teacher:
-        raise ValueError("--reject and --teacher do not combine (a teacher has no reject class)")
+        raise ConfigError("--reject and --teacher do not combine (a teacher has no reject class)")
     model = build_model(o.widths, reject_class=o.reject > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=1e-4)
     targets_all = soft_targets(train_set.labels, o.sigma)
