@@ -129,6 +129,13 @@ def mass_near(prob: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.asarray(prob[np.arange(len(prob))[:, None], idx].sum(axis=1))
 
 
+def digit_mass(prob: np.ndarray) -> np.ndarray:
+    """``N x CLASSES`` probabilities -> ``N x 10``: each row's mass on positions d.0-d.9 for each digit d (the
+    probability that the drum shows d, or is on its way from d to the next digit)."""
+    p = np.asarray(prob, dtype=np.float64)
+    return np.asarray(p.reshape(len(p), 10, CLASSES // 10).sum(axis=2))
+
+
 def entropy(logits: np.ndarray) -> np.ndarray:
     """Entropy (nats) of each row's softmax over the ``CLASSES`` positions. A settled digit the model knows gives
     about the entropy of its training target (a Gaussian of one class: ~1.42); a crop that is not one digit

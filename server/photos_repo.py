@@ -44,7 +44,15 @@ class PhotoRow:
 
 
 def digits_json(digits: Iterable[DigitValue]) -> str:
-    return json.dumps([[d.value, d.confidence] for d in digits])
+    """``[[value, confidence], ...]``; a refused drum with a digit mass gets it as a third item."""
+    return json.dumps([[d.value, d.confidence] if d.digit_mass is None else [d.value, d.confidence, list(d.digit_mass)]
+                       for d in digits])
+
+
+def digits_of(text: str) -> list[DigitValue]:
+    """The digits :func:`digits_json` wrote (rows written before digit masses were kept have two items)."""
+    return [DigitValue(row[0], row[1], tuple(row[2]) if len(row) > 2 and row[2] is not None else None)
+            for row in json.loads(text)]
 
 
 def record(db: Database, p: PhotoRow) -> None:
@@ -75,7 +83,7 @@ def pending(db: Database, meter_id: str) -> list[tuple[str, datetime, float | No
     for key, ts_ms, value, digits, conf, version, status in db.query(
             "SELECT photo_key, ts_ms, value_kwh, digits, confidence, reader_version, status FROM photos"
             " WHERE meter_id = ? AND status IN ('held', 'suspect') ORDER BY ts_ms", (meter_id,)):
-        ds = [DigitValue(v, c) for v, c in json.loads(digits)]
+        ds = digits_of(digits)
         out.append((str(key), from_ms(ts_ms), value, float(conf), ds, str(version),
                     "held" if status == "held" else "suspect"))
     return out
@@ -167,7 +175,8 @@ def latest(db: Database, meter_id: str) -> dict[str, object] | None:
         return None
     key, ts, status, reading, value, digits, confidence, reason = rows[0]
     return {"key": key, "ts_ms": int(ts), "status": status, "reading": reading, "value_kwh": value,
-            "digits": json.loads(digits or "[]"), "confidence": float(confidence), "reason": reason}
+            "digits": [[d.value, d.confidence] for d in digits_of(digits or "[]")], "confidence": float(confidence),
+            "reason": reason}
 
 
 def status_counts(db: Database) -> dict[tuple[str, str], int]:

@@ -11,8 +11,9 @@ neighbours fix the agreed digits.
 The drums read must be sure (``first_confidence``): the value rests on them. The last drum may be the unread one
 only between two neighbours that show the *same* value, both read at ``first_confidence``: the register cannot have
 moved between them, so the photo shows that value (:func:`pinned_last`); between different values the last drum is
-the photo's own evidence, and it has none. With no reading after it yet, the reading before it may allow one value
-alone (:func:`carried`).
+the photo's own evidence: the reader refused it but says how likely each digit is, and when that mass falls clearly
+on one of the values the neighbours allow, that is the value (:func:`by_last_drum`); else the photo is refused. With
+no reading after it yet, the reading before it may allow one value alone (:func:`carried`).
 
 :func:`unread_choices` lists the values a refused photo may show (every filling of its unread drums that the
 assembler accepts); :func:`fill` picks the one its neighbours allow. See docs/validation.md ("Unread drums").
@@ -21,7 +22,7 @@ assembler accepts); :func:`fill` picks the one its neighbours allow. See docs/va
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from smartmeter.ocr.assemble import assemble
@@ -29,6 +30,10 @@ from smartmeter.server.frames import Anchor, Frame, Rules, drum_text, just_below
 from smartmeter.types import DigitValue
 
 MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as before
+# An unread last drum between different neighbours: the share of its digit mass on the values they allow that one
+# digit must hold, and the least mass on those values (held-out crops the reader refuses, bench/last_drum.py).
+EVIDENCE_SHARE = 0.95
+EVIDENCE_MASS = 0.5
 
 
 def unread(frame: Frame, rules: Rules) -> list[int] | None:
@@ -93,9 +98,11 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
         return None, f"{what}, and no published readings on both sides to tell digit {drums}"
     around = f"{prev.key} ({prev.value:g}) and {nxt.key} ({nxt.value:g})"
     last = idx is not None and idx[-1] == len(frame.digits) - 1
-    if last and not pinned_last(prev, nxt, rules):
+    pinned = last and pinned_last(prev, nxt, rules)
+    own = last and not pinned and frame.digits[-1].digit_mass is not None  # its own drum must choose
+    if last and not pinned and not own:
         return None, f"{what}: its last drum is told only between two sure readings of the same value, not {around}"
-    if last and any(abs(v - prev.value) > rules.resolution_kwh * 1e-3 for v in between):
+    if pinned and any(abs(v - prev.value) > rules.resolution_kwh * 1e-3 for v in between):
         # other photos between them read another value: one of the two may be a misread (a tenths drum at 3.6 read
         # 5.7 at 0.98, the photos after it read .4 and waited), and the value would be copied from it
         return None, f"{what}: photos between {around} read other values"
@@ -107,6 +114,12 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
         return None, f"{what}, and the drums it read are not sure ({sure:.2f} < {rules.validation.first_confidence})"
     agreed = [c for c in choices if rules.fits(prev.t, prev.value, frame.t, c)
               and rules.fits(frame.t, c, nxt.t, nxt.value)]
+    drum = ""
+    if own and agreed:
+        chosen, drum = by_last_drum(frame, agreed, rules)
+        if chosen is None:
+            return None, f"{what}: {len(agreed)} of the values it may show fit {around}, and {drum}"
+        agreed, drum = [chosen], f", {drum}"
     upper = just_below(frame, agreed, rules)
     agreed = agreed if upper is None else [upper]
     if len(agreed) != 1:
@@ -114,8 +127,44 @@ def fill(frame: Frame, prev: Anchor | None, nxt: Anchor | None, rate: float, rul
     pick = replace(frame, value=agreed[0], confidence=sure, decimals=rules.decimals)
     why = surprise(pick, prev, nxt, rate, rules)
     if why is not None:
-        return None, f"{what}: only {agreed[0]:g} fits {around}, but it is {why}"
-    return pick, f"{what}; {agreed[0]:g} from its other digits and {around}"
+        return None, f"{what}: only {agreed[0]:g} fits {around}{drum}, but it is {why}"
+    return pick, f"{what}; {agreed[0]:g} from its other digits{drum} and {around}"
+
+
+def by_last_drum(frame: Frame, values: Sequence[float], rules: Rules) -> tuple[float | None, str]:
+    """Of the ``values`` a refused frame's neighbours allow, the one its unread last drum itself shows, or None;
+    and how it was told. The reader refused the drum (two half digits, spread over positions) but still says how
+    likely each digit is (``DigitValue.digit_mass``); among the values allowed, one digit must hold
+    :data:`EVIDENCE_SHARE` of the drum's mass on them, and they :data:`EVIDENCE_MASS` of its whole mass (a drum
+    whose mass lies elsewhere, on a value the neighbours exclude, tells nothing). Two allowed values with the same
+    last digit cannot be told by that drum."""
+    mass = frame.digits[-1].digit_mass
+    if mass is None:
+        return None, "its last drum tells nothing"
+    n = len(frame.digits)
+    by_digit: dict[int, list[float]] = {}
+    for v in values:
+        text = drum_text(v, n, rules.decimals)
+        if len(text) == n:
+            by_digit.setdefault(int(text[-1]), []).append(v)
+    best, share, total = told_digit(mass, by_digit)
+    if total < EVIDENCE_MASS:
+        return None, f"its last drum shows none of their last digits ({total:.2f} of its mass on them)"
+    if share < EVIDENCE_SHARE or len(by_digit[best]) != 1:
+        return None, f"its last drum does not tell them apart (a {best} at {share:.2f} of its mass on them)"
+    return by_digit[best][0], f"its last drum a {best} ({share:.2f} of its mass on the values allowed)"
+
+
+def told_digit(mass: Sequence[float], digits: Iterable[int]) -> tuple[int, float, float]:
+    """Of ``digits``, the one with the most of a drum's ``mass``; its share of the mass on ``digits``; that mass.
+    :func:`by_last_drum` takes the digit when the share is at least :data:`EVIDENCE_SHARE` and the mass at least
+    :data:`EVIDENCE_MASS` (bench/last_drum.py measures both on held-out crops)."""
+    on = {d: float(mass[d]) for d in digits}
+    if not on:
+        return -1, 0.0, 0.0
+    best = max(on, key=lambda d: on[d])
+    total = sum(on.values())
+    return best, (on[best] / total if total > 0 else 0.0), total
 
 
 def carried(frame: Frame, prev: Anchor, rules: Rules) -> Frame | None:

@@ -130,6 +130,10 @@ class DigitValue:
 
     value: float | None  # None = unreadable
     confidence: float
+    # For a crop the reader refused (value None, not blank): the probability of each digit 0-9 that the drum's
+    # position lies in [d, d + 1), what the photo still says about that drum (``server.unread_drums`` lets it choose
+    # between the values a refused last drum's neighbours allow). None when the reader answered or cannot tell.
+    digit_mass: tuple[float, ...] | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ from smartmeter.errors import ConfigError, ImageError
 from smartmeter.ocr.digit_data import HELD_OUT_METERS
 from smartmeter.ocr.digit_preprocess import circular_error, decode, preprocess_batch, soft_targets
 from smartmeter.ocr.readers import get_reader
+from smartmeter.ocr.readers.base import CheckedReader, DigitReader, ReaderFault
 from smartmeter.ocr.readers.cnn import (
     DEFAULT_MODEL,
     HOLDOUT_MODEL,
@@ -328,3 +330,40 @@ def test_a_model_whose_outputs_do_not_match_its_metadata_is_refused(tmp_path: Pa
     model.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="outputs 101 classes"):
         CnnReader(model)
+
+
+def test_a_refused_crop_says_how_likely_each_digit_is(sample: Sample) -> None:
+    """A crop the reader refuses (two half digits, spread over positions) still carries its probability of each
+    digit (``DigitValue.digit_mass``, for validation to choose between the values a photo's neighbours allow);
+    answered crops carry none. The mass lies on the drum's own digit: of the label's digit and the digits either
+    side, the label's holds the most."""
+    crops, labels, _ = sample
+    got = CnnReader(HOLDOUT_MODEL).read_batch(crops)
+    refused = [(g, int(label)) for g, label in zip(got, labels, strict=True) if g.value is None and g.confidence > 0]
+    assert len(refused) >= 3
+    assert all(g.digit_mass is None for g in got if g.value is not None)
+    for g, d in refused:
+        assert g.digit_mass is not None and len(g.digit_mass) == 10 and abs(sum(g.digit_mass) - 1.0) < 2e-3
+        near = {k: g.digit_mass[k % 10] for k in (d - 1, d, d + 1)}
+        assert max(near, key=lambda k: near[k]) == d, (d, g.digit_mass)
+
+
+class _Returns(DigitReader):
+    def __init__(self, value: DigitValue) -> None:
+        self.value = value
+
+    def read_batch(self, crops: Sequence[np.ndarray]) -> list[DigitValue]:
+        return [self.value for _ in crops]
+
+
+@pytest.mark.parametrize("bad", [
+    DigitValue(3.0, 0.9, (0.1,) * 10),  # a mass for a crop that was read
+    DigitValue(None, 0.5, (0.5,) * 10),  # sums to 5
+    DigitValue(None, 0.5, (float("nan"),) * 10),
+    DigitValue(None, 0.5, (1.0,)),  # not ten digits
+])
+def test_a_reader_returning_a_bad_digit_mass_is_a_reader_fault(bad: DigitValue) -> None:
+    with pytest.raises(ReaderFault, match="digit mass"):
+        CheckedReader(_Returns(bad)).read_batch([np.zeros((30, 20), np.uint8)])
+    good = DigitValue(None, 0.5, (0.0, 0.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    assert CheckedReader(_Returns(good)).read_batch([np.zeros((30, 20), np.uint8)]) == [good]

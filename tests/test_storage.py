@@ -18,6 +18,7 @@ from smartmeter.server.database import Database, from_ms, open_database, split_s
 from smartmeter.types import Reading
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
+MASS = (0.0, 0.9, 0.05, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a refused drum: mostly a 1
 
 
 def series(n: int, meter: str = "m1", source: str = "csv:a.csv", step_s: int = 60) -> list[Reading]:
@@ -270,11 +271,13 @@ def test_repositories_on_both_backends(db: Database) -> None:
     assert db.query("SELECT kind, evidence FROM corrections") == [("validation", "x,y")]
 
     photos_repo.record(db, PhotoRow("a_b.jpg", "h1", "m1", t[1], "name", "held", 100.1, "00100.1",
-                                    [DigitValue(1.0, 0.9), DigitValue(None, 0.0)], 100.12, 0.9, "cnn-1"))
+                                    [DigitValue(1.0, 0.9), DigitValue(None, 0.0), DigitValue(None, 0.6, MASS)],
+                                    100.12, 0.9, "cnn-1"))
     photos_repo.record(db, PhotoRow("dup.jpg", "h1", None, None, "name", "duplicate", reason="same content"))
     [(key, ts, value, conf, digits, version, status)] = photos_repo.pending(db, "m1")
     assert (key, ts, value, conf, version, status) == ("a_b.jpg", t[1], 100.1, 0.9, "cnn-1", "held")
-    assert digits == [DigitValue(1.0, 0.9), DigitValue(None, 0.0)]
+    assert digits == [DigitValue(1.0, 0.9), DigitValue(None, 0.0), DigitValue(None, 0.6, MASS)]  # a refused drum's
+    assert photos_repo.latest(db, "m1")["digits"] == [[1.0, 0.9], [None, 0.0], [None, 0.6]]  # mass is kept inside
     assert photos_repo.known(db, ["a_b.jpg", "nope"], "photo_key") == {"a_b.jpg": "h1"}
     assert photos_repo.reading_near(db, "m1", "a_b.jpg") == "00100.1"
     assert [r[0] for r in photos_repo.to_reread(db, None, None)] == ["a_b.jpg"]

@@ -226,3 +226,56 @@ def test_a_carried_photo_waiting_as_a_suspect_survives_a_restart() -> None:
     v = MeterValidator("m", rules, [], [(reloaded, Action.SUSPECT)])  # no anchor before it any more
     [(g, kind)] = v.pending
     assert (g.value, kind) == (None, Action.HOLD)
+
+
+def with_mass(f: Frame, mass: dict[int, float]) -> Frame:
+    """``f`` with its unread last drum's digit mass (what the reader still says of a refused crop)."""
+    last = DigitValue(None, 0.62, tuple(mass.get(d, 0.0) for d in range(10)))
+    return Frame(f.key, f.ts, None, 0.0, [*f.digits[:-1], last], "v1", None, f.error)
+
+
+def test_an_unread_last_drum_between_different_neighbours_is_told_by_its_own_mass() -> None:
+    """A tenths drum caught between two digits is refused (emeter1: 176 photos of a month). Between 12540.3 and
+    12540.5, .3, .4 and .5 fit; the refused drum itself puts 0.97 of its mass on those on the 4 (a 4 on its way to
+    5, spread over 4.2-4.8): 12540.4, its own evidence, not the neighbours' choosing."""
+    v = MeterValidator("m", RULES)
+    f = with_mass(refused(1, [1.0, 2.0, 5.0, 4.0, 0.0, None]), {4: 0.92, 5: 0.02, 3: 0.01, 8: 0.05})
+    out = feed_all(v, [frame(0, 12540.3), f, frame(2, 12540.5), frame(3, 12540.6)])
+    got = [d for d in out if d.key == "f0001"]
+    assert [d.action for d in got] == [Action.HOLD, Action.PUBLISH] and got[-1].value == 12540.4
+    assert "its last drum a 4" in got[-1].reason
+
+
+@pytest.mark.fault("misread digit", proves="a refused last drum whose mass does not fall clearly on one of the "
+                   "values its neighbours allow is not told: refused, not the neighbours' choosing")
+@pytest.mark.parametrize(("mass", "why"), [
+    ({4: 0.6, 5: 0.3, 8: 0.1}, "does not tell them apart"),  # half-way from 4 to 5
+    ({7: 0.8, 4: 0.1, 5: 0.1}, "shows none of their last digits"),  # read elsewhere: a neighbour or it is wrong
+])
+def test_an_unread_last_drum_whose_mass_is_not_clear_is_refused(mass: dict[int, float], why: str) -> None:
+    prev, nxt = frame(0, 12540.3), frame(2, 12540.5)
+    anchors = [Anchor(x.key, x.ts, x.value or 0.0, confidence=x.confidence) for x in (prev, nxt)]
+    told, reason = fill(with_mass(refused(1, [1.0, 2.0, 5.0, 4.0, 0.0, None]), mass), *anchors, 0.0, RULES)
+    assert told is None and why in reason, reason
+
+
+def test_an_unread_last_drum_with_two_allowed_values_on_one_digit_is_refused() -> None:
+    """Units and tenths both unread between 12539.7 and 12541.5: 12540.4 and 12541.4 both fit and both end in 4,
+    so the last drum's mass on the 4 cannot tell them apart."""
+    prev, nxt = frame(0, 12539.7), frame(2, 12541.5)
+    anchors = [Anchor(x.key, x.ts, x.value or 0.0, confidence=x.confidence) for x in (prev, nxt)]
+    f = with_mass(refused(1, [1.0, 2.0, 5.0, 4.0, None, None]), {4: 1.0})
+    told, reason = fill(f, *anchors, 0.0, RULES)
+    assert told is None, reason
+
+
+def test_a_held_photo_keeps_its_last_drums_mass_over_a_restart() -> None:
+    """The photos table keeps a refused drum's digit mass (photos_repo.digits_json): reloaded, it still tells."""
+    f = with_mass(refused(1, [1.0, 2.0, 5.0, 4.0, 0.0, None]), {4: 0.98, 5: 0.02})
+    from smartmeter.server.photos_repo import digits_json, digits_of
+    reloaded = Frame(f.key, f.ts, None, 0.0, digits_of(digits_json(f.digits)), "v1", None)
+    anchors = [Anchor(x.key, x.ts, x.value or 0.0, confidence=0.97) for x in (frame(0, 12540.3),)]
+    v = MeterValidator("m", RULES, anchors, [(reloaded, Action.HOLD)])
+    out = feed_all(v, [frame(2, 12540.5), frame(3, 12540.6)])
+    got = [d for d in out if d.key == "f0001"]
+    assert [d.action for d in got] == [Action.PUBLISH] and got[0].value == 12540.4

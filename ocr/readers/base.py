@@ -68,6 +68,14 @@ def check_value(v: object) -> str | None:
         return f"drum position {value!r} (must be 0 <= x < 10 or None)"
     if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.0 <= conf <= 1.0:  # NaN fails too
         return f"confidence {conf!r} (must be 0-1)"
+    mass = v.digit_mass
+    if mass is not None:
+        if value is not None:
+            return "digit mass given for a crop that was read (only a refused crop has one)"
+        if (not isinstance(mass, tuple) or len(mass) != 10
+                or not all(isinstance(m, int | float) and not isinstance(m, bool) and 0.0 <= m <= 1.0 for m in mass)
+                or sum(mass) > 1.0 + 1e-3):
+            return f"digit mass {mass!r} (must be 10 probabilities summing to at most 1)"
     return None
 
 

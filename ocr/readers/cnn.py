@@ -11,7 +11,8 @@ contrast at all reads as ``None`` (unreadable). So does a crop the reader refuse
 the entropy of the model's 100-way output above :data:`REJECT_ENTROPY` (see ``docs/model.md``: blank drums, frame
 edges, glare, print, a box between two drums spread the output wide or over two modes), and, for a model trained
 with the reject class (a 101st output, "not a digit"), that class's probability above :data:`REJECT_CLASS`; a
-refused crop keeps its confidence.
+refused crop keeps its confidence, and its probability of each digit (``DigitValue.digit_mass``: validation may
+still choose by it between the few values a photo's neighbours allow).
 Every other crop gets a drum position and a confidence (the model's probability mass within half a step of its
 peak), and callers decide what confidence they trust.
 
@@ -38,6 +39,7 @@ from smartmeter.errors import ConfigError
 from smartmeter.ocr.digit_preprocess import (
     CLASSES,
     decode,
+    digit_mass,
     entropy,
     is_blank,
     preprocess_batch,
@@ -201,6 +203,8 @@ class CnnReader(DigitReader):
             refused = entropy(logits) > self.reject_entropy
             if self.reject_class:
                 refused |= prob[:, CLASSES] > REJECT_CLASS
-        return [DigitValue(None, 0.0) if b else DigitValue(None, round(float(c), 4)) if r
+        mass = digit_mass(positions / positions.sum(axis=1, keepdims=True))  # what a refused crop still tells
+        return [DigitValue(None, 0.0) if b
+                else DigitValue(None, round(float(c), 4), tuple(round(float(x), 4) for x in m)) if r
                 else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
-                for v, c, b, r in zip(value, conf, blank, refused, strict=True)], batch, plain
+                for v, c, b, r, m in zip(value, conf, blank, refused, mass, strict=True)], batch, plain
