@@ -355,9 +355,12 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
         if result.reading is None and _reads_upright(result.digits):
             turns = []  # every digit of the row read surely, and not as surely turned (locate checks): upright
     if result.reading is None and turns:
-        turned = _turned(image, reader, work, turns)
+        missed: list[str] = []
+        turned = _turned(image, reader, work, turns, missed)
         if turned is not None:
             result, profile = turned
+        elif profile is None and len(missed) == 1:  # nothing upright; one turn found a counter it could not read
+            result = _unread(f"{result.error}; {missed[0]}")
     result.reader_version = version
     return result, profile
 
@@ -382,24 +385,37 @@ QUARTER_TURNS = [(cv2.ROTATE_90_COUNTERCLOCKWISE, 90.0), (cv2.ROTATE_90_CLOCKWIS
 # left-right only, and drums only (``_turned``): seven-segment digits read as other digits mirrored (2 and 5 swap
 # top-bottom, 7 reads 1): a photo mirrored top-bottom read an LCD's 07321 as 01351 at 0.93 and more
 MIRROR_TURNS = [(MIRROR_H, 0.0)]
+TURN_NAMES = {cv2.ROTATE_180: "turned upside down", MIRROR_H: "mirrored left-right",
+              cv2.ROTATE_90_COUNTERCLOCKWISE: "turned a quarter anticlockwise",
+              cv2.ROTATE_90_CLOCKWISE: "turned a quarter clockwise"}
 
 
 def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, float] | None = None,
-            turns: list[tuple[int, float]] | None = None) -> tuple[OcrResult, Profile] | None:
+            turns: list[tuple[int, float]] | None = None,
+            missed: list[str] | None = None) -> tuple[OcrResult, Profile] | None:
     """The reading and profile of the photo turned by one of ``turns`` (``cv2.rotate`` code, counter-clockwise
     degrees; default the two quarter turns), when exactly one of them reads, each with the stricter check
-    ``QUARTER_TURNED_MARGIN`` (which way up is then unknown); the profile's ``rotate`` then includes the turn."""
+    ``QUARTER_TURNED_MARGIN`` (which way up is then unknown); the profile's ``rotate`` then includes the turn.
+    ``missed`` gets, for each turn that found a counter but could not read it, what it found and why it refused
+    (the user learns the camera is turned, and what else is wrong)."""
     image = _check_image(image_bgr)
     work = work or _work_image(image)
     read: list[tuple[OcrResult, Profile]] = []
     for code, degrees in QUARTER_TURNS if turns is None else turns:
+        way = TURN_NAMES.get(code, "turned")
         try:
             found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work)
-        except UnreadableError:
+        except NoCounterFound:
+            continue
+        except UnreadableError as exc:
+            if missed is not None:
+                missed.append(f"{way}, a counter is found but not read: {exc.message}")
             continue
         if code in MIRRORS and found.profile.kind == "lcd":
             continue  # mirrored seven-segment digits read as other digits (``MIRROR_TURNS``)
         result = _assemble(found.digits, found.profile, found.unstable)  # read while locating
+        if result.reading is None and missed is not None:
+            missed.append(f"{way}, a counter is found but not read: {result.error}")
         if result.reading is not None:
             t = found.profile.transform
             if code in MIRRORS:  # searched: mirrored, then de-skewed by a; the profile: turned by -a, then mirrored

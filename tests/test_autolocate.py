@@ -360,8 +360,8 @@ def _real_rows() -> list[dict[str, str]]:
 # photos that must read, with the reader's reject (the shipped reader) and without: the reject refuses the zonque
 # meter's rolling last drum (1.9) in the default box, a tighter one reads it (``locate_verify.rescue``); without
 # the reject a drum of the night IR photo reads below 0.9
-READ_REAL = {True: ("hzeller", "gkunz", "suapapa", "ahpohl", "zonque"),
-             False: ("hzeller", "gkunz", "ahpohl", "zonque")}
+READ_REAL = {True: ("hzeller-energy-reader/example-counter", "gkunz", "suapapa", "ahpohl", "zonque"),
+             False: ("hzeller-energy-reader/example-counter", "gkunz", "ahpohl", "zonque")}
 
 
 @pytest.mark.parametrize("row", _real_rows(), ids=lambda r: r["file"].split("/")[0])
@@ -381,6 +381,19 @@ def test_real_photos_read_right_or_refused(row: dict[str, str]) -> None:
             assert profile is not None and len(profile.digits) == int(row["digits"])
         if row["file"].startswith(READ_REAL[reject]):
             assert result.reading is not None, result.error
+
+
+def test_a_photo_that_reads_nothing_upright_says_what_it_found_turned() -> None:
+    """hzeller's whole gas meter (real, MIT) from a webcam mounted upside down: upright nothing scores as a counter;
+    turned by 180 degrees the counter is found, but a drum reads too unsurely to give a reading. The refusal says
+    so (the user learns to set the profile's rotate, and what else is wrong), where it used to give only the
+    upright search's 'no counter found'."""
+    from smartmeter.ocr.readers import get_reader
+
+    img = cv2.imread(str(REAL / "hzeller-energy-reader" / "example-initial.png"))
+    result, profile = read_auto(img, get_reader("cnn"))
+    assert result.reading is None and profile is None
+    assert "turned upside down, a counter is found but not read: digit" in (result.error or ""), result.error
 
 
 def test_a_unit_after_the_counter_is_not_a_digit() -> None:
