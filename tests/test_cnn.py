@@ -336,7 +336,10 @@ def test_a_refused_crop_says_how_likely_each_digit_is(sample: Sample) -> None:
     """A crop the reader refuses (two half digits, spread over positions) still carries its probability of each
     digit (``DigitValue.digit_mass``, for validation to choose between the values a photo's neighbours allow);
     answered crops carry none. The mass lies on the drum's own digit: of the label's digit and the digits either
-    side, the label's holds the most."""
+    side, the label's holds the most; and the rule validation applies to it (``unread_drums.told_digit`` at the
+    shipped levels) never names another digit than the label's."""
+    from smartmeter.server.unread_drums import EVIDENCE_MASS, EVIDENCE_SHARE, told_digit
+
     crops, labels, _ = sample
     got = CnnReader(HOLDOUT_MODEL).read_batch(crops)
     refused = [(g, int(label)) for g, label in zip(got, labels, strict=True) if g.value is None and g.confidence > 0]
@@ -346,6 +349,8 @@ def test_a_refused_crop_says_how_likely_each_digit_is(sample: Sample) -> None:
         assert g.digit_mass is not None and len(g.digit_mass) == 10 and abs(sum(g.digit_mass) - 1.0) < 2e-3
         near = {k: g.digit_mass[k % 10] for k in (d - 1, d, d + 1)}
         assert max(near, key=lambda k: near[k]) == d, (d, g.digit_mass)
+        best, share, mass = told_digit(g.digit_mass, [k % 10 for k in near])
+        assert best == d % 10 or share < EVIDENCE_SHARE or mass < EVIDENCE_MASS, (d, g.digit_mass)
 
 
 class _Returns(DigitReader):
@@ -361,6 +366,7 @@ class _Returns(DigitReader):
     DigitValue(None, 0.5, (0.5,) * 10),  # sums to 5
     DigitValue(None, 0.5, (float("nan"),) * 10),
     DigitValue(None, 0.5, (1.0,)),  # not ten digits
+    DigitValue(None, 0.5, ("0.1",) * 10),  # type: ignore[arg-type]  # not numbers
 ])
 def test_a_reader_returning_a_bad_digit_mass_is_a_reader_fault(bad: DigitValue) -> None:
     with pytest.raises(ReaderFault, match="digit mass"):
