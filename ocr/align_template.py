@@ -19,14 +19,16 @@ from smartmeter.ocr.warp import scale_matrix
 
 MIN_TEMPLATE_SCORE = 0.5
 MIN_TEMPLATE_MARGIN = 0.08  # best score minus the best score away from the peak
+TEMPLATE_FLIP_MARGIN = -0.02  # the region mirrored or turned over matching at least best + this: refused
 
 
 def match_region(small: np.ndarray, ref_grey: np.ndarray, box: tuple[int, int, int, int],
-                 max_shift: float) -> tuple[np.ndarray, float]:
+                 max_shift: float, flip_margin: float = TEMPLATE_FLIP_MARGIN) -> tuple[np.ndarray, float]:
     """The translation (3x3, photo work pixels -> reference work pixels) that puts the reference's region ``box``
     (``x0, y0, x1, y1``, work pixels) where it matches in the work-size photo ``small``, and its score; searched
     up to twice ``max_shift`` (work pixels). AlignmentError when the match is weak, looks mirrored, is on the
-    border of the searched area or is not clearly better than anywhere else."""
+    border of the searched area or is not clearly better than anywhere else. ``flip_margin``: the region mirrored
+    or turned over matching at least ``best + flip_margin`` is refused as a flipped photo."""
     x0, y0, x1, y1 = box
     template = ref_grey[y0:y1, x0:x1]
     # search twice as far as allowed, so a camera that moved too far is seen (and refused) rather than
@@ -41,9 +43,9 @@ def match_region(small: np.ndarray, ref_grey: np.ndarray, box: tuple[int, int, i
     _, best, _, (bx, by) = cv2.minMaxLoc(scores)
     if not np.isfinite(best) or best < MIN_TEMPLATE_SCORE:
         raise AlignmentError(f"the digit region was not found (best match {best:.2f} < {MIN_TEMPLATE_SCORE})")
-    for code, how in ((1, "mirrored left-right"), (0, "upside down")):
+    for code, how in ((1, "mirrored left-right"), (0, "upside down"), (-1, "turned by 180 degrees")):
         flipped = float(cv2.matchTemplate(window, cv2.flip(template, code), cv2.TM_CCOEFF_NORMED).max())
-        if flipped >= best - 0.02:
+        if flipped >= best + flip_margin:
             raise AlignmentError(f"the photo looks {how} against the reference ({flipped:.2f} vs {best:.2f}): "
                                  "check the profile's transform")
     dx, dy = (sx0 + bx) - x0, (sy0 + by) - y0  # photo position minus reference position, work pixels
