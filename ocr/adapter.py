@@ -31,6 +31,7 @@ K = 5  # neighbours that must all agree
 MIN_PER_DIGIT = 3  # a digit with fewer examples is never answered
 CONFIDENCE = 0.97  # the confidence of an adapter answer
 SETTLED = 0.3  # a read position this close to a whole digit is a resting drum
+AGREES = 0.1  # an unsure CNN position this close to the adapter's digit agrees with it
 TRUSTED_CNN = 0.9  # a CNN answer this confident is never replaced; one the adapter contradicts becomes weak
 WEAK = 0.79  # below validation's default hold_confidence (0.8): the reading waits for its neighbours
 # The adapter answers a digit only where the CNN gives it at least this probability mass (within half a step): its
@@ -226,6 +227,8 @@ class AdaptedReader(DigitReader):
             self.answered += 1
             return DigitValue(float(a), CONFIDENCE)
         if settled_digit(v) == a:
+            if c < TRUSTED_CNN and abs((v - a + 5.0) % 10.0 - 5.0) > AGREES:
+                return d  # an unsure CNN between two digits: the adapter's resting digit confirms nothing
             self.answered += 1
             return DigitValue(float(a), max(CONFIDENCE, c))
         if c >= TRUSTED_CNN:
