@@ -25,8 +25,10 @@ Method (details and measured results in ``docs/autolocate.md``):
 6. Nothing reads upright: the photo turned by 180 degrees and mirrored left-right (a camera mounted upside
    down, or looking at the meter in a mirror; drum rows only), and when nothing even looks like a counter, turned
    by a quarter either way (mounted sideways); a reading only when exactly one of them reads. Only the reduced
-   copy is turned or mirrored; crops are cut from the original through the composed matrix (``_candidates``), so
-   a large photo costs no full-size rotation.
+   copy is turned or mirrored; crops are cut from the original through the composed matrix
+   (``locate_candidates.candidate_rows``), so a large photo costs no full-size rotation; a photo searched again
+   turned by 180 degrees or mirrored reuses the upright search's rows, moved (``locate_blobs.turned_rows``), and
+   reads only its ``TURNED_VERIFY`` best candidates.
 """
 
 from __future__ import annotations
@@ -39,19 +41,18 @@ import cv2
 import numpy as np
 
 from smartmeter.errors import ImageError, NoCounterFound, UnreadableError
-from smartmeter.ocr.locate_blobs import find_rows
+from smartmeter.ocr.locate_blobs import Row
+from smartmeter.ocr.locate_candidates import MIRROR_H, MIRRORS, candidate_rows, iou, weigh_size, window_of
 from smartmeter.ocr.locate_geometry import (
     Box,
-    Slots,
     crop_deskewed,
     decimal_point,
     decimals_from_red,
     deskew_matrix,
-    fit_slots,
     red_share,
     runs_past,
 )
-from smartmeter.ocr.locate_verify import Candidate, count_factor, read_shapes, rescue, verify
+from smartmeter.ocr.locate_verify import Candidate, read_shapes, rescue, verify
 from smartmeter.ocr.profile import Profile, Transform
 from smartmeter.ocr.readers.base import DigitReader
 from smartmeter.ocr.reading import reading_confidence
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 
 WORK_SIZE = 1000  # longer side of the working image, pixels
 MAX_VERIFY = 10  # candidates read with the digit reader
-MIN_DIGITS = 3
+TURNED_VERIFY = 4  # ... in a photo searched again turned or mirrored (nothing read upright)
 MIN_SCORE = 0.55  # below: "no counter found" (score = geometry x reader confidence)
 MIN_GEOMETRY = 0.2  # without a reader
 AUTO_MIN_CONFIDENCE = 0.9  # an unknown installation reads only when every digit is this sure (in the surest box)
@@ -88,13 +89,6 @@ class LocateResult:
     rival: float | None = None  # propose=True only: the score of another row about as likely as this one
 
 
-def _geometry_score(slots: Slots, work_h: float, n: int) -> float:
-    """Prefer 4-8 evenly spaced, well filled, large digits."""
-    count = count_factor(n)
-    size = min(1.0, 0.4 + work_h / 60.0)
-    return count * slots.regularity ** 0.5 * slots.filled * size
-
-
 def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
     """The reduced grey copy candidates are searched in (``WORK_SIZE`` on the long side) and its scale."""
     h, w = image.shape[:2]
@@ -105,106 +99,25 @@ def _work_image(image: np.ndarray) -> tuple[np.ndarray, float]:
     return work, scale
 
 
-MIRROR_H = -1  # the "turn" that mirrors the photo left-right (a camera looking at the meter in a mirror)
-MIRRORS = {MIRROR_H: ("horizontal", 1)}  # the profile's flip, cv2.flip's code
-
-
-def _quarter_matrix(code: int, width: int, height: int) -> np.ndarray:
-    """3x3: pixel of a ``width x height`` photo -> the same pixel in the photo ``cv2.rotate``d by ``code`` (a
-    quarter turn either way, or ``cv2.ROTATE_180``), or mirrored left-right (``MIRROR_H``)."""
-    if code == MIRROR_H:
-        return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    if code == cv2.ROTATE_90_COUNTERCLOCKWISE:
-        return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
-    if code == cv2.ROTATE_180:
-        return np.array([[-1.0, 0.0, width - 1.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
-    return np.array([[0.0, -1.0, height - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _candidates(image: np.ndarray, work: np.ndarray, scale: float,
-                quarter: int | None = None) -> list[Candidate]:
-    """Candidate rows of the photo, or of the photo turned by ``quarter`` (a ``cv2.ROTATE_90_*`` code): then only
-    the reduced copy is turned, and each candidate's matrix maps the *original* photo into the turned, de-skewed
-    frame, so every crop is still cut straight from the original (no full-size rotation)."""
-    h, w = image.shape[:2]
-    turn = None
-    if quarter is not None:
-        work = cv2.flip(work, MIRRORS[quarter][1]) if quarter in MIRRORS else cv2.rotate(work, quarter)
-        turn = _quarter_matrix(quarter, w, h)
-        if quarter not in (cv2.ROTATE_180, *MIRRORS):
-            w, h = h, w
-    def frame(angle: float) -> np.ndarray:
-        """Original photo -> the (turned and) de-skewed frame of ``angle``."""
-        matrix = deskew_matrix(w, h, angle)[0]
-        return matrix if turn is None else matrix @ turn
-
-    out = []
-    for row in find_rows(work):
-        matrix, _, _ = deskew_matrix(w, h, row.angle)
-        slots = fit_slots(row, scale, matrix)
-        if slots is None or slots.count < MIN_DIGITS:
-            continue
-        geo = _geometry_score(slots, slots.digit_h * scale, slots.count)
-        out.append(Candidate(row, row.angle, frame(row.angle), slots, 0, slots.count, geo, frame=frame))
-    _weigh_size(out, out)
-    out.sort(key=lambda c: -c.geometry)
-    return _distinct(out)
-
-
-def _weigh_size(cands: list[Candidate], rows: list[Candidate]) -> None:
-    """The counter is the largest row of digits on the face: weigh each candidate's size relative to the tallest
-    of ``rows`` (all candidates before reading; after reading, the rows that read as digits)."""
-    if not rows:
-        return
-    tallest = max(c.slots.digit_h for c in rows)
-    for c in cands:
-        factor = min(1.0, c.slots.digit_h / tallest) ** 0.7
-        c.geometry *= factor / c.relative
-        c.relative = factor
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter) if inter else 0.0
-
-
-def _window(c: Candidate) -> Box:
-    boxes = c.boxes
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def _distinct(cands: list[Candidate]) -> list[Candidate]:
-    """Drop candidates that repeat a better one (same window, same digit count, similar angle)."""
-    kept: list[Candidate] = []
-    for c in cands:
-        if not any(k.slots.count == c.slots.count and abs(k.angle - c.angle) < 2 and _iou(_window(k), _window(c)) > 0.7
-                   for k in kept):
-            kept.append(c)
-    return kept
-
-
 def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_margin: float = TURNED_MARGIN,
            quarter: int | None = None, work: tuple[np.ndarray, float] | None = None,
-           propose: bool = False) -> LocateResult:
+           propose: bool = False, rows: dict[str, list[Row]] | None = None) -> LocateResult:
     """Find the counter. UnreadableError when nothing looks like one (or the reader confirms no candidate);
     ``turned_margin``: see ``TURNED_MARGIN``; ``quarter``: search the photo turned by this ``cv2.ROTATE_90_*``
     (the profile's boxes and angle are then those of the turned photo); ``work``: its ``_work_image`` if known;
     ``propose``: a proposal for a person to check (``smartmeter profile new``), so a rival row of about the same
-    score does not refuse: the best row is returned and ``rival`` names the other's score."""
+    score does not refuse: the best row is returned and ``rival`` names the other's score. ``rows``: a cache of
+    the upright rows of ``work``, shared by the searches of one photo (``locate_candidates.candidate_rows``)."""
     image = _check_image(image_bgr)
     reader = reader.searching() if reader is not None else None
     t0 = time.perf_counter()
-    cands = _candidates(image, *(work or _work_image(image)), quarter)
+    cands = candidate_rows(image, *(work or _work_image(image)), quarter, rows)
     total = len(cands)
     if reader is not None and cands:
-        cands = cands[:MAX_VERIFY]
+        cands = cands[:MAX_VERIFY if quarter is None else TURNED_VERIFY]
         verify(image, cands, reader)
         # a tall row of marks that does not read (a frame, a logo, drum gaps) does not make the counter small
-        _weigh_size(cands, [c for c in cands if c.complete and c.confidence >= READS_AS_DIGITS])
+        weigh_size(cands, [c for c in cands if c.complete and c.confidence >= READS_AS_DIGITS])
         cands.sort(key=lambda c: -c.score)
         floor = MIN_SCORE
         if cands and cands[0].score < floor:
@@ -228,7 +141,7 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     if longer is not None:
         raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
                               f"{best.slots.count} digits): not guessing where the counter ends")
-    rival = next((c for c in cands[1:] if _iou(_window(c), _window(best)) < 0.2), None)
+    rival = next((c for c in cands[1:] if iou(window_of(c), window_of(best)) < 0.2), None)
     ambiguous = rival is not None and rival.score >= AMBIGUOUS * best.score
     if ambiguous and not propose:
         assert rival is not None
@@ -242,7 +155,7 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     if other is not None:
         raise UnreadableError(f"the counter reads as surely {other} (a camera looking through a mirror?): not "
                               "guessing; give a profile with the right flip")
-    return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), _window(best), best.digits, total,
+    return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), window_of(best), best.digits, total,
                         unstable, round(rival.score, 4) if ambiguous and rival is not None else None)
 
 
@@ -341,9 +254,10 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
     version = f"{reader.name}-{reader.version}+autolocate"
     image = _check_image(image_bgr)
     work = _work_image(image)  # searched upright and, if need be, turned
+    rows: dict[str, list[Row]] = {}  # its upright rows: turned by 180 degrees or mirrored, the same rows moved
     turns = [(cv2.ROTATE_180, 180.0), *MIRROR_TURNS]
     try:
-        found = locate(image, reader, work=work)
+        found = locate(image, reader, work=work, rows=rows)
     except NoCounterFound as exc:  # nothing like a counter: perhaps the camera is turned by a quarter
         turns += QUARTER_TURNS
         result, profile = _unread(exc.message), None
@@ -356,7 +270,7 @@ def read_auto(image_bgr: np.ndarray, reader: DigitReader) -> tuple[OcrResult, Pr
             turns = []  # every digit of the row read surely, and not as surely turned (locate checks): upright
     if result.reading is None and turns:
         missed: list[str] = []
-        turned = _turned(image, reader, work, turns, missed)
+        turned = _turned(image, reader, work, turns, missed, rows)
         if turned is not None:
             result, profile = turned
         elif profile is None and len(missed) == 1:  # nothing upright; one turn found a counter it could not read
@@ -391,8 +305,8 @@ TURN_NAMES = {cv2.ROTATE_180: "turned upside down", MIRROR_H: "mirrored left-rig
 
 
 def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, float] | None = None,
-            turns: list[tuple[int, float]] | None = None,
-            missed: list[str] | None = None) -> tuple[OcrResult, Profile] | None:
+            turns: list[tuple[int, float]] | None = None, missed: list[str] | None = None,
+            rows: dict[str, list[Row]] | None = None) -> tuple[OcrResult, Profile] | None:
     """The reading and profile of the photo turned by one of ``turns`` (``cv2.rotate`` code, counter-clockwise
     degrees; default the two quarter turns), when exactly one of them reads, each with the stricter check
     ``QUARTER_TURNED_MARGIN`` (which way up is then unknown); the profile's ``rotate`` then includes the turn.
@@ -404,7 +318,7 @@ def _turned(image_bgr: np.ndarray, reader: DigitReader, work: tuple[np.ndarray, 
     for code, degrees in QUARTER_TURNS if turns is None else turns:
         way = TURN_NAMES.get(code, "turned")
         try:
-            found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work)
+            found = locate(image, reader, turned_margin=QUARTER_TURNED_MARGIN, quarter=code, work=work, rows=rows)
         except NoCounterFound:
             continue
         except UnreadableError as exc:

@@ -600,3 +600,23 @@ def test_a_row_that_reads_surely_upright_is_not_searched_again_turned(monkeypatc
     assert calls == []
     assert not autolocate._reads_upright([DigitValue(1.0, 0.99), DigitValue(None, 0.95)])
     assert not autolocate._reads_upright([DigitValue(1.0, 0.99), DigitValue(2.0, 0.6)])
+
+
+@pytest.mark.parametrize(("code", "upside_down"), [(1, False), (-1, True)])
+def test_the_rows_of_a_turned_photo_are_its_upright_rows_moved(code: int, upside_down: bool) -> None:
+    """A photo searched again mirrored or turned by 180 degrees (nothing read upright) reuses the upright search's
+    rows, moved (``locate_blobs.turned_rows``): thresholds and components do not depend on which way the image
+    is turned, so they are exactly the rows a search of the turned image finds (blob boxes and slopes)."""
+    from smartmeter.ocr.locate_blobs import find_rows, turned_rows
+
+    img = np.full((300, 700), 220, np.uint8)
+    for i, d in enumerate("0123456"):
+        cv2.putText(img, d, (60 + i * 80, 190 + 3 * i), cv2.FONT_HERSHEY_SIMPLEX, 2.6, 30, 7, cv2.LINE_AA)
+    cv2.putText(img, "kWh 1-2", (420, 270), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 30, 2, cv2.LINE_AA)
+
+    def boxes(rows: list) -> list:
+        return sorted((r.channel, tuple((round(b.x), round(b.y), round(b.w), round(b.h)) for b in r.blobs),
+                       round(r.slope, 6)) for r in rows)
+
+    moved = turned_rows(find_rows(img), img.shape[1], img.shape[0], upside_down)
+    assert moved and boxes(moved) == boxes(find_rows(cv2.flip(img, code)))
