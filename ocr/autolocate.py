@@ -74,6 +74,8 @@ LAST_DRUM_AMBIGUOUS = (0.75, 0.95)  # fraction of the last drum where floor and 
 AMBIGUOUS = 0.8  # a different window scoring this close to the best one: not sure, no answer
 READS_AS_DIGITS = 0.7  # a verified row this sure is a row of digits (the size reference for the others)
 LONGER_GEOMETRY = 0.5  # a longer row through the best one at least this plausible: its extent is uncertain
+TALLER = 1.5  # a row of marks this many times as tall as the best row's digits ...
+TALLER_GEOMETRY = 0.6  # ... this plausible as a row of digits, that does not read: no answer (a serial number?)
 
 
 @dataclass
@@ -141,6 +143,15 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     if longer is not None:
         raise UnreadableError(f"another reading of the same row runs past this one ({longer.slots.count} against "
                               f"{best.slots.count} digits): not guessing where the counter ends")
+    # the counter is the largest row of digits on the face: a clearly taller row of digit-like marks elsewhere that
+    # does not read makes the row that does read (a serial number, a type label) no answer
+    taller = None if reader is None else next(
+        (c for c in cands[1:] if c.complete and c.geometry >= TALLER_GEOMETRY and c.confidence < READS_AS_DIGITS
+         and c.slots.digit_h >= TALLER * best.slots.digit_h and iou(window_of(c), window_of(best)) < 0.2), None)
+    if taller is not None and not propose:
+        raise UnreadableError(f"a row of larger digit-like marks ({taller.slots.count} of them, "
+                              f"{taller.slots.digit_h / best.slots.digit_h:.1f} x as tall) does not read: the counter "
+                              "may be that one, and the row that reads a serial number; not guessing")
     rival = next((c for c in cands[1:] if iou(window_of(c), window_of(best)) < 0.2), None)
     ambiguous = rival is not None and rival.score >= AMBIGUOUS * best.score
     if ambiguous and not propose:

@@ -620,3 +620,28 @@ def test_the_rows_of_a_turned_photo_are_its_upright_rows_moved(code: int, upside
 
     moved = turned_rows(find_rows(img), img.shape[1], img.shape[0], upside_down)
     assert moved and boxes(moved) == boxes(find_rows(cv2.flip(img, code)))
+
+
+@pytest.mark.fault("misread digit", proves="auto-locate does not read a serial number printed on the face as the "
+                   "register when a larger row of digit-like marks (the counter) does not read")
+def test_a_serial_number_is_not_read_when_a_larger_row_does_not_read() -> None:
+    """The counter is the largest row of digits on the face. A hard render's large slanted LCD did not read, and
+    the serial number printed under it (12034552) was given as the reading; a drum counter of unfamiliar crops
+    likewise lost to a smaller printed 227746 (bench/autolocate_real.py). A face with a printed number alone
+    still reads it; with a row of larger marks in a window that does not read, the photo is refused."""
+    from smartmeter.ocr.readers import get_reader
+
+    def face(big: str) -> np.ndarray:
+        img = np.full((900, 1200, 3), 205, np.uint8)
+        if big:
+            cv2.rectangle(img, (180, 200), (1020, 420), (30, 30, 30), -1)
+            cv2.putText(img, big, (215, 375), cv2.FONT_HERSHEY_SIMPLEX, 5.2, (225, 225, 225), 16, cv2.LINE_AA)
+        cv2.putText(img, "40512377", (640, 640), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (25, 25, 25), 4, cv2.LINE_AA)
+        return img
+
+    reader = get_reader("cnn")
+    alone, _ = read_auto(face(""), reader)
+    assert alone.reading == "40512377", alone.error
+    refused, profile = read_auto(face("HKMNWX"), reader)
+    assert refused.reading is None and profile is None
+    assert "a row of larger digit-like marks" in (refused.error or ""), refused.error
