@@ -166,6 +166,9 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     if other is not None:
         raise UnreadableError(f"the counter reads as surely {other} (a camera looking through a mirror?): not "
                               "guessing; give a profile with the right flip")
+    if reader is not None and _point_on_top(image, best):
+        raise UnreadableError("the counter's decimal point sits at the top of its digits: the photo is upside down "
+                              "(a camera mounted the other way round?); not reading it this way")
     return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), window_of(best), best.digits, total,
                         unstable, round(rival.score, 4) if ambiguous and rival is not None else None)
 
@@ -211,6 +214,17 @@ def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:
         decimals = decimals_from_red(shares)
     return Profile(kind=kind, transform=Transform(rotate=round(c.angle, 2)), digits=boxes,
                    decimals=max(0, min(decimals, len(boxes) - 1)), reference=None)
+
+
+def _point_on_top(image: np.ndarray, c: Candidate) -> bool:
+    """An LCD row with a decimal point at the top of its digits and none at the bottom: seen upside down. Its
+    digits may read surely that way (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap: 0060868 read as
+    8980900), but the point gives it away."""
+    if not _looks_lcd(image, c):
+        return False
+    dark = not c.row.light_on_dark
+    return (decimal_point(image, c.matrix, c.slots, dark) < 0
+            and decimal_point(image, c.matrix, c.slots, dark, top=True) >= 0)
 
 
 def _grow(box: Box, f: float) -> Box:

@@ -158,16 +158,18 @@ def decimals_from_red(shares: list[float]) -> int:
     return count if count <= 3 and count < n - 1 else 0
 
 
-def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink: bool) -> int:
-    """LCD: the slot index after which a decimal point sits (-1 if none is seen)."""
+def decimal_point(image: np.ndarray, matrix: np.ndarray, slots: Slots, dark_ink: bool, top: bool = False) -> int:
+    """LCD: the slot index after which a decimal point sits (-1 if none is seen). ``top``: look for it where it
+    sits in a photo turned upside down, at the top of the digits."""
     best, best_area = -1, 0.0
     h = slots.digit_h
     for j in range(slots.count - 1):
         right = slots.box(j)
         left = slots.box(j + 1)
-        x0 = right[0] + right[2] - int(0.1 * h)
-        x1 = left[0] + int(0.1 * h)
-        y0 = int(slots.cy + 0.25 * h)
+        reach = 0.2 if top else 0.1  # turned, the point sits where the boxes fitted to the turned digits end
+        x0 = right[0] + right[2] - int(reach * h)
+        x1 = left[0] + int(reach * h)
+        y0 = int(slots.cy - 0.65 * h) if top else int(slots.cy + 0.25 * h)
         box = (x0, y0, max(2, x1 - x0), max(2, int(0.4 * h)))
         g = cv2.cvtColor(crop_deskewed(image, matrix, box), cv2.COLOR_BGR2GRAY)
         mode = cv2.THRESH_BINARY_INV if dark_ink else cv2.THRESH_BINARY

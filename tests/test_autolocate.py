@@ -236,8 +236,11 @@ def test_an_upside_down_photo_is_refused_not_misread(name: str, wrong: str, righ
         assert result.reading in (None, right)
         if result.reading is not None:  # the profile undoes the camera's half turn
             assert profile is not None and abs(abs(profile.transform.rotate) - 180) < 20
-    monkeypatch.setattr(smartmeter.ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check: a wrong reading
-    assert read_auto(img, plain)[0].reading == wrong
+    monkeypatch.setattr(smartmeter.ocr.autolocate, "TURNED_CONFIDENCE", 2.0)  # without the check ...
+    if name.endswith("lcd.jpg"):  # ... the LCD's decimal point at the top still refuses it
+        assert "decimal point sits at the top" in (read_auto(img, plain)[0].error or "")
+        monkeypatch.setattr(smartmeter.ocr.autolocate, "_point_on_top", lambda *a: False)
+    assert read_auto(img, plain)[0].reading == wrong  # without both: a wrong reading
 
 
 def test_a_camera_mounted_upside_down_reads_turned_back() -> None:
@@ -645,3 +648,42 @@ def test_a_serial_number_is_not_read_when_a_larger_row_does_not_read() -> None:
     refused, profile = read_auto(face("HKMNWX"), reader)
     assert refused.reading is None and profile is None
     assert "a row of larger digit-like marks" in (refused.error or ""), refused.error
+
+
+SEVEN = {"a": (0.1, 0.0, 0.9, 0.0), "b": (1.0, 0.1, 1.0, 0.9), "c": (1.0, 1.1, 1.0, 1.9), "d": (0.1, 2.0, 0.9, 2.0),
+         "e": (0.0, 1.1, 0.0, 1.9), "f": (0.0, 0.1, 0.0, 0.9), "g": (0.1, 1.0, 0.9, 1.0)}
+SEVEN_DIGITS = ["abcdef", "bc", "abged", "abgcd", "fgbc", "afgcd", "afgedc", "abc", "abcdefg", "abcdfg"]
+
+
+def _lcd(text: str, point_after: int) -> np.ndarray:
+    """A light LCD panel with dark seven-segment ``text`` and a decimal point after digit ``point_after``."""
+    img = np.full((600, 1000, 3), 190, np.uint8)
+    cv2.rectangle(img, (100, 150), (900, 450), (150, 185, 160), -1)
+    cv2.rectangle(img, (100, 150), (900, 450), (40, 40, 40), 5)
+    w, h, y0 = 60, 80, 220
+    for i, ch in enumerate(text):
+        x = 160 + i * 100
+        for s in SEVEN_DIGITS[int(ch)]:
+            a, b, c, d = SEVEN[s]
+            cv2.line(img, (int(x + a * w), int(y0 + b * h)), (int(x + c * w), int(y0 + d * h)), (35, 35, 35), 12)
+        if i == point_after:
+            cv2.circle(img, (x + w + 20, y0 + 2 * h), 8, (35, 35, 35), -1)
+    return img
+
+
+@pytest.mark.fault("misread digit", proves="an LCD photographed upside down is not read as the digits it shows "
+                   "turned (0060868 as 8980900): its decimal point at the top gives it away")
+def test_an_lcd_whose_decimal_point_sits_at_the_top_is_upside_down() -> None:
+    """0, 1, 2, 5 and 8 look the same turned by 180 degrees and 6 and 9 swap: a render of 00608.68 upside down read
+    surely as 8980900 (bench/autolocate_real.py --upside-down), and so did 005296.90 as 06962500. The decimal point
+    then sits at the top of the digits: such a row is not read that way, and the photo turned back reads."""
+    from smartmeter.ocr.readers import get_reader
+
+    reader = get_reader("cnn")
+    turned, profile = read_auto(cv2.rotate(_lcd("0060868", 5), cv2.ROTATE_180), reader)
+    assert turned.reading is None and profile is None
+    assert "decimal point sits at the top of its digits" in (turned.error or ""), turned.error
+    upright, _ = read_auto(_lcd("3146275", 5), reader)
+    back, back_profile = read_auto(cv2.rotate(_lcd("3146275", 5), cv2.ROTATE_180), reader)
+    assert upright.reading == back.reading == "314627.5", (upright.error, back.error)
+    assert back_profile is not None and abs(back_profile.transform.rotate) == pytest.approx(180.0, abs=1.0)
