@@ -227,7 +227,7 @@ class AdaptedReader(DigitReader):
             self.answered += 1
             return DigitValue(float(a), CONFIDENCE)
         if settled_digit(v) == a:
-            if c < TRUSTED_CNN and abs((v - a + 5.0) % 10.0 - 5.0) > AGREES:
+            if c < TRUSTED_CNN and abs(v - round(v)) > AGREES:  # round(v) is a's position (settled_digit)
                 return d  # an unsure CNN between two digits: the adapter's resting digit confirms nothing
             self.answered += 1
             return DigitValue(float(a), max(CONFIDENCE, c))

@@ -145,7 +145,7 @@ class Aligner:
         # that show much more than the reference (a full camera frame against a cropped reference)
         self._inside: dict[tuple[tuple[int, ...], float, str], np.ndarray] = {}
         self._aligned: dict[tuple[tuple[int, ...], float, str], int] = {}  # photos aligned, per size + transform
-        self._flip_margin = -MIN_FLIP_MARGIN  # flipped >= upright + this: refused (see SETTLED_PHOTOS)
+        self._settled = False  # the photo being searched: its size + transform has aligned SETTLED_PHOTOS times
 
     def align(self, image: np.ndarray, transform: Transform | None = None, reduced: int = 1) -> AlignResult:
         """Homography photo -> reference, or AlignmentError. ``image`` is the photo as decoded (BGR or grey, any
@@ -157,17 +157,13 @@ class Aligner:
         grey = to_grey(image)
         transform = transform or Transform()
         key = _key(grey, transform)
-        if self.settings.track:
-            tracked = self._track(grey, transform)
-            if tracked is not None:
-                self._aligned[key] = self._aligned.get(key, 0) + 1
-                return tracked
-        settled = self._aligned.get(key, 0) >= SETTLED_PHOTOS
-        self._flip_margin = SETTLED_FLIP_MARGIN if settled else -MIN_FLIP_MARGIN
-        result = self._search(grey, transform, reduced)
+        result = self._track(grey, transform) if self.settings.track else None
+        if result is None:
+            self._settled = self._aligned.get(key, 0) >= SETTLED_PHOTOS
+            result = self._search(grey, transform, reduced)
+            if self.settings.track:
+                self._last = (grey.shape, transform, result)
         self._aligned[key] = self._aligned.get(key, 0) + 1
-        if self.settings.track:
-            self._last = (grey.shape, transform, result)
         return result
 
     def forget(self) -> None:
@@ -351,7 +347,7 @@ class Aligner:
             raise AlignmentError(f"no clear translation (response {response:.2f} < {PHASE_MIN_RESPONSE})")
         for flipped, how in self.ref_coarse_flipped:  # a symmetric meter face also matches a mirrored photo
             other = flipped.correlate(spec=coarse)[1]
-            if other >= response + self._flip_margin:
+            if other >= response + (SETTLED_FLIP_MARGIN if self._settled else -MIN_FLIP_MARGIN):
                 raise AlignmentError(f"the photo looks {how} against the reference ({other:.2f} vs "
                                      f"{response:.2f}): check the profile's transform")
         sx, sy = self.work_size[0] / self.coarse_size[0], self.work_size[1] / self.coarse_size[1]
@@ -420,7 +416,7 @@ class Aligner:
         s = self.ref.scale
         x0, y0, x1, y1 = (round(v * s) for v in self.template_box)
         h_work, best = match_region(small, self.ref.grey, (x0, y0, x1, y1), self.max_shift * s,
-                                    TEMPLATE_FLIP_MARGIN if self._flip_margin < 0 else self._flip_margin)
+                                    SETTLED_FLIP_MARGIN if self._settled else TEMPLATE_FLIP_MARGIN)
         return h_work, AlignResult(np.eye(3), "template", 0.0, score=best)
 
 

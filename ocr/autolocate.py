@@ -166,11 +166,14 @@ def locate(image_bgr: np.ndarray, reader: DigitReader | None = None, *, turned_m
     if other is not None:
         raise UnreadableError(f"the counter reads as surely {other} (a camera looking through a mirror?): not "
                               "guessing; give a profile with the right flip")
-    if reader is not None and _point_on_top(image, best):
+    lcd = _looks_lcd(image, best)
+    point = decimal_point(image, best.matrix, best.slots, not best.row.light_on_dark) if lcd else -1
+    if reader is not None and lcd and _point_on_top(image, best, point):
         raise UnreadableError("the counter's decimal point sits at the top of its digits: the photo is upside down "
                               "(a camera mounted the other way round?); not reading it this way")
-    return LocateResult(_profile(image, best, read_boxes), round(best.score, 4), window_of(best), best.digits, total,
-                        unstable, round(rival.score, 4) if ambiguous and rival is not None else None)
+    rival_score = round(rival.score, 4) if ambiguous and rival is not None else None
+    return LocateResult(_profile(image, best, read_boxes, lcd, point), round(best.score, 4), window_of(best),
+                        best.digits, total, unstable, rival_score)
 
 
 OTHER_WAYS = (("upside down", cv2.ROTATE_180, True), ("mirrored", 1, True), ("mirrored upside down", 0, False))
@@ -200,14 +203,12 @@ def _reads_other_way(image: np.ndarray, c: Candidate, boxes: list[Box], reader: 
     return None
 
 
-def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:
+def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box], lcd: bool, point: int) -> Profile:
     """The proposed profile: ``read_boxes`` as digits (the box shape the row read best in); kind and decimals
-    from the row's default boxes."""
+    from the row's default boxes (``lcd``: ``_looks_lcd``; ``point``: its ``decimal_point``, -1 for drums)."""
     boxes = [(max(0, x), max(0, y), w, h) for x, y, w, h in read_boxes]
-    dark_ink = not c.row.light_on_dark
-    kind = "lcd" if _looks_lcd(image, c) else "drum"
-    if kind == "lcd":
-        point = decimal_point(image, c.matrix, c.slots, dark_ink)
+    kind = "lcd" if lcd else "drum"
+    if lcd:
         decimals = c.last - 1 - point if point >= c.first else 0
     else:
         shares = [red_share(crop_deskewed(image, c.matrix, _grow(b, 0.08))) for b in c.boxes]
@@ -216,15 +217,11 @@ def _profile(image: np.ndarray, c: Candidate, read_boxes: list[Box]) -> Profile:
                    decimals=max(0, min(decimals, len(boxes) - 1)), reference=None)
 
 
-def _point_on_top(image: np.ndarray, c: Candidate) -> bool:
-    """An LCD row with a decimal point at the top of its digits and none at the bottom: seen upside down. Its
-    digits may read surely that way (0, 1, 2, 5 and 8 look the same turned, 6 and 9 swap: 0060868 read as
-    8980900), but the point gives it away."""
-    if not _looks_lcd(image, c):
-        return False
-    dark = not c.row.light_on_dark
-    return (decimal_point(image, c.matrix, c.slots, dark) < 0
-            and decimal_point(image, c.matrix, c.slots, dark, top=True) >= 0)
+def _point_on_top(image: np.ndarray, c: Candidate, point: int) -> bool:
+    """An LCD row with no decimal point at the bottom of its digits (``point``, its ``decimal_point``, is -1) but
+    one at the top: seen upside down. Its digits may read surely that way (0, 1, 2, 5 and 8 look the same turned,
+    6 and 9 swap: 0060868 read as 8980900), but the point gives it away."""
+    return point < 0 and decimal_point(image, c.matrix, c.slots, not c.row.light_on_dark, top=True) >= 0
 
 
 def _grow(box: Box, f: float) -> Box:

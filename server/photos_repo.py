@@ -175,7 +175,7 @@ def latest(db: Database, meter_id: str) -> dict[str, object] | None:
         return None
     key, ts, status, reading, value, digits, confidence, reason = rows[0]
     return {"key": key, "ts_ms": int(ts), "status": status, "reading": reading, "value_kwh": value,
-            "digits": [[d.value, d.confidence] for d in digits_of(digits or "[]")], "confidence": float(confidence),
+            "digits": [row[:2] for row in json.loads(digits or "[]")], "confidence": float(confidence),
             "reason": reason}
 
 

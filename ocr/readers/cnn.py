@@ -194,8 +194,9 @@ class CnnReader(DigitReader):
             raw = self.raw(views)
             prob = softmax(raw.astype(np.float64)).reshape(len(self.views), len(crops), -1).mean(axis=0)
         plain = raw[:len(crops), :CLASSES]
-        positions = prob[:, :CLASSES]  # given a digit: renormalised without the reject class
-        logits = np.log(np.maximum(positions / positions.sum(axis=1, keepdims=True), 1e-12))
+        positions = prob[:, :CLASSES]
+        positions = positions / positions.sum(axis=1, keepdims=True)  # given a digit: without the reject class
+        logits = np.log(np.maximum(positions, 1e-12))
         value, conf = decode(logits)
         blank = is_blank(batch)
         refused = np.zeros(len(blank), bool)
@@ -203,7 +204,7 @@ class CnnReader(DigitReader):
             refused = entropy(logits) > self.reject_entropy
             if self.reject_class:
                 refused |= prob[:, CLASSES] > REJECT_CLASS
-        mass = digit_mass(positions / positions.sum(axis=1, keepdims=True))  # what a refused crop still tells
+        mass = digit_mass(positions)  # what a refused crop still tells
         return [DigitValue(None, 0.0) if b
                 else DigitValue(None, round(float(c), 4), tuple(round(float(x), 4) for x in m)) if r
                 else DigitValue(round(float(v), 3) % 10.0, round(float(c), 4))
