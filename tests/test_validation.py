@@ -302,6 +302,20 @@ def test_first_reading_waits_for_a_sure_one() -> None:
     assert [a.value for a in v.anchors] == [12443.1, 12443.2]  # the weak 7xxxx readings never were
 
 
+def test_a_meter_never_read_surely_is_told_to_confirm_its_register() -> None:
+    """An LCD '1' read unsurely in every photo: no first reading, and the frames that overflow the pending pool
+    say how to start the meter (``meter confirm``); once it has readings, the overflow says only what happened."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, max_pending=3)
+    out = feed_all(MeterValidator("m1", rules), [frame(i, 12442.0 + i / 10, conf=0.84) for i in range(5)])
+    rejected = [d for d in out if d.action is Action.REJECT]
+    assert len(rejected) == 2 and all("smartmeter meter confirm m1 --reading" in d.reason for d in rejected)
+    v = MeterValidator("m1", rules)
+    feed_all(v, [frame(0, 12441.9, conf=0.99)])
+    out = feed_all(v, [frame(i, 12442.0 + i / 10, conf=0.7) for i in range(1, 10)])  # weak: held, none confirmed
+    rejected = [d for d in out if d.action is Action.REJECT]
+    assert rejected and all(d.reason == "not confirmed in time (pending pool full)" for d in rejected)
+
+
 def test_first_reading_waiting_is_published_once_a_sure_one_confirms_it() -> None:
     v = MeterValidator("m", RULES)
     out = feed_all(v, [frame(0, 100.0, conf=0.9), frame(1, 100.1, conf=0.97)])
