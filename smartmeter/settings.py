@@ -183,10 +183,11 @@ class ValidationSettings(Section):
                                                       "the larger of kink_steps and this many times the 90th "
                                                       "percentile of how far the meter's readings of the day "
                                                       "before lie off their lines (0: kink_steps always).")
-    kink_confidence: float = Field(0.97, ge=0, le=1, description="A camera reading whose weakest digit is read "
-                                                                 "more surely than this is never withdrawn as a "
-                                                                 "kink: the misreads kinks catch are unsure ones "
-                                                                 "(1: every reading is checked).")
+    kink_confidence: float = Field(0.97, ge=0, le=1, description="A camera reading read more surely than this "
+                                                                 "(its confidence: at most its weakest digit's) "
+                                                                 "is never withdrawn as a kink: the misreads kinks "
+                                                                 "catch are unsure ones (1: every reading is "
+                                                                 "checked).")
     surprise_steps: float = Field(1.0, ge=0, description="A reading more than this many register steps beyond the "
                                                          "expected register (neighbours + the meter's typical "
                                                          "power) needs independent evidence before it is "
