@@ -133,14 +133,18 @@ def test_the_kink_limit_grows_with_a_meters_bursty_load() -> None:
     bursty = history([0.0, 0.6] * 20)  # a tap opened every half hour: each reading 3 steps off its line
     assert kink_limit(*bursty, rules) == pytest.approx(2 * 3.0)
     assert kink_limit(*bursty, Rules.of(resolution_kwh=0.1, kink_spread=0)) == rules.validation.kink_steps
-    p, a, n = (Anchor(f"a{i}", datetime.fromtimestamp(bursty[0][i], UTC), round(bursty[1][i], 1), fine=bursty[1][i])
-               for i in (-3, -2, -1))
+    p, a, n = (Anchor(f"a{i}", datetime.fromtimestamp(bursty[0][i], UTC), round(bursty[1][i], 1),
+                      confidence=UNSURE, fine=bursty[1][i]) for i in (-3, -2, -1))
     assert kink(p, a, n, rules) is not None and kink(p, a, n, rules, kink_limit(*bursty, rules)) is None
 
 
-def anchors(values: list[float]) -> list[Anchor]:
-    """Anchors 15 minutes apart with these fine values (value: the step below)."""
-    return [Anchor(f"a{i}", T0 + timedelta(minutes=15 * i), int(v * 10) / 10, fine=v) for i, v in enumerate(values)]
+UNSURE = 0.9  # below validation.kink_confidence: an anchor the kink rule checks
+
+
+def anchors(values: list[float], confidence: float = UNSURE) -> list[Anchor]:
+    """Anchors 15 minutes apart with these fine values (value: the step below), read at ``confidence``."""
+    return [Anchor(f"a{i}", T0 + timedelta(minutes=15 * i), int(v * 10) / 10, confidence=confidence, fine=v)
+            for i, v in enumerate(values)]
 
 
 def test_a_reading_on_the_trend_before_it_is_a_load_change_not_a_kink() -> None:
@@ -153,6 +157,8 @@ def test_a_reading_on_the_trend_before_it_is_a_load_change_not_a_kink() -> None:
     assert kink(p, a, n, rules, before=b) is None
     b, p, a, n = anchors([100.05, 100.45, 101.15, 101.25])  # the truth at a2: 100.85
     assert kink(p, a, n, rules, before=b) is not None
+    b, p, a, n = anchors([100.05, 100.45, 101.15, 101.25], confidence=0.99)  # read surely: not a kink (kinks.sure)
+    assert kink(p, a, n, rules, before=b) is None
     b, p, a, n = anchors([100.05, 100.25, 100.45, 101.05])
     long_before = Anchor("b", T0 - timedelta(hours=2), 99.9, fine=99.95)
     assert kink(p, a, n, rules, before=long_before) is not None
