@@ -41,7 +41,7 @@ def kink_off(prev: Anchor, a: Anchor, nxt: Anchor, rules: Rules) -> float | None
 
 
 def sure(a: Anchor, rules: Rules) -> bool:
-    """Is the image anchor ``a`` read too surely to be a kink (its confidence, the weakest digit's, above
+    """Is the image anchor ``a`` read too surely to be a kink (its confidence, at most its weakest digit's, above
     ``kink_confidence``)? The misreads kinks catch are unsure ones: on held-out streams (bench/unseen_streams.py,
     adapter on; docs/validation.md, "A sure reading is not a kink") the rule withdrew 56 right readings and caught
     one misread, a rolling 3.6 read 5.75 at 0.88 (the same crop was read at up to 0.968 elsewhere); 34 of the
