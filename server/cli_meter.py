@@ -10,10 +10,11 @@ import click
 
 from smartmeter.domain import check_meter_id
 from smartmeter.errors import InputError, NotFoundError
-from smartmeter.server import photos_repo
+from smartmeter.server import photos_repo, readings_repo
 from smartmeter.server.adapter import MeterAdapters, digit_labels
 from smartmeter.server.database import Database, open_database
 from smartmeter.server.review import set_value
+from smartmeter.server.validation import first_reading_hint
 from smartmeter.server.worker import Readers
 from smartmeter.settings import Settings
 from smartmeter.store import open_store
@@ -46,6 +47,7 @@ def adapt_cmd(obj: object, meter_id: str, action: str, as_json: bool) -> None:
                        "(the shipped model alone)")
             return
         status = book.status(meter_id)
+        status["confirm_hint"] = confirm_hint(db, settings, meter_id)
     if as_json:
         click.echo(json.dumps(status))
         return
@@ -55,6 +57,14 @@ def adapt_cmd(obj: object, meter_id: str, action: str, as_json: bool) -> None:
                f"{'enabled' if status['enabled'] else 'disabled (adapter.enabled: false)'}")
     click.echo(f"  per digit {per}; readings made with it have reader version '...{status['reader_suffix']}'"
                if status["examples"] else "  no examples yet: read with the shipped model alone")
+    if status["confirm_hint"]:
+        click.echo(f"  {status['confirm_hint']}")
+
+
+def confirm_hint(db: Database, settings: Settings, meter_id: str) -> str | None:
+    """``first_reading_hint`` for a meter as stored: its photos seen and readings stored."""
+    return first_reading_hint(meter_id, photos_repo.count(db, meter_id), readings_repo.count_readings(db, meter_id),
+                              settings.validation.confirm_hint_photos)
 
 
 def confirm(db: Database, settings: Settings, meter_id: str, reading: str, photo: str | None

@@ -179,6 +179,11 @@ def latest(db: Database, meter_id: str) -> dict[str, object] | None:
             "reason": reason}
 
 
+def count(db: Database, meter_id: str) -> int:
+    """Photos of a meter the worker has seen."""
+    return int(db.query("SELECT COUNT(*) FROM photos WHERE meter_id = ?", (meter_id,))[0][0])
+
+
 def status_counts(db: Database) -> dict[tuple[str, str], int]:
     """Photos per (meter id, status); photos without a meter under ''."""
     return {(str(m or ""), str(s)): int(n)

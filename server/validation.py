@@ -52,6 +52,17 @@ NO_FIRST_READING = ("; no reading of this meter has been sure enough to be its f
                     "meter and confirm it once (smartmeter meter confirm {meter} --reading ...)")
 
 
+def first_reading_hint(meter_id: str, photos: int, readings: int, after: int) -> str | None:
+    """What to do about a meter with ``photos`` photos and ``readings`` stored readings: confirm its register
+    once, when it has at least ``after`` photos (``validation.confirm_hint_photos``) and not one reading; else
+    None. Until the pending pool overflows (``max_pending``) such photos only wait, silently."""
+    if readings or photos < after:
+        return None
+    return (f"{photos} photos of meter {meter_id} and no reading stored yet: none has been sure enough to be its "
+            f"first. Read the register off the meter and confirm it once (smartmeter meter confirm {meter_id} "
+            "--reading ..., or the setup page)")
+
+
 class MeterValidator(AnchorBook):
     """The state machine of one meter. ``feed`` frames in any order; apply the returned decisions in order."""
 
@@ -61,6 +72,7 @@ class MeterValidator(AnchorBook):
         self.meter_id = meter_id
         self._pending: dict[str, tuple[Frame, Action]] = {}
         self._new: list[float] = []  # times of anchors published since the last kink check
+        self._hinted = False  # the worker log has said once that this meter needs its register confirmed
         for f, kind in pending:
             if f.value is None and kind is Action.SUSPECT:  # a carried frame (its photo row keeps no value)
                 prev, _ = self._around(f.t)
@@ -199,6 +211,11 @@ class MeterValidator(AnchorBook):
                 if got:
                     out.extend(got)
                     changed = True
+            hint = None if self._order or self._hinted else first_reading_hint(
+                self.meter_id, len(self._pending), 0, self.rules.validation.confirm_hint_photos)
+            if hint:
+                log.warning("%s", hint)
+                self._hinted = True
             while len(self._pending) > self.rules.validation.max_pending:
                 f, _ = self.pending[0]
                 del self._pending[f.key]

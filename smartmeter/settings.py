@@ -176,6 +176,9 @@ class ValidationSettings(Section):
                                                                    "mid-roll: the reading is held.")
     max_pending: int = Field(500, ge=1, description="Held or suspect frames kept per meter; past this the oldest go "
                                                     "to review.")
+    confirm_hint_photos: int = Field(96, ge=1, description="A meter with this many photos and no stored reading "
+                                                           "yet is told to confirm its register once (worker log, "
+                                                           "meter adapt --status, the setup page).")
     kink_steps: float = Field(2.0, gt=0, description="A reading this many register steps off the straight line "
                                                       "between its neighbours is withdrawn (confident last-digit "
                                                       "misread).")

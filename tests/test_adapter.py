@@ -4,6 +4,7 @@ the worker learning from validated photos, ``meter adapt --status|--reset`` and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -16,12 +17,13 @@ from smartmeter.cli import cli
 from smartmeter.ocr.adapter import CONFIDENCE, WEAK, AdaptedReader, Adapter, Examples, embed, settled_digit
 from smartmeter.ocr.digit_preprocess import preprocess_batch
 from smartmeter.ocr.readers.base import DigitReader
+from smartmeter.server import photos_repo
 from smartmeter.server.adapter import KNOWN_PER_DIGIT, MeterAdapters, digit_labels, pinned_labels, told_labels
 from smartmeter.server.database import Database, open_database
 from smartmeter.server.worker import Worker
 from smartmeter.settings import Settings
 from smartmeter.store.local import LocalStore
-from smartmeter.types import DigitValue
+from smartmeter.types import DigitValue, Reading
 
 
 def glyph(d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -359,3 +361,34 @@ def test_the_adapted_reader_reads_the_same_with_the_cnns_plain_view_output() -> 
     crops = [glyph(d, 900 + 10 * d + i, shift=0.3 * (i % 2)) for d in range(10) for i in range(3)]
     assert AdaptedReader(cnn, adapter, "a1").read_batch(crops) == \
         AdaptedReader(WithoutPlain(cnn), adapter, "a1").read_batch(crops)
+
+
+def test_meter_status_tells_a_meter_never_read_surely_to_confirm_its_register(tmp_path: Path) -> None:
+    """``meter adapt --status`` (and the setup page's state, the same function) name the fix once a meter has
+    ``validation.confirm_hint_photos`` photos and not one reading: its photos only wait for a sure first one."""
+    settings = settings_for(tmp_path)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(f"""
+store: {{local: {{root: {tmp_path / 'images'}}}}}
+database: {{url: "sqlite:///{tmp_path / 'db.sqlite'}"}}
+meters: [{{id: meter, profile: {settings.meters[0].profile}}}]
+validation: {{confirm_hint_photos: 3}}
+""")
+    runner = CliRunner()
+
+    def status() -> str:
+        out = runner.invoke(cli, ["--config", str(cfg), "meter", "adapt", "meter", "--status"])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    with open_database(settings.database.url) as db:
+        for i in range(2):
+            photos_repo.record(db, photos_repo.PhotoRow(f"p{i}", f"h{i}", "meter", None, "name", "held"))
+    assert "confirm" not in status()  # two photos waiting: nothing to say yet
+    with open_database(settings.database.url) as db:
+        photos_repo.record(db, photos_repo.PhotoRow("p2", "h2", "meter", None, "name", "held"))
+    assert "3 photos of meter meter and no reading stored yet" in status()
+    assert "smartmeter meter confirm meter --reading" in status()
+    with open_database(settings.database.url) as db:
+        db.insert_readings([Reading("meter", datetime(2025, 1, 1, tzinfo=UTC), 12.5, "api")])
+    assert "confirm" not in status()  # it has a reading: validation is anchored

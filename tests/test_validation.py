@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from smartmeter.server.frames import Action, Anchor, Frame, Rules, candidates, mid_roll
-from smartmeter.server.validation import MeterValidator
+from smartmeter.server.validation import MeterValidator, first_reading_hint
 from smartmeter.simulator.validation_sim import (
     FaultRates,
     drum_positions,
@@ -314,6 +315,26 @@ def test_a_meter_never_read_surely_is_told_to_confirm_its_register() -> None:
     out = feed_all(v, [frame(i, 12442.0 + i / 10, conf=0.7) for i in range(1, 10)])  # weak: held, none confirmed
     rejected = [d for d in out if d.action is Action.REJECT]
     assert rejected and all(d.reason == "not confirmed in time (pending pool full)" for d in rejected)
+
+
+def test_the_worker_log_says_once_that_a_meter_needs_its_register_confirmed(caplog: pytest.LogCaptureFixture
+                                                                              ) -> None:
+    """Long before the pending pool overflows: once ``confirm_hint_photos`` photos wait for a first reading, the
+    log says how to start the meter, once; a meter with readings never hears it."""
+    rules = Rules.of(resolution_kwh=0.1, confirm_frames=2, consensus_frames=3, confirm_hint_photos=3)
+    with caplog.at_level(logging.WARNING, logger="smartmeter.server.validation"):
+        feed_all(MeterValidator("m1", rules), [frame(i, 12442.0 + i / 10, conf=0.84) for i in range(8)])
+    hints = [r.getMessage() for r in caplog.records if "meter confirm" in r.getMessage()]
+    assert hints == ["3 photos of meter m1 and no reading stored yet: none has been sure enough to be its first. "
+                     "Read the register off the meter and confirm it once (smartmeter meter confirm m1 --reading "
+                     "..., or the setup page)"]
+    caplog.clear()
+    v = MeterValidator("m2", rules)
+    feed_all(v, [frame(0, 12441.9, conf=0.99)])
+    with caplog.at_level(logging.WARNING, logger="smartmeter.server.validation"):
+        feed_all(v, [frame(i, 12442.0 + i / 10, conf=0.7) for i in range(1, 9)])
+    assert not [r for r in caplog.records if "meter confirm" in r.getMessage()]
+    assert first_reading_hint("m", 95, 0, 96) is None and first_reading_hint("m", 500, 1, 96) is None
 
 
 def test_first_reading_waiting_is_published_once_a_sure_one_confirms_it() -> None:

@@ -74,7 +74,7 @@ def upload(client: TestClient, name: str = "reference.jpg", meter: str = "meter"
 def test_state_photo_and_live_reading(client: TestClient) -> None:
     state = client.get("/api/meters/meter/setup").json()
     assert state["profile"]["digits"] == UPRIGHT_BOXES and state["profile"]["decimals"] == 1
-    assert state["photo"] is False
+    assert state["photo"] is False and state["confirm_hint"] is None  # no photos read yet: nothing to confirm
     assert client.post("/api/meters/meter/setup/read", json=DRAFT).status_code == 404  # no photo yet
     r = upload(client)
     assert r.status_code == 200, r.text

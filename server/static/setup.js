@@ -186,6 +186,7 @@
       boxes = s.profile.digits.map(([x, y, w, h]) => ({ kind: "digit", x, y, w, h }))
         .concat(s.profile.pointers.map(([x, y, w, h]) => ({ kind: "pointer", x, y, w, h })));
     }
+    if (s.confirm_hint) { $("confirm-hint").textContent = s.confirm_hint; $("confirm-hint").hidden = false; }
     hasPhoto = s.photo; await loadImage(); render(); readLive();
     svg.dataset.ready = "true";
   }).catch((e) => say(e.message, true));

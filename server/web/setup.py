@@ -3,7 +3,9 @@ setup reading confirmed once, and the profile saved as the YAML ``smartmeter rea
 
 - ``GET  /meters/{id}/setup`` — the page (``server/static/setup.js`` draws the boxes on an SVG over the photo).
 - ``GET  /api/meters/{id}/setup`` — the meter's profile as the page edits it (``rotate``, ``flip``, ``kind``,
-  ``decimals``, ``digits``, ``pointers``; defaults when it has none yet) and whether a photo is loaded.
+  ``decimals``, ``digits``, ``pointers``; defaults when it has none yet), whether a photo is loaded, and
+  ``confirm_hint``: the fix (confirm the register once) when the worker has stored no reading of the meter from
+  ``validation.confirm_hint_photos`` photos, else null.
 - ``POST /api/meters/{id}/setup/photo`` — the reference photo: the JPEG/PNG bytes as the body, or
   ``?source=latest`` for the meter's latest stored photo. Kept in the readings database (``setup_photos``,
   migration 009) so a restarted server resumes the setup: at most ``MAX_PHOTO_BYTES`` each, the newest
@@ -238,18 +240,22 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
 
     @app.get("/api/meters/{meter_id}/setup")
     async def setup_state(meter_id: str, request: Request) -> dict[str, Any]:
-        """The meter's profile as the setup page edits it, and whether a setup photo is loaded."""
+        """The meter's profile as the setup page edits it, whether a setup photo is loaded, and the hint to confirm
+        the register when the worker has stored no reading of the meter from many photos (``confirm_hint``)."""
         await web.reader(request, meter_id)
         await meter_known(meter_id)
         prof = setup.existing(meter_id)
         has_photo = await web.run(lambda db: setup.newest(db, meter_id) is not None)
+        from smartmeter.server.cli_meter import confirm_hint
+
+        hint = await web.run(lambda db: confirm_hint(db, settings, meter_id))
         path = settings.meter(meter_id).profile
         draft = None if prof is None else {
             "rotate": prof.transform.rotate, "flip": prof.transform.flip, "kind": prof.kind,
             "decimals": prof.decimals, "digits": [list(b) for b in prof.digits],
             "pointers": [list(b) for b in prof.pointers]}
         return {"meter_id": meter_id, "profile_path": None if path is None else str(path), "profile": draft,
-                "photo": has_photo}
+                "photo": has_photo, "confirm_hint": hint}
 
     @app.post("/api/meters/{meter_id}/setup/photo", openapi_extra=_PHOTO_DOC)
     async def setup_photo(meter_id: str, request: Request, source: str | None = None) -> dict[str, Any]:
