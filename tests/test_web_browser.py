@@ -89,11 +89,16 @@ def site(work: Path) -> Iterator[str]:
                                         [DigitValue(5.0, 0.9), DigitValue(None, 0.1)], confidence=0.3,
                                         reason="digit 2 unreadable"))
         review_repo.open_item(db, PHOTO, "home", shot, 522.9, "digit 2 unreadable")
+        db.register_meter("new")  # photos, none read surely yet: the setup page says to confirm its register
+        for i in range(3):
+            photos_repo.record(db, PhotoRow(f"new_{i}.jpg", f"n{i}", "new", shot, "name", "held", 62712.7,
+                                            "062712.7", [DigitValue(7.1, 0.7)], confidence=0.7))
     mp = pytest.MonkeyPatch()
     mp.delenv("SMARTMETER_API_TOKEN", raising=False)
     mp.delenv("SMARTMETER_API_TOKEN_FILE", raising=False)
     profile = work / "profile" / "meter.yaml"
-    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001, profile=profile)],
+    settings = Settings(meters=[MeterSettings(id="home", resolution_kwh=0.001, profile=profile),
+                                MeterSettings(id="new")], validation={"confirm_hint_photos": 3},
                         store={"local": {"root": work / "images"}},
                         billing={"tariffs": [{"name": "flat", "start": "2020-01-01",
                                               "energy": [{"tiers": [{"price": 0.25}]}]}]})
@@ -227,6 +232,10 @@ def test_setup_page_in_chromium(browser: Any, site: str, work: Path) -> None:
     browser.find_element(By.ID, "confirm").click()
     wait.until(lambda d: "8 digit boxes" in d.find_element(By.ID, "setup-msg").text)
     assert browser.find_element(By.ID, "setup-msg").get_attribute("class") == "error"
+    assert not browser.find_element(By.ID, "confirm-hint").is_displayed()  # home has readings
+    browser.get(site + "/meters/new/setup")  # 3 photos, no reading: the page says how to start the meter
+    wait.until(lambda d: d.find_element(By.ID, "confirm-hint").is_displayed())
+    assert "smartmeter meter confirm new --reading" in browser.find_element(By.ID, "confirm-hint").text
 
     # the invoice page, linked from the dashboard
     browser.get(site + "/")
