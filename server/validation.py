@@ -72,13 +72,15 @@ class MeterValidator(AnchorBook):
         self.meter_id = meter_id
         self._pending: dict[str, tuple[Frame, Action]] = {}
         self._new: list[float] = []  # times of anchors published since the last kink check
-        self._hinted = False  # the worker log has said once that this meter needs its register confirmed
         for f, kind in pending:
             if f.value is None and kind is Action.SUSPECT:  # a carried frame (its photo row keeps no value)
                 prev, _ = self._around(f.t)
                 told = carried(f, prev, rules) if prev is not None else None
                 f, kind = (told, kind) if told is not None else (f, Action.HOLD)
             self._pending[f.key] = (f, kind)
+        # the worker log says once that this meter needs its register confirmed: when its pending pool first
+        # reaches ``confirm_hint_photos`` (a validator restored with that many already pending has said it)
+        self._hinted = len(self._pending) >= rules.validation.confirm_hint_photos
 
     @property
     def pending(self) -> list[tuple[Frame, Action]]:

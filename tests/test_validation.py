@@ -329,6 +329,11 @@ def test_the_worker_log_says_once_that_a_meter_needs_its_register_confirmed(capl
                      "Read the register off the meter and confirm it once (smartmeter meter confirm m1 --reading "
                      "..., or the setup page)"]
     caplog.clear()
+    waiting = [(frame(i, 12442.0 + i / 10, conf=0.84), Action.HOLD) for i in range(4)]
+    with caplog.at_level(logging.WARNING, logger="smartmeter.server.validation"):  # the worker's next page
+        feed_all(MeterValidator("m1", rules, pending=waiting), [frame(i, 12442.0 + i / 10, conf=0.84)
+                                                                for i in range(4, 8)])
+    assert not [r for r in caplog.records if "meter confirm" in r.getMessage()]  # said once, not every page
     v = MeterValidator("m2", rules)
     feed_all(v, [frame(0, 12441.9, conf=0.99)])
     with caplog.at_level(logging.WARNING, logger="smartmeter.server.validation"):
