@@ -32,7 +32,7 @@ from smartmeter.types import DigitValue
 MAX_UNREAD = 2  # more unreadable drums than this: the photo is refused as before
 # An unread last drum between different neighbours: the share of its digit mass on the values they allow that one
 # digit must hold, and the least mass on those values (held-out crops the reader refuses, bench/last_drum.py).
-EVIDENCE_SHARE = 0.95
+EVIDENCE_SHARE = 0.9
 EVIDENCE_MASS = 0.5
 
 
