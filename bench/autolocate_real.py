@@ -1,7 +1,7 @@
 """Auto-locate on real photos and on renders: read / refused / wrong and ms per 5 MP, this tree vs a baseline.
 
     .venv/bin/python bench/autolocate_real.py [--photos ../shared/data/photos] [--renders DIR ...] [--base REV]
-        [--upside-down]
+        [--upside-down] [--mirrored] [--scales K ...]
 
 The baseline is the OCR code of git revision ``--base`` (default ``HEAD``), extracted with ``git archive`` into a
 temporary folder and run in a subprocess, so all rows come from one run on the same machine. This tree runs twice:
@@ -13,7 +13,9 @@ production model (none of these photos is in its training data). Renders (``trut
 ``tests/resources/autolocate/generate.py``): scored like ``tests/resources/autolocate/evaluate.py``, with the
 hold-out model; ``--upside-down`` scores each render set a second time with every photo turned by 180 degrees (a
 camera mounted upside down: a right reading counts as read), ``--mirrored`` with every photo mirrored left-right
-(a counter seen through a mirror). Time: ms per photo, median and worst, and for photos
+(a counter seen through a mirror); ``--scales 0.8 1.6 3`` scores the real photos again resized by each factor
+(area-averaged down, cubic up: the same scene with fewer or more pixels, a check that decisions do not depend on
+the photo's size). Time: ms per photo, median and worst, and for photos
 of at least ``LARGE_MP`` megapixels the worst ms per 5 MP (ms x 5 / megapixels).
 """
 
@@ -58,7 +60,7 @@ def _timed(img: Any, reader: Any) -> tuple[Any, float]:
     return res, best
 
 
-def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
+def score_real(photos: Path, reject: bool | None, scale: float = 1.0) -> dict[str, Any]:
     import cv2
 
     from smartmeter.ocr.readers.cnn import DEFAULT_MODEL
@@ -69,6 +71,9 @@ def score_real(photos: Path, reject: bool | None) -> dict[str, Any]:
     for r in rows:
         img = cv2.imread(str(photos / r["file"]))
         assert img is not None, "unreadable photo"
+        if scale != 1.0:  # the same scene photographed with more or fewer pixels
+            size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         res, ms = _timed(img, reader)
         out["ms5"].append([ms, img.shape[0] * img.shape[1] / 1e6])
         want, got = _digits(r["reading"]), _digits(res.reading)
@@ -116,6 +121,7 @@ def _child(args: argparse.Namespace) -> None:
     reject = {"base": None, "on": True, "off": False}[args.reject]
     REPEAT[0] = args.repeat
     result = {"real": score_real(args.photos, reject), **{str(f): score_renders(f, reject) for f in args.renders}}
+    result |= {f"real photos x{k:g}": score_real(args.photos, reject, k) for k in args.scales}
     if args.upside_down:
         result |= {f"{f} (turned 180)": score_renders(f, reject, turn=True) for f in args.renders}
     if args.mirrored:
@@ -153,6 +159,8 @@ def main() -> None:
     ap.add_argument("--upside-down", action="store_true", help="score the render sets turned by 180 degrees too")
     ap.add_argument("--mirrored", action="store_true", help="score the render sets mirrored left-right too (seen "
                                                             "in a mirror)")
+    ap.add_argument("--scales", type=float, nargs="*", default=[], help="score the real photos resized by each "
+                                                                           "of these factors too")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--reject", choices=("base", "on", "off"), default="on", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -160,7 +168,7 @@ def main() -> None:
         return _child(args)
     argv = ["--child", "--repeat", str(args.repeat), *(["--upside-down"] if args.upside_down else []),
             *(["--mirrored"] if args.mirrored else []),
-            "--photos", str(args.photos.resolve()),
+            "--photos", str(args.photos.resolve()), "--scales", *[str(k) for k in args.scales],
             "--renders", *[str(f.resolve()) for f in args.renders]]
     runs = {f"baseline {args.base}": _baseline(args.base, [*argv, "--reject", "base"]),
             "this tree, reader without reject": _run([*argv, "--reject", "off"]),
@@ -179,7 +187,7 @@ def main() -> None:
     for name, res in runs.items():
         for key in res:
             if key != "real":
-                for r in res[key]["rows"]:
+                for r in (r for r in res[key]["rows"] if r[3] == "wrong"):
                     print(f"  WRONG ({name}) {Path(key.split(' (')[0]).name}/{r[0]}{key[len(key.split(' (')[0]):]}: "
                           f"{r[2]} (truth {r[1]})")
 
