@@ -121,7 +121,10 @@ worker: {{batch_size: {batch}}}
 """)
         with open_database(settings.database.url) as db:
             if confirm:  # the setup: the first photo is read, the user confirms what the meter shows
-                from smartmeter.server.cli_meter import confirm as confirm_reading
+                try:
+                    from smartmeter.server.setup_reading import confirm as confirm_reading
+                except ImportError:  # a revision from before it moved there (--compare, --now)
+                    from smartmeter.server.cli_meter import confirm as confirm_reading  # type: ignore[attr-defined,no-redef]
 
                 store.put(*photos[0])
                 Worker(settings, db, store).run_once()

@@ -246,7 +246,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
         await meter_known(meter_id)
         prof = setup.existing(meter_id)
         has_photo = await web.run(lambda db: setup.newest(db, meter_id) is not None)
-        from smartmeter.server.cli_meter import confirm_hint
+        from smartmeter.server.setup_reading import confirm_hint
 
         hint = await web.run(lambda db: confirm_hint(db, settings, meter_id))
         path = settings.meter(meter_id).profile
@@ -362,7 +362,7 @@ def add_setup_routes(app: FastAPI, web: Web, page: Any) -> None:
             raise BadParameter('reading: send {"reading": "012345.6"}, the register as the meter shows it')
 
         def run(db: Database) -> dict[str, Any]:
-            from smartmeter.server.cli_meter import confirm
+            from smartmeter.server.setup_reading import confirm
 
             try:
                 key, added, dropped = confirm(db, settings, meter_id, reading, None)
